@@ -1,0 +1,38 @@
+# Linebox — the two set-up commands for a fresh Debian machine are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Debian packages the test suite drives as real peers.
+DEB_TEST_PACKAGES := sip-tester
+DEB_BENCH_PACKAGES := sip-tester util-linux
+
+.PHONY: run test lint bench deb-test deb-bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/linebox run --db var/linebox.db --sip 127.0.0.1:5060 --http 127.0.0.1:8080
+
+deb-test:
+	@./scripts/ensure-deb.sh $(DEB_TEST_PACKAGES)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check firmware hal webui tests bench
+	$(VENV)/bin/mypy
+
+test: $(STAMP) deb-test lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	@./scripts/ensure-deb.sh $(DEB_BENCH_PACKAGES)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) bench/call_setup.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
