@@ -1,0 +1,610 @@
+"""SIP messages: parse bytes into `Request`/`Response`, serialise them back, frame streams.
+
+RFC 3261 §7 (message format), §7.3.1 (folding, compact forms, comma-separated values), §18.3
+(Content-Length framing on stream transports) and §20 (header fields). Bodies stay bytes; header
+text is decoded as UTF-8 with `surrogateescape`, so bytes that are not UTF-8 (RFC 4475 §3.1.1.2)
+survive a parse/serialise round trip unchanged. The parser validates what the transaction and
+dialog layers rely on (Via, From, To, Call-ID, CSeq, Content-Length) and leaves the rest to be
+parsed on first use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from .errors import LocalProtocolError, RemoteProtocolError
+from .uri import (
+    CSeq,
+    NameAddr,
+    Uri,
+    Via,
+    is_token,
+    parse_cseq,
+    parse_name_addr,
+    parse_uri,
+    parse_via,
+    split_quoted,
+)
+
+SIP_VERSION = "SIP/2.0"
+MAX_HEAD_BYTES = 64 * 1024  # a head larger than this is an attack, not a phone
+MAX_BODY_BYTES = 1024 * 1024
+
+# RFC 3261 §7.3.3 and the IANA registry: compact forms.
+COMPACT_FORMS = {
+    "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length",
+    "c": "Content-Type", "f": "From", "s": "Subject", "k": "Supported", "t": "To", "v": "Via",
+    "o": "Event", "r": "Refer-To", "b": "Referred-By", "u": "Allow-Events", "x": "Session-Expires",
+    "y": "Identity", "a": "Accept-Contact", "j": "Reject-Contact", "d": "Request-Disposition",
+}
+
+_CANONICAL = {
+    name.lower(): name
+    for name in (
+        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
+        "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
+        "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+        "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To",
+        "Max-Forwards", "Min-Expires", "MIME-Version", "Organization", "P-Asserted-Identity",
+        "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Reason",
+        "Record-Route", "Refer-To", "Referred-By", "Reply-To", "Require", "Retry-After", "Route",
+        "RSeq", "RAck", "Server", "Session-Expires", "Subject", "Supported", "Timestamp", "To",
+        "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate", "Min-SE",
+        "Diversion", "Remote-Party-ID", "Privacy", "Identity", "Path", "Service-Route",
+    )
+}
+
+# Headers whose value is a comma-separated list (RFC 3261 §7.3.1); the others keep commas.
+LIST_HEADERS = frozenset({
+    "via", "contact", "route", "record-route", "allow", "supported", "require", "proxy-require",
+    "unsupported", "accept", "accept-encoding", "accept-language", "allow-events",
+    "content-encoding", "in-reply-to", "path", "service-route",
+})
+
+# Headers that must appear once in a request (RFC 3261 §8.1.1; RFC 4475 §3.3.9 multi01).
+SINGLE_HEADERS = ("call-id", "from", "to", "cseq", "max-forwards")
+
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
+
+REASON_PHRASES = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 421: "Extension Required",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+_LINE_SPLIT_RE = re.compile(r"\r?\n")
+_VERSION_RE = re.compile(r"SIP/\d+\.\d+\Z", re.IGNORECASE)
+_HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
+
+T = TypeVar("T")
+
+
+def canonical_name(name: str) -> str:
+    lower = name.lower()
+    if lower in COMPACT_FORMS:
+        return COMPACT_FORMS[lower]
+    return _CANONICAL.get(lower, name)
+
+
+class Headers:
+    """Ordered header fields with case-insensitive lookup and a cache of parsed values."""
+
+    __slots__ = ("_items", "_cache")
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._cache: dict[str, object] = {}
+        for name, value in items or ():
+            self._items.append((canonical_name(name), value))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        key = canonical_name(name).lower()
+        return any(n.lower() == key for n, _ in self._items)
+
+    def copy(self) -> Headers:
+        clone = Headers()
+        clone._items = list(self._items)
+        return clone
+
+    def get(self, name: str) -> str | None:
+        key = canonical_name(name).lower()
+        for n, v in self._items:
+            if n.lower() == key:
+                return v
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every header line of that name, as written (commas not split)."""
+        key = canonical_name(name).lower()
+        return [v for n, v in self._items if n.lower() == key]
+
+    def get_list(self, name: str) -> list[str]:
+        """Every element of a comma-separated list header, across all its lines."""
+        out: list[str] = []
+        for value in self.get_all(name):
+            out.extend(item.strip() for item in split_quoted(value, ","))
+        return out
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((canonical_name(name), value))
+        self._cache.clear()
+
+    def prepend(self, name: str, value: str) -> None:
+        self._items.insert(0, (canonical_name(name), value))
+        self._cache.clear()
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line of that name with one line, kept at the first one's position."""
+        canon = canonical_name(name)
+        key = canon.lower()
+        out: list[tuple[str, str]] = []
+        placed = False
+        for n, v in self._items:
+            if n.lower() == key:
+                if not placed:
+                    out.append((canon, value))
+                    placed = True
+            else:
+                out.append((n, v))
+        if not placed:
+            out.append((canon, value))
+        self._items = out
+        self._cache.clear()
+
+    def remove(self, name: str) -> None:
+        key = canonical_name(name).lower()
+        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        self._cache.clear()
+
+    def remove_first(self, name: str) -> str | None:
+        """Remove the first element of a list header (e.g. the top Via), keeping the rest."""
+        key = canonical_name(name).lower()
+        for i, (n, v) in enumerate(self._items):
+            if n.lower() == key:
+                parts = split_quoted(v, ",")
+                if len(parts) > 1:
+                    self._items[i] = (n, ",".join(parts[1:]).strip())
+                else:
+                    del self._items[i]
+                self._cache.clear()
+                return parts[0].strip()
+        return None
+
+    def parsed(self, key: str, build: Callable[[], T]) -> T:
+        try:
+            return self._cache[key]  # type: ignore[return-value]
+        except KeyError:
+            value = build()
+            self._cache[key] = value
+            return value
+
+
+class Message:
+    """What requests and responses share: headers, body and typed accessors."""
+
+    __slots__ = ("headers", "body")
+
+    def __init__(self, headers: Headers, body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+
+    # --- typed accessors (parsed once, cached until the headers change) -----------------
+    @property
+    def call_id(self) -> str:
+        value = self.headers.get("Call-ID")
+        if value is None:
+            raise RemoteProtocolError("missing Call-ID")
+        return value
+
+    @property
+    def cseq(self) -> CSeq:
+        return self.headers.parsed("cseq", lambda: parse_cseq(self._required("CSeq")))
+
+    @property
+    def from_(self) -> NameAddr:
+        return self.headers.parsed("from", lambda: parse_name_addr(self._required("From")))
+
+    @property
+    def to(self) -> NameAddr:
+        return self.headers.parsed("to", lambda: parse_name_addr(self._required("To")))
+
+    @property
+    def vias(self) -> list[Via]:
+        return self.headers.parsed(
+            "via", lambda: [parse_via(v) for v in self.headers.get_list("Via")]
+        )
+
+    @property
+    def top_via(self) -> Via:
+        vias = self.vias
+        if not vias:
+            raise RemoteProtocolError("missing Via")
+        return vias[0]
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Contact values; `*` (RFC 3261 §10.2.2) is not a name-addr: see `is_wildcard_contact`."""
+        def build() -> list[NameAddr]:
+            items = self.headers.get_list("Contact")
+            if any(item == "*" for item in items):
+                raise RemoteProtocolError("wildcard Contact where an address is required")
+            for item in items:
+                if not item:
+                    raise RemoteProtocolError("empty Contact element")
+            return [parse_name_addr(item) for item in items]
+        return self.headers.parsed("contact", build)
+
+    @property
+    def is_wildcard_contact(self) -> bool:
+        return self.headers.get_list("Contact") == ["*"]
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        return self.headers.parsed(
+            "record-route",
+            lambda: [parse_name_addr(v) for v in self.headers.get_list("Record-Route")],
+        )
+
+    @property
+    def content_type(self) -> str | None:
+        value = self.headers.get("Content-Type")
+        return value.split(";", 1)[0].strip().lower() if value else None
+
+    @property
+    def expires(self) -> int | None:
+        value = self.headers.get("Expires")
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.isdigit():
+            raise RemoteProtocolError(f"bad Expires {value!r}")
+        return int(value)
+
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if value is None:
+            raise RemoteProtocolError(f"missing {name}")
+        return value
+
+    def _head_lines(self, start_line: str) -> list[str]:
+        lines = [start_line]
+        for name, value in self.headers:
+            if name != "Content-Length":
+                lines.append(f"{name}: {value}")
+        lines.append(f"Content-Length: {len(self.body)}")
+        return lines
+
+    def to_bytes(self) -> bytes:
+        raise NotImplementedError
+
+
+class Request(Message):
+    __slots__ = ("method", "uri")
+
+    def __init__(
+        self, method: str, uri: Uri, headers: Headers | None = None, body: bytes = b""
+    ) -> None:
+        super().__init__(headers if headers is not None else Headers(), body)
+        self.method = method
+        self.uri = uri
+
+    def to_bytes(self) -> bytes:
+        lines = self._head_lines(f"{self.method} {self.uri} {SIP_VERSION}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    __slots__ = ("status", "reason")
+
+    def __init__(
+        self, status: int, reason: str | None = None, headers: Headers | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(headers if headers is not None else Headers(), body)
+        self.status = status
+        self.reason = REASON_PHRASES.get(status, "Unknown") if reason is None else reason
+
+    def to_bytes(self) -> bytes:
+        lines = self._head_lines(f"{SIP_VERSION} {self.status} {self.reason}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def split_head(data: bytes) -> tuple[bytes, bytes] | None:
+    """Split at the empty line that ends the head; None when it has not arrived yet."""
+    match = _HEAD_END_RE.search(data)
+    if match is None:
+        return None
+    return data[: match.start()], data[match.end() :]
+
+
+def _header_lines(head: str) -> tuple[str, list[tuple[str, str]]]:
+    lines = _LINE_SPLIT_RE.split(head)
+    start_line = lines[0]
+    items: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[0] in " \t":
+            # RFC 3261 §7.3.1: a line starting with white space continues the previous value.
+            if not items:
+                raise RemoteProtocolError("continuation line before any header")
+            name, value = items[-1]
+            items[-1] = (name, f"{value} {line.strip()}".strip())
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not is_token(name):
+            raise RemoteProtocolError(f"malformed header line {line[:40]!r}")
+        items.append((canonical_name(name), value.strip()))
+    return start_line, items
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
+    """Parse one whole message (a UDP datagram, or one framed by `StreamFramer`).
+
+    On a datagram without Content-Length the body is the rest of the datagram (RFC 3261 §18.3,
+    RFC 4475 §3.4.1 inv2543); bytes beyond Content-Length are ignored (§3.1.1.8 dblreq).
+    """
+    data = data.lstrip(b"\r\n")
+    parts = split_head(data)
+    if parts is None:
+        head_bytes, rest = data, b""
+    else:
+        head_bytes, rest = parts
+    if len(head_bytes) > MAX_HEAD_BYTES:
+        raise RemoteProtocolError("message head too large", status_hint=513)
+    head = head_bytes.decode("utf-8", "surrogateescape")
+    start_line, items = _header_lines(head)
+    headers = Headers()
+    headers._items = items
+    body = _frame_body(headers, rest, stream=stream)
+    if start_line.startswith("SIP/"):
+        return _parse_response(start_line, headers, body)
+    return _parse_request(start_line, headers, body)
+
+
+def content_length(headers: Headers) -> int | None:
+    values = headers.get_all("Content-Length")
+    if not values:
+        return None
+    stripped = {v.strip() for v in values}
+    if len(stripped) > 1:
+        raise RemoteProtocolError("conflicting Content-Length values")  # RFC 4475 mcl01
+    value = stripped.pop()
+    if not value.isdigit():
+        raise RemoteProtocolError(f"bad Content-Length {value!r}")  # RFC 4475 ncl
+    length = int(value)
+    if length > MAX_BODY_BYTES:
+        raise RemoteProtocolError("body too large", status_hint=413)
+    return length
+
+
+def _frame_body(headers: Headers, rest: bytes, *, stream: bool) -> bytes:
+    length = content_length(headers)
+    if length is None:
+        if stream:
+            raise RemoteProtocolError("missing Content-Length on a stream transport")
+        return rest
+    if length > len(rest):
+        raise RemoteProtocolError("Content-Length larger than the body")  # RFC 4475 clerr
+    return rest[:length]
+
+
+def _parse_request(start_line: str, headers: Headers, body: bytes) -> Request:
+    parts = start_line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        # RFC 4475 §3.1.2.7/8/10: extra or missing SP in the Request-Line (lwsruri, lwsstart, trws).
+        raise RemoteProtocolError(f"malformed Request-Line {start_line[:80]!r}")
+    method, uri_text, version = parts
+    if version.upper() != SIP_VERSION:
+        if _VERSION_RE.match(version):
+            raise RemoteProtocolError(f"unsupported version {version}", status_hint=505)
+        raise RemoteProtocolError(f"malformed SIP version {version!r}")
+    if not is_token(method):
+        raise RemoteProtocolError(f"bad method {method!r}")
+    uri = parse_uri(uri_text)
+    if getattr(uri, "headers", ""):
+        # RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI (RFC 4475 escruri).
+        raise RemoteProtocolError("headers in Request-URI")
+    request = Request(method, uri, headers, body)
+    _validate_common(request)
+    for key in SINGLE_HEADERS:
+        if len(headers.get_all(key)) > 1:
+            raise RemoteProtocolError(f"more than one {canonical_name(key)} header")
+    max_forwards = headers.get("Max-Forwards")
+    if max_forwards is not None and not max_forwards.strip().isdigit():
+        raise RemoteProtocolError("bad Max-Forwards")
+    if request.cseq.method != method:
+        # RFC 4475 §3.1.2.16/17: 400 for a known method, 501 preferred for an unknown one.
+        status = 400 if method in KNOWN_METHODS else 501
+        raise RemoteProtocolError("CSeq method does not match the Request-Line", status_hint=status)
+    return request
+
+
+def _parse_response(start_line: str, headers: Headers, body: bytes) -> Response:
+    version, _, rest = start_line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if version.upper() != SIP_VERSION:
+        raise RemoteProtocolError(f"unsupported version {version!r}")
+    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        raise RemoteProtocolError(f"bad status code {code!r}")  # RFC 4475 bigcode
+    response = Response(int(code), reason, headers, body)
+    _validate_common(response)
+    return response
+
+
+def _validate_common(message: Message) -> None:
+    for name in ("Call-ID", "From", "To", "CSeq"):
+        if message.headers.get(name) is None:
+            raise RemoteProtocolError(f"missing {name}")  # RFC 4475 insuf
+    if not message.headers.get_all("Via"):
+        raise RemoteProtocolError("missing Via")
+    _ = message.vias, message.from_, message.to, message.cseq
+
+
+# --------------------------------------------------------------------------------------------
+# Responses built by a UAS
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+) -> Response:
+    """A response to `request` per RFC 3261 §8.2.6.2: Via, From, Call-ID, CSeq copied; To gets a
+    tag unless it has one (100 Trying carries none, §8.2.6.1); Record-Route copied in 1xx/2xx
+    (§12.1.1)."""
+    out = Headers()
+    for value in request.headers.get_all("Via"):
+        out.add("Via", value)
+    out.add("From", request.headers.get("From") or "")
+    to_value = request.headers.get("To") or ""
+    if to_tag is not None and status != 100 and request.to.tag is None:
+        to_value = f"{to_value};tag={to_tag}"
+    out.add("To", to_value)
+    out.add("Call-ID", request.call_id)
+    out.add("CSeq", request.headers.get("CSeq") or "")
+    if status < 300 and status != 100:
+        for value in request.headers.get_all("Record-Route"):
+            out.add("Record-Route", value)
+    for name, value in headers or ():
+        out.add(name, value)
+    return Response(status, reason, out, body)
+
+
+def error_response_bytes(data: bytes, status: int, reason: str | None = None) -> bytes | None:
+    """Best effort: a response to a request that failed to parse, built from its raw headers.
+
+    RFC 3261 §8.2 wants an error response whenever the request is recognisable as one; without
+    a start line that looks like a request or without Via we cannot route one, so None.
+    """
+    try:
+        data = data.lstrip(b"\r\n")
+        parts = split_head(data)
+        head = (parts[0] if parts else data)[:MAX_HEAD_BYTES].decode("utf-8", "surrogateescape")
+        lines = _LINE_SPLIT_RE.split(head)
+        if not lines or lines[0].startswith("SIP/") or " " not in lines[0]:
+            return None
+        raw: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t") and raw:
+                raw[-1] = (raw[-1][0], f"{raw[-1][1]} {line.strip()}")
+                continue
+            name, colon, value = line.partition(":")
+            if colon:
+                raw.append((canonical_name(name.strip()), value.strip()))
+    except Exception:  # a best-effort path must never take the transport down
+        return None
+    headers = Headers()
+    seen_single: set[str] = set()
+    for name, value in raw:
+        if name == "Via":
+            headers.add(name, value)
+        elif name in ("From", "To", "Call-ID", "CSeq") and name not in seen_single:
+            seen_single.add(name)
+            headers.add(name, value)
+    if not headers.get_all("Via"):
+        return None
+    response = Response(status, reason, headers)
+    return response.to_bytes()
+
+
+# --------------------------------------------------------------------------------------------
+# Stream framing (RFC 3261 §18.3)
+
+
+class FramingError(RemoteProtocolError):
+    """The stream cannot be re-synchronised: answer if possible, then close the connection."""
+
+    def __init__(self, message: str, *, partial: bytes = b"", status_hint: int = 400) -> None:
+        super().__init__(message, status_hint=status_hint)
+        self.partial = partial
+
+
+class StreamFramer:
+    """Cuts a TCP byte stream into whole messages using Content-Length.
+
+    Leading CRLFs are keep-alives (RFC 5626 §3.5.1); `keepalive_pings` counts double-CRLF pings
+    seen so the transport can answer each with a single CRLF pong.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.keepalive_pings = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        messages: list[bytes] = []
+        while True:
+            crlfs = 0
+            while crlfs < len(self._buffer) and self._buffer[crlfs] in (0x0D, 0x0A):
+                crlfs += 1
+            if crlfs:
+                self.keepalive_pings += bytes(self._buffer[:crlfs]).count(b"\r\n\r\n")
+                del self._buffer[:crlfs]
+            if not self._buffer:
+                return messages
+            match = _HEAD_END_RE.search(self._buffer)
+            if match is None:
+                if len(self._buffer) > MAX_HEAD_BYTES:
+                    raise FramingError("message head too large", partial=bytes(self._buffer))
+                return messages
+            head = bytes(self._buffer[: match.start()])
+            try:
+                _, items = _header_lines(head.decode("utf-8", "surrogateescape"))
+                headers = Headers()
+                headers._items = items
+                length = content_length(headers)
+            except RemoteProtocolError as exc:
+                raise FramingError(str(exc), partial=head + b"\r\n\r\n") from exc
+            if length is None:
+                raise FramingError(
+                    "missing Content-Length on a stream transport", partial=head + b"\r\n\r\n"
+                )
+            end = match.end() + length
+            if len(self._buffer) < end:
+                return messages  # RFC 4475 clerr on TCP: wait for the rest
+            messages.append(bytes(self._buffer[:end]))
+            del self._buffer[:end]
+
+
+def require_request(message: Request | Response) -> Request:
+    if not isinstance(message, Request):
+        raise LocalProtocolError("expected a request")
+    return message
