@@ -1,0 +1,50 @@
+"""Persistent state of the gateway: the SQLite store (`db`), the configuration model (`config`)."""
+
+from firmware.store.config import (
+    STRATEGIES,
+    Config,
+    ConfigError,
+    Department,
+    Extension,
+    Member,
+    Number,
+    Security,
+    SipSettings,
+    Trunk,
+    config_to_dict,
+    dump_yaml,
+    load_yaml,
+    parse_config,
+    seed_default,
+)
+from firmware.store.db import Store, new_call_id
+from firmware.store.errors import (
+    RecordNotFoundError,
+    RevisionConflictError,
+    SchemaTooNewError,
+    StoreError,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "Config",
+    "ConfigError",
+    "Department",
+    "Extension",
+    "Member",
+    "Number",
+    "RecordNotFoundError",
+    "RevisionConflictError",
+    "SchemaTooNewError",
+    "Security",
+    "SipSettings",
+    "Store",
+    "StoreError",
+    "Trunk",
+    "config_to_dict",
+    "dump_yaml",
+    "load_yaml",
+    "new_call_id",
+    "parse_config",
+    "seed_default",
+]

@@ -1,0 +1,793 @@
+"""The configuration model of the gateway: frozen dataclasses for extensions, departments, trunks,
+DID numbers and the scalar settings sections, a validating parser from the plain data an admin
+writes in YAML (`parse_config`, `load_yaml`), its exact inverse (`config_to_dict`, `dump_yaml`),
+and `seed_default`, which gives a fresh box one department with one extension so a phone can be
+registered before anyone edits anything. Every validation failure is a `ConfigError` naming the
+key path, so an import can refuse a file and tell the admin exactly which line to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import secrets
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import yaml
+import yaml.nodes
+
+from firmware.store.errors import RevisionConflictError
+
+if TYPE_CHECKING:
+    from firmware.store.db import Store
+
+# Every distribution strategy the config accepts. The routing code refuses, at run time, the ones
+# it does not implement yet; they are accepted here so configs written for later firmware parse.
+STRATEGIES = frozenset(
+    {
+        "ring_all",
+        "in_order",
+        "longest_idle",
+        "round_robin",
+        "cascading",
+        "by_rank",
+        "tiers",
+        "weighted",
+        "least_talk_time",
+        "fewest_calls",
+        "random",
+        "skills",
+    }
+)
+TRUNK_TYPES = frozenset({"sip"})
+DIGEST_ALGORITHMS = ("MD5", "SHA-256")
+TRANSPORTS = frozenset({"udp", "tcp"})
+# Keys reserved for later strategies and queueing; stored verbatim in `extra`, not interpreted yet.
+MEMBER_EXTRA_KEYS = ("rank", "tier", "weight", "skills")
+DEPARTMENT_EXTRA_KEYS = ("step_delay_s", "queue", "no_answer", "schedule")
+
+EXTENSION_DIGITS_MIN = 2
+EXTENSION_DIGITS_MAX = 8
+DID_DIGITS_MIN = 3
+DID_DIGITS_MAX = 15  # E.164 allows at most 15 digits
+CHANNELS_MIN = 3
+CHANNELS_MAX = 100
+RING_TIMEOUT_MIN_S = 5
+RING_TIMEOUT_MAX_S = 600
+EXPIRES_MIN_S = 60
+EXPIRES_MAX_S = 86400
+PASSWORD_MIN_CHARS = 8
+PASSWORD_MAX_CHARS = 128
+TRUNK_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+SEED_PASSWORD_BYTES = 9  # token_urlsafe(9) is 12 characters
+
+SECTIONS = ("extensions", "departments", "trunks", "numbers", "security", "sip")
+
+
+class ConfigError(ValueError):
+    """A configuration is invalid; `path` locates the offending key, e.g. `trunks[0].port`."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+        return (ConfigError, (self.path, self.message))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Extension:
+    """A phone account: `number` is what colleagues dial, `password` the SIP digest secret."""
+
+    number: str
+    name: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Member:
+    """One extension in a department's ring list; `extra` holds keys for later strategies."""
+
+    extension: str
+    ring_time_s: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Department:
+    """A dialable group of extensions; `members` are in ring order."""
+
+    number: str
+    name: str
+    strategy: str
+    ring_timeout_s: int
+    members: tuple[Member, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trunk:
+    """An account at a SIP provider that carries external calls."""
+
+    name: str
+    type: str = "sip"
+    host: str
+    port: int = 5060
+    transport: str = "udp"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    register: bool = True
+    expires_s: int = 3600
+    channels: int = 10
+    from_domain: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Number:
+    """A DID number arriving over `trunk`, routed to an extension or department `destination`."""
+
+    number: str
+    trunk: str
+    channels: int
+    destination: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Security:
+    """Flood and scanner protection of the SIP port."""
+
+    rate_limit_requests: int = 16
+    rate_limit_window_s: float = 2.0
+    ban_s: float = 300.0
+    scanner_user_agents: tuple[str, ...] = ("friendly-scanner", "sipvicious", "sipcli")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SipSettings:
+    """How the gateway presents itself in SIP: digest realm and User-Agent/Server header."""
+
+    realm: str = "linebox"
+    user_agent: str = "Linebox/0.1"
+    # Offered in this order (RFC 7616 §3.7: a client uses the first it supports). MD5 first by
+    # default because many desk phones (and SIPp) only read the first challenge; offices whose
+    # phones all speak SHA-256 put it first.
+    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole configuration of one box."""
+
+    extensions: tuple[Extension, ...] = ()
+    departments: tuple[Department, ...] = ()
+    trunks: tuple[Trunk, ...] = ()
+    numbers: tuple[Number, ...] = ()
+    security: Security = field(default_factory=Security)
+    sip: SipSettings = field(default_factory=SipSettings)
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def _at_key(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _at_index(path: str, index: int) -> str:
+    return f"{path}[{index}]"
+
+
+def _mapping(
+    value: object, path: str, *, required: Iterable[str], optional: Iterable[str]
+) -> dict[str, object]:
+    """Check `value` is a mapping with text keys, all required keys and no unknown ones."""
+    if not isinstance(value, dict):
+        raise ConfigError(path, "must be a mapping of key: value")
+    required = tuple(required)
+    allowed = required + tuple(optional)
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(path, f"key {key!r} must be text")
+    # Unknown keys first: a misspelt key is reported as such, not as the key it should have been.
+    for key in value:
+        if key not in allowed:
+            raise ConfigError(_at_key(path, key), f"unknown key (allowed: {', '.join(allowed)})")
+    for key in required:
+        if key not in value:
+            raise ConfigError(_at_key(path, key), "is required")
+    return value
+
+
+def _list(value: object, path: str) -> list[object]:
+    if not isinstance(value, list):
+        raise ConfigError(path, "must be a list")
+    return value
+
+
+def _text(value: object, path: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(path, f"must be text, got {_describe(value)}")
+    if not allow_empty and not value.strip():
+        raise ConfigError(path, "must not be empty")
+    return value
+
+
+def _token(value: object, path: str) -> str:
+    """Text without whitespace: host names, SIP user names."""
+    text = _text(value, path)
+    if any(char.isspace() for char in text):
+        raise ConfigError(path, f'must not contain spaces, got "{text}"')
+    return text
+
+
+def _dial_string(value: object, path: str, *, min_digits: int, max_digits: int, plus: bool) -> str:
+    """A number made of digits, which must be written as quoted text in YAML."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Unquoted, YAML turns 0101 into 65 and +7495... into 7495...; refuse rather than guess.
+        raise ConfigError(
+            path,
+            f'must be written in quotes, e.g. "101" (YAML read the unquoted value as the '
+            f'number {value}, dropping any leading zeros and "+")',
+        )
+    text = _text(value, path)
+    digits = text[1:] if plus and text.startswith("+") else text
+    if not (digits.isascii() and digits.isdigit() and min_digits <= len(digits) <= max_digits):
+        prefix = 'an optional "+" and ' if plus else ""
+        raise ConfigError(
+            path, f'must be {prefix}{min_digits} to {max_digits} digits, got "{text}"'
+        )
+    return text
+
+
+def _extension_number(value: object, path: str) -> str:
+    return _dial_string(
+        value, path, min_digits=EXTENSION_DIGITS_MIN, max_digits=EXTENSION_DIGITS_MAX, plus=False
+    )
+
+
+def _integer(value: object, path: str, *, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, f"must be a whole number, got {_describe(value)}")
+    if not low <= value <= high:
+        raise ConfigError(path, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _seconds(value: object, path: str, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(path, f"must be a number of seconds, got {_describe(value)}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
+        raise ConfigError(path, f"must be {'above' if positive else 'at least'} 0, got {value}")
+    return seconds
+
+
+def _boolean(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"must be true or false, got {_describe(value)}")
+    return value
+
+
+def _plain_data(value: object, path: str) -> object:
+    """Check `value` survives a JSON round trip unchanged (it is stored as JSON text)."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(path, "must be a finite number")
+        return value
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_data(item, _at_index(path, index))
+        return value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(path, f"key {key!r} must be text")
+            _plain_data(item, _at_key(path, key))
+        return value
+    raise ConfigError(
+        path,
+        f"must be text, a number, true/false, a list or a mapping, got {_describe(value)} "
+        "(quote dates and times)",
+    )
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, str):
+        return f'text "{value}"'
+    if isinstance(value, int | float):
+        return f"number {value}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _password(value: object, path: str) -> str:
+    password = _text(value, path)
+    if not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
+        raise ConfigError(
+            path,
+            f"must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters, got {len(password)}",
+        )
+    return password
+
+
+def _parse_extension(value: object, path: str) -> Extension:
+    data = _mapping(value, path, required=("number", "name", "password"), optional=())
+    return Extension(
+        number=_extension_number(data["number"], _at_key(path, "number")),
+        name=_text(data["name"], _at_key(path, "name")),
+        password=_password(data["password"], _at_key(path, "password")),
+    )
+
+
+def _parse_member(value: object, path: str, extension_numbers: set[str]) -> Member:
+    if isinstance(value, dict):
+        data = _mapping(
+            value, path, required=("extension",), optional=("ring_time_s", *MEMBER_EXTRA_KEYS)
+        )
+        extension_path = _at_key(path, "extension")
+        extension = _extension_number(data["extension"], extension_path)
+        ring_time = data.get("ring_time_s")
+        ring_time_s = (
+            None
+            if ring_time is None
+            else _integer(
+                ring_time,
+                _at_key(path, "ring_time_s"),
+                low=RING_TIMEOUT_MIN_S,
+                high=RING_TIMEOUT_MAX_S,
+            )
+        )
+        extra = {
+            key: _plain_data(data[key], _at_key(path, key))
+            for key in MEMBER_EXTRA_KEYS
+            if key in data
+        }
+    else:
+        extension_path = path
+        extension = _extension_number(value, path)
+        ring_time_s = None
+        extra = {}
+    if extension not in extension_numbers:
+        raise ConfigError(extension_path, f'unknown extension "{extension}"')
+    return Member(extension=extension, ring_time_s=ring_time_s, extra=extra)
+
+
+def _parse_department(value: object, path: str, extension_numbers: set[str]) -> Department:
+    data = _mapping(
+        value,
+        path,
+        required=("number", "name", "strategy", "ring_timeout_s"),
+        optional=("members", *DEPARTMENT_EXTRA_KEYS),
+    )
+    number = _extension_number(data["number"], _at_key(path, "number"))
+    strategy_path = _at_key(path, "strategy")
+    strategy = _text(data["strategy"], strategy_path)
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            strategy_path,
+            f'unknown strategy "{strategy}" (allowed: {", ".join(sorted(STRATEGIES))})',
+        )
+    members_path = _at_key(path, "members")
+    members: list[Member] = []
+    seen: set[str] = set()
+    for index, item in enumerate(_list(data.get("members", []), members_path)):
+        member_path = _at_index(members_path, index)
+        member = _parse_member(item, member_path, extension_numbers)
+        if member.extension in seen:
+            raise ConfigError(member_path, f'extension "{member.extension}" is listed twice')
+        seen.add(member.extension)
+        members.append(member)
+    return Department(
+        number=number,
+        name=_text(data["name"], _at_key(path, "name")),
+        strategy=strategy,
+        ring_timeout_s=_integer(
+            data["ring_timeout_s"],
+            _at_key(path, "ring_timeout_s"),
+            low=RING_TIMEOUT_MIN_S,
+            high=RING_TIMEOUT_MAX_S,
+        ),
+        members=tuple(members),
+        extra={
+            key: _plain_data(data[key], _at_key(path, key))
+            for key in DEPARTMENT_EXTRA_KEYS
+            if key in data
+        },
+    )
+
+
+_TRUNK_DEFAULTS = Trunk(name="defaults", host="defaults")
+
+
+def _parse_trunk(value: object, path: str) -> Trunk:
+    data = _mapping(
+        value,
+        path,
+        required=("name", "host"),
+        optional=(
+            "type",
+            "port",
+            "transport",
+            "username",
+            "password",
+            "register",
+            "expires_s",
+            "channels",
+            "from_domain",
+        ),
+    )
+    defaults = _TRUNK_DEFAULTS
+    name_path = _at_key(path, "name")
+    name = _text(data["name"], name_path)
+    if not TRUNK_NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            name_path, f'must be 1 to 32 letters, digits, "-", "_" or ".", got "{name}"'
+        )
+    type_path = _at_key(path, "type")
+    trunk_type = _text(data.get("type", defaults.type), type_path)
+    if trunk_type not in TRUNK_TYPES:
+        raise ConfigError(
+            type_path,
+            f'unknown trunk type "{trunk_type}" (allowed: {", ".join(sorted(TRUNK_TYPES))})',
+        )
+    transport_path = _at_key(path, "transport")
+    transport = _text(data.get("transport", defaults.transport), transport_path)
+    if transport not in TRANSPORTS:
+        raise ConfigError(
+            transport_path,
+            f'unknown transport "{transport}" (allowed: {", ".join(sorted(TRANSPORTS))})',
+        )
+    username = _text(
+        data.get("username", defaults.username), _at_key(path, "username"), allow_empty=True
+    )
+    register = _boolean(data.get("register", defaults.register), _at_key(path, "register"))
+    if register and not username:
+        raise ConfigError(_at_key(path, "username"), "is required when register is true")
+    from_domain = data.get("from_domain")
+    return Trunk(
+        name=name,
+        type=trunk_type,
+        host=_token(data["host"], _at_key(path, "host")),
+        port=_integer(data.get("port", defaults.port), _at_key(path, "port"), low=1, high=65535),
+        transport=transport,
+        username=username,
+        password=_text(
+            data.get("password", defaults.password), _at_key(path, "password"), allow_empty=True
+        ),
+        register=register,
+        expires_s=_integer(
+            data.get("expires_s", defaults.expires_s),
+            _at_key(path, "expires_s"),
+            low=EXPIRES_MIN_S,
+            high=EXPIRES_MAX_S,
+        ),
+        channels=_integer(
+            data.get("channels", defaults.channels),
+            _at_key(path, "channels"),
+            low=CHANNELS_MIN,
+            high=CHANNELS_MAX,
+        ),
+        from_domain=None
+        if from_domain is None
+        else _token(from_domain, _at_key(path, "from_domain")),
+    )
+
+
+def _parse_number(
+    value: object, path: str, trunk_names: set[str], destinations: set[str]
+) -> Number:
+    data = _mapping(
+        value, path, required=("number", "trunk", "channels", "destination"), optional=()
+    )
+    trunk_path = _at_key(path, "trunk")
+    trunk = _text(data["trunk"], trunk_path)
+    if trunk not in trunk_names:
+        raise ConfigError(trunk_path, f'unknown trunk "{trunk}"')
+    destination_path = _at_key(path, "destination")
+    destination = _extension_number(data["destination"], destination_path)
+    if destination not in destinations:
+        raise ConfigError(
+            destination_path,
+            f'unknown destination "{destination}" (not an extension or department number)',
+        )
+    return Number(
+        number=_dial_string(
+            data["number"],
+            _at_key(path, "number"),
+            min_digits=DID_DIGITS_MIN,
+            max_digits=DID_DIGITS_MAX,
+            plus=True,
+        ),
+        trunk=trunk,
+        channels=_integer(
+            data["channels"], _at_key(path, "channels"), low=CHANNELS_MIN, high=CHANNELS_MAX
+        ),
+        destination=destination,
+    )
+
+
+def _parse_security(value: object, path: str) -> Security:
+    data = _mapping(
+        value,
+        path,
+        required=(),
+        optional=("rate_limit_requests", "rate_limit_window_s", "ban_s", "scanner_user_agents"),
+    )
+    defaults = Security()
+    agents_path = _at_key(path, "scanner_user_agents")
+    agents = (
+        tuple(
+            _text(item, _at_index(agents_path, index))
+            for index, item in enumerate(_list(data["scanner_user_agents"], agents_path))
+        )
+        if "scanner_user_agents" in data
+        else defaults.scanner_user_agents
+    )
+    return Security(
+        rate_limit_requests=_integer(
+            data.get("rate_limit_requests", defaults.rate_limit_requests),
+            _at_key(path, "rate_limit_requests"),
+            low=1,
+            high=100000,
+        ),
+        rate_limit_window_s=_seconds(
+            data.get("rate_limit_window_s", defaults.rate_limit_window_s),
+            _at_key(path, "rate_limit_window_s"),
+            positive=True,
+        ),
+        ban_s=_seconds(data.get("ban_s", defaults.ban_s), _at_key(path, "ban_s"), positive=False),
+        scanner_user_agents=agents,
+    )
+
+
+def _parse_sip(value: object, path: str) -> SipSettings:
+    data = _mapping(
+        value, path, required=(), optional=("realm", "user_agent", "digest_algorithms")
+    )
+    defaults = SipSettings()
+    algorithms_path = _at_key(path, "digest_algorithms")
+    algorithms = _list(
+        data.get("digest_algorithms", list(defaults.digest_algorithms)), algorithms_path
+    )
+    if not algorithms:
+        raise ConfigError(algorithms_path, "at least one algorithm is required")
+    for index, algorithm in enumerate(algorithms):
+        if algorithm not in DIGEST_ALGORITHMS:
+            raise ConfigError(
+                _at_index(algorithms_path, index),
+                f"{_describe(algorithm)} is not one of {', '.join(DIGEST_ALGORITHMS)}",
+            )
+    if len(set(algorithms)) != len(algorithms):
+        raise ConfigError(algorithms_path, "an algorithm is listed twice")
+    return SipSettings(
+        realm=_token(data.get("realm", defaults.realm), _at_key(path, "realm")),
+        user_agent=_text(data.get("user_agent", defaults.user_agent), _at_key(path, "user_agent")),
+        digest_algorithms=tuple(str(a) for a in algorithms),
+    )
+
+
+def _reject_duplicate(seen: dict[str, str], key: str, path: str, what: str) -> None:
+    if key in seen:
+        raise ConfigError(path, f'duplicate {what} "{key}" (already at {seen[key]})')
+    seen[key] = path
+
+
+def parse_config(data: object) -> Config:
+    """Validate plain data (as loaded from YAML) and build a `Config`; raise `ConfigError`."""
+    top = _mapping(data, "", required=(), optional=SECTIONS)
+
+    extensions: list[Extension] = []
+    extension_paths: dict[str, str] = {}
+    for index, item in enumerate(_list(top.get("extensions", []), "extensions")):
+        path = _at_index("extensions", index)
+        extension = _parse_extension(item, path)
+        _reject_duplicate(extension_paths, extension.number, _at_key(path, "number"), "extension")
+        extensions.append(extension)
+    extension_numbers = set(extension_paths)
+
+    departments: list[Department] = []
+    department_paths: dict[str, str] = {}
+    for index, item in enumerate(_list(top.get("departments", []), "departments")):
+        path = _at_index("departments", index)
+        department = _parse_department(item, path, extension_numbers)
+        number_path = _at_key(path, "number")
+        if department.number in extension_numbers:
+            raise ConfigError(
+                number_path,
+                f'"{department.number}" is already an extension '
+                f"(at {extension_paths[department.number]})",
+            )
+        _reject_duplicate(department_paths, department.number, number_path, "department")
+        departments.append(department)
+
+    trunks: list[Trunk] = []
+    trunk_paths: dict[str, str] = {}
+    for index, item in enumerate(_list(top.get("trunks", []), "trunks")):
+        path = _at_index("trunks", index)
+        trunk = _parse_trunk(item, path)
+        _reject_duplicate(trunk_paths, trunk.name, _at_key(path, "name"), "trunk")
+        trunks.append(trunk)
+
+    numbers: list[Number] = []
+    number_paths: dict[str, str] = {}
+    destinations = extension_numbers | set(department_paths)
+    for index, item in enumerate(_list(top.get("numbers", []), "numbers")):
+        path = _at_index("numbers", index)
+        number = _parse_number(item, path, set(trunk_paths), destinations)
+        _reject_duplicate(number_paths, number.number, _at_key(path, "number"), "number")
+        numbers.append(number)
+
+    return Config(
+        extensions=tuple(extensions),
+        departments=tuple(departments),
+        trunks=tuple(trunks),
+        numbers=tuple(numbers),
+        security=_parse_security(top.get("security", {}), "security"),
+        sip=_parse_sip(top.get("sip", {}), "sip"),
+    )
+
+
+# --- serialising ---------------------------------------------------------------------------------
+
+
+def _member_to_data(member: Member) -> str | dict[str, Any]:
+    if member.ring_time_s is None and not member.extra:
+        return member.extension
+    data: dict[str, Any] = {"extension": member.extension}
+    if member.ring_time_s is not None:
+        data["ring_time_s"] = member.ring_time_s
+    data.update(member.extra)
+    return data
+
+
+def _trunk_to_data(trunk: Trunk) -> dict[str, Any]:
+    data = dataclasses.asdict(trunk)
+    if trunk.from_domain is None:
+        del data["from_domain"]
+    return data
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain data for `cfg`, the exact inverse of `parse_config`."""
+    return {
+        "extensions": [dataclasses.asdict(extension) for extension in cfg.extensions],
+        "departments": [
+            {
+                "number": department.number,
+                "name": department.name,
+                "strategy": department.strategy,
+                "ring_timeout_s": department.ring_timeout_s,
+                "members": [_member_to_data(member) for member in department.members],
+                **department.extra,
+            }
+            for department in cfg.departments
+        ],
+        "trunks": [_trunk_to_data(trunk) for trunk in cfg.trunks],
+        "numbers": [dataclasses.asdict(number) for number in cfg.numbers],
+        "security": {
+            "rate_limit_requests": cfg.security.rate_limit_requests,
+            "rate_limit_window_s": cfg.security.rate_limit_window_s,
+            "ban_s": cfg.security.ban_s,
+            "scanner_user_agents": list(cfg.security.scanner_user_agents),
+        },
+        "sip": {
+            "realm": cfg.sip.realm,
+            "user_agent": cfg.sip.user_agent,
+            "digest_algorithms": list(cfg.sip.digest_algorithms),
+        },
+    }
+
+
+# --- YAML ----------------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error.
+
+    Plain PyYAML keeps the last of two `password:` lines without a word; a config file must not
+    lose a line silently.
+    """
+
+    def construct_mapping(
+        self, node: yaml.nodes.MappingNode, deep: bool = False
+    ) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"found the key {key!r} twice",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Config:
+    """Parse and validate a YAML config file; syntax errors name the line and column."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = error.problem or error.context or "unreadable"
+        raise ConfigError("", f"YAML syntax error{where}: {problem}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError("", f"YAML syntax error: {error}") from error
+    if data is None:
+        raise ConfigError("", "the file is empty")
+    return parse_config(data)
+
+
+def dump_yaml(cfg: Config) -> str:
+    """YAML text for `cfg`, keys in schema order, Cyrillic left readable."""
+    return yaml.safe_dump(
+        config_to_dict(cfg), allow_unicode=True, sort_keys=False, default_flow_style=False
+    )
+
+
+# --- first boot ----------------------------------------------------------------------------------
+
+SEED_DEPARTMENT_NUMBER = "200"
+SEED_DEPARTMENT_NAME = "Отдел продаж"
+SEED_EXTENSION_NUMBER = "101"
+SEED_EXTENSION_NAME = "Сотрудник 101"
+SEED_RING_TIMEOUT_S = 20
+
+
+def generate_password() -> str:
+    """A random 12-character SIP password (URL-safe alphabet, 72 bits)."""
+    return secrets.token_urlsafe(SEED_PASSWORD_BYTES)
+
+
+def seed_default(
+    store: Store, *, password_factory: Callable[[], str] = generate_password
+) -> str | None:
+    """Give an unconfigured box one department with one extension.
+
+    Returns the new extension's password (to be shown once), or None when the store already has
+    extensions or departments, including when another process configured it meanwhile.
+    """
+    revision = store.config_revision()
+    current = store.load_config()
+    if current.extensions or current.departments:
+        return None
+    password = password_factory()
+    seeded = dataclasses.replace(
+        current,
+        extensions=(
+            Extension(number=SEED_EXTENSION_NUMBER, name=SEED_EXTENSION_NAME, password=password),
+        ),
+        departments=(
+            Department(
+                number=SEED_DEPARTMENT_NUMBER,
+                name=SEED_DEPARTMENT_NAME,
+                strategy="ring_all",
+                ring_timeout_s=SEED_RING_TIMEOUT_S,
+                members=(Member(extension=SEED_EXTENSION_NUMBER),),
+            ),
+        ),
+    )
+    try:
+        store.replace_config(seeded, expected_revision=revision)
+    except RevisionConflictError:
+        return None
+    return password

@@ -1,0 +1,86 @@
+"""Fixtures for the store tests: a fresh database per test and a valid config to break."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from firmware.store import Store
+
+VALID_YAML = """\
+extensions:
+  - number: "101"
+    name: Анна Смирнова
+    password: s3cret-anna
+  - number: "102"
+    name: Борис Иванов
+    password: s3cret-boris
+  - number: "103"
+    name: Вера Кузнецова
+    password: s3cret-vera
+departments:
+  - number: "200"
+    name: Отдел продаж
+    strategy: ring_all
+    ring_timeout_s: 20
+    members:
+      - "101"
+      - extension: "102"
+        ring_time_s: 15
+        rank: 2
+  - number: "300"
+    name: Бухгалтерия
+    strategy: in_order
+    ring_timeout_s: 30
+    step_delay_s: 5
+    members: ["103", "101"]
+trunks:
+  - name: provider
+    host: sip.example.ru
+    username: "74951234567"
+    password: trunk-secret
+    channels: 4
+  - name: backup
+    host: 203.0.113.7
+    port: 5080
+    transport: tcp
+    register: false
+    channels: 3
+    from_domain: example.ru
+numbers:
+  - number: "+74951234567"
+    trunk: provider
+    channels: 4
+    destination: "200"
+  - number: "84957654321"
+    trunk: backup
+    channels: 3
+    destination: "103"
+security:
+  rate_limit_requests: 20
+  ban_s: 600
+sip:
+  realm: office
+"""
+
+
+def valid_config_data() -> dict[str, Any]:
+    """A fresh, mutable copy of a config that passes validation, for tests to break."""
+    data: dict[str, Any] = yaml.safe_load(VALID_YAML)
+    return data
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "linebox.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    opened = Store.open(db_path)
+    yield opened
+    opened.close()
