@@ -271,9 +271,10 @@ class DigestChallenger:
                 raise LocalProtocolError(f"unsupported digest algorithm {algorithm!r}")
             if algorithm_key not in keys:
                 keys.append(algorithm_key)
-        # Strongest first (RFC 8760 §2.4, RFC 7616 §3.7); sorted() is stable, so the configured
-        # order breaks ties.
-        self._algorithm_keys = tuple(sorted(keys, key=lambda k: -_STRENGTH[k]))
+        # Offered in the configured order (RFC 7616 §3.7: the server lists its preference first).
+        # The default puts the strongest first; a deployment with MD5-only phones that read just
+        # the first challenge (many do, SIPp among them) configures MD5 first.
+        self._algorithm_keys = tuple(keys)
         self.realm = realm
         self._key = key
         self._nonce_ttl_s = float(nonce_ttl_s)
@@ -291,7 +292,7 @@ class DigestChallenger:
 
     @property
     def algorithms(self) -> tuple[str, ...]:
-        """The algorithms offered, strongest first, in canonical spelling."""
+        """The algorithms offered, in the configured order and canonical spelling."""
         return tuple(_CANONICAL_ALGORITHMS[k] for k in self._algorithm_keys)
 
     @property
@@ -300,7 +301,7 @@ class DigestChallenger:
         return len(self._last_nc)
 
     def challenge(self, now: float, *, stale: bool = False) -> list[str]:
-        """WWW-Authenticate / Proxy-Authenticate values, one per algorithm, strongest first.
+        """WWW-Authenticate / Proxy-Authenticate values, one per algorithm, in preference order.
 
         All values share one fresh nonce (as in the RFC 7616 §3.9.1 example).
         """

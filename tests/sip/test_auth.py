@@ -154,9 +154,14 @@ def test_parse_rejects_malformed_values(value: str) -> None:
 # --- challenger --------------------------------------------------------------------------------
 
 
-def test_challenge_lists_sha256_before_md5() -> None:
-    values = make_challenger(algorithms=("MD5", "SHA-256")).challenge(NOW_S)
+def test_challenge_lists_sha256_before_md5_by_default() -> None:
+    values = make_challenger().challenge(NOW_S)
     assert [parse_auth_header(v)[1]["algorithm"] for v in values] == ["SHA-256", "MD5"]
+
+
+def test_challenge_follows_the_configured_preference_order() -> None:
+    values = make_challenger(algorithms=("MD5", "SHA-256")).challenge(NOW_S)
+    assert [parse_auth_header(v)[1]["algorithm"] for v in values] == ["MD5", "SHA-256"]
 
 
 def test_challenge_offers_qop_auth_and_adds_stale_only_when_asked() -> None:

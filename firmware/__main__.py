@@ -1,0 +1,5 @@
+"""`python -m firmware` is the `linebox` command."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,639 @@
+"""The B2BUA: one call is an inbound leg paired with outbound legs that never share SIP state.
+
+The inbound leg (the caller's INVITE server transaction and later its dialog) and each outbound
+leg (our INVITE client transaction and dialog toward a phone or the provider) exchange call-control
+events — try, ring, connect, disconnect, fail — in the manner of sippy's B2BUA. The ring plan comes
+from `firmware.routing`; this module only carries it out: it starts and cancels legs on time,
+relays provisional responses, lets the first 2xx win and cancels the rest (RFC 3261 §16.7-like
+forking done by a UAC), relays re-INVITEs and BYE, and releases the call's channels on every way a
+call can end. SDP is relayed unchanged (media anchoring comes later).
+
+Sans-IO like the rest of the core: every entry point takes `now`; sending and timers go through
+the `Services` protocol that the gateway implements.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+
+from .routing.plan import RingPlan, RingStep
+from .sip.dialog import Dialog
+from .sip.message import Headers, Request, Response, make_response
+from .sip.transaction import Address, new_branch, new_tag
+from .sip.uri import SipUri, parse_uri
+
+LOGGER = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY"
+RELAYED_IN_DIALOG = frozenset({"INFO", "UPDATE", "MESSAGE", "NOTIFY", "OPTIONS"})
+COPIED_INVITE_HEADERS = ("Content-Type", "Content-Disposition", "Supported", "Allow")
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+ResponseHandler = Callable[[str, Response, float], None]
+TimeoutHandler = Callable[[str, float], None]
+
+
+class Services(Protocol):
+    """What the gateway provides to calls: sending, timers, records."""
+
+    local_host: str
+    local_port: int
+    user_agent: str
+
+    def send_request(
+        self, request: Request, destination: Address, now: float, *,
+        on_response: ResponseHandler, on_timeout: TimeoutHandler,
+    ) -> str: ...
+
+    def send_response(self, transaction_id: str, response: Response, now: float) -> None: ...
+
+    def send_stateless(self, message: Request, destination: Address) -> None: ...
+
+    def call_at(self, when: float, callback: Callable[[float], None]) -> Timer: ...
+
+    def call_finished(self, call: Call, now: float) -> None: ...
+
+    def dialog_opened(self, dialog: Dialog, call: Call, side: str) -> None: ...
+
+    def invite_authorization(
+        self, target: Target, challenge: Response, request: Request
+    ) -> tuple[str, str] | None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """Someone to ring: an extension's registered contact, or an external number via a trunk."""
+
+    kind: str  # "extension" | "external"
+    label: str  # extension number or dialled external number
+    request_uri: str
+    destination: Address
+    to_uri: str
+    trunk: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class LegRecord:
+    target: str
+    contact: str
+    started_at: float
+    ringing_at: float | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    result: str | None = None
+    sip_status: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class OutboundLeg:
+    target: Target
+    invite: Request
+    tx_id: str
+    record: LegRecord
+    state: str = "calling"  # calling → ringing → answered → done
+    provisional_seen: bool = False
+    cancel_pending: bool = False
+    dialog: Dialog | None = None
+    ack: Request | None = None
+    auth_retried: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("calling", "ringing")
+
+
+@dataclass(slots=True, kw_only=True)
+class PendingRelay:
+    """A request relayed from one side to the other, waiting for the other side's answer."""
+
+    from_side: str
+    server_tx: str
+    request: Request
+    client_tx: str | None = None
+    acked_dialog: Dialog | None = None
+    invite_cseq: int | None = None
+    final_2xx_seen: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class CallInfo:
+    """The facts recorded about a call; written once when it ends."""
+
+    direction: str
+    source: str
+    caller: str
+    dialed: str
+    number: str | None = None
+    department: str | None = None
+    strategy: str | None = None
+
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class Call:
+    services: Services
+    invite: Request
+    invite_tx: str
+    source: Address
+    info: CallInfo
+    started_at: float
+    channels: list[str] = field(default_factory=list)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    to_tag: str = field(default_factory=new_tag)
+    state: str = "routing"  # routing → ringing → answered → ended
+    legs: dict[str, OutboundLeg] = field(default_factory=dict)
+    winner: OutboundLeg | None = None
+    inbound_dialog: Dialog | None = None
+    plan: RingPlan | None = None
+    resolve: Callable[[str], list[Target]] | None = None
+    step_index: int = 0
+    timers: list[Timer] = field(default_factory=list)
+    leg_records: list[LegRecord] = field(default_factory=list)
+    answered_at: float | None = None
+    answered_by: str | None = None
+    ended_at: float | None = None
+    end_cause: str = ""
+    outcome: str = ""
+    final_status: int | None = None
+    relays: dict[str, PendingRelay] = field(default_factory=dict)  # keyed by client tx
+    relayed_18x: bool = False
+
+    # ------------------------------------------------------------------ ringing the targets
+    def ring(self, plan: RingPlan, resolve: Callable[[str], list[Target]], now: float) -> None:
+        """Carry out a department/extension ring plan."""
+        self.plan = plan
+        self.resolve = resolve
+        if plan.is_empty:
+            self.fail(480, "no member available", now, outcome="missed")
+            return
+        self.state = "ringing"
+        self.timers.append(
+            self.services.call_at(self.started_at + plan.give_up_at_s, self._give_up)
+        )
+        for index, step in enumerate(plan.steps):
+            if step.at_s <= 0:
+                self._run_step(index, now)
+            else:
+                self.timers.append(self.services.call_at(
+                    self.started_at + step.at_s, partial(self._run_step, index)
+                ))
+
+    def ring_targets(self, targets: list[Target], give_up_after_s: float, now: float) -> None:
+        """Ring an explicit list of targets at once (a direct or an external call)."""
+        if not targets:
+            self.fail(480, "not registered", now, outcome="missed")
+            return
+        self.state = "ringing"
+        self.timers.append(self.services.call_at(now + give_up_after_s, self._give_up))
+        for target in targets:
+            self._start_leg(target, now)
+
+    def _run_step(self, index: int, now: float) -> None:
+        if self.state != "ringing" or self.plan is None or index < self.step_index:
+            return
+        self.step_index = index + 1
+        step: RingStep = self.plan.steps[index]
+        for member in step.stop:
+            for leg in self.legs.values():
+                if leg.target.label == member and leg.active:
+                    self._cancel_leg(leg, now)
+        assert self.resolve is not None
+        for member in step.start:
+            for target in self.resolve(member):
+                self._start_leg(target, now)
+        if not any(leg.active for leg in self.legs.values()):
+            self._after_leg_failure(now)
+
+    def _start_leg(self, target: Target, now: float) -> None:
+        invite = self._build_leg_invite(target)
+        record = LegRecord(target=target.label, contact=target.request_uri, started_at=now)
+        self.leg_records.append(record)
+        leg = OutboundLeg(target=target, invite=invite, tx_id="", record=record)
+        self._send_leg_invite(leg, now)
+
+    def _send_leg_invite(self, leg: OutboundLeg, now: float) -> None:
+        leg.tx_id = self.services.send_request(
+            leg.invite, leg.target.destination, now,
+            on_response=partial(self._on_leg_response, leg),
+            on_timeout=partial(self._on_leg_timeout, leg),
+        )
+        self.legs[leg.tx_id] = leg
+
+    def _build_leg_invite(self, target: Target) -> Request:
+        services = self.services
+        caller = self.info.caller
+        display = self.invite.from_.display
+        from_host = services.local_host
+        transport = ";transport=tcp" if target.destination.reliable else ""
+        from_value = f"<sip:{caller}@{from_host}>;tag={new_tag()}"
+        if display:
+            from_value = f"{display} {from_value}"
+        max_forwards = self.invite.headers.get("Max-Forwards")
+        hops = min(int(max_forwards) - 1, 70) if max_forwards and max_forwards.isdigit() else 70
+        headers = Headers([
+            ("Via", self._via(target.destination)),
+            ("Max-Forwards", str(hops)),
+            ("From", from_value),
+            ("To", f"<{target.to_uri}>"),
+            ("Call-ID", f"{secrets.token_hex(12)}@{from_host}"),
+            ("CSeq", "1 INVITE"),
+            ("Contact", f"<sip:linebox@{from_host}:{services.local_port}{transport}>"),
+            ("User-Agent", services.user_agent),
+        ])
+        for name in COPIED_INVITE_HEADERS:
+            value = self.invite.headers.get(name)
+            if value is not None:
+                headers.add(name, value)
+        request_uri = _parse_sip_uri(target.request_uri)
+        return Request("INVITE", request_uri, headers, self.invite.body)
+
+    def _via(self, destination: Address) -> str:
+        return (
+            f"SIP/2.0/{destination.transport.upper()} {self.services.local_host}:"
+            f"{self.services.local_port};branch={new_branch()};rport"
+        )
+
+    # ------------------------------------------------------------------ leg responses
+    def _on_leg_response(
+        self, leg: OutboundLeg, tx_id: str, response: Response, now: float
+    ) -> None:
+        status = response.status
+        if status < 200:
+            self._on_leg_provisional(leg, response, now)
+        elif status < 300:
+            self._on_leg_answer(leg, response, now)
+        else:
+            self._on_leg_failure(leg, response, now)
+
+    def _on_leg_provisional(self, leg: OutboundLeg, response: Response, now: float) -> None:
+        leg.provisional_seen = True
+        if leg.cancel_pending:
+            self._send_cancel(leg, now)
+            return
+        if response.status == 100 or not leg.active:
+            return
+        if leg.state == "calling":
+            leg.state = "ringing"
+            leg.record.ringing_at = now
+        if self.state != "ringing":
+            return
+        # Relay ringing once, and early media whenever it carries SDP (RFC 3261 §13.3.1.1).
+        if response.body or not self.relayed_18x:
+            self.relayed_18x = True
+            relay_status = response.status if response.status in (180, 183) else 180
+            self._respond(relay_status, now, body=response.body, headers=self._body_headers(
+                response
+            ))
+
+    def _on_leg_answer(self, leg: OutboundLeg, response: Response, now: float) -> None:
+        if leg.dialog is not None and leg.ack is not None:
+            # A retransmitted 2xx: our ACK was lost (RFC 3261 §13.2.2.4), send it again.
+            self.services.send_stateless(leg.ack, leg.target.destination)
+            return
+        local_contact = leg.invite.headers.get("Contact") or ""
+        dialog = Dialog.as_uac(leg.invite, response, local_contact=local_contact)
+        leg.dialog = dialog
+        leg.ack = dialog.create_ack(leg.invite.cseq.seq, via=self._via(leg.target.destination))
+        self.services.send_stateless(leg.ack, leg.target.destination)
+        if self.state != "ringing" or self.winner is not None:
+            # Lost the race (another leg answered first, or the caller hung up): hang up on it.
+            leg.state = "done"
+            leg.record.result = "cancelled"
+            leg.record.ended_at = now
+            self._send_bye(dialog, leg.target.destination, now)
+            return
+        leg.state = "answered"
+        leg.record.answered_at = now
+        leg.record.result = "answered"
+        leg.record.sip_status = response.status
+        self.winner = leg
+        self.state = "answered"
+        self.answered_at = now
+        self.answered_by = leg.target.label
+        self.services.dialog_opened(dialog, self, "b")
+        for other in self.legs.values():
+            if other is not leg and other.active:
+                self._cancel_leg(other, now, result="cancelled")
+        self._cancel_timers()
+        response_to_caller = make_response(
+            self.invite, 200, to_tag=self.to_tag,
+            headers=[("Contact", self._contact_for_caller()), ("Allow", ALLOW),
+                     ("User-Agent", self.services.user_agent),
+                     *self._body_headers(response)],
+            body=response.body,
+        )
+        self.inbound_dialog = Dialog.as_uas(
+            self.invite, local_tag=self.to_tag, local_contact=self._contact_for_caller()
+        )
+        self.services.dialog_opened(self.inbound_dialog, self, "a")
+        self.services.send_response(self.invite_tx, response_to_caller, now)
+
+    def _on_leg_failure(self, leg: OutboundLeg, response: Response, now: float) -> None:
+        if response.status in (401, 407) and not leg.auth_retried and leg.target.trunk:
+            credentials = self.services.invite_authorization(leg.target, response, leg.invite)
+            if credentials is not None and leg.active and not leg.cancel_pending:
+                # RFC 3261 §22.2: the same INVITE again with credentials, CSeq +1, new branch.
+                leg.auth_retried = True
+                self.legs.pop(leg.tx_id, None)
+                invite = leg.invite
+                invite.headers.set("Via", self._via(leg.target.destination))
+                invite.headers.set("CSeq", f"{invite.cseq.seq + 1} INVITE")
+                invite.headers.set(*credentials)
+                self._send_leg_invite(leg, now)
+                return
+        self._leg_done(leg, _result_of(response.status), response.status, now)
+
+    def _on_leg_timeout(self, leg: OutboundLeg, tx_id: str, now: float) -> None:
+        if leg.state == "answered":
+            return
+        self._leg_done(leg, "no_answer" if leg.provisional_seen else "failed", 408, now)
+
+    def _leg_done(self, leg: OutboundLeg, result: str, status: int, now: float) -> None:
+        was_active = leg.active
+        leg.state = "done"
+        if leg.record.result is None:
+            leg.record.result = result
+        leg.record.sip_status = status
+        leg.record.ended_at = now
+        if was_active and self.state == "ringing":
+            self._after_leg_failure(now)
+
+    def _after_leg_failure(self, now: float) -> None:
+        if any(leg.active for leg in self.legs.values()):
+            return
+        plan = self.plan
+        if plan is not None and self.step_index < len(plan.steps):
+            if plan.advance_on_failure:
+                self._run_step(self.step_index, now)
+            return  # ring_all-like plans wait for their next timed step
+        self.fail(self._status_for_caller(), "no answer", now, outcome="missed")
+
+    def _status_for_caller(self) -> int:
+        results = [r.sip_status for r in self.leg_records if r.sip_status]
+        if len(self.leg_records) == 1 and self.leg_records[0].sip_status and self.plan is None:
+            status = self.leg_records[0].sip_status
+            # An external call: pass the provider's answer on, but never an auth challenge.
+            return 403 if status in (401, 407) else status
+        if results and all(s in (486, 600) for s in results):
+            return 486
+        if any(s in (603,) for s in results):
+            return 603
+        return 480
+
+    def _give_up(self, now: float) -> None:
+        if self.state != "ringing":
+            return
+        for leg in self.legs.values():
+            if leg.active:
+                self._cancel_leg(leg, now, result="no_answer")
+        # No-answer actions (voicemail, forward, next department) come with the queue work;
+        # until then the caller hears "temporarily unavailable".
+        self.fail(480, "no answer", now, outcome="missed")
+
+    # ------------------------------------------------------------------ cancelling legs
+    def _cancel_leg(self, leg: OutboundLeg, now: float, *, result: str = "cancelled") -> None:
+        if not leg.active:
+            return
+        leg.record.result = result
+        leg.state = "done"
+        leg.record.ended_at = now
+        if leg.provisional_seen:
+            self._send_cancel(leg, now)
+        else:
+            # RFC 3261 §9.1: no CANCEL before a provisional response; send it when one comes.
+            leg.cancel_pending = True
+
+    def _send_cancel(self, leg: OutboundLeg, now: float) -> None:
+        leg.cancel_pending = False
+        invite = leg.invite
+        headers = Headers([
+            ("Via", invite.headers.get("Via") or ""),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.get("From") or ""),
+            ("To", invite.headers.get("To") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.seq} CANCEL"),
+            ("User-Agent", self.services.user_agent),
+        ])
+        for route in invite.headers.get_all("Route"):
+            headers.add("Route", route)
+        cancel = Request("CANCEL", invite.uri, headers)
+        self.services.send_request(
+            cancel, leg.target.destination, now,
+            on_response=lambda tx, r, t: None, on_timeout=lambda tx, t: None,
+        )
+
+    # ------------------------------------------------------------------ caller side
+    def caller_cancelled(self, now: float) -> None:
+        """CANCEL from the caller (RFC 3261 §9.2): 487 to the INVITE, cancel every leg."""
+        if self.state not in ("routing", "ringing"):
+            return
+        for leg in self.legs.values():
+            if leg.active:
+                self._cancel_leg(leg, now)
+        self.fail(487, "caller cancelled", now, outcome="missed")
+
+    def fail(self, status: int, cause: str, now: float, *, outcome: str) -> None:
+        """End an unanswered call with a final response to the caller."""
+        if self.state in ("answered", "ended"):
+            return
+        for leg in self.legs.values():
+            if leg.active:
+                self._cancel_leg(leg, now)
+        self.final_status = status
+        self.services.send_response(
+            self.invite_tx,
+            make_response(self.invite, status, to_tag=self.to_tag,
+                          headers=[("User-Agent", self.services.user_agent)]),
+            now,
+        )
+        self._finish(now, cause, outcome)
+
+    def _respond(
+        self, status: int, now: float, *, body: bytes = b"",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        extra = [("Contact", self._contact_for_caller())] if status < 300 else []
+        self.services.send_response(
+            self.invite_tx,
+            make_response(self.invite, status, to_tag=self.to_tag,
+                          headers=extra + (headers or []), body=body),
+            now,
+        )
+
+    def _contact_for_caller(self) -> str:
+        transport = ";transport=tcp" if self.source.reliable else ""
+        return f"<sip:linebox@{self.services.local_host}:{self.services.local_port}{transport}>"
+
+    @staticmethod
+    def _body_headers(message: Response | Request) -> list[tuple[str, str]]:
+        value = message.headers.get("Content-Type")
+        return [("Content-Type", value)] if value and message.body else []
+
+    # ------------------------------------------------------------------ established call
+    def other_side(self, side: str) -> tuple[Dialog, Address] | None:
+        if self.winner is None or self.winner.dialog is None or self.inbound_dialog is None:
+            return None
+        if side == "a":
+            return self.winner.dialog, self.winner.target.destination
+        return self.inbound_dialog, self.source
+
+    def in_dialog_request(self, side: str, request: Request, tx_id: str, now: float) -> None:
+        """A request inside the established call from side "a" (caller) or "b" (answerer)."""
+        method = request.method
+        if self.state != "answered":
+            status = 200 if method == "BYE" else 481
+            self.services.send_response(tx_id, make_response(request, status), now)
+            return
+        peer = self.other_side(side)
+        assert peer is not None
+        dialog, destination = peer
+        if method == "BYE":
+            self.services.send_response(tx_id, make_response(request, 200), now)
+            self._send_bye(dialog, destination, now)
+            self._finish(now, f"hangup by {'caller' if side == 'a' else 'callee'}", "answered")
+            return
+        if method == "INVITE" or method in RELAYED_IN_DIALOG:
+            pending_invite = any(r.request.method == "INVITE" for r in self.relays.values())
+            if method == "INVITE" and pending_invite:
+                self.services.send_response(tx_id, make_response(request, 491), now)  # §14.1
+                return
+            self._relay(side, request, tx_id, dialog, destination, now)
+            return
+        self.services.send_response(
+            tx_id, make_response(request, 501, headers=[("Allow", ALLOW)]), now
+        )
+
+    def _relay(
+        self, side: str, request: Request, tx_id: str, dialog: Dialog, destination: Address,
+        now: float,
+    ) -> None:
+        headers = self._body_headers(request)
+        relayed = dialog.create_request(
+            request.method, via=self._via(destination), headers=headers, body=request.body
+        )
+        relay = PendingRelay(from_side=side, server_tx=tx_id, request=request)
+        if request.method == "INVITE":
+            relay.invite_cseq = relayed.cseq.seq
+            relay.acked_dialog = dialog
+        relay.client_tx = self.services.send_request(
+            relayed, destination, now,
+            on_response=partial(self._on_relay_response, relay),
+            on_timeout=partial(self._on_relay_timeout, relay),
+        )
+        self.relays[relay.client_tx] = relay
+
+    def _on_relay_response(
+        self, relay: PendingRelay, tx_id: str, response: Response, now: float
+    ) -> None:
+        if response.status == 100:
+            return
+        if response.status >= 200:
+            if relay.final_2xx_seen:
+                return  # a retransmitted 2xx: the ACK goes when the originator sends it
+            relay.final_2xx_seen = response.status < 300
+            if relay.request.method != "INVITE" or response.status >= 300:
+                assert relay.client_tx is not None
+                self.relays.pop(relay.client_tx, None)
+        extra: list[tuple[str, str]] = list(self._body_headers(response))
+        if relay.request.method == "INVITE" and response.status < 300:
+            if relay.from_side == "a":
+                contact = self._contact_for_caller()
+            else:
+                assert self.winner is not None
+                contact = self.winner.invite.headers.get("Contact") or ""
+            extra.append(("Contact", contact))
+        self.services.send_response(
+            relay.server_tx,
+            make_response(relay.request, response.status, response.reason, headers=extra,
+                          body=response.body),
+            now,
+        )
+
+    def _on_relay_timeout(self, relay: PendingRelay, tx_id: str, now: float) -> None:
+        assert relay.client_tx is not None
+        self.relays.pop(relay.client_tx, None)
+        self.services.send_response(relay.server_tx, make_response(relay.request, 408), now)
+
+    def ack_received(self, side: str, ack: Request, now: float) -> None:
+        """An ACK for a 2xx from `side`: relay it when it completes a relayed re-INVITE."""
+        for tx, relay in list(self.relays.items()):
+            if relay.from_side == side and relay.request.method == "INVITE":
+                peer = self.other_side(side)
+                if peer is not None and relay.invite_cseq is not None:
+                    dialog, destination = peer
+                    relayed_ack = dialog.create_ack(relay.invite_cseq, via=self._via(destination))
+                    if ack.body:
+                        relayed_ack.body = ack.body
+                        relayed_ack.headers.set("Content-Type", ack.headers.get("Content-Type")
+                                                or "application/sdp")
+                    self.services.send_stateless(relayed_ack, destination)
+                del self.relays[tx]
+
+    def hang_up(self, now: float, cause: str) -> None:
+        """End the call from our side: BYE to both parties, or a final answer if unanswered."""
+        if self.state == "answered":
+            for side in ("a", "b"):
+                peer = self.other_side("b" if side == "a" else "a")
+                if peer is not None:
+                    self._send_bye(peer[0], peer[1], now)
+            self._finish(now, cause, "answered")
+        elif self.state in ("routing", "ringing"):
+            self.fail(480, cause, now, outcome="failed")
+
+    def _send_bye(self, dialog: Dialog, destination: Address, now: float) -> None:
+        bye = dialog.create_request("BYE", via=self._via(destination))
+        bye.headers.add("User-Agent", self.services.user_agent)
+        self.services.send_request(
+            bye, destination, now, on_response=lambda tx, r, t: None,
+            on_timeout=lambda tx, t: None,
+        )
+
+    # ------------------------------------------------------------------ the end
+    def _cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+    def _finish(self, now: float, cause: str, outcome: str) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.ended_at = now
+        self.end_cause = cause
+        self.outcome = outcome
+        self._cancel_timers()
+        for record in self.leg_records:
+            if record.ended_at is None:
+                record.ended_at = now
+        self.services.call_finished(self, now)
+
+
+def _result_of(status: int) -> str:
+    if status in (486, 600):
+        return "busy"
+    if status == 603:
+        return "declined"
+    if status == 487:
+        return "cancelled"
+    if status in (404, 410, 480):
+        return "unavailable"
+    if status == 408:
+        return "no_answer"
+    return "failed"
+
+
+def _parse_sip_uri(text: str) -> SipUri:
+    uri = parse_uri(text)
+    if not isinstance(uri, SipUri):
+        raise ValueError(f"not a SIP URI: {text}")
+    return uri

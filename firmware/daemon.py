@@ -1,0 +1,368 @@
+"""The daemon: sockets, timers, signals and the control socket around the sans-IO gateway core.
+
+Everything here is I/O. UDP datagrams and framed TCP messages go into `Gateway.receive`; what the
+core wants sent is flushed right after, and one `loop.call_at` is re-armed to the core's next
+timer (the aioquic `transmit` shape). Finished calls are written to SQLite in one transaction per
+second. The control socket (a Unix socket beside the database) answers `linebox status` and,
+later, the web UI; each request is one JSON line, each answer one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from .gateway import CallRecorder, Gateway
+from .sip.message import FramingError, StreamFramer, error_response_bytes
+from .sip.transaction import Address
+from .store import Config, Store
+
+LOGGER = logging.getLogger(__name__)
+
+RECORD_FLUSH_INTERVAL_S = 1.0
+CONFIG_POLL_INTERVAL_S = 2.0
+UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def control_socket_path(db_path: str | Path) -> Path:
+    """The control socket lives beside the database: every subcommand given the same --db
+    finds the daemon that runs on it."""
+    return Path(db_path).with_suffix(".sock")
+
+
+class SqliteRecorder(CallRecorder):
+    """Buffers finished calls and writes them in one transaction per flush."""
+
+    def __init__(self, store: Store, *, wall_offset_s: float) -> None:
+        self.store = store
+        self.wall_offset_s = wall_offset_s
+        self._pending: list[tuple[dict[str, object], list[dict[str, object]]]] = []
+
+    def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
+        self._pending.append((self._to_wall(call), [self._to_wall(leg) for leg in legs]))
+
+    def _to_wall(self, row: dict[str, object]) -> dict[str, object]:
+        # The core runs on the monotonic clock; records carry Unix time.
+        out = dict(row)
+        for key, value in row.items():
+            if key.endswith("_at") and isinstance(value, float):
+                out[key] = value + self.wall_offset_s
+        return out
+
+    def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            self.store.record_finished_calls(batch)
+        except Exception:
+            # Keep the rows for the next flush: a busy database must not lose call records.
+            LOGGER.exception("writing %d call records failed; will retry", len(batch))
+            self._pending = batch + self._pending
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.daemon.on_message(data, Address("udp", addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: the transaction timers take care of the rest.
+        LOGGER.debug("UDP error: %s", exc)
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Address | None = None
+        self.pending: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = Address("tcp", host, port)
+        self.daemon.tcp_connections[(host, port)] = self
+        for data in self.pending:
+            transport.write(data)
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None and self.transport is not None
+        try:
+            messages = self.framer.feed(data)
+        except FramingError as exc:
+            # RFC 3261 §18.3: the stream cannot be re-synchronised; answer if we can, then close.
+            reply = error_response_bytes(exc.partial, exc.status_hint)
+            if reply is not None:
+                self.transport.write(reply)
+            LOGGER.info("closing TCP connection from %s: %s", self.peer.host, exc)
+            self.transport.close()
+            return
+        for _ in range(self.framer.keepalive_pings):
+            self.transport.write(b"\r\n")  # RFC 5626 §3.5.1 pong
+        self.framer.keepalive_pings = 0
+        for message in messages:
+            self.daemon.on_message(message, self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None:
+            key = (self.peer.host, self.peer.port)
+            if self.daemon.tcp_connections.get(key) is self:
+                del self.daemon.tcp_connections[key]
+
+    def send(self, data: bytes) -> None:
+        if self.transport is None:
+            self.pending.append(data)
+        else:
+            self.transport.write(data)
+
+
+class Daemon:
+    def __init__(
+        self, store: Store, *, sip_host: str, sip_port: int, db_path: str | Path,
+        advertised_host: str | None = None,
+    ) -> None:
+        self.store = store
+        self.sip_host = sip_host
+        self.sip_port = sip_port
+        self.db_path = Path(db_path)
+        self.advertised_host = advertised_host or _advertised_host(sip_host)
+        self.loop = asyncio.get_running_loop()
+        self.recorder = SqliteRecorder(store, wall_offset_s=time.time() - self.loop.time())
+        self.config_revision = store.config_revision()
+        config = store.load_config()
+        self.gateway = Gateway(
+            config, local=Address("udp", self.advertised_host, sip_port),
+            trunk_addresses=resolve_trunks(config), recorder=self.recorder,
+            now=self.loop.time(),
+        )
+        self.tcp_connections: dict[tuple[str, int], _TcpProtocol] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopping = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._connecting: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ start and stop
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.sip_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER_BYTES)
+        sock.bind((self.sip_host, self.sip_port))
+        self._udp, _ = await self.loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), sock=sock
+        )
+        self._servers.append(await self.loop.create_server(
+            lambda: _TcpProtocol(self), self.sip_host, self.sip_port, reuse_address=True
+        ))
+        sock_path = control_socket_path(self.db_path)
+        with contextlib.suppress(FileNotFoundError):
+            sock_path.unlink()
+        self._servers.append(await asyncio.start_unix_server(self._control_client, str(sock_path)))
+        os.chmod(sock_path, 0o660)
+        self._background.append(self.loop.create_task(self._every(
+            RECORD_FLUSH_INTERVAL_S, self._flush_records)))
+        self._background.append(self.loop.create_task(self._every(
+            CONFIG_POLL_INTERVAL_S, self._reload_if_changed)))
+        self._arm_timer()
+        LOGGER.info("SIP on %s:%d (UDP and TCP), control socket %s", self.sip_host,
+                    self.sip_port, sock_path)
+
+    async def run_until_stopped(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        LOGGER.info("stopping")
+        self.gateway.shutdown(self.loop.time())
+        self.flush()
+        await asyncio.sleep(0.2)  # let the BYEs and the un-REGISTER leave
+        for task in self._background:
+            task.cancel()
+        for server in self._servers:
+            server.close()
+        for connection in list(self.tcp_connections.values()):
+            if connection.transport is not None:
+                connection.transport.close()
+        if self._udp is not None:
+            self._udp.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.recorder.flush()
+        with contextlib.suppress(FileNotFoundError):
+            control_socket_path(self.db_path).unlink()
+
+    async def _every(self, interval_s: float, action: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                action()
+            except Exception:
+                LOGGER.exception("periodic task failed")
+
+    def _flush_records(self) -> None:
+        self.recorder.flush()
+
+    def _reload_if_changed(self) -> None:
+        revision = self.store.config_revision()
+        if revision == self.config_revision:
+            return
+        config = self.store.load_config()
+        self.gateway.apply_config(config, resolve_trunks(config), self.loop.time())
+        self.config_revision = revision
+        LOGGER.info("configuration revision %d applied", revision)
+        self.flush()
+
+    # ------------------------------------------------------------------ the SIP path
+    def on_message(self, data: bytes, source: Address) -> None:
+        self.gateway.receive(data, source, self.loop.time())
+        self.flush()
+
+    def flush(self) -> None:
+        for data, address in self.gateway.datagrams_to_send():
+            if address.transport == "udp":
+                if self._udp is not None:
+                    self._udp.sendto(data, (address.host, address.port))
+            else:
+                self._send_tcp(data, address)
+        self._arm_timer()
+
+    def _send_tcp(self, data: bytes, address: Address) -> None:
+        connection = self.tcp_connections.get((address.host, address.port))
+        if connection is None:
+            connection = _TcpProtocol(self)
+            connection.pending.append(data)
+            self.tcp_connections[(address.host, address.port)] = connection
+            task = self.loop.create_task(self._connect(connection, address))
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
+            return
+        connection.send(data)
+
+    async def _connect(self, connection: _TcpProtocol, address: Address) -> None:
+        try:
+            await self.loop.create_connection(lambda: connection, address.host, address.port)
+        except OSError as exc:
+            LOGGER.warning("TCP connection to %s:%d failed: %s", address.host, address.port, exc)
+            self.tcp_connections.pop((address.host, address.port), None)
+
+    def _arm_timer(self) -> None:
+        when = self.gateway.get_timer()
+        if when == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = None if when is None else self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.gateway.handle_timer(self.loop.time())
+        self.flush()
+
+    # ------------------------------------------------------------------ control socket
+    async def _control_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    answer = await self._control(request)
+                except Exception as exc:
+                    answer = {"ok": False, "error": str(exc)}
+                writer.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("command")
+        handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = {
+            "status": self._control_status,
+        }.get(str(command))
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        return await handler(request)
+
+    async def _control_status(self, request: dict[str, Any]) -> dict[str, Any]:
+        status = self.gateway.status(self.loop.time())
+        status["sip"] = f"{self.sip_host}:{self.sip_port}"
+        status["pid"] = os.getpid()
+        return {"ok": True, "status": status}
+
+
+def _advertised_host(bind_host: str) -> str:
+    """The address to put in Via and Contact: the bound one, or the outgoing interface's."""
+    if bind_host not in ("0.0.0.0", "::", ""):
+        return bind_host
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # connect() on UDP sends nothing; it only asks the kernel which source address it
+        # would use for that destination (a documentation prefix: never contacted).
+        probe.connect(("192.0.2.1", 9))
+        return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
+
+
+def resolve_trunks(config: Config) -> dict[str, Address]:
+    addresses: dict[str, Address] = {}
+    for trunk in config.trunks:
+        try:
+            info = socket.getaddrinfo(trunk.host, trunk.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            LOGGER.warning("trunk %s: cannot resolve %s: %s", trunk.name, trunk.host, exc)
+            continue
+        addresses[trunk.name] = Address(trunk.transport, str(info[0][4][0]), trunk.port)
+    return addresses
+
+
+async def run_daemon(
+    store: Store, *, sip_host: str, sip_port: int, db_path: str | Path,
+    ready: Callable[[Daemon], None] | None = None,
+) -> None:
+    daemon = Daemon(store, sip_host=sip_host, sip_port=sip_port, db_path=db_path)
+    await daemon.start()
+    if ready is not None:
+        ready(daemon)
+    await daemon.run_until_stopped()
+
+
+async def control_request(db_path: str | Path, request: dict[str, Any],
+                          timeout_s: float = 5.0) -> dict[str, Any]:
+    """Send one request to the daemon running on `db_path` and return its answer."""
+    path = control_socket_path(db_path)
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout_s)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout_s)
+    finally:
+        writer.close()
+    answer: dict[str, Any] = json.loads(line)
+    return answer

@@ -1,0 +1,721 @@
+"""The gateway core: SIP in, decisions, SIP out — sans-IO, driven by the daemon's event loop.
+
+`Gateway.receive(data, source, now)` takes one datagram or one framed TCP message; the daemon then
+drains `datagrams_to_send()` and re-arms one timer at `get_timer()`, calling `handle_timer(now)`
+when it fires (the aioquic shape). Inside, the transaction layer matches retransmissions, the
+registrar keeps the phones' bindings, the rate limiter keeps scanners out, and each new INVITE
+becomes a `Call` that the routing plan drives. Where a call came from (a phone, the provider, and
+later a GSM or FXO line) only matters here, at the edge; routing sees numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import itertools
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+from .calls import ALLOW, Call, CallInfo, LegRecord, Target, TimeoutHandler
+from .registrar import Registrar
+from .routing.plan import (
+    DepartmentSnapshot,
+    MemberState,
+    UnknownStrategyError,
+    plan_department_call,
+)
+from .security import RateLimiter, is_scanner
+from .sip.auth import DigestChallenger, build_authorization, choose_challenge
+from .sip.dialog import Dialog
+from .sip.errors import RemoteProtocolError
+from .sip.message import (
+    KNOWN_METHODS,
+    Request,
+    Response,
+    error_response_bytes,
+    make_response,
+    parse_message,
+)
+from .sip.transaction import (
+    AckTimedOut,
+    Address,
+    RequestReceived,
+    ResponseReceived,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimedOut,
+)
+from .sip.uri import OtherUri, SipUri
+from .store.config import Config, Department, Trunk
+from .trunk import TrunkAccount, TrunkRegistration
+
+LOGGER = logging.getLogger(__name__)
+
+DIRECT_RING_TIMEOUT_S = 60.0
+EXTERNAL_RING_TIMEOUT_S = 180.0
+HOUSEKEEPING_INTERVAL_S = 1.0
+SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # no SIP extensions are required of peers yet
+ACCEPTED_BODY_TYPES = ("application/sdp",)
+
+ResponseCallback = Callable[[str, Response, float], None]
+
+
+@dataclass(order=True, slots=True)
+class _AppTimer:
+    when: float
+    seq: int
+    callback: Callable[[float], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class CallRecorder:
+    """Where finished calls go; the daemon's implementation writes them to SQLite in batches."""
+
+    def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
+        raise NotImplementedError
+
+
+class MemoryRecorder(CallRecorder):
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, object], list[dict[str, object]]]] = []
+
+    def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
+        self.calls.append((call, legs))
+
+
+class ChannelPool:
+    """Simultaneous-call limits per inbound number and per trunk (3..100 each)."""
+
+    def __init__(self) -> None:
+        self.capacity: dict[str, int] = {}
+        self.in_use: dict[str, int] = {}
+
+    def configure(self, capacity: dict[str, int]) -> None:
+        self.capacity = dict(capacity)
+        for key in capacity:
+            self.in_use.setdefault(key, 0)
+
+    def acquire(self, keys: list[str]) -> bool:
+        """Take one channel of each key, all or none."""
+        if any(self.in_use.get(k, 0) >= self.capacity.get(k, 0) for k in keys):
+            return False
+        for key in keys:
+            self.in_use[key] = self.in_use.get(key, 0) + 1
+        return True
+
+    def release(self, keys: list[str]) -> None:
+        for key in keys:
+            self.in_use[key] = max(0, self.in_use.get(key, 0) - 1)
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        local: Address,
+        trunk_addresses: dict[str, Address],
+        recorder: CallRecorder,
+        key: bytes | None = None,
+        now: float,
+    ) -> None:
+        self.local = local
+        self.local_host = local.host
+        self.local_port = local.port
+        self.recorder = recorder
+        self.key = key or secrets.token_bytes(32)
+        self.layer = TransactionLayer()
+        self.registrar = Registrar()
+        self.channels = ChannelPool()
+        self.calls: dict[str, Call] = {}  # by the caller's INVITE server transaction
+        self.dialogs: dict[tuple[str, str, str | None], tuple[Call, str]] = {}
+        self.trunk_registrations: dict[str, TrunkRegistration] = {}
+        self.stats: dict[str, int] = {
+            "calls": 0, "answered": 0, "rejected_busy": 0, "parse_errors": 0,
+            "dropped_scanner": 0, "dropped_banned": 0, "internal_errors": 0,
+        }
+        self._out: list[tuple[bytes, Address]] = []
+        self._handlers: dict[str, tuple[ResponseCallback, TimeoutHandler]] = {}
+        self._timers: list[_AppTimer] = []
+        self._timer_seq = itertools.count()
+        self._next_housekeeping = now
+        self._dialog_keys: dict[str, list[tuple[str, str, str | None]]] = {}
+        self.now = now
+        self.apply_config(config, trunk_addresses, now)
+
+    # ------------------------------------------------------------------ configuration
+    def apply_config(self, config: Config, trunk_addresses: dict[str, Address], now: float) -> None:
+        self.config = config
+        self.user_agent = config.sip.user_agent
+        self.extensions = {e.number: e for e in config.extensions}
+        self.departments = {d.number: d for d in config.departments}
+        self.numbers = {n.number: n for n in config.numbers}
+        self.trunks = {t.name: t for t in config.trunks}
+        self.trunk_addresses = dict(trunk_addresses)
+        self.trunk_by_host = {addr.host: name for name, addr in trunk_addresses.items()}
+        self.challenger = DigestChallenger(
+            config.sip.realm, key=self.key, algorithms=config.sip.digest_algorithms
+        )
+        security = config.security
+        self.limiter = RateLimiter(
+            requests=security.rate_limit_requests, window_s=security.rate_limit_window_s,
+            ban_s=security.ban_s,
+        )
+        self.scanners = tuple(s.lower() for s in security.scanner_user_agents)
+        capacity = {f"number:{n.number}": n.channels for n in config.numbers}
+        capacity.update({f"trunk:{t.name}": t.channels for t in config.trunks})
+        self.channels.configure(capacity)
+        for extension in list(self.registrar._bindings):
+            if extension not in self.extensions:
+                self.registrar.forget(extension)
+        wanted = {t.name for t in config.trunks if t.register and t.name in trunk_addresses}
+        for name in list(self.trunk_registrations):
+            if name not in wanted:
+                del self.trunk_registrations[name]
+        for name in wanted:
+            trunk = self.trunks[name]
+            account = TrunkAccount(
+                name=name, host=trunk.host, username=trunk.username, password=trunk.password,
+                expires_s=trunk.expires_s, from_domain=trunk.from_domain,
+            )
+            existing = self.trunk_registrations.get(name)
+            if existing is not None and existing.account == account:
+                continue
+            self.trunk_registrations[name] = TrunkRegistration(
+                account, destination=trunk_addresses[name], local_host=self.local_host,
+                local_port=self.local_port, user_agent=self.user_agent,
+            )
+
+    # ------------------------------------------------------------------ I/O surface
+    def receive(self, data: bytes, source: Address, now: float) -> None:
+        self.now = now
+        host = source.host
+        trusted = host in self.trunk_by_host or host in self.registrar.registered_hosts()
+        if not trusted and not self.limiter.allow(host, now):
+            self.stats["dropped_banned"] += 1
+            return
+        try:
+            message = parse_message(data, stream=source.reliable)
+        except RemoteProtocolError as exc:
+            self.stats["parse_errors"] += 1
+            LOGGER.info("unparseable message from %s:%d: %s", host, source.port, exc)
+            reply = error_response_bytes(data, exc.status_hint)
+            if reply is not None:
+                self._out.append((reply, source))
+            return
+        if isinstance(message, Request) and is_scanner(
+            message.headers.get("User-Agent"), self.scanners
+        ):
+            self.stats["dropped_scanner"] += 1
+            return
+        self.layer.receive(message, source, now)
+        self._drain_events(now)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        out = self._out + self.layer.datagrams_to_send()
+        self._out = []
+        return out
+
+    def get_timer(self) -> float | None:
+        candidates = [self._next_housekeeping]
+        layer_timer = self.layer.get_timer()
+        if layer_timer is not None:
+            candidates.append(layer_timer)
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+        if self._timers:
+            candidates.append(self._timers[0].when)
+        for registration in self.trunk_registrations.values():
+            when = registration.get_timer()
+            if when is not None:
+                candidates.append(when)
+        return min(candidates)
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        self.layer.handle_timer(now)
+        self._drain_events(now)
+        while self._timers and self._timers[0].when <= now:
+            timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                self._guarded(timer.callback, now)
+        self._drain_events(now)
+        for registration in self.trunk_registrations.values():
+            if registration.due(now):
+                self._send_registration(registration, registration.build_register(now), now)
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL_S
+            for binding in self.registrar.expire(now):
+                LOGGER.info("registration of %s at %s expired", binding.extension,
+                            binding.contact_text)
+            self.limiter.prune(now)
+        self._drain_events(now)
+
+    def shutdown(self, now: float) -> None:
+        """Hang up every call and unregister from the provider (Ctrl-C, SIGTERM)."""
+        for call in list(self.calls.values()):
+            call.hang_up(now, "shutdown")
+        for registration in self.trunk_registrations.values():
+            request = registration.unregister(now)
+            if request is not None:
+                self._send_registration(registration, request, now)
+
+    # ------------------------------------------------------------------ Services for calls
+    def send_request(
+        self, request: Request, destination: Address, now: float, *,
+        on_response: ResponseCallback, on_timeout: TimeoutHandler,
+    ) -> str:
+        tx_id = self.layer.send_request(request, destination, now)
+        self._handlers[tx_id] = (on_response, on_timeout)
+        return tx_id
+
+    def send_response(self, transaction_id: str, response: Response, now: float) -> None:
+        self.layer.send_response(transaction_id, response, now)
+
+    def send_stateless(self, message: Request, destination: Address) -> None:
+        self.layer.send_stateless(message, destination)
+
+    def call_at(self, when: float, callback: Callable[[float], None]) -> _AppTimer:
+        timer = _AppTimer(when, next(self._timer_seq), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def dialog_opened(self, dialog: Dialog, call: Call, side: str) -> None:
+        self.dialogs[dialog.id] = (call, side)
+        self._dialog_keys.setdefault(call.id, []).append(dialog.id)
+
+    def call_finished(self, call: Call, now: float) -> None:
+        self.channels.release(call.channels)
+        call.channels = []
+        self.calls.pop(call.invite_tx, None)
+        for key in self._dialog_keys.pop(call.id, []):
+            self.dialogs.pop(key, None)
+        if call.outcome == "answered":
+            self.stats["answered"] += 1
+        self.recorder.record(_call_row(call), [_leg_row(call.id, r) for r in call.leg_records])
+
+    def invite_authorization(
+        self, target: Target, challenge: Response, request: Request
+    ) -> tuple[str, str] | None:
+        trunk = self.trunks.get(target.trunk or "")
+        if trunk is None or not trunk.username:
+            return None
+        header = "WWW-Authenticate" if challenge.status == 401 else "Proxy-Authenticate"
+        chosen = choose_challenge(challenge.headers.get_all(header))
+        if chosen is None:
+            return None
+        value = build_authorization(
+            chosen, method="INVITE", uri=str(request.uri), username=trunk.username,
+            password=trunk.password, cnonce=secrets.token_hex(8), nc=1,
+        )
+        return ("Authorization" if challenge.status == 401 else "Proxy-Authorization", value)
+
+    # ------------------------------------------------------------------ events
+    def _drain_events(self, now: float) -> None:
+        while (event := self.layer.next_event()) is not None:
+            if isinstance(event, RequestReceived):
+                self._guarded(partial(self._on_request_event, event), now)
+            elif isinstance(event, ResponseReceived):
+                handlers = self._handlers.get(event.transaction_id)
+                if handlers is not None:
+                    self._guarded(
+                        partial(handlers[0], event.transaction_id, event.response), now
+                    )
+            elif isinstance(event, TransactionTimedOut):
+                handlers = self._handlers.pop(event.transaction_id, None)
+                if handlers is not None:
+                    self._guarded(partial(handlers[1], event.transaction_id), now)
+            elif isinstance(event, AckTimedOut):
+                call = self.calls.get(event.transaction_id)
+                if call is not None:
+                    self._guarded(partial(call.hang_up, cause="no ACK from caller"), now)
+            elif isinstance(event, TransactionTerminated):
+                self._handlers.pop(event.transaction_id, None)
+
+    def _guarded(self, action: Callable[[float], None], now: float) -> None:
+        """Run one event handler; a bug in it must not take the daemon down."""
+        try:
+            action(now)
+        except Exception:
+            self.stats["internal_errors"] += 1
+            LOGGER.exception("internal error while handling an event")
+
+    def _on_request_event(self, event: RequestReceived, now: float) -> None:
+        request = event.request
+        if event.transaction_id is None:
+            self._on_ack(request, now)
+            return
+        try:
+            self._on_request(event.transaction_id, request, event.source, now)
+        except RemoteProtocolError as exc:
+            LOGGER.info("%s from %s refused: %s", request.method, event.source.host, exc)
+            headers = exc.headers if isinstance(exc, _RejectWith) else None
+            self._reply(event.transaction_id, request, exc.status_hint, now, headers=headers)
+
+    def _on_ack(self, ack: Request, now: float) -> None:
+        entry = self.dialogs.get((ack.call_id, ack.to.tag or "", ack.from_.tag))
+        if entry is not None:
+            call, side = entry
+            call.ack_received(side, ack, now)
+
+    def _reply(
+        self, tx_id: str, request: Request, status: int, now: float, *,
+        headers: list[tuple[str, str]] | None = None, reason: str | None = None,
+    ) -> None:
+        response = make_response(
+            request, status, reason, to_tag=self._stable_tag(request),
+            headers=[*(headers or []), ("User-Agent", self.user_agent)],
+        )
+        self.layer.send_response(tx_id, response, now)
+
+    def _stable_tag(self, request: Request) -> str:
+        # A To tag derived from the request, not random: a failed authentication for a known
+        # and for an unknown extension then answer byte for byte alike (no enumeration).
+        digest = hmac.new(self.key, request.call_id.encode("utf-8", "surrogateescape"),
+                          hashlib.sha256)
+        return digest.hexdigest()[:16]
+
+    def _on_request(self, tx_id: str, request: Request, source: Address, now: float) -> None:
+        method = request.method
+        if method == "CANCEL":
+            invite_tx = self.layer.find_invite_server_transaction(request)
+            call = self.calls.get(invite_tx) if invite_tx is not None else None
+            if call is None:
+                self._reply(tx_id, request, 481, now)
+                return
+            self._reply(tx_id, request, 200, now)
+            call.caller_cancelled(now)
+            return
+        if request.to.tag is not None:
+            self._on_in_dialog(tx_id, request, now)
+            return
+        if method not in KNOWN_METHODS:
+            self._reply(tx_id, request, 501, now, headers=[("Allow", ALLOW)])
+            return
+        self._check_request(request, method)
+        if method == "REGISTER":
+            self._on_register(tx_id, request, source, now)
+        elif method == "INVITE":
+            self._on_invite(tx_id, request, source, now)
+        elif method == "OPTIONS":
+            self._reply(tx_id, request, 200, now, headers=[
+                ("Allow", ALLOW), ("Accept", "application/sdp"), ("Accept-Language", "en"),
+            ])
+        elif method == "BYE":
+            self._reply(tx_id, request, 481, now)
+        else:
+            self._reply(tx_id, request, 405, now, headers=[("Allow", ALLOW)])
+
+    def _check_request(self, request: Request, method: str) -> None:
+        """RFC 3261 §8.2.2–8.2.4 checks that do not depend on who is asking."""
+        uri = request.uri
+        if isinstance(uri, OtherUri) and uri.scheme.lower() != "tel":
+            raise RemoteProtocolError("unsupported URI scheme", status_hint=416)
+        unsupported = [
+            opt for opt in request.headers.get_list("Require")
+            if opt and opt.lower() not in SUPPORTED_OPTIONS
+        ]
+        if unsupported and method not in ("CANCEL", "ACK"):
+            raise _RejectWith(420, [("Unsupported", ", ".join(unsupported))])
+        if method == "INVITE":
+            content_type = request.content_type
+            if request.body and content_type not in ACCEPTED_BODY_TYPES:
+                raise _RejectWith(415, [("Accept", "application/sdp")])
+            accept = [a.split(";")[0].strip().lower() for a in request.headers.get_list("Accept")]
+            if accept and not {"application/sdp", "application/*", "*/*"} & set(accept):
+                raise _RejectWith(406, [("Accept", "application/sdp")])
+            max_forwards = request.headers.get("Max-Forwards")
+            if max_forwards is not None and int(max_forwards.strip()) == 0:
+                raise RemoteProtocolError("too many hops", status_hint=483)
+
+    def _on_in_dialog(self, tx_id: str, request: Request, now: float) -> None:
+        entry = self.dialogs.get((request.call_id, request.to.tag or "", request.from_.tag))
+        if entry is None:
+            self._reply(tx_id, request, 481, now)
+            return
+        call, side = entry
+        dialog = call.inbound_dialog if side == "a" else (
+            call.winner.dialog if call.winner else None
+        )
+        if dialog is not None:
+            dialog.receive_request(request)
+        call.in_dialog_request(side, request, tx_id, now)
+
+    # ------------------------------------------------------------------ authentication
+    def _password_of(self, username: str) -> str | None:
+        extension = self.extensions.get(username)
+        return extension.password if extension else None
+
+    def _authenticate(
+        self, tx_id: str, request: Request, now: float, *, header: str, status: int
+    ) -> str | None:
+        """Digest-check `request`; on failure the response is sent and None returned."""
+        challenge_header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+        credentials = request.headers.get(header)
+        stale = False
+        if credentials is not None:
+            result = self.challenger.verify(request.method, credentials, self._password_of, now)
+            if result.ok and result.username is not None:
+                return result.username
+            stale = result.stale
+            if not stale and credentials.lower().startswith("digest"):
+                LOGGER.warning("failed %s authentication from %s", request.method,
+                               request.from_.uri)
+                self._reply(tx_id, request, 403, now)
+                return None
+        self._reply(tx_id, request, status, now, headers=[
+            (challenge_header, value) for value in self.challenger.challenge(now, stale=stale)
+        ])
+        return None
+
+    # ------------------------------------------------------------------ REGISTER
+    def _on_register(self, tx_id: str, request: Request, source: Address, now: float) -> None:
+        self.registrar.check_aor(request)
+        _ = request.contacts  # malformed contacts are a 400 before any challenge
+        username = self._authenticate(tx_id, request, now, header="Authorization", status=401)
+        if username is None:
+            return
+        aor_user = request.to.uri.user_unescaped
+        if aor_user != username:
+            self._reply(tx_id, request, 403, now, reason="Forbidden (credentials of another AOR)")
+            return
+        response = self.registrar.register(
+            request, username, source, now, to_tag=self._stable_tag(request)
+        )
+        response.headers.add("User-Agent", self.user_agent)
+        self.layer.send_response(tx_id, response, now)
+
+    # ------------------------------------------------------------------ INVITE
+    def _on_invite(self, tx_id: str, request: Request, source: Address, now: float) -> None:
+        trunk_name = self.trunk_by_host.get(source.host)
+        if trunk_name is not None:
+            self._on_trunk_invite(tx_id, request, source, trunk_name, now)
+            return
+        caller = self._authenticate(
+            tx_id, request, now, header="Proxy-Authorization", status=407
+        )
+        if caller is None:
+            return
+        dialed = _dialed_number(request)
+        if dialed in self.extensions or dialed in self.departments:
+            info = CallInfo(direction="internal", source="sip", caller=caller, dialed=dialed,
+                            department=dialed if dialed in self.departments else None)
+            call = self._new_call(tx_id, request, source, info, [], now)
+            self._route_internal(call, dialed, exclude=frozenset({caller}), now=now)
+            return
+        trunk = self._outbound_trunk()
+        if trunk is None:
+            self._reply(tx_id, request, 404, now)
+            return
+        channels = [f"trunk:{trunk.name}"]
+        if not self.channels.acquire(channels):
+            self.stats["rejected_busy"] += 1
+            self._reply(tx_id, request, 486, now, reason="Busy Here (all trunk channels in use)")
+            return
+        info = CallInfo(direction="outbound", source="sip", caller=caller, dialed=dialed)
+        call = self._new_call(tx_id, request, source, info, channels, now)
+        call.ring_targets(
+            [self._external_target(trunk, dialed)], EXTERNAL_RING_TIMEOUT_S, now
+        )
+
+    def _on_trunk_invite(
+        self, tx_id: str, request: Request, source: Address, trunk_name: str, now: float
+    ) -> None:
+        dialed = _dialed_number(request)
+        number = self.numbers.get(dialed) or self.numbers.get(dialed.lstrip("+"))
+        if number is None:
+            self._reply(tx_id, request, 404, now)
+            return
+        channels = [f"number:{number.number}", f"trunk:{trunk_name}"]
+        if not self.channels.acquire(channels):
+            # Over capacity: busy at once, before anything rings (the product promise).
+            self.stats["rejected_busy"] += 1
+            self._reply(tx_id, request, 486, now)
+            self.recorder.record(
+                {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
+                 "direction": "inbound", "source": f"trunk:{trunk_name}",
+                 "caller": request.from_.uri.user_unescaped or "", "dialed": dialed,
+                 "number": number.number, "end_cause": "over capacity",
+                 "outcome": "over_capacity", "sip_call_id": request.call_id},
+                [],
+            )
+            return
+        caller = request.from_.uri.user_unescaped or "anonymous"
+        destination = number.destination
+        info = CallInfo(
+            direction="inbound", source=f"trunk:{trunk_name}", caller=caller, dialed=dialed,
+            number=number.number,
+            department=destination if destination in self.departments else None,
+        )
+        call = self._new_call(tx_id, request, source, info, channels, now)
+        self._route_internal(call, destination, exclude=frozenset(), now=now)
+
+    def _new_call(
+        self, tx_id: str, request: Request, source: Address, info: CallInfo,
+        channels: list[str], now: float,
+    ) -> Call:
+        call = Call(
+            services=self, invite=request, invite_tx=tx_id, source=source, info=info,
+            started_at=now, channels=channels,
+        )
+        self.calls[tx_id] = call
+        self.stats["calls"] += 1
+        return call
+
+    def _route_internal(
+        self, call: Call, destination: str, *, exclude: frozenset[str], now: float
+    ) -> None:
+        department = self.departments.get(destination)
+        if department is None:
+            call.ring_targets(self._extension_targets(destination), DIRECT_RING_TIMEOUT_S, now)
+            return
+        call.info.strategy = department.strategy
+        try:
+            plan = plan_department_call(self._snapshot(department, now), exclude=exclude)
+        except UnknownStrategyError:
+            LOGGER.error("department %s: strategy %s is not available yet; ringing everyone",
+                         department.number, department.strategy)
+            plan = plan_department_call(
+                self._snapshot(department, now, strategy="ring_all"), exclude=exclude
+            )
+        call.ring(plan, self._extension_targets, now)
+
+    def _snapshot(
+        self, department: Department, now: float, *, strategy: str | None = None
+    ) -> DepartmentSnapshot:
+        busy = self._busy_extensions()
+        members = tuple(
+            MemberState(
+                extension=m.extension, ring_time_s=m.ring_time_s,
+                registered=self.registrar.is_registered(m.extension, now),
+                busy=m.extension in busy,
+            )
+            for m in department.members
+        )
+        return DepartmentSnapshot(
+            number=department.number, strategy=strategy or department.strategy,
+            ring_timeout_s=department.ring_timeout_s, members=members,
+        )
+
+    def _busy_extensions(self) -> set[str]:
+        busy: set[str] = set()
+        for call in self.calls.values():
+            if call.state == "answered":
+                if call.answered_by:
+                    busy.add(call.answered_by)
+                if call.info.direction != "inbound":
+                    busy.add(call.info.caller)
+        return busy
+
+    def _extension_targets(self, extension: str) -> list[Target]:
+        return [
+            Target(
+                kind="extension", label=extension, request_uri=b.contact_text,
+                destination=b.destination, to_uri=f"sip:{extension}@{self.local_host}",
+            )
+            for b in self.registrar.bindings(extension, self.now)
+        ]
+
+    def _outbound_trunk(self) -> Trunk | None:
+        for trunk in self.config.trunks:
+            if trunk.name in self.trunk_addresses:
+                return trunk
+        return None
+
+    def _external_target(self, trunk: Trunk, number: str) -> Target:
+        address = self.trunk_addresses[trunk.name]
+        port = f":{trunk.port}" if trunk.port != 5060 else ""
+        uri = f"sip:{number}@{trunk.host}{port}"
+        return Target(kind="external", label=number, request_uri=uri, destination=address,
+                      to_uri=uri, trunk=trunk.name)
+
+    # ------------------------------------------------------------------ provider registration
+    def _send_registration(
+        self, registration: TrunkRegistration, request: Request, now: float
+    ) -> None:
+        def on_response(tx: str, response: Response, t: float) -> None:
+            follow_up = registration.on_response(response, t)
+            if follow_up is not None:
+                self._send_registration(registration, follow_up, t)
+
+        def on_timeout(tx: str, t: float) -> None:
+            registration.on_timeout(t)
+
+        self.send_request(request, registration.destination, now,
+                          on_response=on_response, on_timeout=on_timeout)
+
+    # ------------------------------------------------------------------ status
+    def status(self, now: float) -> dict[str, object]:
+        return {
+            "registrations": [
+                {"extension": b.extension, "contact": b.contact_text,
+                 "source": f"{b.source.transport}:{b.source.host}:{b.source.port}",
+                 "expires_in_s": round(b.expires_at - now), "user_agent": b.user_agent}
+                for b in self.registrar.all_bindings(now)
+            ],
+            "trunks": [r.status(now) for r in self.trunk_registrations.values()] + [
+                {"name": t.name, "state": "static" if t.name in self.trunk_addresses
+                 else "unresolved"}
+                for t in self.config.trunks if t.name not in self.trunk_registrations
+            ],
+            "calls": [
+                {"id": c.id, "state": c.state, "direction": c.info.direction,
+                 "caller": c.info.caller, "dialed": c.info.dialed,
+                 "department": c.info.department, "answered_by": c.answered_by,
+                 "duration_s": round(now - c.started_at, 1),
+                 "ringing": sorted({leg.target.label for leg in c.legs.values() if leg.active})}
+                for c in self.calls.values()
+            ],
+            "channels": [
+                {"key": key, "in_use": self.channels.in_use.get(key, 0), "capacity": cap}
+                for key, cap in sorted(self.channels.capacity.items())
+            ],
+            "bans": [
+                {"source": b.source, "since": b.since, "until": b.until, "requests": b.requests}
+                for b in self.limiter.bans(now)
+            ],
+            "stats": dict(self.stats),
+            "transactions": self.layer.transaction_count,
+        }
+
+
+class _RejectWith(RemoteProtocolError):
+    def __init__(self, status: int, headers: list[tuple[str, str]]) -> None:
+        super().__init__(f"rejected with {status}", status_hint=status)
+        self.headers = headers
+
+
+def _dialed_number(request: Request) -> str:
+    uri = request.uri
+    user = uri.user_unescaped if isinstance(uri, (SipUri, OtherUri)) else None
+    if not user:
+        user = request.to.uri.user_unescaped
+    return user or ""
+
+
+def _call_row(call: Call) -> dict[str, object]:
+    info = call.info
+    return {
+        "id": call.id, "started_at": call.started_at, "answered_at": call.answered_at,
+        "ended_at": call.ended_at, "direction": info.direction, "source": info.source,
+        "caller": info.caller, "dialed": info.dialed, "number": info.number,
+        "department": info.department, "answered_by": call.answered_by,
+        "end_cause": call.end_cause, "outcome": call.outcome,
+        "sip_call_id": call.invite.call_id,
+    }
+
+
+def _leg_row(call_id: str, record: LegRecord) -> dict[str, object]:
+    return {
+        "call_id": call_id, "target": record.target, "contact": record.contact,
+        "started_at": record.started_at, "ringing_at": record.ringing_at,
+        "answered_at": record.answered_at, "ended_at": record.ended_at,
+        "result": record.result, "sip_status": record.sip_status,
+    }

@@ -1,0 +1,179 @@
+"""The registrar for the office's phones (RFC 3261 §10.3): bindings of extension → contacts.
+
+Pure: each call takes `now`. Authentication happens before `register` is called; this module only
+applies §10.3 steps 2–8 to an authenticated REGISTER and builds the 200 (or 400/423/500) answer.
+Bindings live in memory: phones refresh them every few minutes, so after a restart they are back
+within one registration interval — the same trade-off Asterisk makes without its astdb.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .sip.errors import RemoteProtocolError
+from .sip.message import Request, Response, make_response
+from .sip.transaction import Address
+from .sip.uri import NameAddr, SipUri
+
+LOGGER = logging.getLogger(__name__)
+
+MIN_EXPIRES_S = 60
+MAX_EXPIRES_S = 3600
+DEFAULT_EXPIRES_S = 3600
+MAX_CONTACTS_PER_AOR = 10
+
+
+@dataclass(slots=True, kw_only=True)
+class Binding:
+    extension: str
+    contact: NameAddr
+    contact_text: str  # the URI as the phone wrote it: bindings compare on it (§10.3 step 6)
+    expires_at: float
+    call_id: str
+    cseq: int
+    source: Address
+    user_agent: str
+    registered_at: float
+
+    @property
+    def destination(self) -> Address:
+        """Where requests for this binding go.
+
+        Over TCP, reuse the phone's own connection (its source). Over UDP, the Contact's address,
+        unless it differs from the packet's source address — then the phone is behind NAT and
+        only its public source address and port reach it (what Asterisk calls nat=force_rport).
+        """
+        uri = self.contact.uri
+        if self.source.reliable or not isinstance(uri, SipUri):
+            return self.source
+        if uri.host != self.source.host:
+            return self.source
+        return Address(transport=uri.transport, host=uri.host, port=uri.port or 5060)
+
+
+class Registrar:
+    def __init__(
+        self,
+        *,
+        min_expires_s: int = MIN_EXPIRES_S,
+        max_expires_s: int = MAX_EXPIRES_S,
+        default_expires_s: int = DEFAULT_EXPIRES_S,
+    ) -> None:
+        self.min_expires_s = min_expires_s
+        self.max_expires_s = max_expires_s
+        self.default_expires_s = default_expires_s
+        self._bindings: dict[str, list[Binding]] = {}
+        self._hosts: set[str] | None = None  # cache of registered source hosts
+
+    @staticmethod
+    def check_aor(request: Request) -> None:
+        """§10.3 step 4-5: the To header must name a sip/sips AOR (RFC 4475 unksm2)."""
+        if not isinstance(request.to.uri, SipUri):
+            raise RemoteProtocolError("address-of-record must be a sip or sips URI")
+
+    def register(
+        self, request: Request, extension: str, source: Address, now: float, *, to_tag: str
+    ) -> Response:
+        """Apply an authenticated REGISTER for `extension`; return the response to send."""
+        self.check_aor(request)
+        header_expires = request.expires
+        current = [b for b in self._bindings.get(extension, []) if b.expires_at > now]
+        call_id, cseq = request.call_id, request.cseq.seq
+        if request.is_wildcard_contact:
+            # §10.3 step 6: "*" only with Expires: 0, and it removes every binding.
+            if header_expires != 0 or len(request.headers.get_list("Contact")) != 1:
+                raise RemoteProtocolError("Contact * requires Expires: 0 and no other contact")
+            for binding in current:
+                if binding.call_id == call_id and cseq <= binding.cseq:
+                    return make_response(request, 500, "Out of order CSeq", to_tag=to_tag)
+            self._bindings.pop(extension, None)
+            self._hosts = None
+            LOGGER.info("extension %s unregistered every contact", extension)
+            return self._ok(request, extension, now, to_tag=to_tag)
+        updates: list[tuple[str, NameAddr, int]] = []
+        for contact in request.contacts:
+            expires = self._requested_expires(contact, header_expires)
+            if 0 < expires < self.min_expires_s:
+                return make_response(
+                    request, 423, to_tag=to_tag,
+                    headers=[("Min-Expires", str(self.min_expires_s))],
+                )
+            updates.append((str(contact.uri), contact, min(expires, self.max_expires_s)))
+        by_uri = {b.contact_text: b for b in current}
+        user_agent = request.headers.get("User-Agent") or ""
+        for contact_text, contact, expires in updates:
+            existing = by_uri.get(contact_text)
+            if existing is not None and existing.call_id == call_id and cseq <= existing.cseq:
+                # §10.3 step 7: same Call-ID and a CSeq not higher: the update is aborted.
+                return make_response(request, 500, "Out of order CSeq", to_tag=to_tag)
+            if expires == 0:
+                by_uri.pop(contact_text, None)
+                continue
+            by_uri[contact_text] = Binding(
+                extension=extension, contact=contact, contact_text=contact_text,
+                expires_at=now + expires, call_id=call_id, cseq=cseq, source=source,
+                user_agent=user_agent,
+                registered_at=existing.registered_at if existing else now,
+            )
+        if len(by_uri) > MAX_CONTACTS_PER_AOR:
+            return make_response(request, 403, "Too many contacts", to_tag=to_tag)
+        if by_uri:
+            self._bindings[extension] = list(by_uri.values())
+        else:
+            self._bindings.pop(extension, None)
+        self._hosts = None
+        return self._ok(request, extension, now, to_tag=to_tag)
+
+    def _requested_expires(self, contact: NameAddr, header_expires: int | None) -> int:
+        value = contact.params.get("expires")
+        if value is not None:
+            if not value.isdigit():
+                raise RemoteProtocolError(f"bad expires parameter {value!r}")
+            return int(value)
+        if header_expires is not None:
+            return header_expires
+        return self.default_expires_s
+
+    def _ok(self, request: Request, extension: str, now: float, *, to_tag: str) -> Response:
+        # §10.3 step 8: the 200 lists every current binding with its remaining lifetime.
+        headers = [
+            ("Contact", f"<{b.contact_text}>;expires={max(0, int(b.expires_at - now))}")
+            for b in self.bindings(extension, now)
+        ]
+        return make_response(request, 200, to_tag=to_tag, headers=headers)
+
+    def bindings(self, extension: str, now: float) -> list[Binding]:
+        return [b for b in self._bindings.get(extension, []) if b.expires_at > now]
+
+    def is_registered(self, extension: str, now: float) -> bool:
+        return bool(self.bindings(extension, now))
+
+    def all_bindings(self, now: float) -> list[Binding]:
+        return [b for bs in self._bindings.values() for b in bs if b.expires_at > now]
+
+    def registered_hosts(self) -> set[str]:
+        """Source hosts of live bindings as of the last `expire` (trusted by the rate limiter)."""
+        if self._hosts is None:
+            self._hosts = {b.source.host for bs in self._bindings.values() for b in bs}
+        return self._hosts
+
+    def expire(self, now: float) -> list[Binding]:
+        """Drop expired bindings; returns them (for logging)."""
+        gone: list[Binding] = []
+        for extension in list(self._bindings):
+            keep: list[Binding] = []
+            for binding in self._bindings[extension]:
+                (keep if binding.expires_at > now else gone).append(binding)
+            if keep:
+                self._bindings[extension] = keep
+            else:
+                del self._bindings[extension]
+        if gone:
+            self._hosts = None
+        return gone
+
+    def forget(self, extension: str) -> None:
+        """The extension was removed from the configuration."""
+        self._bindings.pop(extension, None)
+        self._hosts = None
