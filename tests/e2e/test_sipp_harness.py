@@ -28,7 +28,6 @@ PEER_TIMEOUT_S = 20.0
 AGENT_PASSWORD = "secret-101-pw"
 
 
-
 def start_server(trace_dir: Path, scenario: str, **options: object) -> tuple[SippProcess, int]:
     options = {"timeout_s": PEER_TIMEOUT_S, **options}
     server = Sipp(scenario=scenario, trace_dir=trace_dir, **options)
@@ -439,3 +438,23 @@ def test_bench_scenarios_sustain_a_short_load(tmp_path: Path) -> None:
     assert uas.ok, uas.describe()
     assert uac.successful_calls == 50
     assert uac.messages_sent == 150  # INVITE, ACK, BYE per call
+
+
+@pytest.mark.parametrize(
+    ("scenario", "options"),
+    [
+        ("bench_uac", {"service": "1000"}),
+        ("provider_call", {"service": "74951234567", "variables": {"hold_ms": 100}}),
+    ],
+)
+def test_a_late_ringing_after_the_answer_does_not_fail_the_call(
+    tmp_path: Path, scenario: str, options: dict[str, object]
+) -> None:
+    uac, uas = run_pair(
+        tmp_path,
+        ("test_late_ringing_uas", {"calls": 3}),
+        (scenario, {"calls": 3, "rate": 10, **options}),
+    )
+
+    assert uac.ok, uac.describe()
+    assert uas.ok, uas.describe()
