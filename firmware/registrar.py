@@ -40,16 +40,18 @@ class Binding:
     def destination(self) -> Address:
         """Where requests for this binding go.
 
-        Over TCP, reuse the phone's own connection (its source). Over UDP, the Contact's address,
-        unless it differs from the packet's source address — then the phone is behind NAT and
-        only its public source address and port reach it (what Asterisk calls nat=force_rport).
+        The Contact's address, over the Contact's transport — unless the Contact names another
+        host than the packet came from: then the phone is behind NAT and only its public source
+        address (and, over TCP, its own connection) reaches it (Asterisk's nat=force_rport,
+        RFC 5626's connection reuse).
         """
         uri = self.contact.uri
-        if self.source.reliable or not isinstance(uri, SipUri):
+        if not isinstance(uri, SipUri) or uri.host != self.source.host:
             return self.source
-        if uri.host != self.source.host:
-            return self.source
-        return Address(transport=uri.transport, host=uri.host, port=uri.port or 5060)
+        transport = uri.params.get("transport")
+        transport = transport.lower() if transport else self.source.transport
+        default_port = 5061 if transport == "tls" else 5060
+        return Address(transport=transport, host=uri.host, port=uri.port or default_port)
 
 
 class Registrar:

@@ -7,6 +7,8 @@ bound to 127.0.0.2, the trunk's configured address.
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -35,7 +37,12 @@ def linebox(tmp_path: Path) -> Iterator[LineboxProcess]:
 
 
 def register(
-    linebox: LineboxProcess, extension: str, contact_port: int, trace: Path, expires: int = 3600
+    linebox: LineboxProcess,
+    extension: str,
+    contact_port: int,
+    trace: Path,
+    expires: int = 3600,
+    transport: str = "u1",
 ) -> None:
     result = Sipp(
         scenario="register.xml",
@@ -47,6 +54,7 @@ def register(
         calls=1,
         timeout_s=10,
         trace_dir=trace,
+        transport=transport,
     ).run()
     assert result.ok, result.describe()
 
@@ -61,6 +69,7 @@ def start_agent(
     variables: dict[str, Any] | None = None,
     lost: float | None = None,
     timeout_s: float = 30,
+    transport: str = "u1",
 ) -> SippProcess:
     agent = Sipp(
         scenario=scenario,
@@ -72,11 +81,26 @@ def start_agent(
         timeout_s=timeout_s,
         lost_percent=lost,
         name=f"agent{extension}",
+        transport=transport,
     )
     process = agent.start()
-    assert agent.local_port is not None and wait_until_bound(agent.local_port)
-    register(linebox, extension, agent.local_port, trace)
+    assert agent.local_port is not None
+    if transport == "u1":
+        assert wait_until_bound(agent.local_port)
+    else:
+        assert wait_until_listening(agent.local_port)
+    register(linebox, extension, agent.local_port, trace, transport=transport)
     return process
+
+
+def wait_until_listening(port: int, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.02)
+    return False
 
 
 def provider_call(linebox: LineboxProcess, trace: Path, **options: Any) -> Sipp:
@@ -265,3 +289,17 @@ def test_calls_complete_through_retransmissions_with_10_percent_loss(
     assert linebox.status()["stats"]["internal_errors"] == 0
     # With 10% of SIPp's packets dropped, some recovery must have happened.
     assert retransmissions > 0
+
+
+def test_calls_cross_tcp_both_ways(linebox: LineboxProcess, tmp_path: Path) -> None:
+    """The provider calls over TCP; the agent registered over TCP is rung over TCP."""
+    with start_agent(linebox, "101", tmp_path, transport="t1") as agent:
+        registration = linebox.status()["registrations"][0]
+        assert registration["source"].startswith("tcp:")
+        caller = provider_call(linebox, tmp_path, transport="t1",
+                               variables={"hold_ms": 300}).run()
+        assert caller.ok, caller.describe()
+        agent_result = agent.wait()
+    assert agent_result.ok, agent_result.describe()
+    (record,) = wait_for_records(linebox, 1)
+    assert record["outcome"] == "answered" and record["answered_by"] == "101"
