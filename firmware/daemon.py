@@ -92,12 +92,12 @@ class _TcpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-        host, port = transport.get_extra_info("peername")[:2]
+        stream = self.transport = cast(asyncio.Transport, transport)
+        host, port = stream.get_extra_info("peername")[:2]
         self.peer = Address("tcp", host, port)
         self.daemon.tcp_connections[(host, port)] = self
         for data in self.pending:
-            transport.write(data)
+            stream.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
