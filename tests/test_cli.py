@@ -1,0 +1,108 @@
+"""The `linebox` command line as an admin uses it: config import/export, status, first start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.linebox import REPO_ROOT, base_config, running_linebox
+from tests.e2e.sipp import free_port
+
+
+def linebox(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "firmware", *args], cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=30, check=False,
+    )
+
+
+def write_config(path: Path, config: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_config_import_then_export_round_trips(tmp_path: Path) -> None:
+    db = str(tmp_path / "box.db")
+    source = write_config(tmp_path / "in.yaml", base_config())
+    imported = linebox("config", "import", str(source), "--db", db)
+    assert imported.returncode == 0, imported.stderr
+    exported = linebox("config", "export", "--db", db)
+    assert exported.returncode == 0, exported.stderr
+    data = yaml.safe_load(exported.stdout)
+    assert [e["number"] for e in data["extensions"]] == [f"10{i}" for i in range(1, 10)]
+    assert data["numbers"][0]["destination"] == "200"
+    again = write_config(tmp_path / "again.yaml", data)
+    assert linebox("config", "import", str(again), "--db", db).returncode == 0
+    assert linebox("config", "export", "--db", db).stdout == exported.stdout
+
+
+def test_invalid_config_is_refused_naming_the_key_and_nothing_changes(tmp_path: Path) -> None:
+    db = str(tmp_path / "box.db")
+    assert linebox("config", "import", str(write_config(tmp_path / "ok.yaml", base_config())),
+                   "--db", db).returncode == 0
+    before = linebox("config", "export", "--db", db).stdout
+    broken = base_config()
+    broken["numbers"] = [{"number": "74951234567", "trunk": "provider", "channels": 500,
+                          "destination": "200"}]
+    result = linebox("config", "import", str(write_config(tmp_path / "bad.yaml", broken)),
+                     "--db", db)
+    assert result.returncode == 1
+    assert "numbers[0].channels" in result.stderr and "nothing was changed" in result.stderr
+    assert linebox("config", "export", "--db", db).stdout == before
+
+
+def test_yaml_syntax_error_is_refused_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extensions: [\n  {number: '101'\n", encoding="utf-8")
+    result = linebox("config", "import", str(bad), "--db", str(tmp_path / "box.db"))
+    assert result.returncode == 1
+    assert "line" in result.stderr
+
+
+def test_status_reads_the_running_daemon_over_its_control_socket(tmp_path: Path) -> None:
+    with running_linebox(tmp_path / "box", base_config()) as daemon:
+        as_json = linebox("status", "--db", str(daemon.db), "--json")
+        assert as_json.returncode == 0, as_json.stderr
+        status = json.loads(as_json.stdout)
+        assert status["sip"] == daemon.address
+        assert {c["key"]: c["capacity"] for c in status["channels"]} == {
+            "number:74951234567": 3, "trunk:provider": 10,
+        }
+        human = linebox("status", "--db", str(daemon.db))
+        assert human.returncode == 0
+        assert "number:74951234567: 0/3" in human.stdout
+
+
+def test_status_without_a_daemon_says_so(tmp_path: Path) -> None:
+    result = linebox("status", "--db", str(tmp_path / "nothing.db"))
+    assert result.returncode == 1
+    assert "no daemon is running" in result.stderr
+
+
+def test_first_start_seeds_the_default_department_and_prints_the_password(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "fresh.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "firmware", "run", "--db", str(db),
+         "--sip", f"127.0.0.1:{free_port()}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while len(lines) < 20 and not any("password" in line for line in lines):
+            lines.append(process.stdout.readline())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert any("Отдел продаж" in line for line in lines), lines
+    password_line = next(line for line in lines if "password" in line)
+    assert len(password_line.rsplit(":", 1)[1].strip()) >= 8
+    exported = yaml.safe_load(linebox("config", "export", "--db", str(db)).stdout)
+    assert exported["departments"][0]["number"] == "200"
+    assert exported["departments"][0]["members"] == ["101"]
