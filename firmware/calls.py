@@ -24,13 +24,15 @@ from typing import Protocol
 
 from .routing.plan import RingPlan, RingStep
 from .sip.dialog import Dialog
+from .sip.errors import RemoteProtocolError
 from .sip.message import Headers, Request, Response, make_response
 from .sip.transaction import Address, new_branch, new_tag
 from .sip.uri import SipUri, parse_uri
 
 LOGGER = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY"
+# Methods a party to a call may send (in the dialog); REGISTER is for the registrar.
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, MESSAGE, NOTIFY"
 RELAYED_IN_DIALOG = frozenset({"INFO", "UPDATE", "MESSAGE", "NOTIFY", "OPTIONS"})
 COPIED_INVITE_HEADERS = ("Content-Type", "Content-Disposition", "Supported", "Allow")
 
@@ -58,6 +60,8 @@ class Services(Protocol):
     def send_response(self, transaction_id: str, response: Response, now: float) -> None: ...
 
     def send_stateless(self, message: Request, destination: Address) -> None: ...
+
+    def cancel_sent(self, transaction_id: str, now: float) -> None: ...
 
     def call_at(self, when: float, callback: Callable[[float], None]) -> Timer: ...
 
@@ -311,6 +315,18 @@ class Call:
             leg.record.ended_at = now
             self._send_bye(dialog, leg.target.destination, now)
             return
+        try:
+            inbound_dialog = Dialog.as_uas(
+                self.invite, local_tag=self.to_tag, local_contact=self._contact_for_caller()
+            )
+        except RemoteProtocolError:
+            # The caller's INVITE cannot make a dialog; end it before anyone is connected.
+            LOGGER.warning("caller's INVITE cannot establish a dialog; hanging up %s",
+                           leg.target.label)
+            leg.state = "done"
+            self._send_bye(dialog, leg.target.destination, now)
+            self.fail(400, "caller's INVITE cannot establish a dialog", now, outcome="failed")
+            return
         leg.state = "answered"
         leg.record.answered_at = now
         leg.record.result = "answered"
@@ -331,9 +347,7 @@ class Call:
                      *self._body_headers(response)],
             body=response.body,
         )
-        self.inbound_dialog = Dialog.as_uas(
-            self.invite, local_tag=self.to_tag, local_contact=self._contact_for_caller()
-        )
+        self.inbound_dialog = inbound_dialog
         self.services.dialog_opened(self.inbound_dialog, self, "a")
         self.services.send_response(self.invite_tx, response_to_caller, now)
 
@@ -431,6 +445,7 @@ class Call:
             cancel, leg.target.destination, now,
             on_response=lambda tx, r, t: None, on_timeout=lambda tx, t: None,
         )
+        self.services.cancel_sent(leg.tx_id, now)
 
     # ------------------------------------------------------------------ caller side
     def caller_cancelled(self, now: float) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .gateway import CallRecorder, Gateway
-from .sip.message import FramingError, StreamFramer, error_response_bytes
+from .sip.message import StreamFramer, error_response_bytes
 from .sip.transaction import Address
 from .store import Config, Store
 
@@ -102,21 +102,20 @@ class _TcpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None and self.transport is not None
-        try:
-            messages = self.framer.feed(data)
-        except FramingError as exc:
-            # RFC 3261 §18.3: the stream cannot be re-synchronised; answer if we can, then close.
-            reply = error_response_bytes(exc.partial, exc.status_hint)
-            if reply is not None:
-                self.transport.write(reply)
-            LOGGER.info("closing TCP connection from %s: %s", self.peer.host, exc)
-            self.transport.close()
-            return
+        messages = self.framer.feed(data)
         for _ in range(self.framer.keepalive_pings):
             self.transport.write(b"\r\n")  # RFC 5626 §3.5.1 pong
         self.framer.keepalive_pings = 0
         for message in messages:
             self.daemon.on_message(message, self.peer)
+        error = self.framer.error
+        if error is not None and not self.transport.is_closing():
+            # RFC 3261 §18.3: the stream cannot be re-synchronised; answer if we can, then close.
+            reply = error_response_bytes(error.partial, error.status_hint)
+            if reply is not None:
+                self.transport.write(reply)
+            LOGGER.info("closing TCP connection from %s: %s", self.peer.host, error)
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None:

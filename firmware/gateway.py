@@ -58,6 +58,7 @@ LOGGER = logging.getLogger(__name__)
 DIRECT_RING_TIMEOUT_S = 60.0
 EXTERNAL_RING_TIMEOUT_S = 180.0
 HOUSEKEEPING_INTERVAL_S = 1.0
+ALLOW_OUTSIDE_DIALOG = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
 SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # no SIP extensions are required of peers yet
 ACCEPTED_BODY_TYPES = ("application/sdp",)
 
@@ -72,7 +73,14 @@ class _AppTimer:
     cancelled: bool = field(default=False, compare=False)
 
     def cancel(self) -> None:
+        # Drop the callback too: a cancelled timer waits in the heap until its time comes, and
+        # must not keep a finished call (and its messages) alive until then.
         self.cancelled = True
+        self.callback = _ignore
+
+
+def _ignore(now: float) -> None:
+    pass
 
 
 class CallRecorder:
@@ -282,6 +290,9 @@ class Gateway:
     def send_stateless(self, message: Request, destination: Address) -> None:
         self.layer.send_stateless(message, destination)
 
+    def cancel_sent(self, transaction_id: str, now: float) -> None:
+        self.layer.cancel_sent(transaction_id, now)
+
     def call_at(self, when: float, callback: Callable[[float], None]) -> _AppTimer:
         timer = _AppTimer(when, next(self._timer_seq), callback)
         heapq.heappush(self._timers, timer)
@@ -294,6 +305,12 @@ class Gateway:
     def call_finished(self, call: Call, now: float) -> None:
         self.channels.release(call.channels)
         call.channels = []
+        # Legs that already had their final response need nothing from the call any more; a
+        # leg still waiting (a CANCEL may cross a 200) keeps its handler, so a late answer is
+        # still ACKed and hung up.
+        for tx_id, leg in call.legs.items():
+            if leg.record.sip_status is not None:
+                self._handlers.pop(tx_id, None)
         self.calls.pop(call.invite_tx, None)
         for key in self._dialog_keys.pop(call.id, []):
             self.dialogs.pop(key, None)
@@ -352,12 +369,25 @@ class Gateway:
         if event.transaction_id is None:
             self._on_ack(request, now)
             return
+        tx_id = event.transaction_id
         try:
-            self._on_request(event.transaction_id, request, event.source, now)
+            self._on_request(tx_id, request, event.source, now)
         except RemoteProtocolError as exc:
             LOGGER.info("%s from %s refused: %s", request.method, event.source.host, exc)
             headers = exc.headers if isinstance(exc, _RejectWith) else None
-            self._reply(event.transaction_id, request, exc.status_hint, now, headers=headers)
+            self._reply(tx_id, request, exc.status_hint, now, headers=headers)
+        except Exception:
+            # A bug must still leave the caller with an answer and the transaction with an end.
+            self.stats["internal_errors"] += 1
+            LOGGER.exception("internal error on %s from %s", request.method, event.source.host)
+            call = self.calls.get(tx_id)
+            try:
+                if call is not None:
+                    call.fail(500, "internal error", now, outcome="failed")
+                else:
+                    self._reply(tx_id, request, 500, now)
+            except Exception:
+                LOGGER.exception("could not answer after an internal error")
 
     def _on_ack(self, ack: Request, now: float) -> None:
         entry = self.dialogs.get((ack.call_id, ack.to.tag or "", ack.from_.tag))
@@ -397,7 +427,7 @@ class Gateway:
             self._on_in_dialog(tx_id, request, now)
             return
         if method not in KNOWN_METHODS:
-            self._reply(tx_id, request, 501, now, headers=[("Allow", ALLOW)])
+            self._reply(tx_id, request, 501, now, headers=[("Allow", ALLOW_OUTSIDE_DIALOG)])
             return
         self._check_request(request, method)
         if method == "REGISTER":
@@ -411,7 +441,8 @@ class Gateway:
         elif method == "BYE":
             self._reply(tx_id, request, 481, now)
         else:
-            self._reply(tx_id, request, 405, now, headers=[("Allow", ALLOW)])
+            # §21.4.6: Allow lists what this address accepts outside a call.
+            self._reply(tx_id, request, 405, now, headers=[("Allow", ALLOW_OUTSIDE_DIALOG)])
 
     def _check_request(self, request: Request, method: str) -> None:
         """RFC 3261 §8.2.2–8.2.4 checks that do not depend on who is asking."""
@@ -425,6 +456,7 @@ class Gateway:
         if unsupported and method not in ("CANCEL", "ACK"):
             raise _RejectWith(420, [("Unsupported", ", ".join(unsupported))])
         if method == "INVITE":
+            _ = request.contacts  # a malformed Contact is a 400 before anything rings
             content_type = request.content_type
             if request.body and content_type not in ACCEPTED_BODY_TYPES:
                 raise _RejectWith(415, [("Accept", "application/sdp")])

@@ -64,12 +64,18 @@ class RateLimiter:
             return False
         window = self._windows.get(source)
         if window is None or now - window.started_at >= self.window_s:
+            self._windows.pop(source, None)  # re-insert: dict order stays oldest-first
             if len(self._windows) >= MAX_TRACKED_SOURCES:
-                self.prune(now)
+                self._make_room(now)
             self._windows[source] = _Window(started_at=now, count=1)
             return True
         window.count += 1
         if window.count > self.requests:
+            if len(self._bans) >= MAX_TRACKED_SOURCES:
+                self._bans = {s: b for s, b in self._bans.items() if now < b.until}
+                low_water = MAX_TRACKED_SOURCES - MAX_TRACKED_SOURCES // 10
+                if len(self._bans) > low_water:
+                    _drop_oldest(self._bans, len(self._bans) - low_water)
             self._bans[source] = Ban(
                 source=source, since=now, until=now + self.ban_s, requests=window.count
             )
@@ -80,6 +86,14 @@ class RateLimiter:
             )
             return False
         return True
+
+    def _make_room(self, now: float) -> None:
+        """Bounded memory under a scan from many (possibly spoofed) addresses: forget ended
+        windows, and if that is not enough, the oldest tenth — amortised O(1) per source."""
+        self.prune(now)
+        low_water = MAX_TRACKED_SOURCES - MAX_TRACKED_SOURCES // 10
+        if len(self._windows) > low_water:
+            _drop_oldest(self._windows, len(self._windows) - low_water)
 
     def prune(self, now: float) -> None:
         """Forget windows that ended and bans that expired (bounded memory under a scan)."""
@@ -92,8 +106,13 @@ class RateLimiter:
         return [b for b in self._bans.values() if now < b.until]
 
 
+def _drop_oldest(table: dict[str, _Window] | dict[str, Ban], count: int) -> None:
+    for key in list(table)[: max(1, count)]:
+        del table[key]
+
+
 def is_scanner(user_agent: str | None, scanners: tuple[str, ...] = DEFAULT_SCANNERS) -> bool:
     if not user_agent:
         return False
     lowered = user_agent.lower()
-    return any(name in lowered for name in scanners)
+    return any(name.lower() in lowered for name in scanners)

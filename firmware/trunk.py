@@ -12,7 +12,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from .sip.auth import build_authorization, choose_challenge
+from .sip.auth import build_authorization, choose_challenge, parse_auth_header
 from .sip.message import Headers, Request, Response
 from .sip.transaction import Address, new_branch, new_tag
 from .sip.uri import SipUri
@@ -55,6 +55,7 @@ class TrunkRegistration:
         self._retry_s = RETRY_FIRST_S
         self._auth_tries = 0
         self._nc = 0
+        self._nonce = ""
         self._unregistering = False
 
     @property
@@ -99,11 +100,16 @@ class TrunkRegistration:
             header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
             challenge = choose_challenge(response.headers.get_all(header))
             stale = challenge is not None and "stale=true" in challenge.lower()
-            if challenge is None or (self._auth_tries >= 1 and not stale):
+            # One answer per challenge, and one more when the provider says the nonce was only
+            # stale; a provider that keeps saying so gets the backoff like any failure.
+            if challenge is None or self._auth_tries >= (2 if stale else 1):
                 self._fail(now, f"authentication refused ({response.status})")
                 return None
             self._auth_tries += 1
-            self._nc += 1
+            nonce = parse_auth_header(challenge)[1].get("nonce", "")
+            # RFC 7616 §3.4: the nonce count counts requests per nonce, starting at 1.
+            self._nc = self._nc + 1 if nonce == self._nonce else 1
+            self._nonce = nonce
             authorization = build_authorization(
                 challenge, method="REGISTER", uri=f"sip:{self.domain}",
                 username=self.account.username, password=self.account.password,
@@ -147,9 +153,14 @@ class TrunkRegistration:
         return self.build_register(now)
 
     def _granted_expires(self, response: Response) -> int:
-        ours = f"sip:{self.account.username}@{self.local_host}:{self.local_port}"
+        # §10.2.4 compares URIs by §19.1.4: a parameter the provider added (";ob") does not
+        # make the binding someone else's.
         for contact in response.contacts:
-            if str(contact.uri) == ours:
+            uri = contact.uri
+            if (
+                isinstance(uri, SipUri) and uri.user == self.account.username
+                and uri.host == self.local_host.lower() and (uri.port or 5060) == self.local_port
+            ):
                 value = contact.params.get("expires")
                 if value and value.isdigit():
                     return max(1, int(value))

@@ -69,7 +69,12 @@ class Dialog:
             remote_tag=request.from_.tag,
             local_uri=_without_tag(request.to),
             remote_uri=_without_tag(request.from_),
-            remote_target=_contact_uri(request, request.method),
+            # An RFC 2543 client may leave Contact out (RFC 4475 §3.4.1 inv2543); its From
+            # address is then where requests reach it, as RFC 2543 §6.13 had it.
+            remote_target=(
+                _contact_uri(request, request.method) if request.headers.get("Contact")
+                else request.from_.uri
+            ),
             route_set=list(request.record_routes),  # §12.1.1: in order
             remote_seq=request.cseq.seq,
             local_contact=local_contact,

@@ -508,7 +508,9 @@ def make_response(
     return Response(status, reason, out, body)
 
 
-def error_response_bytes(data: bytes, status: int, reason: str | None = None) -> bytes | None:
+def error_response_bytes(
+    data: bytes, status: int, reason: str | None = None, *, to_tag: str = "stateless"
+) -> bytes | None:
     """Best effort: a response to a request that failed to parse, built from its raw headers.
 
     RFC 3261 §8.2 wants an error response whenever the request is recognisable as one; without
@@ -538,6 +540,8 @@ def error_response_bytes(data: bytes, status: int, reason: str | None = None) ->
             headers.add(name, value)
         elif name in ("From", "To", "Call-ID", "CSeq") and name not in seen_single:
             seen_single.add(name)
+            if name == "To" and ";tag=" not in value.replace(" ", "").lower():
+                value = f"{value};tag={to_tag}"  # §8.2.6.2: every final response has a To tag
             headers.add(name, value)
     if not headers.get_all("Via"):
         return None
@@ -560,15 +564,21 @@ class FramingError(RemoteProtocolError):
 class StreamFramer:
     """Cuts a TCP byte stream into whole messages using Content-Length.
 
-    Leading CRLFs are keep-alives (RFC 5626 §3.5.1); `keepalive_pings` counts double-CRLF pings
-    seen so the transport can answer each with a single CRLF pong.
+    `feed` returns every message framed so far. When the stream turns out to be unframeable
+    (no or a bad Content-Length, an oversized head), the messages before the fault are still
+    returned and `error` is set: the transport handles those, answers the error if it can, and
+    closes the connection (RFC 3261 §18.3). Leading CRLFs are keep-alives (RFC 5626 §3.5.1);
+    `keepalive_pings` counts double-CRLF pings so the transport can answer each with a pong.
     """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self.keepalive_pings = 0
+        self.error: FramingError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self.error is not None:
+            return []
         self._buffer += data
         messages: list[bytes] = []
         while True:
@@ -583,7 +593,7 @@ class StreamFramer:
             match = _HEAD_END_RE.search(self._buffer)
             if match is None:
                 if len(self._buffer) > MAX_HEAD_BYTES:
-                    raise FramingError("message head too large", partial=bytes(self._buffer))
+                    self.error = FramingError("message head too large", partial=bytes(self._buffer))
                 return messages
             head = bytes(self._buffer[: match.start()])
             try:
@@ -591,12 +601,13 @@ class StreamFramer:
                 headers = Headers()
                 headers._items = items
                 length = content_length(headers)
+                if length is None:
+                    raise RemoteProtocolError("missing Content-Length on a stream transport")
             except RemoteProtocolError as exc:
-                raise FramingError(str(exc), partial=head + b"\r\n\r\n") from exc
-            if length is None:
-                raise FramingError(
-                    "missing Content-Length on a stream transport", partial=head + b"\r\n\r\n"
+                self.error = FramingError(
+                    str(exc), partial=head + b"\r\n\r\n", status_hint=exc.status_hint
                 )
+                return messages
             end = match.end() + length
             if len(self._buffer) < end:
                 return messages  # RFC 4475 clerr on TCP: wait for the rest

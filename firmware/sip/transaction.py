@@ -158,6 +158,8 @@ class Input(Enum):
     TIMER_I = "Timer I"
     TIMER_J = "Timer J"
     TIMER_L = "Timer L"
+    # §9.1: a CANCELled INVITE that gets no final response within 64*T1 is destroyed.
+    TIMER_CANCELLED = "CANCEL guard (64*T1)"
     TIMER_2XX = "2xx retransmission timer"
 
 
@@ -184,7 +186,10 @@ class _Transaction:
         self.state = state
         self.key = key
         self.rfc2543 = rfc2543
-        self.request = request
+        # The request is kept only while it may be needed (retransmitting it, building the ACK
+        # or the 2xx bookkeeping); `forget_request` drops it once the transaction just waits
+        # out Timer D/J/K/L/M, so a busy box does not hold 32 s of finished calls in memory.
+        self.request: Request | None = request
         self.peer = peer  # destination of a client tx; source of a server tx
         self.reliable = peer.reliable
         self.request_bytes = b""
@@ -195,6 +200,16 @@ class _Transaction:
         self.ack_key: tuple[str, int, str | None] | None = None
         self.acked = False
         self.response_to_tag: str | None = None  # RFC 2543 ACK matching only
+
+
+    def request_or_fail(self) -> Request:
+        if self.request is None:
+            raise LocalProtocolError(f"transaction {self.id} no longer holds its request")
+        return self.request
+
+    def forget_request(self) -> None:
+        self.request = None
+        self.request_bytes = b""
 
 
 _Message = Request | Response | None
@@ -264,7 +279,8 @@ def _invite_accepted(
 ) -> None:
     # RFC 6026 §7.2: stay in Accepted for Timer M so that 2xx retransmissions and forked 2xx
     # still reach the TU (which re-sends its ACK) instead of being dropped as strays.
-    layer._cancel(tx, Input.TIMER_A, Input.TIMER_B)
+    layer._cancel(tx, Input.TIMER_A, Input.TIMER_B, Input.TIMER_CANCELLED)
+    tx.forget_request()
     layer._arm(tx, Input.TIMER_M, layer._timeout_s, now)
     layer._emit_response(tx, _response(message), source)
 
@@ -274,8 +290,9 @@ def _invite_failed(
 ) -> None:
     # §17.1.1.3: the transaction itself acknowledges a non-2xx final response.
     response = _response(message)
-    layer._cancel(tx, Input.TIMER_A, Input.TIMER_B)
-    tx.ack_bytes = build_ack_for_failure(tx.request, response).to_bytes()
+    layer._cancel(tx, Input.TIMER_A, Input.TIMER_B, Input.TIMER_CANCELLED)
+    tx.ack_bytes = build_ack_for_failure(tx.request_or_fail(), response).to_bytes()
+    tx.forget_request()
     layer._transmit(tx.ack_bytes, tx.peer)
     layer._emit_response(tx, response, source)
     # §17.1.1.2: Timer D is zero on reliable transports.
@@ -315,6 +332,7 @@ def _non_invite_completed(
     layer: TransactionLayer, tx: _Transaction, message: _Message, source: _Source, now: float
 ) -> None:
     layer._cancel(tx, Input.TIMER_E, Input.TIMER_F)
+    tx.forget_request()
     layer._emit_response(tx, _response(message), source)
     # §17.1.2.2: Timer K is T4 on unreliable transports, zero on reliable ones.
     layer._arm_or_terminate(tx, Input.TIMER_K, 0.0 if tx.reliable else layer._t4_s, now)
@@ -351,8 +369,9 @@ def _send_2xx(
     # doubling up to T2, on every transport (the 2xx is end to end, proxies may change
     # transport), until the ACK arrives; Timer L (RFC 6026 §8.7) bounds the wait.
     layer._send_response(tx, _response(message))
-    request = tx.request
+    request = tx.request_or_fail()
     tx.ack_key = (request.call_id, request.cseq.seq, request.from_.tag)
+    tx.forget_request()
     layer._accepted[tx.ack_key] = tx
     tx.interval = layer._t1_s
     layer._arm(tx, Input.TIMER_2XX, tx.interval, now)
@@ -364,6 +383,7 @@ def _send_invite_failure(
 ) -> None:
     # §17.2.1: Completed; Timer G (unreliable only) retransmits, Timer H bounds the wait for ACK.
     layer._send_response(tx, _response(message))
+    tx.forget_request()
     if not tx.reliable:
         tx.interval = layer._t1_s
         layer._arm(tx, Input.TIMER_G, tx.interval, now)
@@ -429,6 +449,7 @@ def _send_non_invite_final(
     layer: TransactionLayer, tx: _Transaction, message: _Message, source: _Source, now: float
 ) -> None:
     layer._send_response(tx, _response(message))
+    tx.forget_request()
     # §17.2.2: Timer J is 64*T1 on unreliable transports, zero on reliable ones.
     layer._arm_or_terminate(tx, Input.TIMER_J, 0.0 if tx.reliable else layer._timeout_s, now)
 
@@ -449,6 +470,8 @@ CLIENT_INVITE_TABLE: _Table = {
     (S.PROCEEDING, I.FAILURE): (_invite_failed, S.COMPLETED),
     (S.COMPLETED, I.FAILURE): (_resend_ack, S.COMPLETED),
     (S.COMPLETED, I.TIMER_D): (_nothing, S.TERMINATED),
+    (S.CALLING, I.TIMER_CANCELLED): (_nothing, S.TERMINATED),
+    (S.PROCEEDING, I.TIMER_CANCELLED): (_nothing, S.TERMINATED),
 }
 
 CLIENT_NON_INVITE_TABLE: _Table = {
@@ -668,6 +691,15 @@ class TransactionLayer:
     def send_stateless(self, message: Request | Response, destination: Address) -> None:
         """Send outside any transaction: an ACK for a 2xx (§13.2.2.4), a stateless response."""
         self._transmit(message.to_bytes(), destination)
+
+    def cancel_sent(self, transaction_id: str, now: float) -> None:
+        """The TU sent a CANCEL for this client INVITE transaction (§9.1): if no final response
+        arrives within 64*T1, the transaction is destroyed (a phone that went silent)."""
+        tx = self._by_id.get(transaction_id)
+        if tx is None or tx.server or not tx.invite:
+            return
+        if tx.state in (State.CALLING, State.PROCEEDING):
+            self._arm(tx, Input.TIMER_CANCELLED, self._timeout_s, now)
 
     def find_invite_server_transaction(self, cancel: Request) -> str | None:
         """The INVITE server transaction a CANCEL targets (§9.2), or None (the TU answers 481)."""

@@ -93,11 +93,15 @@ def test_uac_dialog_state_comes_from_the_request_and_the_response() -> None:
     assert dialog.local_seq == 5 and dialog.remote_seq is None
 
 
-def test_dialog_cannot_be_established_without_a_contact() -> None:
+def test_uac_dialog_cannot_be_established_from_a_2xx_without_contact() -> None:
     with pytest.raises(RemoteProtocolError):
         Dialog.as_uac(invite(), ok(invite(), contact=None), local_contact=OUR_CONTACT)
-    with pytest.raises(RemoteProtocolError):
-        uas(contact=None)
+
+
+def test_uas_dialog_with_an_rfc2543_caller_without_contact_targets_its_from_uri() -> None:
+    # RFC 4475 §3.4.1: backwards compatibility; RFC 2543 sent requests to the From address.
+    dialog = uas(contact=None)
+    assert dialog.remote_target == dialog.remote_uri.uri
 
 
 # --- requests we send (§12.2.1.1) -----------------------------------------------------------

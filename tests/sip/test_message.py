@@ -84,13 +84,21 @@ def test_framer_counts_double_crlf_keepalives() -> None:
 
 def test_framer_refuses_a_message_without_content_length() -> None:
     framer = StreamFramer()
-    with pytest.raises(FramingError):
-        framer.feed(INVITE.replace(b"Content-Length: 4\r\n", b""))
+    assert framer.feed(INVITE.replace(b"Content-Length: 4\r\n", b"")) == []
+    assert isinstance(framer.error, FramingError)
 
 
 def test_framer_refuses_a_negative_content_length() -> None:
-    with pytest.raises(FramingError):
-        StreamFramer().feed(INVITE.replace(b"Content-Length: 4", b"Content-Length: -999"))
+    framer = StreamFramer()
+    assert framer.feed(INVITE.replace(b"Content-Length: 4", b"Content-Length: -999")) == []
+    assert isinstance(framer.error, FramingError)
+
+
+def test_framer_returns_messages_framed_before_a_fault() -> None:
+    framer = StreamFramer()
+    assert framer.feed(INVITE + INVITE + b"junk\r\n\r\n") == [INVITE, INVITE]
+    assert framer.error is not None
+    assert framer.feed(INVITE) == []  # a broken stream frames nothing more
 
 
 def test_error_response_is_built_from_a_request_that_fails_to_parse() -> None:
