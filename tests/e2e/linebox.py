@@ -210,3 +210,171 @@ def message_log_events(path: Path) -> list[tuple[float, str, str]]:
         first = lines[1] if len(lines) > 1 else ""
         events.append((when, direction, first))
     return events
+
+
+# ------------------------------------------------------------------ raw SIP over loopback sockets
+# For tests that must control every byte (torture messages, scanners, floods): build a request,
+# send it from a socket bound to a chosen 127.x address, read what comes back. Every read is
+# bounded in time and in the number of messages.
+
+RAW_REPLY_TIMEOUT_S = 2.0
+MAX_REPLIES_READ = 500
+MAX_TCP_READ_BYTES = 1024 * 1024
+
+
+class SipReply:
+    """One message the gateway sent back: its bytes, status code (-1 if not a response) and
+    header fields in order (names as written; compare them case-insensitively)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        head, _, self.body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("utf-8", "surrogateescape").split("\r\n")
+        self.start_line = lines[0]
+        parts = self.start_line.split(" ", 2)
+        is_response = len(parts) >= 2 and parts[0] == "SIP/2.0" and parts[1].isdigit()
+        self.status = int(parts[1]) if is_response else -1
+        self.reason = parts[2] if is_response and len(parts) == 3 else ""
+        self.headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            self.headers.append((name.strip(), value.strip()))
+
+    def header_values(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def header(self, name: str) -> str | None:
+        values = self.header_values(name)
+        return values[0] if values else None
+
+    @property
+    def call_id(self) -> str | None:
+        return self.header("Call-ID")
+
+    def __repr__(self) -> str:
+        return f"<SipReply {self.start_line!r} Call-ID={self.call_id!r}>"
+
+
+def udp_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A UDP socket bound to `host` on a free port (the gateway answers to the source)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    return sock
+
+
+def new_branch() -> str:
+    return "z9hG4bK-e2e-" + os.urandom(8).hex()
+
+
+def options_request(
+    linebox: LineboxProcess, sock: socket.socket, *, call_id: str | None = None,
+    user_agent: str = "linebox-e2e", transport: str = "UDP", method: str = "OPTIONS",
+) -> tuple[bytes, str]:
+    """An ordinary out-of-dialog request (OPTIONS unless `method` says otherwise) and its
+    Call-ID. Via names the socket's own address, as a well-behaved phone's would."""
+    host, port = sock.getsockname()[:2]
+    call_id = call_id or f"e2e-{os.urandom(8).hex()}@{host}"
+    lines = [
+        f"{method} sip:{linebox.address} SIP/2.0",
+        f"Via: SIP/2.0/{transport} {host}:{port};branch={new_branch()};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:probe@{host}>;tag={os.urandom(4).hex()}",
+        f"To: <sip:{linebox.address}>",
+        f"Call-ID: {call_id}",
+        f"CSeq: 1 {method}",
+        f"Contact: <sip:probe@{host}:{port}>",
+        "Accept: application/sdp",
+        f"User-Agent: {user_agent}",
+        "Content-Length: 0",
+        "",
+        "",
+    ]
+    return "\r\n".join(lines).encode(), call_id
+
+
+def read_udp_replies(
+    sock: socket.socket, timeout_s: float, *, stop: Any = None, limit: int = MAX_REPLIES_READ
+) -> list[SipReply]:
+    """Datagrams arriving within `timeout_s`; returns early once `stop(reply)` is true."""
+    deadline = time.monotonic() + timeout_s
+    replies: list[SipReply] = []
+    while len(replies) < limit:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        try:
+            data, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            break
+        reply = SipReply(data)
+        replies.append(reply)
+        if stop is not None and stop(reply):
+            break
+    return replies
+
+
+def final_reply_to(call_id: str) -> Any:
+    """A `stop` predicate: the final (>= 200) response carrying `call_id`."""
+    return lambda reply: reply.status >= 200 and reply.call_id == call_id
+
+
+def ask_udp(
+    linebox: LineboxProcess, sock: socket.socket, data: bytes, call_id: str,
+    timeout_s: float = RAW_REPLY_TIMEOUT_S,
+) -> SipReply | None:
+    """Send one request and return the final response with its Call-ID (None on silence)."""
+    sock.sendto(data, ("127.0.0.1", linebox.port))
+    replies = read_udp_replies(sock, timeout_s, stop=final_reply_to(call_id))
+    return next((r for r in replies if r.status >= 200 and r.call_id == call_id), None)
+
+
+def ask_options(
+    linebox: LineboxProcess, host: str = "127.0.0.1", timeout_s: float = RAW_REPLY_TIMEOUT_S
+) -> SipReply | None:
+    """A normal OPTIONS from a fresh socket on `host`: the final answer, or None on silence."""
+    with udp_socket(host) as sock:
+        data, call_id = options_request(linebox, sock)
+        return ask_udp(linebox, sock, data, call_id, timeout_s)
+
+
+def read_tcp_replies(
+    conn: socket.socket, timeout_s: float, *, count: int | None = None
+) -> tuple[list[SipReply], bool]:
+    """Responses framed by Content-Length from a TCP connection, until `count` of them arrived,
+    the peer closed (second value True), or `timeout_s` passed."""
+    deadline = time.monotonic() + timeout_s
+    buffer = b""
+    replies: list[SipReply] = []
+    closed = False
+    while len(buffer) < MAX_TCP_READ_BYTES and (count is None or len(replies) < count):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        conn.settimeout(remaining)
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        buffer += chunk
+        while b"\r\n\r\n" in buffer:
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            match = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)", head)
+            length = int(match.group(1)) if match else 0
+            if len(rest) < length:
+                break
+            replies.append(SipReply(head + b"\r\n\r\n" + rest[:length]))
+            buffer = rest[length:]
+    if buffer.strip():
+        replies.append(SipReply(buffer))  # an unframed tail: shown in assertion messages
+    return replies, closed
+
+
+def tcp_connection(linebox: LineboxProcess) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", linebox.port), timeout=RAW_REPLY_TIMEOUT_S)
