@@ -14,8 +14,10 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import signal
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -40,12 +42,19 @@ def control_socket_path(db_path: str | Path) -> Path:
 
 
 class SqliteRecorder(CallRecorder):
-    """Buffers finished calls and writes them in one transaction per flush."""
+    """Buffers finished calls and writes them from a thread of its own, one transaction per
+    flush. The event loop never waits for SQLite: with synchronous=FULL a commit waits for the
+    disk (and now and then for a WAL checkpoint), which on a busy box or slow flash would stall
+    SIP for long enough to set off retransmissions."""
 
-    def __init__(self, store: Store, *, wall_offset_s: float) -> None:
-        self.store = store
+    def __init__(self, db_path: str | Path, *, wall_offset_s: float) -> None:
+        self.db_path = Path(db_path)
         self.wall_offset_s = wall_offset_s
         self._pending: list[tuple[dict[str, object], list[dict[str, object]]]] = []
+        self._queue: queue.Queue[list[Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._write_loop, name="call-records",
+                                        daemon=True)
+        self._thread.start()
 
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
         self._pending.append((self._to_wall(call), [self._to_wall(leg) for leg in legs]))
@@ -60,14 +69,38 @@ class SqliteRecorder(CallRecorder):
 
     def flush(self) -> None:
         batch, self._pending = self._pending, []
-        if not batch:
-            return
+        if batch:
+            self._queue.put(batch)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is pending and stop the writer."""
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def _write_loop(self) -> None:
+        store = Store.open(self.db_path)
+        retry: list[Any] = []
         try:
-            self.store.record_finished_calls(batch)
+            while True:
+                batch = self._queue.get()
+                if batch is None:
+                    if retry:
+                        self._write(store, retry)
+                    return
+                retry = self._write(store, retry + batch)
+        finally:
+            store.close()
+
+    @staticmethod
+    def _write(store: Store, batch: list[Any]) -> list[Any]:
+        try:
+            store.record_finished_calls(batch)
         except Exception:
             # Keep the rows for the next flush: a busy database must not lose call records.
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
-            self._pending = batch + self._pending
+            return batch
+        return []
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -141,7 +174,7 @@ class Daemon:
         self.db_path = Path(db_path)
         self.advertised_host = advertised_host or _advertised_host(sip_host)
         self.loop = asyncio.get_running_loop()
-        self.recorder = SqliteRecorder(store, wall_offset_s=time.time() - self.loop.time())
+        self.recorder = SqliteRecorder(db_path, wall_offset_s=time.time() - self.loop.time())
         self.config_revision = store.config_revision()
         config = store.load_config()
         self.gateway = Gateway(
@@ -208,7 +241,7 @@ class Daemon:
             self._udp.close()
         if self._timer is not None:
             self._timer.cancel()
-        self.recorder.flush()
+        self.recorder.close()
         with contextlib.suppress(FileNotFoundError):
             control_socket_path(self.db_path).unlink()
 

@@ -102,16 +102,45 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(lower, name)
 
 
-class Headers:
-    """Ordered header fields with case-insensitive lookup and a cache of parsed values."""
+_KEYS: dict[str, str] = {}
+_MAX_CACHED_KEYS = 4096
 
-    __slots__ = ("_items", "_cache")
+
+def header_key(name: str) -> str:
+    """The case-insensitive identity of a header name (compact forms expanded), cached: the
+    same few dozen names come in every message."""
+    try:
+        return _KEYS[name]
+    except KeyError:
+        key = canonical_name(name).lower()
+        if len(_KEYS) < _MAX_CACHED_KEYS:
+            _KEYS[name] = key
+        return key
+
+
+class Headers:
+    """Ordered header fields with case-insensitive lookup and a cache of parsed values.
+
+    `_keys` runs parallel to `_items` with each name's lookup key, so a lookup compares
+    strings without lower-casing every header of the message each time.
+    """
+
+    __slots__ = ("_items", "_keys", "_cache")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = []
+        self._keys: list[str] = []
         self._cache: dict[str, object] = {}
         for name, value in items or ():
-            self._items.append((canonical_name(name), value))
+            self.add(name, value)
+
+    @classmethod
+    def from_canonical(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers from (canonical name, value) pairs, as the parser produces them."""
+        headers = cls()
+        headers._items = items
+        headers._keys = [header_key(name) for name, _ in items]
+        return headers
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -120,25 +149,27 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: str) -> bool:
-        key = canonical_name(name).lower()
-        return any(n.lower() == key for n, _ in self._items)
+        return header_key(name) in self._keys
 
     def copy(self) -> Headers:
         clone = Headers()
         clone._items = list(self._items)
+        clone._keys = list(self._keys)
         return clone
 
     def get(self, name: str) -> str | None:
-        key = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == key:
-                return v
+        key = header_key(name)
+        keys = self._keys
+        for i in range(len(keys)):
+            if keys[i] == key:
+                return self._items[i][1]
         return None
 
     def get_all(self, name: str) -> list[str]:
         """Every header line of that name, as written (commas not split)."""
-        key = canonical_name(name).lower()
-        return [v for n, v in self._items if n.lower() == key]
+        key = header_key(name)
+        items = self._items
+        return [items[i][1] for i, k in enumerate(self._keys) if k == key]
 
     def get_list(self, name: str) -> list[str]:
         """Every element of a comma-separated list header, across all its lines."""
@@ -149,48 +180,49 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._items.append((canonical_name(name), value))
+        self._keys.append(header_key(name))
         self._cache.clear()
 
     def prepend(self, name: str, value: str) -> None:
         self._items.insert(0, (canonical_name(name), value))
+        self._keys.insert(0, header_key(name))
         self._cache.clear()
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of that name with one line, kept at the first one's position."""
-        canon = canonical_name(name)
-        key = canon.lower()
-        out: list[tuple[str, str]] = []
-        placed = False
-        for n, v in self._items:
-            if n.lower() == key:
-                if not placed:
-                    out.append((canon, value))
-                    placed = True
-            else:
-                out.append((n, v))
-        if not placed:
-            out.append((canon, value))
-        self._items = out
+        key = header_key(name)
+        if key not in self._keys:
+            self.add(name, value)
+            return
+        first = self._keys.index(key)
+        self._items[first] = (canonical_name(name), value)
+        keep = [i for i, k in enumerate(self._keys) if k != key or i == first]
+        self._items = [self._items[i] for i in keep]
+        self._keys = [self._keys[i] for i in keep]
         self._cache.clear()
 
     def remove(self, name: str) -> None:
-        key = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        key = header_key(name)
+        keep = [i for i, k in enumerate(self._keys) if k != key]
+        self._items = [self._items[i] for i in keep]
+        self._keys = [self._keys[i] for i in keep]
         self._cache.clear()
 
     def remove_first(self, name: str) -> str | None:
         """Remove the first element of a list header (e.g. the top Via), keeping the rest."""
-        key = canonical_name(name).lower()
-        for i, (n, v) in enumerate(self._items):
-            if n.lower() == key:
-                parts = split_quoted(v, ",")
-                if len(parts) > 1:
-                    self._items[i] = (n, ",".join(parts[1:]).strip())
-                else:
-                    del self._items[i]
-                self._cache.clear()
-                return parts[0].strip()
-        return None
+        key = header_key(name)
+        if key not in self._keys:
+            return None
+        i = self._keys.index(key)
+        n, v = self._items[i]
+        parts = split_quoted(v, ",")
+        if len(parts) > 1:
+            self._items[i] = (n, ",".join(parts[1:]).strip())
+        else:
+            del self._items[i]
+            del self._keys[i]
+        self._cache.clear()
+        return parts[0].strip()
 
     def parsed(self, key: str, build: Callable[[], T]) -> T:
         try:
@@ -387,8 +419,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         raise RemoteProtocolError("message head too large", status_hint=513)
     head = head_bytes.decode("utf-8", "surrogateescape")
     start_line, items = _header_lines(head)
-    headers = Headers()
-    headers._items = items
+    headers = Headers.from_canonical(items)
     body = _frame_body(headers, rest, stream=stream)
     if start_line.startswith("SIP/"):
         return _parse_response(start_line, headers, body)
@@ -598,9 +629,7 @@ class StreamFramer:
             head = bytes(self._buffer[: match.start()])
             try:
                 _, items = _header_lines(head.decode("utf-8", "surrogateescape"))
-                headers = Headers()
-                headers._items = items
-                length = content_length(headers)
+                length = content_length(Headers.from_canonical(items))
                 if length is None:
                     raise RemoteProtocolError("missing Content-Length on a stream transport")
             except RemoteProtocolError as exc:
