@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ LOGGER = logging.getLogger(__name__)
 
 RECORD_FLUSH_INTERVAL_S = 1.0
 CONFIG_POLL_INTERVAL_S = 2.0
+GC_CHECK_INTERVAL_S = 60.0
+GC_FULL_MAX_INTERVAL_S = 600.0
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 
 
@@ -190,6 +193,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self._connecting: set[asyncio.Task[None]] = set()
+        self._last_full_gc = self.loop.time()
 
     # ------------------------------------------------------------------ start and stop
     async def start(self) -> None:
@@ -212,6 +216,8 @@ class Daemon:
             RECORD_FLUSH_INTERVAL_S, self._flush_records)))
         self._background.append(self.loop.create_task(self._every(
             CONFIG_POLL_INTERVAL_S, self._reload_if_changed)))
+        self._background.append(self.loop.create_task(self._every(
+            GC_CHECK_INTERVAL_S, self._collect_garbage)))
         self._arm_timer()
         LOGGER.info("SIP on %s:%d (UDP and TCP), control socket %s", self.sip_host,
                     self.sip_port, sock_path)
@@ -252,6 +258,15 @@ class Daemon:
                 action()
             except Exception:
                 LOGGER.exception("periodic task failed")
+
+    def _collect_garbage(self) -> None:
+        """The full cyclic collection, run by us rather than at a random moment under load:
+        when no call is in progress, or at the latest every GC_FULL_MAX_INTERVAL_S."""
+        now = self.loop.time()
+        quiet = not self.gateway.calls
+        if quiet or now - self._last_full_gc >= GC_FULL_MAX_INTERVAL_S:
+            gc.collect()
+            self._last_full_gc = now
 
     def _flush_records(self) -> None:
         self.recorder.flush()

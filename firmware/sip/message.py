@@ -375,14 +375,34 @@ class Response(Message):
 
 def split_head(data: bytes) -> tuple[bytes, bytes] | None:
     """Split at the empty line that ends the head; None when it has not arrived yet."""
-    match = _HEAD_END_RE.search(data)
+    end = data.find(b"\r\n\r\n")
+    if end >= 0 and b"\n\n" not in data[:end]:
+        return data[:end], data[end + 4 :]
+    match = _HEAD_END_RE.search(data)  # bare LFs somewhere: the careful way
     if match is None:
         return None
     return data[: match.start()], data[match.end() :]
 
 
+_CANONICAL_NAMES: dict[str, str] = {}  # header names seen before, known to be tokens
+
+
+def _canonical_token_name(name: str) -> str | None:
+    canon = _CANONICAL_NAMES.get(name)
+    if canon is not None:
+        return canon
+    if not is_token(name):
+        return None
+    canon = canonical_name(name)
+    if len(_CANONICAL_NAMES) < _MAX_CACHED_KEYS:
+        _CANONICAL_NAMES[name] = canon
+    return canon
+
+
 def _header_lines(head: str) -> tuple[str, list[tuple[str, str]]]:
-    lines = _LINE_SPLIT_RE.split(head)
+    # Bare LF line ends (RFC 3261 §7 lets a recipient accept them) take the regex.
+    bare_lf = "\n" in head.replace("\r\n", "")
+    lines = _LINE_SPLIT_RE.split(head) if bare_lf else head.split("\r\n")
     start_line = lines[0]
     items: list[tuple[str, str]] = []
     for line in lines[1:]:
@@ -396,10 +416,10 @@ def _header_lines(head: str) -> tuple[str, list[tuple[str, str]]]:
             items[-1] = (name, f"{value} {line.strip()}".strip())
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not is_token(name):
+        canon = _canonical_token_name(name.rstrip(" \t")) if colon else None
+        if canon is None:
             raise RemoteProtocolError(f"malformed header line {line[:40]!r}")
-        items.append((canonical_name(name), value.strip()))
+        items.append((canon, value.strip()))
     return start_line, items
 
 
