@@ -79,5 +79,8 @@ class RoutingMemory:
     """Per-department memory between calls; mutated only by `strategies.plan`."""
 
     round_robin_last: str | None = None  # rrmemory: the member rung first last time
+    # ...and their position (0-based, configured order), so the rotation carries on from the same
+    # place when that member has left the department since.
+    round_robin_position: int | None = None
     weighted_current: dict[str, float] = field(default_factory=dict)  # smooth WRR counters
     offered: dict[str, int] = field(default_factory=dict)  # first offers per member (weighted)

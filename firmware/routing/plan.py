@@ -1,42 +1,23 @@
-"""Ring plans: which phones ring when, decided from a snapshot of the department and `now`.
+"""Ring plans: the timed steps that start and stop ringing department members.
 
-A strategy is a pure function: it sees the department's configuration and each member's state,
-and returns a `RingPlan` — a list of timed steps that start and stop ringing members — plus the
-moment the department gives up and its no-answer action takes over. The B2BUA carries the plan
-out; it never decides who rings. Nothing here knows whether the call came from SIP, GSM or FXO.
+A strategy (strategies.py) decides, from a snapshot of the department and `now`, a `RingPlan` — a
+list of timed steps that start and stop ringing members — plus the moment the department gives up
+and its no-answer action takes over. The B2BUA carries the plan out; it never decides who rings.
+This module holds only the plan's shape, so the B2BUA can import it without the strategies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemberState:
-    """What routing needs to know about one department member at this moment."""
+class RingStep(NamedTuple):
+    """At `at_s` seconds after the call reached the department: start and stop these members.
 
-    extension: str
-    ring_time_s: float | None = None
-    registered: bool = True
-    busy: bool = False  # already on a call: skipped (Asterisk ringinuse=no)
-
-    @property
-    def available(self) -> bool:
-        return self.registered and not self.busy
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DepartmentSnapshot:
-    number: str
-    strategy: str
-    ring_timeout_s: float
-    members: tuple[MemberState, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RingStep:
-    """At `at_s` seconds after the call reached the department: start and stop these members."""
+    A named tuple rather than a dataclass: a hunting plan for a 100-member department holds 100
+    steps, and building them is most of a routing decision's cost (p99 budget: 100 µs)."""
 
     at_s: float
     start: tuple[str, ...] = ()
@@ -48,7 +29,7 @@ class RingPlan:
     steps: tuple[RingStep, ...]
     give_up_at_s: float
     # When every ringing leg of the current step fails early (busy, declined), jump to the next
-    # step at once instead of waiting out the ring time (in_order, cascading).
+    # step at once instead of waiting out the ring time (hunting, cascading, tiers).
     advance_on_failure: bool = False
 
     @property
@@ -56,44 +37,21 @@ class RingPlan:
         return not any(step.start for step in self.steps)
 
 
+# No member available: the B2BUA queues the call (or runs the no-answer action).
+EMPTY_PLAN = RingPlan(steps=(), give_up_at_s=0.0)
+
+
 class UnknownStrategyError(ValueError):
-    pass
+    """The department names a strategy routing does not implement."""
 
 
-def _ring_all(department: DepartmentSnapshot, available: Sequence[MemberState]) -> RingPlan:
-    members = tuple(m.extension for m in available)
-    return RingPlan(
-        steps=(RingStep(at_s=0.0, start=members),) if members else (),
-        give_up_at_s=department.ring_timeout_s,
-    )
+def make_step(at_s: float, start: tuple[str, ...], stop: tuple[str, ...] = ()) -> RingStep:
+    return RingStep(at_s, start, stop)
 
 
-def _in_order(department: DepartmentSnapshot, available: Sequence[MemberState]) -> RingPlan:
-    # Each member rings for their own ring time (default: the department's ring_timeout_s,
-    # as Asterisk's linear strategy uses the queue timeout per member); the previous stops.
-    steps: list[RingStep] = []
-    offset = 0.0
-    previous: tuple[str, ...] = ()
-    for member in available:
-        steps.append(RingStep(at_s=offset, start=(member.extension,), stop=previous))
-        previous = (member.extension,)
-        offset += member.ring_time_s or department.ring_timeout_s
-    return RingPlan(steps=tuple(steps), give_up_at_s=offset, advance_on_failure=True)
-
-
-STRATEGIES: dict[str, Callable[[DepartmentSnapshot, Sequence[MemberState]], RingPlan]] = {
-    "ring_all": _ring_all,
-    "in_order": _in_order,
-}
-
-
-def plan_department_call(
-    department: DepartmentSnapshot, *, exclude: frozenset[str] = frozenset()
-) -> RingPlan:
-    """The ring plan for a call to `department`; `exclude` removes e.g. the calling extension."""
-    try:
-        strategy = STRATEGIES[department.strategy]
-    except KeyError:
-        raise UnknownStrategyError(department.strategy) from None
-    available = [m for m in department.members if m.available and m.extension not in exclude]
-    return strategy(department, available)
+def make_steps(
+    at_s: Sequence[float], start: Sequence[tuple[str, ...]], stop: Sequence[tuple[str, ...]]
+) -> tuple[RingStep, ...]:
+    """Many `RingStep`s at once: step i is `RingStep(at_s[i], start[i], stop[i])`."""
+    assert len(at_s) == len(start) == len(stop), "one time, start and stop per step"
+    return tuple(map(RingStep, at_s, start, stop))

@@ -1,156 +1,126 @@
-"""Ring plans: who rings when, as a pure function of the department snapshot."""
+"""Ring plans (plan.py): the shape the B2BUA carries out, and how strategies build it.
+
+Who rings when, strategy by strategy, is specified in tests/routing/test_strategies.py.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from firmware.routing.model import CallFacts, DepartmentSnapshot, MemberState, RoutingMemory
 from firmware.routing.plan import (
-    DepartmentSnapshot,
-    MemberState,
+    EMPTY_PLAN,
+    RingPlan,
     RingStep,
     UnknownStrategyError,
-    plan_department_call,
+    make_step,
+    make_steps,
 )
+from firmware.routing.strategies import plan
 
 
-def department(
-    strategy: str, *members: MemberState, ring_timeout_s: float = 30.0,
-) -> DepartmentSnapshot:
-    return DepartmentSnapshot(
-        number="200", strategy=strategy, ring_timeout_s=ring_timeout_s, members=members,
+def decide(strategy: str, *members: MemberState) -> RingPlan:
+    department = DepartmentSnapshot(
+        number="200", strategy=strategy, ring_timeout_s=30.0, members=members,
     )
+    return plan(department, CallFacts(caller="101", dialed="200"), RoutingMemory(), 0.0)
 
 
-def member(
-    extension: str, *, ring_time_s: float | None = None, registered: bool = True,
-    busy: bool = False,
-) -> MemberState:
-    return MemberState(
-        extension=extension, ring_time_s=ring_time_s, registered=registered, busy=busy,
-    )
+# --- RingStep / RingPlan -------------------------------------------------------------------------
 
 
-# --- ring_all ------------------------------------------------------------------------------------
+def test_a_step_starts_and_stops_nobody_by_default() -> None:
+    assert RingStep(at_s=5.0) == RingStep(at_s=5.0, start=(), stop=())
 
 
-def test_ring_all_starts_every_available_member_at_once() -> None:
-    plan = plan_department_call(department("ring_all", member("101"), member("102")))
-    assert plan.steps == (RingStep(at_s=0.0, start=("101", "102")),)
-
-
-def test_ring_all_gives_up_at_the_department_ring_timeout() -> None:
-    plan = plan_department_call(department("ring_all", member("101"), ring_timeout_s=25))
-    assert plan.give_up_at_s == 25
-
-
-def test_ring_all_waits_for_the_timeout_when_a_member_fails() -> None:
-    plan = plan_department_call(department("ring_all", member("101"), member("102")))
-    assert not plan.advance_on_failure
-
-
-# --- in_order ------------------------------------------------------------------------------------
-
-
-def test_in_order_starts_each_member_when_the_previous_ring_time_ends() -> None:
-    plan = plan_department_call(department(
-        "in_order", member("101", ring_time_s=10), member("102", ring_time_s=15), member("103"),
-    ))
-    assert [(s.at_s, s.start) for s in plan.steps] == [
-        (0.0, ("101",)), (10.0, ("102",)), (25.0, ("103",)),
-    ]
-
-
-def test_in_order_stops_the_previous_member_when_the_next_starts() -> None:
-    plan = plan_department_call(department(
-        "in_order", member("101", ring_time_s=10), member("102", ring_time_s=15), member("103"),
-    ))
-    assert [s.stop for s in plan.steps] == [(), ("101",), ("102",)]
-
-
-def test_in_order_member_without_ring_time_rings_for_the_department_timeout() -> None:
-    plan = plan_department_call(department(
-        "in_order", member("101"), member("102"), ring_timeout_s=20,
-    ))
-    assert [s.at_s for s in plan.steps] == [0.0, 20.0]
-
-
-def test_in_order_gives_up_when_the_last_member_ring_time_ends() -> None:
-    plan = plan_department_call(department(
-        "in_order", member("101", ring_time_s=10), member("102"), ring_timeout_s=40,
-    ))
-    assert plan.give_up_at_s == 50.0
-
-
-def test_in_order_moves_on_as_soon_as_the_ringing_member_fails() -> None:
-    plan = plan_department_call(department("in_order", member("101"), member("102")))
-    assert plan.advance_on_failure
-
-
-def test_in_order_skipped_member_takes_no_ring_time() -> None:
-    plan = plan_department_call(department(
-        "in_order", member("101", ring_time_s=10), member("102", ring_time_s=15, busy=True),
-        member("103", ring_time_s=20),
-    ))
-    assert [(s.at_s, s.start, s.stop) for s in plan.steps] == [
-        (0.0, ("101",), ()), (10.0, ("103",), ("101",)),
-    ]
-    assert plan.give_up_at_s == 30.0
-
-
-# --- who is left out -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("strategy", ["ring_all", "in_order"])
-def test_unregistered_members_are_skipped(strategy: str) -> None:
-    plan = plan_department_call(department(
-        strategy, member("101", registered=False), member("102"),
-    ))
-    assert [s.start for s in plan.steps] == [("102",)]
-
-
-@pytest.mark.parametrize("strategy", ["ring_all", "in_order"])
-def test_busy_members_are_skipped(strategy: str) -> None:
-    plan = plan_department_call(department(strategy, member("101", busy=True), member("102")))
-    assert [s.start for s in plan.steps] == [("102",)]
-
-
-@pytest.mark.parametrize("strategy", ["ring_all", "in_order"])
-def test_excluded_members_are_skipped(strategy: str) -> None:
-    plan = plan_department_call(
-        department(strategy, member("101"), member("102")), exclude=frozenset({"101"}),
-    )
-    assert [s.start for s in plan.steps] == [("102",)]
-
-
-@pytest.mark.parametrize("strategy", ["ring_all", "in_order"])
-def test_no_available_member_gives_an_empty_plan(strategy: str) -> None:
-    plan = plan_department_call(department(
-        strategy, member("101", registered=False), member("102", busy=True),
-    ))
-    assert plan.is_empty
-    assert plan.steps == ()
-
-
-@pytest.mark.parametrize("strategy", ["ring_all", "in_order"])
-def test_department_without_members_gives_an_empty_plan(strategy: str) -> None:
-    assert plan_department_call(department(strategy)).is_empty
+def test_steps_and_plans_are_immutable() -> None:
+    with pytest.raises(AttributeError):  # a named tuple
+        RingStep(at_s=0.0).at_s = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        EMPTY_PLAN.give_up_at_s = 1.0  # type: ignore[misc]
 
 
 def test_a_plan_with_members_is_not_empty() -> None:
-    assert not plan_department_call(department("ring_all", member("101"))).is_empty
+    assert not RingPlan(steps=(RingStep(at_s=0.0, start=("101",)),), give_up_at_s=30.0).is_empty
 
 
-def test_member_state_is_available_only_registered_and_idle() -> None:
-    assert member("101").available
-    assert not member("101", registered=False).available
-    assert not member("101", busy=True).available
+def test_a_plan_whose_steps_start_nobody_is_empty() -> None:
+    assert RingPlan(steps=(RingStep(at_s=0.0, stop=("101",)),), give_up_at_s=30.0).is_empty
 
 
-# --- strategies not implemented ------------------------------------------------------------------
+def test_the_empty_plan_has_no_steps_and_gives_up_at_once() -> None:
+    assert EMPTY_PLAN.steps == ()
+    assert EMPTY_PLAN.give_up_at_s == 0.0
+    assert EMPTY_PLAN.is_empty
 
 
-@pytest.mark.parametrize("strategy", ["longest_idle", "round_robin", "no_such_strategy"])
-def test_unknown_strategy_raises(strategy: str) -> None:
+def test_a_plan_waits_out_the_ring_time_on_failure_by_default() -> None:
+    assert not RingPlan(steps=(), give_up_at_s=0.0).advance_on_failure
+
+
+# --- building steps without the dataclass __init__ -----------------------------------------------
+
+
+def test_make_step_equals_the_dataclass_step() -> None:
+    built = make_step(10.0, ("102",), ("101",))
+    assert built == RingStep(at_s=10.0, start=("102",), stop=("101",))
+    assert hash(built) == hash(RingStep(at_s=10.0, start=("102",), stop=("101",)))
+    assert type(built) is RingStep
+
+
+def test_make_step_stops_nobody_by_default() -> None:
+    assert make_step(0.0, ("101",)) == RingStep(at_s=0.0, start=("101",))
+
+
+def test_make_steps_equal_the_dataclass_steps_in_order() -> None:
+    assert make_steps([0.0, 10.0], [("101",), ("102",)], [(), ("101",)]) == (
+        RingStep(at_s=0.0, start=("101",)),
+        RingStep(at_s=10.0, start=("102",), stop=("101",)),
+    )
+
+
+def test_make_steps_of_nothing_is_no_steps() -> None:
+    assert make_steps([], [], []) == ()
+
+
+def test_steps_built_by_make_steps_are_immutable() -> None:
+    (step,) = make_steps([0.0], [("101",)], [()])
+    with pytest.raises(AttributeError):
+        step.at_s = 1.0  # type: ignore[misc]
+
+
+def test_make_steps_refuses_lists_of_different_lengths() -> None:
+    with pytest.raises(AssertionError):
+        make_steps([0.0, 10.0], [("101",)], [()])
+
+
+# --- what strategies return ----------------------------------------------------------------------
+
+
+def test_strategies_return_steps_equal_to_dataclass_steps() -> None:
+    result = decide("in_order", MemberState(extension="101", ring_time_s=10.0),
+                    MemberState(extension="102"))
+    assert result == RingPlan(
+        steps=(
+            RingStep(at_s=0.0, start=("101",)),
+            RingStep(at_s=10.0, start=("102",), stop=("101",)),
+        ),
+        give_up_at_s=40.0,
+        advance_on_failure=True,
+    )
+
+
+def test_no_available_member_gives_the_empty_plan() -> None:
+    assert decide("ring_all", MemberState(extension="101", registered=False)) == EMPTY_PLAN
+
+
+def test_unknown_strategy_error_names_the_strategy() -> None:
     with pytest.raises(UnknownStrategyError) as info:
-        plan_department_call(department(strategy, member("101")))
-    assert str(info.value) == strategy
+        decide("no_such_strategy", MemberState(extension="101"))
+    assert str(info.value) == "no_such_strategy"
+
+
+def test_unknown_strategy_error_is_a_value_error() -> None:
+    assert issubclass(UnknownStrategyError, ValueError)
