@@ -1,5 +1,6 @@
 """The configuration model of the gateway: frozen dataclasses for extensions, departments, trunks,
-DID numbers and the scalar settings sections, a validating parser from the plain data an admin
+DID numbers, the site and the scalar settings sections (opening-hour schedules and caller rules
+are `firmware.routing`'s own types), a validating parser from the plain data an admin
 writes in YAML (`parse_config`, `load_yaml`), its exact inverse (`config_to_dict`, `dump_yaml`),
 and `seed_default`, which gives a fresh box one department with one extension so a phone can be
 registered before anyone edits anything. Every validation failure is a `ConfigError` naming the
@@ -9,20 +10,44 @@ key path, so an import can refuse a file and tell the admin exactly which line t
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import re
 import secrets
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 import yaml.nodes
 
+from firmware.routing.rules import (
+    ACTIONS,
+    BLACKLIST,
+    DEFAULT_REPLY,
+    REPLY_STATUS,
+    ROUTE,
+    VIP,
+    CallerRule,
+    RuleSyntaxError,
+    check_match,
+)
+from firmware.routing.schedule import (
+    WEEKDAY_NAMES,
+    Schedule,
+    ScheduleError,
+    TimeRange,
+    format_time_range,
+    load_zone,
+    parse_time_range,
+)
+from firmware.routing.scheme import SchemeError, parse_no_answer, parse_queue
 from firmware.store.errors import RevisionConflictError
 
 if TYPE_CHECKING:
     from firmware.store.db import Store
+
+_Key = TypeVar("_Key", bound=Hashable)
 
 # Every distribution strategy the config accepts. The routing code refuses, at run time, the ones
 # it does not implement yet; they are accepted here so configs written for later firmware parse.
@@ -47,7 +72,17 @@ DIGEST_ALGORITHMS = ("MD5", "SHA-256")
 TRANSPORTS = frozenset({"udp", "tcp"})
 # Keys reserved for later strategies and queueing; stored verbatim in `extra`, not interpreted yet.
 MEMBER_EXTRA_KEYS = ("rank", "tier", "weight", "skills")
-DEPARTMENT_EXTRA_KEYS = ("step_delay_s", "queue", "no_answer", "schedule")
+DEPARTMENT_EXTRA_KEYS = (
+    "step_delay_s", "queue", "no_answer", "schedule", "tier_time_s", "tier_mode", "rank",
+    "sticky", "sticky_ring_s", "wrap_up_s", "auto_break_after",
+)
+TIER_MODES = ("add", "replace")
+RANK_MODES = ("manual", "auto")
+STICKY_MODES = ("none", "last_agent")
+# `schedule` was reserved before schedules existed: text names a schedule (`Department.schedule`);
+# any other plain data is the old reserved form, still kept verbatim in `extra` with no effect.
+LEGACY_EXTRA_KEYS = frozenset({"schedule"})
+DEFAULT_TIMEZONE = "Europe/Moscow"
 
 EXTENSION_DIGITS_MIN = 2
 EXTENSION_DIGITS_MAX = 8
@@ -63,8 +98,19 @@ PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_CHARS = 128
 TRUNK_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 SEED_PASSWORD_BYTES = 9  # token_urlsafe(9) is 12 characters
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-SECTIONS = ("extensions", "departments", "trunks", "numbers", "security", "sip")
+SECTIONS = (
+    "extensions",
+    "departments",
+    "trunks",
+    "numbers",
+    "security",
+    "sip",
+    "site",
+    "schedules",
+    "rules",
+)
 
 
 class ConfigError(ValueError):
@@ -107,6 +153,7 @@ class Department:
     ring_timeout_s: int
     members: tuple[Member, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    schedule: str | None = None  # name of a schedule; None: always open
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +181,7 @@ class Number:
     trunk: str
     channels: int
     destination: str
+    schedule: str | None = None  # name of a schedule; None: always open
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +207,13 @@ class SipSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Site:
+    """Where the box is: its IANA time zone is the default of schedules and the clock of rules."""
+
+    timezone: str = DEFAULT_TIMEZONE
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration of one box."""
 
@@ -168,6 +223,9 @@ class Config:
     numbers: tuple[Number, ...] = ()
     security: Security = field(default_factory=Security)
     sip: SipSettings = field(default_factory=SipSettings)
+    site: Site = field(default_factory=Site)
+    schedules: tuple[Schedule, ...] = ()
+    rules: tuple[CallerRule, ...] = ()
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -226,13 +284,7 @@ def _token(value: object, path: str) -> str:
 
 def _dial_string(value: object, path: str, *, min_digits: int, max_digits: int, plus: bool) -> str:
     """A number made of digits, which must be written as quoted text in YAML."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        # Unquoted, YAML turns 0101 into 65 and +7495... into 7495...; refuse rather than guess.
-        raise ConfigError(
-            path,
-            f'must be written in quotes, e.g. "101" (YAML read the unquoted value as the '
-            f'number {value}, dropping any leading zeros and "+")',
-        )
+    _refuse_unquoted_number(value, path)
     text = _text(value, path)
     digits = text[1:] if plus and text.startswith("+") else text
     if not (digits.isascii() and digits.isdigit() and min_digits <= len(digits) <= max_digits):
@@ -241,6 +293,16 @@ def _dial_string(value: object, path: str, *, min_digits: int, max_digits: int, 
             path, f'must be {prefix}{min_digits} to {max_digits} digits, got "{text}"'
         )
     return text
+
+
+def _refuse_unquoted_number(value: object, path: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Unquoted, YAML turns 0101 into 65 and +7495... into 7495...; refuse rather than guess.
+        raise ConfigError(
+            path,
+            f'must be written in quotes, e.g. "101" (YAML read the unquoted value as the '
+            f'number {value}, dropping any leading zeros and "+")',
+        )
 
 
 def _extension_number(value: object, path: str) -> str:
@@ -380,6 +442,14 @@ def _parse_department(value: object, path: str, extension_numbers: set[str]) -> 
             strategy_path,
             f'unknown strategy "{strategy}" (allowed: {", ".join(sorted(STRATEGIES))})',
         )
+    # Text names a schedule; anything else is the old reserved form, kept in `extra` (see
+    # LEGACY_EXTRA_KEYS). The name is checked against `schedules` by `parse_config`.
+    schedule_value = data.get("schedule")
+    schedule = (
+        _text(schedule_value, _at_key(path, "schedule"))
+        if isinstance(schedule_value, str)
+        else None
+    )
     members_path = _at_key(path, "members")
     members: list[Member] = []
     seen: set[str] = set()
@@ -404,8 +474,9 @@ def _parse_department(value: object, path: str, extension_numbers: set[str]) -> 
         extra={
             key: _plain_data(data[key], _at_key(path, key))
             for key in DEPARTMENT_EXTRA_KEYS
-            if key in data
+            if key in data and not (key in LEGACY_EXTRA_KEYS and schedule is not None)
         },
+        schedule=schedule,
     )
 
 
@@ -490,7 +561,7 @@ def _parse_number(
     value: object, path: str, trunk_names: set[str], destinations: set[str]
 ) -> Number:
     data = _mapping(
-        value, path, required=("number", "trunk", "channels", "destination"), optional=()
+        value, path, required=("number", "trunk", "channels", "destination"), optional=("schedule",)
     )
     trunk_path = _at_key(path, "trunk")
     trunk = _text(data["trunk"], trunk_path)
@@ -516,6 +587,9 @@ def _parse_number(
             data["channels"], _at_key(path, "channels"), low=CHANNELS_MIN, high=CHANNELS_MAX
         ),
         destination=destination,
+        schedule=None
+        if "schedule" not in data
+        else _text(data["schedule"], _at_key(path, "schedule")),
     )
 
 
@@ -579,7 +653,184 @@ def _parse_sip(value: object, path: str) -> SipSettings:
     )
 
 
-def _reject_duplicate(seen: dict[str, str], key: str, path: str, what: str) -> None:
+def _parse_site(value: object, path: str) -> Site:
+    data = _mapping(value, path, required=(), optional=("timezone",))
+    return Site(
+        timezone=_timezone(data.get("timezone", DEFAULT_TIMEZONE), _at_key(path, "timezone"))
+    )
+
+
+def _timezone(value: object, path: str) -> str:
+    name = _token(value, path)
+    try:
+        load_zone(name)
+    except ScheduleError as error:
+        raise ConfigError(path, str(error)) from error
+    return name
+
+
+def _time_range(value: object, path: str) -> TimeRange:
+    if not isinstance(value, str):
+        raise ConfigError(
+            path, f'must be a range in quotes like "09:00-18:00", got {_describe(value)}'
+        )
+    try:
+        return parse_time_range(value)
+    except ScheduleError as error:
+        raise ConfigError(path, str(error)) from error
+
+
+def _time_ranges(value: object, path: str) -> tuple[TimeRange, ...]:
+    return tuple(
+        _time_range(item, _at_index(path, index)) for index, item in enumerate(_list(value, path))
+    )
+
+
+def _date(value: object, path: str) -> datetime.date:
+    """A date written "2026-12-31"; YAML reads it unquoted as a date already, which is fine."""
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value
+    if isinstance(value, str) and DATE_PATTERN.fullmatch(value):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(path, f'no such date "{value}"') from None
+    raise ConfigError(path, f'must be a date like "2026-12-31", got {_describe(value)}')
+
+
+def _destination(value: object, path: str, destinations: set[str]) -> str:
+    """An extension or department number, or an external number.
+
+    Up to EXTENSION_DIGITS_MAX digits it must be an existing extension or department (a typo
+    of one must not dial out); longer, or written with "+", it is an external number.
+    """
+    _refuse_unquoted_number(value, path)
+    text = _text(value, path)
+    if text in destinations:
+        return text
+    digits = text.removeprefix("+")
+    if not (
+        digits.isascii() and digits.isdigit() and DID_DIGITS_MIN <= len(digits) <= DID_DIGITS_MAX
+    ):
+        raise ConfigError(
+            path,
+            f"must be an extension or department number, or an external number of "
+            f'{DID_DIGITS_MIN} to {DID_DIGITS_MAX} digits with an optional "+", got "{text}"',
+        )
+    if text.startswith("+") or len(digits) > EXTENSION_DIGITS_MAX:
+        return text
+    raise ConfigError(
+        path,
+        f'unknown destination "{text}" (not an extension or department number; write an '
+        f'external number in full, with "+" if it is short)',
+    )
+
+
+def _parse_schedule(value: object, path: str, site: Site, destinations: set[str]) -> Schedule:
+    data = _mapping(
+        value,
+        path,
+        required=("name", "hours"),
+        optional=("timezone", "holidays", "after_hours"),
+    )
+    hours_path = _at_key(path, "hours")
+    week = _mapping(data["hours"], hours_path, required=(), optional=WEEKDAY_NAMES)
+    hours = {
+        weekday: _time_ranges(week[day_name], _at_key(hours_path, day_name))
+        for weekday, day_name in enumerate(WEEKDAY_NAMES)
+        if day_name in week
+    }
+    holidays_path = _at_key(path, "holidays")
+    holidays: dict[datetime.date, str] = {}
+    for index, item in enumerate(_list(data.get("holidays", []), holidays_path)):
+        item_path = _at_index(holidays_path, index)
+        _reject_duplicate(holidays, _date(item, item_path), item_path, "holiday")
+    after_hours = data.get("after_hours")
+    return Schedule(
+        name=_text(data["name"], _at_key(path, "name")),
+        timezone=_timezone(data.get("timezone", site.timezone), _at_key(path, "timezone")),
+        hours=hours,
+        holidays=frozenset(holidays),
+        after_hours=None
+        if after_hours is None
+        else _destination(after_hours, _at_key(path, "after_hours"), destinations),
+    )
+
+
+def _parse_rule(value: object, path: str, destinations: set[str]) -> CallerRule:
+    data = _mapping(
+        value,
+        path,
+        required=("match", "action"),
+        optional=("to", "reply", "hours", "weekdays"),
+    )
+    match_path = _at_key(path, "match")
+    _refuse_unquoted_number(data["match"], match_path)
+    match = _text(data["match"], match_path)
+    try:
+        check_match(match)
+    except RuleSyntaxError as error:
+        raise ConfigError(match_path, str(error)) from error
+    action_path = _at_key(path, "action")
+    action = _text(data["action"], action_path)
+    if action not in ACTIONS:
+        raise ConfigError(action_path, f'unknown action "{action}" (allowed: {", ".join(ACTIONS)})')
+    to_path = _at_key(path, "to")
+    to: str | None = None
+    if action == BLACKLIST and "to" in data:
+        raise ConfigError(to_path, "a blacklist rule sends the call nowhere; leave `to` out")
+    if action == ROUTE and "to" not in data:
+        raise ConfigError(to_path, "is required for a route rule")
+    if action == ROUTE:
+        to = _destination(data["to"], to_path, destinations)
+    elif action == VIP and "to" in data:
+        to = _extension_number(data["to"], to_path)
+        if to not in destinations:
+            raise ConfigError(
+                to_path, f'unknown destination "{to}" (not an extension or department number)'
+            )
+    reply_path = _at_key(path, "reply")
+    reply = DEFAULT_REPLY
+    if "reply" in data:
+        if action != BLACKLIST:
+            raise ConfigError(reply_path, "only blacklist rules take a reply")
+        reply = _text(data["reply"], reply_path)
+        if reply not in REPLY_STATUS:
+            raise ConfigError(
+                reply_path, f'unknown reply "{reply}" (allowed: {", ".join(REPLY_STATUS)})'
+            )
+    hours_path = _at_key(path, "hours")
+    hours = None if "hours" not in data else _time_ranges(data["hours"], hours_path)
+    if hours == ():
+        raise ConfigError(hours_path, "list at least one range, or leave hours out for all day")
+    return CallerRule(
+        match=match,
+        action=action,
+        to=to,
+        reply=reply,
+        hours=hours,
+        weekdays=None
+        if "weekdays" not in data
+        else _weekdays(data["weekdays"], _at_key(path, "weekdays")),
+    )
+
+
+def _weekdays(value: object, path: str) -> frozenset[int]:
+    days: dict[str, str] = {}
+    for index, item in enumerate(_list(value, path)):
+        item_path = _at_index(path, index)
+        if not isinstance(item, str) or item not in WEEKDAY_NAMES:
+            raise ConfigError(
+                item_path,
+                f"{_describe(item)} is not a day (allowed: {', '.join(WEEKDAY_NAMES)})",
+            )
+        _reject_duplicate(days, item, item_path, "day")
+    if not days:
+        raise ConfigError(path, "list at least one day, or leave weekdays out for every day")
+    return frozenset(WEEKDAY_NAMES.index(day) for day in days)
+
+
+def _reject_duplicate(seen: dict[_Key, str], key: _Key, path: str, what: str) -> None:
     if key in seen:
         raise ConfigError(path, f'duplicate {what} "{key}" (already at {seen[key]})')
     seen[key] = path
@@ -630,14 +881,96 @@ def parse_config(data: object) -> Config:
         _reject_duplicate(number_paths, number.number, _at_key(path, "number"), "number")
         numbers.append(number)
 
+    security = _parse_security(top.get("security", {}), "security")
+    sip = _parse_sip(top.get("sip", {}), "sip")
+    site = _parse_site(top.get("site", {}), "site")
+
+    schedules: list[Schedule] = []
+    schedule_paths: dict[str, str] = {}
+    for index, item in enumerate(_list(top.get("schedules", []), "schedules")):
+        path = _at_index("schedules", index)
+        schedule = _parse_schedule(item, path, site, destinations)
+        _reject_duplicate(schedule_paths, schedule.name, _at_key(path, "name"), "schedule")
+        schedules.append(schedule)
+    references = [
+        (_at_key(_at_index("departments", index), "schedule"), department.schedule)
+        for index, department in enumerate(departments)
+    ] + [
+        (_at_key(_at_index("numbers", index), "schedule"), number.schedule)
+        for index, number in enumerate(numbers)
+    ]
+    for path, name in references:
+        if name is not None and name not in schedule_paths:
+            raise ConfigError(path, f'unknown schedule "{name}"')
+
+    rules = tuple(
+        _parse_rule(item, _at_index("rules", index), destinations)
+        for index, item in enumerate(_list(top.get("rules", []), "rules"))
+    )
+
+    def is_destination(text: str) -> bool:
+        digits = text[1:] if text.startswith("+") else text
+        return text in destinations or (digits.isdigit() and 3 <= len(digits) <= 15)
+
+    for index, department in enumerate(departments):
+        _check_department_routing(department, _at_index("departments", index), is_destination)
+
     return Config(
         extensions=tuple(extensions),
         departments=tuple(departments),
         trunks=tuple(trunks),
         numbers=tuple(numbers),
-        security=_parse_security(top.get("security", {}), "security"),
-        sip=_parse_sip(top.get("sip", {}), "sip"),
+        security=security,
+        sip=sip,
+        site=site,
+        schedules=tuple(schedules),
+        rules=rules,
     )
+
+
+def _check_department_routing(
+    department: Department, path: str, is_destination: Callable[[str], bool]
+) -> None:
+    """The routing keys of a department and its members (queue, no-answer scheme, strategy
+    knobs), checked here so a bad value is refused at import, naming its key."""
+    extra = department.extra
+    try:
+        if "queue" in extra:
+            parse_queue(extra["queue"], _at_key(path, "queue"))
+        if "no_answer" in extra:
+            parse_no_answer(extra["no_answer"], _at_key(path, "no_answer"),
+                            is_destination=is_destination)
+    except SchemeError as exc:
+        raise ConfigError(exc.path, exc.message) from None
+    for key in ("step_delay_s", "tier_time_s", "sticky_ring_s"):
+        if key in extra:
+            _integer(extra[key], _at_key(path, key), low=1, high=RING_TIMEOUT_MAX_S)
+    if "wrap_up_s" in extra:
+        _integer(extra["wrap_up_s"], _at_key(path, "wrap_up_s"), low=0, high=3600)
+    if "auto_break_after" in extra:
+        _integer(extra["auto_break_after"], _at_key(path, "auto_break_after"), low=0, high=100)
+    for key, allowed in (("tier_mode", TIER_MODES), ("rank", RANK_MODES),
+                         ("sticky", STICKY_MODES)):
+        if key in extra and extra[key] not in allowed:
+            raise ConfigError(_at_key(path, key), f"must be one of {', '.join(allowed)}")
+    for index, member in enumerate(department.members):
+        member_path = _at_index(_at_key(path, "members"), index)
+        if "rank" in member.extra:
+            _integer(member.extra["rank"], _at_key(member_path, "rank"), low=1, high=1000)
+        if "tier" in member.extra:
+            _integer(member.extra["tier"], _at_key(member_path, "tier"), low=1, high=9)
+        if "weight" in member.extra:
+            weight = member.extra["weight"]
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
+                0 <= weight <= 100
+            ):
+                raise ConfigError(_at_key(member_path, "weight"),
+                                  "must be a percentage from 0 to 100")
+        if "skills" in member.extra:
+            skills = member.extra["skills"]
+            if not isinstance(skills, list) or not all(isinstance(x, str) for x in skills):
+                raise ConfigError(_at_key(member_path, "skills"),
+                                  'must be a list of texts like "lang:en"')
 
 
 # --- serialising ---------------------------------------------------------------------------------
@@ -660,23 +993,65 @@ def _trunk_to_data(trunk: Trunk) -> dict[str, Any]:
     return data
 
 
+def _department_to_data(department: Department) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "number": department.number,
+        "name": department.name,
+        "strategy": department.strategy,
+        "ring_timeout_s": department.ring_timeout_s,
+        "members": [_member_to_data(member) for member in department.members],
+        **department.extra,
+    }
+    if department.schedule is not None:
+        data["schedule"] = department.schedule
+    return data
+
+
+def _number_to_data(number: Number) -> dict[str, Any]:
+    data = dataclasses.asdict(number)
+    if number.schedule is None:
+        del data["schedule"]
+    return data
+
+
+def _schedule_to_data(schedule: Schedule, site: Site) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": schedule.name}
+    if schedule.timezone != site.timezone:
+        data["timezone"] = schedule.timezone
+    data["hours"] = {
+        day_name: [format_time_range(time_range) for time_range in schedule.hours.get(weekday, ())]
+        for weekday, day_name in enumerate(WEEKDAY_NAMES)
+    }
+    data["holidays"] = [holiday.isoformat() for holiday in sorted(schedule.holidays)]
+    if schedule.after_hours is not None:
+        data["after_hours"] = schedule.after_hours
+    return data
+
+
+def _rule_to_data(rule: CallerRule) -> dict[str, Any]:
+    data: dict[str, Any] = {"match": rule.match, "action": rule.action}
+    if rule.to is not None:
+        data["to"] = rule.to
+    if rule.action == BLACKLIST:
+        data["reply"] = rule.reply
+    if rule.hours is not None:
+        data["hours"] = [format_time_range(time_range) for time_range in rule.hours]
+    if rule.weekdays is not None:
+        data["weekdays"] = [WEEKDAY_NAMES[weekday] for weekday in sorted(rule.weekdays)]
+    return data
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain data for `cfg`, the exact inverse of `parse_config`."""
-    return {
+    """Plain data for `cfg`, the exact inverse of `parse_config`.
+
+    `site`, `schedules` and `rules` are left out while they hold their defaults, so a file
+    exported by a box that does not use them still imports on firmware that predates them.
+    """
+    data: dict[str, Any] = {
         "extensions": [dataclasses.asdict(extension) for extension in cfg.extensions],
-        "departments": [
-            {
-                "number": department.number,
-                "name": department.name,
-                "strategy": department.strategy,
-                "ring_timeout_s": department.ring_timeout_s,
-                "members": [_member_to_data(member) for member in department.members],
-                **department.extra,
-            }
-            for department in cfg.departments
-        ],
+        "departments": [_department_to_data(department) for department in cfg.departments],
         "trunks": [_trunk_to_data(trunk) for trunk in cfg.trunks],
-        "numbers": [dataclasses.asdict(number) for number in cfg.numbers],
+        "numbers": [_number_to_data(number) for number in cfg.numbers],
         "security": {
             "rate_limit_requests": cfg.security.rate_limit_requests,
             "rate_limit_window_s": cfg.security.rate_limit_window_s,
@@ -689,6 +1064,13 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
             "digest_algorithms": list(cfg.sip.digest_algorithms),
         },
     }
+    if cfg.site != Site():
+        data["site"] = {"timezone": cfg.site.timezone}
+    if cfg.schedules:
+        data["schedules"] = [_schedule_to_data(schedule, cfg.site) for schedule in cfg.schedules]
+    if cfg.rules:
+        data["rules"] = [_rule_to_data(rule) for rule in cfg.rules]
+    return data
 
 
 # --- YAML ----------------------------------------------------------------------------------------

@@ -175,26 +175,63 @@ def test_unknown_department_key_is_rejected() -> None:
     assert error.path == "departments[0].queue_size"
 
 
-def test_reserved_department_keys_go_to_extra() -> None:
+def test_department_routing_keys_go_to_extra() -> None:
     data = valid_config_data()
     data["departments"][0].update(
-        step_delay_s=5, queue={"max": 3}, no_answer="300", schedule={"mon": ["09:00", "18:00"]}
+        step_delay_s=5, queue={"max_callers": 3}, no_answer={"action": "transfer", "to": "300"},
+        tier_mode="replace", sticky="last_agent",
     )
 
     assert parse_config(data).departments[0].extra == {
         "step_delay_s": 5,
-        "queue": {"max": 3},
-        "no_answer": "300",
-        "schedule": {"mon": ["09:00", "18:00"]},
+        "queue": {"max_callers": 3},
+        "no_answer": {"action": "transfer", "to": "300"},
+        "tier_mode": "replace",
+        "sticky": "last_agent",
     }
+
+
+def test_queue_with_an_unknown_key_is_refused() -> None:
+    error = error_after(lambda d: d["departments"][0].update(queue={"max": 3}))
+    assert error.path == "departments[0].queue.max"
+
+
+def test_queue_wait_out_of_range_is_refused() -> None:
+    error = error_after(lambda d: d["departments"][0].update(queue={"max_wait_s": 5}))
+    assert error.path == "departments[0].queue.max_wait_s"
+
+
+def test_no_answer_step_to_an_unknown_number_is_refused() -> None:
+    error = error_after(lambda d: d["departments"][0].update(
+        no_answer={"steps": [{"to": "300"}, {"to": "99"}]}
+    ))
+    assert error.path == "departments[0].no_answer.steps[1].to"
+
+
+def test_voicemail_is_refused_until_media_exists() -> None:
+    error = error_after(lambda d: d["departments"][0].update(no_answer={"action": "voicemail"}))
+    assert error.path == "departments[0].no_answer.action"
+    assert "media" in str(error)
+
+
+def test_unknown_tier_mode_is_refused() -> None:
+    error = error_after(lambda d: d["departments"][0].update(tier_mode="sometimes"))
+    assert error.path == "departments[0].tier_mode"
+
+
+def test_member_weight_must_be_a_percentage() -> None:
+    error = error_after(lambda d: d["departments"][1].update(
+        members=[{"extension": "103", "weight": 150}, "101"]
+    ))
+    assert error.path == "departments[1].members[0].weight"
 
 
 def test_reserved_keys_must_hold_plain_data() -> None:
     error = error_after(
-        lambda d: d["departments"][0].update(schedule={"closed_on": [datetime.date(2025, 1, 1)]})
+        lambda d: d["departments"][0].update(queue={"closed_on": [datetime.date(2025, 1, 1)]})
     )
 
-    assert error.path == "departments[0].schedule.closed_on[0]"
+    assert error.path == "departments[0].queue.closed_on[0]"
 
 
 # --- members -------------------------------------------------------------------------------------
