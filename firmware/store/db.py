@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -37,20 +37,36 @@ RECENT_CALLS_LIMIT = 50
 CALL_COLUMNS = (
     "id", "started_at", "answered_at", "ended_at", "direction", "source", "caller", "dialed",
     "number", "department", "answered_by", "end_cause", "outcome", "sip_call_id",
+    "strategy", "waited_s", "talk_s", "target_call", "sale", "marked_by", "callback_state",
 )
+# What `record_finished_calls` writes for a column the call's mapping leaves out (else NULL):
+# the NOT NULL columns' defaults, so a recorder that predates a column keeps working.
+CALL_COLUMN_DEFAULTS: Mapping[str, object] = {"sip_call_id": "", "target_call": 0, "sale": 0}
 LEG_COLUMNS = (
     "call_id", "target", "contact", "started_at", "ringing_at", "answered_at", "ended_at",
     "result", "sip_status",
 )
 CALL_DIRECTIONS = frozenset({"inbound", "internal", "outbound"})
-CALL_OUTCOMES = frozenset({"answered", "missed", "busy", "over_capacity", "failed", "cancelled"})
+CALL_OUTCOMES = frozenset({
+    "answered", "missed", "busy", "over_capacity", "failed", "cancelled",
+    # schema version 2
+    "abandoned", "voicemail", "callback", "forwarded", "blacklisted", "closed",
+})
+CALLBACK_STATES = frozenset({"requested", "done", "expired", "failed"})
+AGENT_STATUS_SOURCES = frozenset({"cli", "phone", "web", "auto"})
 LEG_RESULTS = frozenset(
     {"answered", "no_answer", "busy", "declined", "cancelled", "failed", "unavailable"}
 )
 
 SETTING_SECURITY = "security"
 SETTING_SIP = "sip"
+SETTING_SITE = "site"
+SETTING_SCHEDULES = "schedules"
+SETTING_RULES = "rules"
+SETTING_NUMBER_SCHEDULES = "number_schedules"  # DID number -> schedule name
 SETTING_CONFIG_REVISION = "config_revision"
+# Config sections kept whole as JSON in `settings`; the optional ones are absent at their default.
+CONFIG_SETTINGS = (SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES)
 
 # Tables holding the configuration, children before parents (the order rows are deleted in).
 CONFIG_TABLES = ("department_members", "numbers", "departments", "extensions", "trunks")
@@ -141,14 +157,53 @@ _SCHEMA_V1 = (
 )
 
 
+# Version 2: queue and agent facts on each call, the marks a manager sets afterwards, and agent
+# statuses that survive a restart. ADD COLUMN only, so existing rows stay where they are; rows
+# from version 1 get NULL (unknown) for the facts and 0 for the marks. Allowed values (outcomes,
+# callback states) are checked by `Store`, as in version 1, not by CHECK constraints.
+_SCHEMA_V2 = (
+    "ALTER TABLE calls ADD COLUMN strategy TEXT",
+    # Seconds in the queue before a person answered or the caller gave up.
+    "ALTER TABLE calls ADD COLUMN waited_s REAL",
+    "ALTER TABLE calls ADD COLUMN talk_s REAL",
+    "ALTER TABLE calls ADD COLUMN target_call INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE calls ADD COLUMN sale INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE calls ADD COLUMN marked_by TEXT",
+    "ALTER TABLE calls ADD COLUMN callback_state TEXT",
+    """CREATE TABLE agent_status (
+        extension TEXT PRIMARY KEY NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        since REAL NOT NULL
+    )""",
+    """CREATE TABLE agent_status_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        extension TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        at REAL NOT NULL,
+        source TEXT NOT NULL
+    )""",
+    "CREATE INDEX agent_status_log_extension_at ON agent_status_log(extension, at)",
+)
+
+
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
         db.execute(statement)
 
 
+def _add_call_facts_marks_and_agent_status(db: Database) -> None:
+    for statement in _SCHEMA_V2:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
-MIGRATIONS: tuple[Migration, ...] = (_create_schema_v1,)
+MIGRATIONS: tuple[Migration, ...] = (
+    _create_schema_v1,
+    _add_call_facts_marks_and_agent_status,
+)
 
 
 def new_call_id() -> str:
@@ -302,8 +357,15 @@ class Store:
                 self._db.execute(f"DELETE FROM {table}")
             self._insert_config_rows(checked)
             checked_data = config_to_dict(checked)
-            self._put_setting(SETTING_SECURITY, checked_data["security"])
-            self._put_setting(SETTING_SIP, checked_data["sip"])
+            for key in CONFIG_SETTINGS:
+                if key in checked_data:
+                    self._put_setting(key, checked_data[key])
+                else:
+                    self._db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            self._put_setting(
+                SETTING_NUMBER_SCHEDULES,
+                {n.number: n.schedule for n in checked.numbers if n.schedule is not None},
+            )
             self._put_setting(SETTING_CONFIG_REVISION, revision + 1)
         LOGGER.info("configuration replaced, revision %d", revision + 1)
 
@@ -322,7 +384,11 @@ class Store:
                 "name": d.name,
                 "strategy": d.strategy,
                 "ring_timeout_s": d.ring_timeout_s,
-                "extra": json.dumps(d.extra, ensure_ascii=False),
+                # The schedule name rides in `extra`, which is read back as department keys.
+                "extra": json.dumps(
+                    d.extra if d.schedule is None else {**d.extra, "schedule": d.schedule},
+                    ensure_ascii=False,
+                ),
             }
             for d in cfg.departments
         )
@@ -386,10 +452,19 @@ class Store:
         settings = {
             row["key"]: json.loads(row["value"])
             for row in self._db.query(
-                "SELECT key, value FROM settings WHERE key IN (?, ?)",
-                (SETTING_SECURITY, SETTING_SIP),
+                f"SELECT key, value FROM settings WHERE key IN "
+                f"({', '.join('?' for _ in CONFIG_SETTINGS)}, ?)",
+                (*CONFIG_SETTINGS, SETTING_NUMBER_SCHEDULES),
             )
         }
+        number_schedules = settings.pop(SETTING_NUMBER_SCHEDULES, {})
+        numbers = []
+        for row in self._db.query(
+            "SELECT number, trunk, channels, destination FROM numbers ORDER BY rowid"
+        ):
+            if row["number"] in number_schedules:
+                row["schedule"] = number_schedules[row["number"]]
+            numbers.append(row)
         return {
             "extensions": list(
                 self._db.query("SELECT number, name, password FROM extensions ORDER BY rowid")
@@ -409,11 +484,7 @@ class Store:
                 )
             ],
             "trunks": trunks,
-            "numbers": list(
-                self._db.query(
-                    "SELECT number, trunk, channels, destination FROM numbers ORDER BY rowid"
-                )
-            ),
+            "numbers": numbers,
             **settings,
         }
 
@@ -505,6 +576,8 @@ class Store:
         The daemon keeps a call's record in memory while it is in progress and writes it once it
         ends, batching a second's worth of calls per commit: one fsync per batch instead of
         several per call keeps the event loop free at hundreds of calls per second.
+
+        A column the mapping leaves out is NULL, or its default (`CALL_COLUMN_DEFAULTS`).
         """
         if not batch:
             return
@@ -512,10 +585,12 @@ class Store:
             for call, legs in batch:
                 _check_value("direction", str(call["direction"]), CALL_DIRECTIONS)
                 _check_value("outcome", str(call["outcome"]), CALL_OUTCOMES)
+                if call.get("callback_state") is not None:
+                    _check_value("callback_state", str(call["callback_state"]), CALLBACK_STATES)
                 self._db.execute(
                     f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
                     f"VALUES ({', '.join('?' for _ in CALL_COLUMNS)})",
-                    [call.get(column) for column in CALL_COLUMNS],
+                    [_call_value(call, column) for column in CALL_COLUMNS],
                 )
                 self._db.conn.executemany(
                     f"INSERT INTO call_legs ({', '.join(LEG_COLUMNS)}) "
@@ -523,11 +598,122 @@ class Store:
                     [[leg.get(column) for column in LEG_COLUMNS] for leg in legs],
                 )
 
-    def recent_calls(self, limit: int = RECENT_CALLS_LIMIT) -> list[dict[str, Any]]:
-        """The latest calls, newest first, as column → value dicts."""
+    def recent_calls(
+        self, limit: int = RECENT_CALLS_LIMIT, *, outcomes: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The latest calls, newest first, as column → value dicts; only those whose outcome is
+        in `outcomes` when it is given."""
+        if outcomes is None:
+            return list(
+                self._db.query(
+                    "SELECT * FROM calls ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
+                )
+            )
+        wanted = sorted(outcomes)
         return list(
             self._db.query(
-                "SELECT * FROM calls ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
+                f"SELECT * FROM calls WHERE outcome IN ({', '.join('?' for _ in wanted)}) "
+                "ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                (*wanted, limit),
+            )
+        )
+
+    def mark_call(
+        self, call_id: str, *, target: bool | None = None, sale: bool | None = None, by: str
+    ) -> dict[str, Any]:
+        """Set a manager's marks on a call — a target call (a real customer enquiry) and a sale —
+        and return the call's row as it now is. `None` leaves a mark as it was.
+
+        A sale is always a target call: marking a sale marks the call a target call too, and
+        unmarking a target call unmarks its sale, so sales never outnumber target calls.
+        """
+        if target is None and sale is None:
+            raise ValueError("nothing to mark: give target, sale or both")
+        if target is False and sale is True:
+            raise ValueError("a sale is always a target call")
+        if not by:
+            raise ValueError("say who marks the call (by)")
+        with _write_transaction(self._db.conn):
+            row = self._db.execute(
+                "SELECT target_call, sale FROM calls WHERE id = ?", (call_id,)
+            ).fetchone()
+            if row is None:
+                raise RecordNotFoundError(f"calls has no row with id {call_id!r}")
+            new_target = bool(row[0]) if target is None else target
+            new_sale = bool(row[1]) if sale is None else sale
+            if sale:
+                new_target = True
+            if not new_target:
+                new_sale = False
+            self._db.execute(
+                "UPDATE calls SET target_call = ?, sale = ?, marked_by = ? WHERE id = ?",
+                (int(new_target), int(new_sale), by, call_id),
+            )
+            marked: dict[str, Any] = next(
+                self._db.query("SELECT * FROM calls WHERE id = ?", (call_id,))
+            )
+        LOGGER.info("call %s marked target=%s sale=%s by %s", call_id, new_target, new_sale, by)
+        return marked
+
+    def set_callback_state(self, call_id: str, state: str | None) -> None:
+        """Record how the promised callback to a missed caller went (None: none promised)."""
+        if state is not None:
+            _check_value("callback_state", state, CALLBACK_STATES)
+        self._update(
+            "calls",
+            call_id,
+            "UPDATE calls SET callback_state = ? WHERE id = ?",
+            (state, call_id),
+        )
+
+    # --- agent statuses --------------------------------------------------------------------------
+
+    def set_agent_status(
+        self, extension: str, status: str, *, reason: str | None, at: float, source: str
+    ) -> None:
+        """Save an agent's status (On line, Break, ...) and log the change, in one transaction.
+
+        `since` moves to `at` only when the status or its reason changes: setting the same
+        status again is logged but does not restart the agent's time in it. `source` says who
+        changed it: "cli", "phone", "web", or "auto" (put on Break after unanswered offers).
+        """
+        if not extension or not status:
+            raise ValueError("extension and status must not be empty")
+        _check_value("source", source, AGENT_STATUS_SOURCES)
+        with _write_transaction(self._db.conn):
+            self._db.execute(
+                "INSERT INTO agent_status (extension, status, reason, since) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (extension) DO UPDATE SET "
+                "since = CASE WHEN status = excluded.status AND reason IS excluded.reason "
+                "THEN since ELSE excluded.since END, "
+                "status = excluded.status, reason = excluded.reason",
+                (extension, status, reason, at),
+            )
+            self._db.execute(
+                "INSERT INTO agent_status_log (extension, status, reason, at, source) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (extension, status, reason, at, source),
+            )
+
+    def agent_statuses(self) -> dict[str, dict[str, Any]]:
+        """Every saved status: extension → {"status", "reason", "since"}."""
+        return {
+            row["extension"]: {
+                "status": row["status"], "reason": row["reason"], "since": row["since"]
+            }
+            for row in self._db.query(
+                "SELECT extension, status, reason, since FROM agent_status ORDER BY extension"
+            )
+        }
+
+    def agent_status_log(self, extension: str | None = None) -> list[dict[str, Any]]:
+        """Status changes, oldest first: all of them, or one extension's."""
+        if extension is None:
+            return list(self._db.query("SELECT * FROM agent_status_log ORDER BY id"))
+        return list(
+            self._db.query(
+                "SELECT * FROM agent_status_log WHERE extension = ? ORDER BY at, id",
+                (extension,),
             )
         )
 
@@ -545,6 +731,15 @@ class Store:
         with _write_transaction(self._db.conn):
             if self._db.execute(sql, parameters).rowcount != 1:
                 raise RecordNotFoundError(f"{table} has no row with id {key!r}")
+
+
+def _call_value(call: Mapping[str, object], column: str) -> object:
+    if column not in call:
+        return CALL_COLUMN_DEFAULTS.get(column)
+    value = call[column]
+    if column in ("target_call", "sale"):
+        return int(bool(value))
+    return value
 
 
 def _check_value(name: str, value: str, allowed: frozenset[str]) -> None:

@@ -51,6 +51,13 @@ def test_call_round_trip_from_start_to_end(store: Store) -> None:
             "end_cause": "caller hung up",
             "outcome": "answered",
             "sip_call_id": "a84b4c76e66710@203.0.113.7",
+            "strategy": None,
+            "waited_s": None,
+            "talk_s": None,
+            "target_call": 0,
+            "sale": 0,
+            "marked_by": None,
+            "callback_state": None,
         }
     ]
 

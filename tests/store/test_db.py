@@ -23,6 +23,8 @@ EXPECTED_TABLES = {
     "settings",
     "calls",
     "call_legs",
+    "agent_status",
+    "agent_status_log",
 }
 
 
