@@ -170,36 +170,76 @@ class Call:
     final_status: int | None = None
     relays: dict[str, PendingRelay] = field(default_factory=dict)  # keyed by client tx
     relayed_18x: bool = False
+    # What to do when the current plan or targets do not answer (the department's queue and
+    # no-answer scheme, decided by the gateway); None: the caller hears the mapped failure.
+    on_no_answer: Callable[[Call, float], None] | None = None
+    context: object = None  # the gateway's routing state for this call
+    queued_since: float | None = None
+    waited_s: float = 0.0
 
     # ------------------------------------------------------------------ ringing the targets
-    def ring(self, plan: RingPlan, resolve: Callable[[str], list[Target]], now: float) -> None:
-        """Carry out a department/extension ring plan."""
+    def ring(
+        self, plan: RingPlan, resolve: Callable[[str], list[Target]], now: float, *,
+        on_no_answer: Callable[[Call, float], None] | None = None,
+    ) -> None:
+        """Carry out a department/extension ring plan; its times count from `now`. A call may
+        be rung again (from the queue, or at the next no-answer step)."""
+        self._cancel_timers()
+        self._leave_queue(now)
         self.plan = plan
         self.resolve = resolve
+        self.step_index = 0
+        self.on_no_answer = on_no_answer
         if plan.is_empty:
-            self.fail(480, "no member available", now, outcome="missed")
+            self._no_answer(now, "no member available")
             return
         self.state = "ringing"
-        self.timers.append(
-            self.services.call_at(self.started_at + plan.give_up_at_s, self._give_up)
-        )
+        self.timers.append(self.services.call_at(now + plan.give_up_at_s, self._give_up))
         for index, step in enumerate(plan.steps):
             if step.at_s <= 0:
                 self._run_step(index, now)
             else:
                 self.timers.append(self.services.call_at(
-                    self.started_at + step.at_s, partial(self._run_step, index)
+                    now + step.at_s, partial(self._run_step, index)
                 ))
 
-    def ring_targets(self, targets: list[Target], give_up_after_s: float, now: float) -> None:
+    def ring_targets(
+        self, targets: list[Target], give_up_after_s: float, now: float, *,
+        on_no_answer: Callable[[Call, float], None] | None = None,
+    ) -> None:
         """Ring an explicit list of targets at once (a direct or an external call)."""
+        self._cancel_timers()
+        self._leave_queue(now)
+        self.plan = None
+        self.on_no_answer = on_no_answer
         if not targets:
-            self.fail(480, "not registered", now, outcome="missed")
+            self._no_answer(now, "not registered")
             return
         self.state = "ringing"
         self.timers.append(self.services.call_at(now + give_up_after_s, self._give_up))
         for target in targets:
             self._start_leg(target, now)
+
+    def wait_in_queue(self, now: float) -> None:
+        """Nobody is free: the caller waits (hearing ringback) until the gateway rings again."""
+        self._cancel_timers()
+        if self.queued_since is None:
+            self.queued_since = now
+        self.state = "queued"
+        if not self.relayed_18x:
+            self.relayed_18x = True
+            self._respond(180, now)
+
+    def _leave_queue(self, now: float) -> None:
+        if self.queued_since is not None:
+            self.waited_s += now - self.queued_since
+            self.queued_since = None
+
+    def _no_answer(self, now: float, cause: str) -> None:
+        if self.on_no_answer is not None:
+            self.on_no_answer(self, now)
+        else:
+            self.fail(self.failure_status(), cause, now, outcome="missed")
 
     def _run_step(self, index: int, now: float) -> None:
         if self.state != "ringing" or self.plan is None or index < self.step_index:
@@ -209,7 +249,8 @@ class Call:
         for member in step.stop:
             for leg in self.legs.values():
                 if leg.target.label == member and leg.active:
-                    self._cancel_leg(leg, now)
+                    # Their turn is over: for the agent's statistics this offer rang out.
+                    self._cancel_leg(leg, now, result="no_answer")
         assert self.resolve is not None
         for member in step.start:
             for target in self.resolve(member):
@@ -389,9 +430,10 @@ class Call:
             if plan.advance_on_failure:
                 self._run_step(self.step_index, now)
             return  # ring_all-like plans wait for their next timed step
-        self.fail(self._status_for_caller(), "no answer", now, outcome="missed")
+        self._cancel_timers()
+        self._no_answer(now, "no answer")
 
-    def _status_for_caller(self) -> int:
+    def failure_status(self) -> int:
         results = [r.sip_status for r in self.leg_records if r.sip_status]
         if len(self.leg_records) == 1 and self.leg_records[0].sip_status and self.plan is None:
             status = self.leg_records[0].sip_status
@@ -409,9 +451,8 @@ class Call:
         for leg in self.legs.values():
             if leg.active:
                 self._cancel_leg(leg, now, result="no_answer")
-        # No-answer actions (voicemail, forward, next department) come with the queue work;
-        # until then the caller hears "temporarily unavailable".
-        self.fail(480, "no answer", now, outcome="missed")
+        self._cancel_timers()
+        self._no_answer(now, "no answer")
 
     # ------------------------------------------------------------------ cancelling legs
     def _cancel_leg(self, leg: OutboundLeg, now: float, *, result: str = "cancelled") -> None:
@@ -450,17 +491,21 @@ class Call:
     # ------------------------------------------------------------------ caller side
     def caller_cancelled(self, now: float) -> None:
         """CANCEL from the caller (RFC 3261 §9.2): 487 to the INVITE, cancel every leg."""
-        if self.state not in ("routing", "ringing"):
+        if self.state not in ("routing", "ringing", "queued"):
             return
+        abandoned = self.state == "queued"
+        self._leave_queue(now)
         for leg in self.legs.values():
             if leg.active:
                 self._cancel_leg(leg, now)
-        self.fail(487, "caller cancelled", now, outcome="missed")
+        self.fail(487, "caller hung up in the queue" if abandoned else "caller cancelled", now,
+                  outcome="abandoned" if abandoned else "missed")
 
     def fail(self, status: int, cause: str, now: float, *, outcome: str) -> None:
         """End an unanswered call with a final response to the caller."""
         if self.state in ("answered", "ended"):
             return
+        self._leave_queue(now)
         for leg in self.legs.values():
             if leg.active:
                 self._cancel_leg(leg, now)
@@ -602,7 +647,7 @@ class Call:
                 if peer is not None:
                     self._send_bye(peer[0], peer[1], now)
             self._finish(now, cause, "answered")
-        elif self.state in ("routing", "ringing"):
+        elif self.state in ("routing", "ringing", "queued"):
             self.fail(480, cause, now, outcome="failed")
 
     def _send_bye(self, dialog: Dialog, destination: Address, now: float) -> None:

@@ -10,14 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import getpass
 import json
 import logging
 import sys
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import Any
 
+from . import reports
 from .daemon import control_request, run_daemon
+from .routing.model import AGENT_STATUSES
 from .store import ConfigError, Store, dump_yaml, load_yaml, seed_default
+from .store.errors import RecordNotFoundError
 
 DEFAULT_DB = "var/linebox.db"
 DEFAULT_SIP = "127.0.0.1:5060"
@@ -55,9 +60,45 @@ def build_parser() -> argparse.ArgumentParser:
     exp = config_sub.add_parser("export", help="print the whole configuration as YAML")
     exp.add_argument("--db", default=DEFAULT_DB)
 
+    agent = sub.add_parser("agent", help="set an agent's status (On line, Break, ...)")
+    agent.add_argument("extension")
+    agent.add_argument("what", choices=["status"])
+    agent.add_argument("status", choices=list(AGENT_STATUSES))
+    agent.add_argument("--reason", default="", help="shown with the status (e.g. lunch)")
+    agent.add_argument("--db", default=DEFAULT_DB)
+
     status = sub.add_parser("status", help="registrations, trunks, calls and channels")
     status.add_argument("--db", default=DEFAULT_DB)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    report = sub.add_parser("report", help="call reports: by day, by hour, by manager, missed")
+    report.add_argument("--from", dest="date_from", type=_report_date, metavar="DATE",
+                        help="first day, YYYY-MM-DD (default: 6 days before --to)")
+    report.add_argument("--to", dest="date_to", type=_report_date, metavar="DATE",
+                        help="last day, included (default: today)")
+    report.add_argument("--kind", choices=[*reports.KINDS, "all"],
+                        help="which report (default: all; with --csv: daily)")
+    report.add_argument("--csv", action="store_true", help="print one report as CSV")
+    report.add_argument("--tz", type=_report_zone,
+                        help="time zone of the days (default: the site's, from the config)")
+    report.add_argument("--db", default=DEFAULT_DB)
+
+    call = sub.add_parser("call", help="find calls; mark target calls and sales")
+    call_sub = call.add_subparsers(dest="call_command", required=True)
+    mark = call_sub.add_parser("mark", help="mark a call as a target call and/or a sale")
+    mark.add_argument("call_id")
+    mark.add_argument("--target", action=argparse.BooleanOptionalAction,
+                      help="a real customer enquiry (--no-target: not one; also clears --sale)")
+    mark.add_argument("--sale", action=argparse.BooleanOptionalAction,
+                      help="the call ended in a sale (implies --target)")
+    mark.add_argument("--by", help="who marks it (default: your login name)")
+    mark.add_argument("--db", default=DEFAULT_DB)
+    listing = call_sub.add_parser("list", help="the latest calls with their ids, newest first")
+    listing.add_argument("--missed", action="store_true", help="only missed calls")
+    listing.add_argument("--limit", type=int, default=reports.CALL_LIST_LIMIT)
+    listing.add_argument("--tz", type=_report_zone,
+                         help="show times in this zone (default: the site's, from the config)")
+    listing.add_argument("--db", default=DEFAULT_DB)
     return parser
 
 
@@ -72,8 +113,14 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "config":
             return _config_import(args) if args.config_command == "import" else _config_export(args)
+        if args.command == "agent":
+            return _agent(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "call":
+            return _call_mark(args) if args.call_command == "mark" else _call_list(args)
     except KeyboardInterrupt:
         return 130
     return 2
@@ -158,14 +205,32 @@ def _config_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _ask_daemon(db: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    """One request over the control socket; None (after saying why) when it did not work."""
     try:
-        answer = asyncio.run(control_request(args.db, {"command": "status"}))
+        answer = asyncio.run(control_request(db, request))
     except (TimeoutError, OSError) as exc:
-        print(f"linebox: no daemon is running on {args.db} ({exc})", file=sys.stderr)
-        return 1
+        print(f"linebox: no daemon is running on {db} ({exc})", file=sys.stderr)
+        return None
     if not answer.get("ok"):
         print(f"linebox: {answer.get('error')}", file=sys.stderr)
+        return None
+    return answer
+
+
+def _agent(args: argparse.Namespace) -> int:
+    answer = _ask_daemon(args.db, {"command": "agent", "extension": args.extension,
+                                   "status": args.status, "reason": args.reason,
+                                   "source": "cli"})
+    if answer is None:
+        return 1
+    print(f"{answer['extension']}: {answer['status']}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    answer = _ask_daemon(args.db, {"command": "status"})
+    if answer is None:
         return 1
     status = answer["status"]
     if args.json:
@@ -188,6 +253,14 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"  {trunk['name']}: {trunk['state']}{extra}")
     if not status["trunks"]:
         lines.append("  (none)")
+    lines.append("Agents:")
+    for agent in status.get("agents", []):
+        state = agent["status"] + (f" ({agent['reason']})" if agent["reason"] else "")
+        extra = " on a call" if agent["on_call"] else (
+            f" wrap-up {agent['wrap_up_s']} s" if agent["wrap_up_s"] else "")
+        reg = "" if agent["registered"] else " not registered"
+        lines.append(f"  {agent['extension']:>6} {agent['name']}: {state} for "
+                     f"{agent['since_s']:.0f} s{extra}{reg}")
     lines.append(f"Calls in progress: {len(status['calls'])}")
     for call in status["calls"]:
         who = call["answered_by"] or ",".join(call["ringing"]) or "-"
@@ -202,3 +275,101 @@ def format_status(status: dict[str, Any]) -> str:
     if not status["bans"]:
         lines.append("  (none)")
     return "\n".join(lines)
+
+
+# --- reports and call marks (read the database file directly; fine beside a running daemon) ----
+
+
+def _report_date(text: str) -> date:
+    try:
+        return reports.parse_day(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _report_zone(text: str) -> tzinfo:
+    try:
+        return reports.parse_zone(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _open_existing(path: str) -> Store | None:
+    """The store at `path`, or None (said on stderr) when there is no database there: a report
+    must not create an empty one."""
+    if not Path(path).is_file():
+        print(f"linebox: no database at {path}", file=sys.stderr)
+        return None
+    return Store.open(path)
+
+
+def _report(args: argparse.Namespace) -> int:
+    kind = args.kind or ("daily" if args.csv else "all")
+    if args.csv and kind == "all":
+        print("linebox: --csv prints one report; choose it with --kind", file=sys.stderr)
+        return 2
+    store = _open_existing(args.db)
+    if store is None:
+        return 1
+    try:
+        tz = args.tz or reports.site_zone(store)
+        start, end = reports.period(args.date_from, args.date_to, tz)
+        if start > end:
+            print(f"linebox: the period ends ({end}) before it starts ({start})",
+                  file=sys.stderr)
+            return 2
+        if args.csv:
+            rows = reports.REPORTS[kind](store, start, end, tz)
+            sys.stdout.write(reports.format_csv(kind, rows))
+        else:
+            kinds = reports.KINDS if kind == "all" else (kind,)
+            print(reports.text_report(store, kinds, start, end, tz))
+    finally:
+        store.close()
+    return 0
+
+
+def _call_mark(args: argparse.Namespace) -> int:
+    if args.target is None and args.sale is None:
+        print("linebox: nothing to mark: give --target/--no-target and/or --sale/--no-sale",
+              file=sys.stderr)
+        return 2
+    if args.target is False and args.sale is True:
+        print("linebox: a sale is always a target call (--sale with --no-target)",
+              file=sys.stderr)
+        return 2
+    by = args.by or _login_name()
+    store = _open_existing(args.db)
+    if store is None:
+        return 1
+    try:
+        call = store.mark_call(args.call_id, target=args.target, sale=args.sale, by=by)
+    except RecordNotFoundError:
+        print(f"linebox: no call with id {args.call_id}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{call['id']}: target call {'yes' if call['target_call'] else 'no'}, "
+          f"sale {'yes' if call['sale'] else 'no'} (marked by {call['marked_by']})")
+    return 0
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment (a bare container)
+        return "cli"
+
+
+def _call_list(args: argparse.Namespace) -> int:
+    store = _open_existing(args.db)
+    if store is None:
+        return 1
+    try:
+        outcomes = reports.MISSED_OUTCOMES if args.missed else None
+        calls = store.recent_calls(args.limit, outcomes=outcomes)
+        tz = args.tz or reports.site_zone(store)
+    finally:
+        store.close()
+    print(reports.format_calls(calls, tz))
+    return 0

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
+from .agents import StatusChanged
 from .gateway import CallRecorder, Gateway
 from .sip.message import StreamFramer, error_response_bytes
 from .sip.transaction import Address
@@ -75,6 +76,11 @@ class SqliteRecorder(CallRecorder):
         if batch:
             self._queue.put(batch)
 
+    def record_status(self, change: StatusChanged) -> None:
+        """Agent statuses are written at once (in the writer thread): they must survive a
+        restart, and an admin expects `linebox status` elsewhere to agree."""
+        self._queue.put([("status", change, self.wall_offset_s)])
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is pending and stop the writer."""
         self.flush()
@@ -97,8 +103,15 @@ class SqliteRecorder(CallRecorder):
 
     @staticmethod
     def _write(store: Store, batch: list[Any]) -> list[Any]:
+        statuses = [item for item in batch if item and item[0] == "status"]
+        calls = [item for item in batch if not (item and item[0] == "status")]
         try:
-            store.record_finished_calls(batch)
+            for _, change, offset in statuses:
+                store.set_agent_status(
+                    change.extension, change.status, reason=change.reason,
+                    at=change.at + offset, source=change.source,
+                )
+            store.record_finished_calls(calls)
         except Exception:
             # Keep the rows for the next flush: a busy database must not lose call records.
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
@@ -183,8 +196,9 @@ class Daemon:
         self.gateway = Gateway(
             config, local=Address("udp", self.advertised_host, sip_port),
             trunk_addresses=resolve_trunks(config), recorder=self.recorder,
-            now=self.loop.time(),
+            now=self.loop.time(), wall_offset_s=time.time() - self.loop.time(),
         )
+        self._restore_agent_statuses()
         self.tcp_connections: dict[tuple[str, int], _TcpProtocol] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.AbstractServer] = []
@@ -194,6 +208,15 @@ class Daemon:
         self._background: list[asyncio.Task[None]] = []
         self._connecting: set[asyncio.Task[None]] = set()
         self._last_full_gc = self.loop.time()
+
+    def _restore_agent_statuses(self) -> None:
+        offset = time.time() - self.loop.time()
+        for extension, saved in self.store.agent_statuses().items():
+            if extension in self.gateway.extensions:
+                self.gateway.agents.restore(
+                    extension, str(saved["status"]), str(saved.get("reason") or ""),
+                    float(saved["since"]) - offset,
+                )
 
     # ------------------------------------------------------------------ start and stop
     async def start(self) -> None:
@@ -287,6 +310,10 @@ class Daemon:
         self.flush()
 
     def flush(self) -> None:
+        if self.gateway.status_changes:
+            for change in self.gateway.status_changes:
+                self.recorder.record_status(change)
+            self.gateway.status_changes.clear()
         for data, address in self.gateway.datagrams_to_send():
             if address.transport == "udp":
                 if self._udp is not None:
@@ -349,10 +376,20 @@ class Daemon:
         command = request.get("command")
         handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = {
             "status": self._control_status,
+            "agent": self._control_agent,
         }.get(str(command))
         if handler is None:
             return {"ok": False, "error": f"unknown command {command!r}"}
         return await handler(request)
+
+    async def _control_agent(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Set an agent's status: {"command": "agent", "extension", "status", "reason"}."""
+        change = self.gateway.set_agent_status(
+            str(request.get("extension", "")), str(request.get("status", "")),
+            reason=str(request.get("reason", "")), source=str(request.get("source", "cli")),
+        )
+        self.flush()
+        return {"ok": True, "extension": change.extension, "status": change.status}
 
     async def _control_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.gateway.status(self.loop.time())

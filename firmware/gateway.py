@@ -17,17 +17,28 @@ import itertools
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
+from .agents import AgentBook, StatusChanged
 from .calls import ALLOW, Call, CallInfo, LegRecord, Target, TimeoutHandler
 from .registrar import Registrar
-from .routing.plan import (
+from .routing import strategies
+from .routing.model import (
+    BREAK,
+    DND,
+    LOGGED_OUT,
+    ON_LINE,
+    OUTBOUND,
+    CallFacts,
     DepartmentSnapshot,
     MemberState,
-    UnknownStrategyError,
-    plan_department_call,
+    RoutingMemory,
 )
+from .routing.plan import RingPlan, UnknownStrategyError
+from .routing.rules import compile_rules, reply_status
+from .routing.schedule import is_open
+from .routing.scheme import NoAnswerScheme, QueueSettings, parse_no_answer, parse_queue
 from .security import RateLimiter, is_scanner
 from .sip.auth import DigestChallenger, build_authorization, choose_challenge
 from .sip.dialog import Dialog
@@ -56,8 +67,11 @@ from .trunk import TrunkAccount, TrunkRegistration
 LOGGER = logging.getLogger(__name__)
 
 DIRECT_RING_TIMEOUT_S = 60.0
+RESERVE_RING_S = 60.0
 EXTERNAL_RING_TIMEOUT_S = 180.0
 HOUSEKEEPING_INTERVAL_S = 1.0
+# Dialled from a phone to change its own status (documented in docs/agents.md).
+FEATURE_CODES = {"*50": BREAK, "*51": ON_LINE, "*52": DND, "*53": OUTBOUND, "*54": LOGGED_OUT}
 ALLOW_OUTSIDE_DIALOG = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
 SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # no SIP extensions are required of peers yet
 ACCEPTED_BODY_TYPES = ("application/sdp",)
@@ -81,6 +95,70 @@ class _AppTimer:
 
 def _ignore(now: float) -> None:
     pass
+
+
+@dataclass(slots=True, kw_only=True)
+class DepartmentCall:
+    """A call's routing state while a department (or its no-answer scheme) handles it."""
+
+    department: str
+    exclude: frozenset[str]
+    facts: CallFacts
+    entered_at: float
+    step: int = -1  # index into the no-answer steps; -1 while still with the department
+
+
+def _context(call: Call) -> DepartmentCall:
+    ctx = call.context
+    assert isinstance(ctx, DepartmentCall), "a department call without its routing state"
+    return ctx
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepartmentSettings:
+    """A department's routing settings, parsed once per configuration."""
+
+    queue: QueueSettings | None
+    no_answer: NoAnswerScheme
+    step_delay_s: float = 5.0
+    tier_time_s: float = 15.0
+    tier_mode: str = "add"
+    rank_mode: str = "manual"
+    sticky: str = "none"
+    sticky_ring_s: float = 10.0
+    wrap_up_s: float = 0.0
+    auto_break_after: int = 0
+
+    @classmethod
+    def of(cls, department: Department, *, is_destination: Callable[[str], bool]
+           ) -> DepartmentSettings:
+        extra = department.extra
+        path = f"department {department.number}"
+        queue = parse_queue(extra["queue"], f"{path}.queue") if "queue" in extra else None
+        no_answer = (
+            parse_no_answer(extra["no_answer"], f"{path}.no_answer", is_destination=is_destination)
+            if "no_answer" in extra else NoAnswerScheme()
+        )
+        return cls(
+            queue=queue, no_answer=no_answer,
+            step_delay_s=float(extra.get("step_delay_s", 5)),
+            tier_time_s=float(extra.get("tier_time_s", 15)),
+            tier_mode=str(extra.get("tier_mode", "add")),
+            rank_mode="auto" if extra.get("rank") == "auto" else "manual",
+            sticky=str(extra.get("sticky", "none")),
+            sticky_ring_s=float(extra.get("sticky_ring_s", 10)),
+            wrap_up_s=float(extra.get("wrap_up_s", 0)),
+            auto_break_after=int(extra.get("auto_break_after", 0)),
+        )
+
+
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _is_dialable(text: str) -> bool:
+    digits = text[1:] if text.startswith("+") else text
+    return digits.isdigit() and 3 <= len(digits) <= 15
 
 
 class CallRecorder:
@@ -133,6 +211,7 @@ class Gateway:
         recorder: CallRecorder,
         key: bytes | None = None,
         now: float,
+        wall_offset_s: float = 0.0,
     ) -> None:
         self.local = local
         self.local_host = local.host
@@ -145,6 +224,15 @@ class Gateway:
         self.calls: dict[str, Call] = {}  # by the caller's INVITE server transaction
         self.dialogs: dict[tuple[str, str, str | None], tuple[Call, str]] = {}
         self.trunk_registrations: dict[str, TrunkRegistration] = {}
+        # `now` is the monotonic clock; schedules and rules are wall-clock matters.
+        self.wall_offset_s = wall_offset_s
+        self.agents = AgentBook()
+        self.queues: dict[str, list[Call]] = {}  # department → waiting calls, in turn order
+        self.routing_memory: dict[str, RoutingMemory] = {}
+        self.last_agent: dict[str, str] = {}  # caller → who answered them last (today)
+        self.conversion: dict[str, float] = {}  # extension → sales / target calls (rank: auto)
+        self._department_settings: dict[str, DepartmentSettings] = {}
+        self.status_changes: list[StatusChanged] = []  # drained by the daemon to persist
         self.stats: dict[str, int] = {
             "calls": 0, "answered": 0, "rejected_busy": 0, "parse_errors": 0,
             "dropped_scanner": 0, "dropped_banned": 0, "internal_errors": 0,
@@ -164,6 +252,10 @@ class Gateway:
         self.user_agent = config.sip.user_agent
         self.extensions = {e.number: e for e in config.extensions}
         self.departments = {d.number: d for d in config.departments}
+        self._department_settings = {}
+        self.schedules = {schedule.name: schedule for schedule in config.schedules}
+        self.rules = compile_rules(config.rules)
+        self.timezone = config.site.timezone
         self.numbers = {n.number: n for n in config.numbers}
         self.trunks = {t.name: t for t in config.trunks}
         self.trunk_addresses = dict(trunk_addresses)
@@ -301,6 +393,8 @@ class Gateway:
     def dialog_opened(self, dialog: Dialog, call: Call, side: str) -> None:
         self.dialogs[dialog.id] = (call, side)
         self._dialog_keys.setdefault(call.id, []).append(dialog.id)
+        if side == "b" and call.answered_by in self.extensions:
+            self.agents.offer_answered(call.answered_by, self.now)
 
     def call_finished(self, call: Call, now: float) -> None:
         self.channels.release(call.channels)
@@ -316,7 +410,50 @@ class Gateway:
             self.dialogs.pop(key, None)
         if call.outcome == "answered":
             self.stats["answered"] += 1
+        self._remove_from_queue(call)
+        if call.answered_by in self.extensions and call.info.direction == "inbound":
+            self.last_agent[call.info.caller] = call.answered_by
+        self._update_agents(call, now)
+        # Someone may be free now (or when their wrap-up ends): offer the waiting callers.
+        if any(self.queues.values()):
+            self._serve_all_queues(now)
+            wrap_up_end = self.agents.next_wrap_up_end(now)
+            if wrap_up_end is not None:
+                self.call_at(wrap_up_end, self._serve_all_queues)
         self.recorder.record(_call_row(call), [_leg_row(call.id, r) for r in call.leg_records])
+
+    def _update_agents(self, call: Call, now: float) -> None:
+        talk_s = now - call.answered_at if call.answered_at is not None else 0.0
+        department = self.departments.get(call.info.department or "")
+        settings = self._settings(department) if department is not None else None
+        if call.answered_by in self.extensions:
+            wrap_up_s = settings.wrap_up_s if settings is not None else 0.0
+            self.agents.call_ended(call.answered_by, now, talk_s=talk_s, wrap_up_s=wrap_up_s)
+        if call.info.direction in ("internal", "outbound") and call.info.caller in self.extensions:
+            self.agents.call_ended(call.info.caller, now, talk_s=talk_s)
+        if settings is None or settings.auto_break_after <= 0:
+            return
+        for record in call.leg_records:
+            # Only an offer that rang out counts against the agent (Asterisk autopause): a leg
+            # cancelled because a colleague answered, or the caller hung up, does not.
+            if record.result == "no_answer" and record.target in self.extensions:
+                change = self.agents.offer_unanswered(
+                    record.target, now, auto_break_after=settings.auto_break_after
+                )
+                if change is not None:
+                    self.status_changes.append(change)
+
+    def set_agent_status(
+        self, extension: str, status: str, *, reason: str = "", source: str
+    ) -> StatusChanged:
+        if extension not in self.extensions:
+            raise ValueError(f"no extension {extension}")
+        change = self.agents.set_status(extension, status, self.now, reason=reason,
+                                        source=source)
+        self.status_changes.append(change)
+        if status == ON_LINE:
+            self._serve_all_queues(self.now)
+        return change
 
     def invite_authorization(
         self, target: Target, challenge: Response, request: Request
@@ -523,6 +660,8 @@ class Gateway:
         )
         response.headers.add("User-Agent", self.user_agent)
         self.layer.send_response(tx_id, response, now)
+        if response.status == 200:
+            self._serve_all_queues(now)
 
     # ------------------------------------------------------------------ INVITE
     def _on_invite(self, tx_id: str, request: Request, source: Address, now: float) -> None:
@@ -536,10 +675,18 @@ class Gateway:
         if caller is None:
             return
         dialed = _dialed_number(request)
+        if dialed in FEATURE_CODES:
+            status = FEATURE_CODES[dialed]
+            self.set_agent_status(caller, status, reason="", source="phone")
+            # No media yet to play a confirmation: the reason phrase, which phones display,
+            # says what was done, and the call ends there.
+            self._reply(tx_id, request, 480, now, reason=f"Status set: {status}")
+            return
         if dialed in self.extensions or dialed in self.departments:
             info = CallInfo(direction="internal", source="sip", caller=caller, dialed=dialed,
                             department=dialed if dialed in self.departments else None)
             call = self._new_call(tx_id, request, source, info, [], now)
+            self.agents.call_started(caller)
             self._route_internal(call, dialed, exclude=frozenset({caller}), now=now)
             return
         trunk = self._outbound_trunk()
@@ -553,6 +700,7 @@ class Gateway:
             return
         info = CallInfo(direction="outbound", source="sip", caller=caller, dialed=dialed)
         call = self._new_call(tx_id, request, source, info, channels, now)
+        self.agents.call_started(caller)
         call.ring_targets(
             [self._external_target(trunk, dialed)], EXTERNAL_RING_TIMEOUT_S, now
         )
@@ -581,13 +729,45 @@ class Gateway:
             return
         caller = request.from_.uri.user_unescaped or "anonymous"
         destination = number.destination
+        wall_now = now + self.wall_offset_s
+        rule = self.rules.match(caller, wall_now, self.timezone)
+        vip = False
+        if rule is not None and rule.action == "blacklist":
+            self.channels.release(channels)
+            self._reply(tx_id, request, reply_status(rule), now)
+            self.recorder.record(
+                {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
+                 "direction": "inbound", "source": f"trunk:{trunk_name}", "caller": caller,
+                 "dialed": dialed, "number": number.number, "end_cause": f"blacklist {rule.match}",
+                 "outcome": "blacklisted", "sip_call_id": request.call_id},
+                [],
+            )
+            return
+        if rule is not None and rule.to is not None:
+            destination = rule.to  # vip straight to an employee, or a route rule
+        vip = rule is not None and rule.action == "vip"
+        schedule = self.schedules.get(number.schedule or "")
+        closed = schedule is not None and not is_open(schedule, wall_now)
+        if closed and schedule is not None:
+            if schedule.after_hours is None:
+                self.channels.release(channels)
+                self._reply(tx_id, request, 480, now, reason="Closed")
+                self.recorder.record(
+                    {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
+                     "direction": "inbound", "source": f"trunk:{trunk_name}", "caller": caller,
+                     "dialed": dialed, "number": number.number, "end_cause": "after hours",
+                     "outcome": "closed", "sip_call_id": request.call_id},
+                    [],
+                )
+                return
+            destination = schedule.after_hours
         info = CallInfo(
             direction="inbound", source=f"trunk:{trunk_name}", caller=caller, dialed=dialed,
             number=number.number,
             department=destination if destination in self.departments else None,
         )
         call = self._new_call(tx_id, request, source, info, channels, now)
-        self._route_internal(call, destination, exclude=frozenset(), now=now)
+        self._route_internal(call, destination, exclude=frozenset(), now=now, vip=vip)
 
     def _new_call(
         self, tx_id: str, request: Request, source: Address, info: CallInfo,
@@ -602,49 +782,251 @@ class Gateway:
         return call
 
     def _route_internal(
-        self, call: Call, destination: str, *, exclude: frozenset[str], now: float
+        self, call: Call, destination: str, *, exclude: frozenset[str], now: float,
+        vip: bool = False,
     ) -> None:
         department = self.departments.get(destination)
+        if department is not None and department.schedule:
+            schedule = self.schedules.get(department.schedule)
+            if schedule is not None and not is_open(schedule, now + self.wall_offset_s):
+                if schedule.after_hours is None:
+                    call.fail(480, "department closed", now, outcome="closed")
+                    return
+                destination = schedule.after_hours
+                department = self.departments.get(destination)
         if department is None:
-            call.ring_targets(self._extension_targets(destination), DIRECT_RING_TIMEOUT_S, now)
+            if destination in self.extensions:
+                call.ring_targets(self._extension_targets(destination), DIRECT_RING_TIMEOUT_S,
+                                  now)
+            else:
+                self._forward(call, destination, EXTERNAL_RING_TIMEOUT_S, now)
             return
         call.info.strategy = department.strategy
-        try:
-            plan = plan_department_call(self._snapshot(department, now), exclude=exclude)
-        except UnknownStrategyError:
-            LOGGER.error("department %s: strategy %s is not available yet; ringing everyone",
-                         department.number, department.strategy)
-            plan = plan_department_call(
-                self._snapshot(department, now, strategy="ring_all"), exclude=exclude
-            )
-        call.ring(plan, self._extension_targets, now)
+        call.context = DepartmentCall(
+            department=destination, exclude=exclude, entered_at=now,
+            facts=CallFacts(caller=call.info.caller, dialed=call.info.dialed, vip=vip,
+                            sticky_member=self._sticky_member(department, call.info.caller)),
+        )
+        self._offer(call, now)
 
-    def _snapshot(
-        self, department: Department, now: float, *, strategy: str | None = None
-    ) -> DepartmentSnapshot:
-        busy = self._busy_extensions()
-        members = tuple(
-            MemberState(
-                extension=m.extension, ring_time_s=m.ring_time_s,
-                registered=self.registrar.is_registered(m.extension, now),
-                busy=m.extension in busy,
+    # ------------------------------------------------------------------ departments
+    def _settings(self, department: Department) -> DepartmentSettings:
+        settings = self._department_settings.get(department.number)
+        if settings is None:
+            settings = self._department_settings[department.number] = DepartmentSettings.of(
+                department, is_destination=self._is_destination
             )
+        return settings
+
+    def _is_destination(self, text: str) -> bool:
+        return text in self.extensions or text in self.departments or _is_dialable(text)
+
+    def _offer(self, call: Call, now: float) -> None:
+        """Offer a department call to its members now; otherwise queue or no-answer scheme."""
+        ctx = _context(call)
+        department = self.departments[ctx.department]
+        settings = self._settings(department)
+        plan = self._plan(department, ctx, now)
+        if not plan.is_empty:
+            call.ring(plan, self._extension_targets, now, on_no_answer=self._department_no_answer)
+            return
+        reserve = settings.no_answer.reserve
+        if reserve is not None and ctx.step < 0 and not self._anyone_online(department, now):
+            # Every member is offline (logged out, not registered): straight to the reserve.
+            ctx.step = len(settings.no_answer.steps)  # the scheme is skipped: reserve is final
+            self._ring_destination(call, reserve, RESERVE_RING_S, now)
+            return
+        self._department_no_answer(call, now)
+
+    def _department_no_answer(self, call: Call, now: float) -> None:
+        """The department did not answer (or nobody was free): wait in its queue while the
+        caller may still wait, else the next step of the no-answer scheme."""
+        ctx = _context(call)
+        department = self.departments[ctx.department]
+        queue_settings = self._settings(department).queue
+        if ctx.step < 0 and queue_settings is not None:
+            waiting = self.queues.setdefault(department.number, [])
+            may_wait = now - ctx.entered_at < queue_settings.max_wait_s
+            has_room = call in waiting or len(waiting) < queue_settings.max_callers
+            if may_wait and has_room:
+                self._enqueue(call, department, queue_settings, now)
+                return
+        self._next_step(call, now)
+
+    def _enqueue(
+        self, call: Call, department: Department, settings: QueueSettings, now: float
+    ) -> None:
+        ctx = _context(call)
+        waiting = self.queues.setdefault(department.number, [])
+        if call not in waiting:
+            # VIP callers go ahead of everyone who is not VIP; otherwise arrival order.
+            position = len(waiting)
+            if ctx.facts.vip:
+                position = next(
+                    (i for i, other in enumerate(waiting) if not _context(other).facts.vip),
+                    len(waiting),
+                )
+            waiting.insert(position, call)
+        call.wait_in_queue(now)
+        call.timers.append(self.call_at(now + settings.retry_s, partial(self._retry, call)))
+        call.timers.append(self.call_at(
+            ctx.entered_at + settings.max_wait_s, partial(self._queue_timeout, call)
+        ))
+
+    def _retry(self, call: Call, now: float) -> None:
+        if call.state != "queued":
+            return
+        ctx = _context(call)
+        self._serve_queue(ctx.department, now)
+        if call.state == "queued":
+            settings = self._settings(self.departments[ctx.department]).queue
+            assert settings is not None
+            call.timers.append(self.call_at(now + settings.retry_s, partial(self._retry, call)))
+
+    def _queue_timeout(self, call: Call, now: float) -> None:
+        if call.state != "queued":
+            return
+        self._remove_from_queue(call)
+        self._next_step(call, now)
+
+    def _remove_from_queue(self, call: Call) -> None:
+        ctx = call.context
+        if isinstance(ctx, DepartmentCall):
+            waiting = self.queues.get(ctx.department)
+            if waiting and call in waiting:
+                waiting.remove(call)
+
+    def _serve_queue(self, number: str, now: float) -> None:
+        """Offer waiting callers, in queue order, to whoever is free now."""
+        waiting = self.queues.get(number)
+        department = self.departments.get(number)
+        if not waiting or department is None:
+            return
+        for call in list(waiting):
+            if call.state != "queued":
+                waiting.remove(call)
+                continue
+            plan = self._plan(department, _context(call), now)
+            if plan.is_empty:
+                break  # nobody free for the head of the queue: those behind wait too
+            waiting.remove(call)
+            call.ring(plan, self._extension_targets, now, on_no_answer=self._department_no_answer)
+
+    def _serve_all_queues(self, now: float) -> None:
+        for number in [n for n, waiting in self.queues.items() if waiting]:
+            self._serve_queue(number, now)
+
+    def _next_step(self, call: Call, now: float) -> None:
+        """The next destination of the no-answer scheme, or the end: the call is missed."""
+        ctx = _context(call)
+        self._remove_from_queue(call)
+        steps = self._settings(self.departments[ctx.department]).no_answer.steps
+        ctx.step += 1
+        if ctx.step >= len(steps):
+            # Everyone busy → 486; someone declined → 603; otherwise 480 (RFC 3261 §21.4).
+            call.fail(call.failure_status(), "no answer", now, outcome="missed")
+            return
+        step = steps[ctx.step]
+        self._ring_destination(call, step.to, step.time_s, now)
+
+    def _ring_destination(self, call: Call, to: str, time_s: float, now: float) -> None:
+        """Ring a no-answer step's destination for `time_s`: a department (its own strategy),
+        an employee's phones, or an external number through the provider (forwarding)."""
+        department = self.departments.get(to)
+        if department is not None:
+            facts = _context(call).facts
+            sub = DepartmentCall(department=to, exclude=_context(call).exclude, facts=facts,
+                                 entered_at=now)
+            plan = self._plan(department, sub, now)
+            if plan.give_up_at_s > time_s:
+                plan = replace(plan, give_up_at_s=time_s)
+            call.ring(plan, self._extension_targets, now, on_no_answer=self._next_step)
+            return
+        if to in self.extensions:
+            call.ring_targets(self._extension_targets(to), time_s, now,
+                              on_no_answer=self._next_step)
+            return
+        self._forward(call, to, time_s, now, on_no_answer=self._next_step)
+
+    def _forward(
+        self, call: Call, to: str, time_s: float, now: float, *,
+        on_no_answer: Callable[[Call, float], None] | None = None,
+    ) -> None:
+        """Ring an external number through the provider (a trunk channel for the call)."""
+        trunk = self._outbound_trunk()
+        key = f"trunk:{trunk.name}" if trunk is not None else ""
+        # A forwarded inbound call holds two trunk channels: the caller's and ours out.
+        if trunk is None or not self.channels.acquire([key]):
+            LOGGER.warning("call %s: cannot forward to %s (no free trunk channel)", call.id, to)
+            if on_no_answer is not None:
+                on_no_answer(call, now)
+            else:
+                call.fail(503, "no trunk channel", now, outcome="failed")
+            return
+        call.channels.append(key)
+        call.ring_targets([self._external_target(trunk, to)], time_s, now,
+                          on_no_answer=on_no_answer)
+
+    def _plan(self, department: Department, ctx: DepartmentCall, now: float) -> RingPlan:
+        snapshot = self._snapshot(department, now)
+        memory = self.routing_memory.setdefault(department.number, RoutingMemory())
+        try:
+            return strategies.plan(snapshot, ctx.facts, memory, now, exclude=ctx.exclude)
+        except UnknownStrategyError:
+            LOGGER.error("department %s: unknown strategy %s; ringing everyone",
+                         department.number, department.strategy)
+            return strategies.plan(replace(snapshot, strategy="ring_all"), ctx.facts, memory,
+                                   now, exclude=ctx.exclude)
+
+    def _snapshot(self, department: Department, now: float) -> DepartmentSnapshot:
+        settings = self._settings(department)
+        # With a queue, a member ringing for one caller is not offered another at the same
+        # time (FreeSWITCH's agent states); without one, every caller may ring them.
+        ringing = self._ringing_extensions() if settings.queue is not None else set()
+        members = []
+        for member in department.members:
+            extension = member.extension
+            state = self.agents.agent(extension)
+            extra = member.extra
+            members.append(MemberState(
+                extension=extension, ring_time_s=member.ring_time_s,
+                registered=self.registrar.is_registered(extension, now),
+                status=state.status,
+                busy=state.calls_in_progress > 0 or extension in ringing,
+                wrap_up_until=state.wrap_up_until,
+                rank=_optional_int(extra.get("rank")),
+                tier=_optional_int(extra.get("tier")) or 1,
+                weight=float(extra.get("weight", 0) or 0),
+                skills=frozenset(str(skill) for skill in extra.get("skills", []) or []),
+                last_call_ended_at=state.last_call_ended_at,
+                talk_time_s=state.talk_time_s, calls_answered=state.calls_answered,
+                conversion=self.conversion.get(extension),
+            ))
+        return DepartmentSnapshot(
+            number=department.number, strategy=department.strategy,
+            ring_timeout_s=department.ring_timeout_s, members=tuple(members),
+            step_delay_s=settings.step_delay_s, tier_time_s=settings.tier_time_s,
+            tier_mode=settings.tier_mode, rank_mode=settings.rank_mode,
+            sticky_ring_s=settings.sticky_ring_s,
+        )
+
+    def _ringing_extensions(self) -> set[str]:
+        return {
+            leg.target.label for call in self.calls.values() if call.state == "ringing"
+            for leg in call.legs.values() if leg.active
+        }
+
+    def _anyone_online(self, department: Department, now: float) -> bool:
+        return any(
+            self.registrar.is_registered(m.extension, now)
+            and self.agents.agent(m.extension).status not in (LOGGED_OUT,)
             for m in department.members
         )
-        return DepartmentSnapshot(
-            number=department.number, strategy=strategy or department.strategy,
-            ring_timeout_s=department.ring_timeout_s, members=members,
-        )
 
-    def _busy_extensions(self) -> set[str]:
-        busy: set[str] = set()
-        for call in self.calls.values():
-            if call.state == "answered":
-                if call.answered_by:
-                    busy.add(call.answered_by)
-                if call.info.direction != "inbound":
-                    busy.add(call.info.caller)
-        return busy
+    def _sticky_member(self, department: Department, caller: str) -> str | None:
+        if self._settings(department).sticky != "last_agent":
+            return None
+        return self.last_agent.get(caller)
 
     def _extension_targets(self, extension: str) -> list[Target]:
         return [
@@ -705,6 +1087,14 @@ class Gateway:
                  "ringing": sorted({leg.target.label for leg in c.legs.values() if leg.active})}
                 for c in self.calls.values()
             ],
+            "queues": [
+                {"department": number, "waiting": [
+                    {"position": i + 1, "caller": c.info.caller,
+                     "wait_s": round(now - _context(c).entered_at, 1),
+                     "vip": _context(c).facts.vip}
+                    for i, c in enumerate(waiting)]}
+                for number, waiting in self.queues.items() if waiting
+            ],
             "channels": [
                 {"key": key, "in_use": self.channels.in_use.get(key, 0), "capacity": cap}
                 for key, cap in sorted(self.channels.capacity.items())
@@ -712,6 +1102,19 @@ class Gateway:
             "bans": [
                 {"source": b.source, "since": b.since, "until": b.until, "requests": b.requests}
                 for b in self.limiter.bans(now)
+            ],
+            "agents": [
+                {"extension": number, "name": self.extensions[number].name,
+                 "status": state.status, "reason": state.reason,
+                 "since_s": round(now - state.since, 1),
+                 "registered": self.registrar.is_registered(number, now),
+                 "on_call": state.calls_in_progress > 0,
+                 "wrap_up_s": (round(state.wrap_up_until - now, 1)
+                               if state.wrap_up_until and state.wrap_up_until > now else 0),
+                 "calls_answered_today": state.calls_answered,
+                 "talk_time_today_s": round(state.talk_time_s)}
+                for number in self.extensions
+                for state in (self.agents.agent(number),)
             ],
             "stats": dict(self.stats),
             "transactions": self.layer.transaction_count,
@@ -740,7 +1143,10 @@ def _call_row(call: Call) -> dict[str, object]:
         "caller": info.caller, "dialed": info.dialed, "number": info.number,
         "department": info.department, "answered_by": call.answered_by,
         "end_cause": call.end_cause, "outcome": call.outcome,
-        "sip_call_id": call.invite.call_id,
+        "sip_call_id": call.invite.call_id, "strategy": info.strategy,
+        "waited_s": round(call.waited_s, 3),
+        "talk_s": (round(call.ended_at - call.answered_at, 3)
+                   if call.answered_at is not None and call.ended_at is not None else None),
     }
 
 

@@ -303,3 +303,35 @@ def test_calls_cross_tcp_both_ways(linebox: LineboxProcess, tmp_path: Path) -> N
     assert agent_result.ok, agent_result.describe()
     (record,) = wait_for_records(linebox, 1)
     assert record["outcome"] == "answered" and record["answered_by"] == "101"
+
+
+def test_agent_on_break_is_not_offered_calls(linebox: LineboxProcess, tmp_path: Path) -> None:
+    with start_agent(linebox, "101", tmp_path, scenario="agent_ring_only.xml",
+                     timeout_s=8) as on_break, start_agent(linebox, "102", tmp_path) as on_line:
+        answer = linebox.control({"command": "agent", "extension": "101", "status": "break",
+                                  "reason": "lunch"})
+        assert answer["ok"], answer
+        caller = provider_call(linebox, tmp_path, variables={"hold_ms": 300}).run()
+        assert caller.ok, caller.describe()
+        assert on_line.wait().ok
+        idle = on_break.wait()
+    assert idle.created_calls == 0  # 101 was never offered the call
+    (record,) = wait_for_records(linebox, 1)
+    assert [leg["target"] for leg in record["legs"]] == ["102"]
+    agents = {a["extension"]: a for a in linebox.status()["agents"]}
+    assert (agents["101"]["status"], agents["101"]["reason"]) == ("break", "lunch")
+
+
+def test_feature_code_from_the_phone_sets_the_status(
+    linebox: LineboxProcess, tmp_path: Path
+) -> None:
+    for code, status in (("*50", "break"), ("*51", "on_line"), ("*52", "dnd")):
+        result = Sipp(
+            scenario="caller_feature_code.xml", remote=linebox.address, service=code,
+            auth_user="103", auth_password=AGENT_PASSWORDS["103"],
+            auth_uri=f"{code}@{linebox.address}", keys={"caller": "103"}, calls=1,
+            timeout_s=10, trace_dir=tmp_path, name=f"code{code[1:]}",
+        ).run()
+        assert result.ok, result.describe()
+        agents = {a["extension"]: a for a in linebox.status()["agents"]}
+        assert agents["103"]["status"] == status

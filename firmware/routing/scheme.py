@@ -1,0 +1,118 @@
+"""A department's queue and its no-answer scheme: parsed from configuration, used by the B2BUA.
+
+`queue` says how long callers may wait for a free member and how many may wait at once.
+`no_answer` is what happens when the department does not answer in time: an ordered list of
+steps, each a destination (another department, an employee, or an external number through the
+provider) with its own ring time, plus a reserve number used at once when every member is
+offline. The short forms `{action: transfer, to: "201"}` and `{action: forward, to: "7916..."}`
+are one-step schemes. Voicemail needs media (a later part of the firmware) and is refused here
+with a message saying so, rather than accepted and silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+DEFAULT_STEP_TIME_S = 30
+DEFAULT_MAX_CALLERS = 10
+DEFAULT_MAX_WAIT_S = 300
+DEFAULT_RETRY_S = 5
+
+
+class SchemeError(ValueError):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSettings:
+    max_callers: int = DEFAULT_MAX_CALLERS
+    max_wait_s: int = DEFAULT_MAX_WAIT_S
+    retry_s: int = DEFAULT_RETRY_S  # how often a waiting caller is offered again
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    to: str  # a department or extension number, or an external number
+    time_s: int = DEFAULT_STEP_TIME_S
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoAnswerScheme:
+    steps: tuple[Step, ...] = ()
+    reserve: str | None = None
+
+
+def _int(value: object, path: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemeError(path, f"must be a whole number from {low} to {high}")
+    if not low <= value <= high:
+        raise SchemeError(path, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _mapping(value: object, path: str, allowed: set[str]) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise SchemeError(path, "must be a mapping")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise SchemeError(
+            f"{path}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
+        )
+    return value
+
+
+def parse_queue(value: object, path: str) -> QueueSettings:
+    data = _mapping(value, path, {"max_callers", "max_wait_s", "retry_s"})
+    return QueueSettings(
+        max_callers=_int(data.get("max_callers", DEFAULT_MAX_CALLERS), f"{path}.max_callers",
+                         1, 100),
+        max_wait_s=_int(data.get("max_wait_s", DEFAULT_MAX_WAIT_S), f"{path}.max_wait_s",
+                        10, 3600),
+        retry_s=_int(data.get("retry_s", DEFAULT_RETRY_S), f"{path}.retry_s", 1, 60),
+    )
+
+
+def parse_no_answer(
+    value: object, path: str, *, is_destination: Callable[[str], bool]
+) -> NoAnswerScheme:
+    """`is_destination(text)` says whether `text` names an extension, a department or a
+    dialable external number."""
+    data = _mapping(value, path, {"action", "to", "time_s", "steps", "reserve"})
+    if "action" in data:
+        if "steps" in data:
+            raise SchemeError(path, "give either action/to or steps, not both")
+        action = data["action"]
+        if action == "voicemail":
+            raise SchemeError(f"{path}.action",
+                              "voicemail needs media support, which this firmware does not "
+                              "have yet; use transfer or forward")
+        if action not in ("transfer", "forward"):
+            raise SchemeError(f"{path}.action", "must be transfer or forward")
+        steps: tuple[Step, ...] = (
+            _step({"to": data.get("to"), "time_s": data.get("time_s", DEFAULT_STEP_TIME_S)},
+                  path, is_destination),
+        )
+    else:
+        raw_steps = data.get("steps", [])
+        if not isinstance(raw_steps, list):
+            raise SchemeError(f"{path}.steps", "must be a list")
+        steps = tuple(_step(item, f"{path}.steps[{i}]", is_destination)
+                      for i, item in enumerate(raw_steps))
+    reserve = data.get("reserve")
+    if reserve is not None and (not isinstance(reserve, str) or not is_destination(reserve)):
+        raise SchemeError(f"{path}.reserve", f"unknown destination {reserve!r}")
+    return NoAnswerScheme(steps=steps, reserve=reserve)
+
+
+def _step(value: object, path: str, is_destination: Callable[[str], bool]) -> Step:
+    data = _mapping(value, path, {"to", "time_s"})
+    to = data.get("to")
+    if not isinstance(to, str) or not is_destination(to):
+        raise SchemeError(f"{path}.to", f"unknown destination {to!r} (an extension, a "
+                                        "department or an external number in quotes)")
+    return Step(to=to, time_s=_int(data.get("time_s", DEFAULT_STEP_TIME_S), f"{path}.time_s",
+                                   5, 600))

@@ -1,0 +1,224 @@
+"""Queue, no-answer scheme, agent statuses and wrap-up, through the sans-IO gateway.
+
+Reuses the scripted office of test_gateway.py: phones 101..103 and a provider, time stepped.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from tests.core.test_gateway import CONFIG, RING_ALL_DID, office
+
+QUEUE_DID = "+74950000500"
+STEPS_DID = "+74950000600"
+RESERVE_DID = "+74950000700"
+
+
+def config_with(departments: list[dict[str, object]], numbers: list[dict[str, object]],
+                **extra: object) -> dict[str, object]:
+    config = copy.deepcopy(CONFIG)
+    config["departments"] = [*config["departments"], *departments]  # type: ignore[misc]
+    config["numbers"] = [*config["numbers"], *numbers]  # type: ignore[misc]
+    config.update(extra)
+    return config
+
+
+QUEUED = config_with(
+    [{"number": "500", "name": "Support", "strategy": "ring_all", "ring_timeout_s": 15,
+      "members": ["101"], "queue": {"max_callers": 2, "max_wait_s": 60, "retry_s": 5},
+      "wrap_up_s": 10,
+      "no_answer": {"action": "transfer", "to": "102", "time_s": 20}}],
+    [{"number": QUEUE_DID, "trunk": "provider", "channels": 5, "destination": "500"}],
+)
+STEPS = config_with(
+    [{"number": "600", "name": "Shop", "strategy": "ring_all", "ring_timeout_s": 10,
+      "members": ["101"],
+      "no_answer": {"steps": [{"to": "102", "time_s": 10}, {"to": "79160000001", "time_s": 15}]}},
+     {"number": "700", "name": "Night", "strategy": "ring_all", "ring_timeout_s": 10,
+      "members": ["101", "102"], "no_answer": {"reserve": "103"}}],
+    [{"number": STEPS_DID, "trunk": "provider", "channels": 5, "destination": "600"},
+     {"number": RESERVE_DID, "trunk": "provider", "channels": 5, "destination": "700"}],
+)
+
+
+def test_caller_waits_in_the_queue_while_the_only_member_talks() -> None:
+    o = office(config=QUEUED)
+    first = o.provider.call(QUEUE_DID)
+    o.phones["101"].answer()
+    o.provider.call(QUEUE_DID)
+    assert len(o.phones["101"].invites()) == 1  # not offered a second call while talking
+    queues = o.net.status()["queues"]
+    assert isinstance(queues, list) and queues[0]["waiting"][0]["position"] == 1
+    o.provider.bye(first)
+    o.net.advance(11.0)  # after the department's 10 s wrap-up the waiting caller is offered
+    assert len(o.phones["101"].invites()) == 2
+
+
+def test_queued_caller_hears_ringing_not_silence() -> None:
+    o = office(config=QUEUED)
+    o.provider.call(QUEUE_DID)
+    o.phones["101"].answer()
+    second = o.provider.call(QUEUE_DID)
+    statuses = [r.status for r in o.provider.responses() if r.call_id == second.call_id]
+    assert 180 in statuses
+
+
+def test_a_full_queue_sends_the_next_caller_to_the_no_answer_step() -> None:
+    o = office(config=QUEUED)
+    o.provider.call(QUEUE_DID)
+    o.phones["101"].answer()
+    o.provider.call(QUEUE_DID)
+    o.provider.call(QUEUE_DID)  # max_callers is 2: these two wait
+    o.provider.call(QUEUE_DID)  # the third over goes on at once: transfer to 102
+    assert len(o.phones["102"].invites()) == 1
+
+
+def test_max_wait_moves_the_caller_to_the_no_answer_step() -> None:
+    o = office(config=QUEUED)
+    o.provider.call(QUEUE_DID)
+    o.phones["101"].answer()
+    o.provider.call(QUEUE_DID)
+    o.net.advance(59.0)
+    assert o.phones["102"].invites() == []
+    o.net.advance(2.0)
+    assert len(o.phones["102"].invites()) == 1
+
+
+def test_caller_hanging_up_in_the_queue_is_recorded_abandoned() -> None:
+    o = office(config=QUEUED)
+    o.provider.call(QUEUE_DID)
+    o.phones["101"].answer()
+    waiting = o.provider.call(QUEUE_DID)
+    o.net.advance(5.0)
+    o.provider.cancel(waiting)
+    o.net.advance(2.0)
+    outcomes = [row["outcome"] for row, _ in o.rows]
+    assert "abandoned" in outcomes
+    assert o.net.status()["queues"] == []
+
+
+def test_no_answer_steps_ring_each_destination_for_its_time_in_turn() -> None:
+    o = office(config=STEPS)
+    o.provider.call(STEPS_DID)
+    assert len(o.phones["101"].invites()) == 1
+    o.net.advance(10.5)  # the department's 10 s are over: step 1, employee 102 for 10 s
+    assert len(o.phones["102"].invites()) == 1
+    assert len(o.phones["101"].requests("CANCEL")) == 1
+    o.net.advance(10.5)  # step 2: forward to an external number through the provider
+    forwarded = [r for r in o.provider.requests("INVITE")]
+    assert any("79160000001" in str(r.uri) for r in forwarded)
+
+
+def test_reserve_number_rings_at_once_when_every_member_is_offline() -> None:
+    o = office(registered=("103",), config=STEPS)
+    o.provider.call(RESERVE_DID)
+    assert len(o.phones["103"].invites()) == 1
+
+
+def test_member_on_break_is_skipped() -> None:
+    o = office()
+    o.net.gateway.set_agent_status("101", "break", reason="lunch", source="cli")
+    o.provider.call(RING_ALL_DID)
+    assert o.phones["101"].invites() == []
+    assert len(o.phones["102"].invites()) == 1
+
+
+def test_status_back_on_line_serves_the_waiting_caller() -> None:
+    o = office(config=QUEUED)
+    o.net.gateway.set_agent_status("101", "dnd", source="cli")
+    o.provider.call(QUEUE_DID)
+    assert o.phones["101"].invites() == []
+    o.net.gateway.set_agent_status("101", "on_line", source="cli")
+    o.net.pump()
+    assert len(o.phones["101"].invites()) == 1
+
+
+WRAP_UP = config_with(
+    [{"number": "800", "name": "Sales floor", "strategy": "ring_all", "ring_timeout_s": 20,
+      "members": ["101", "102"], "wrap_up_s": 10, "auto_break_after": 3}],
+    [{"number": "+74950000800", "trunk": "provider", "channels": 5, "destination": "800"}],
+)
+
+
+def test_member_in_wrap_up_is_not_offered_a_call() -> None:
+    o = office(config=WRAP_UP)
+    first = o.provider.call("+74950000800")
+    o.phones["101"].answer()
+    o.provider.bye(first)
+    o.provider.call("+74950000800")  # 101 is in its 10 s wrap-up: only 102 rings
+    assert len(o.phones["101"].invites()) == 1
+    assert len(o.phones["102"].invites()) == 2
+
+
+def test_without_wrap_up_the_member_is_offered_the_next_call_at_once() -> None:
+    o = office()
+    first = o.provider.call(RING_ALL_DID)
+    o.phones["101"].answer()
+    o.provider.bye(first)
+    o.provider.call(RING_ALL_DID)
+    assert len(o.phones["101"].invites()) == 2
+
+
+def test_three_unanswered_offers_put_the_member_on_break() -> None:
+    o = office(config=WRAP_UP)
+    for _ in range(3):
+        o.provider.call("+74950000800")
+        o.net.advance(21.0)  # ring_all gives up after 20 s: the offer rang out
+    agents = {a["extension"]: a for a in o.net.status()["agents"]}  # type: ignore[union-attr]
+    assert agents["101"]["status"] == "break"
+    assert "unanswered" in agents["101"]["reason"]
+
+
+# --- caller rules and schedules (the scripted clock starts at 1970-01-01 03:00 Moscow, a
+# Thursday night) ----------------------------------------------------------------------------
+
+CALLER = "79161234567"  # the scripted provider's caller number
+
+
+def test_blacklisted_caller_hears_busy_and_nothing_rings() -> None:
+    o = office(config=config_with([], [], rules=[{"match": CALLER, "action": "blacklist"}]))
+    o.provider.call(RING_ALL_DID)
+    assert o.provider.final_statuses() == [486]
+    assert o.phones["101"].invites() == [] and o.phones["102"].invites() == []
+    assert [row["outcome"] for row, _ in o.rows] == ["blacklisted"]
+
+
+def test_blacklist_rule_with_reject_answers_603() -> None:
+    rules = [{"match": "7916*", "action": "blacklist", "reply": "reject"}]
+    o = office(config=config_with([], [], rules=rules))
+    o.provider.call(RING_ALL_DID)
+    assert o.provider.final_statuses() == [603]
+
+
+def test_vip_rule_with_an_employee_goes_straight_to_them() -> None:
+    rules = [{"match": "_7916XXXXXXX", "action": "vip", "to": "103"}]
+    o = office(config=config_with([], [], rules=rules))
+    o.provider.call(RING_ALL_DID)
+    assert len(o.phones["103"].invites()) == 1
+    assert o.phones["101"].invites() == []
+
+
+NIGHT = config_with(
+    [], [{"number": "+74950000900", "trunk": "provider", "channels": 3, "destination": "200",
+          "schedule": "office"}],
+    schedules=[{"name": "office", "hours": {"mon": ["09:00-18:00"], "tue": ["09:00-18:00"],
+                                             "wed": ["09:00-18:00"], "thu": ["09:00-18:00"],
+                                             "fri": ["09:00-18:00"]},
+                "after_hours": "103"}],
+)
+
+
+def test_after_hours_the_number_goes_to_its_after_hours_destination() -> None:
+    o = office(config=NIGHT)
+    o.provider.call("+74950000900")
+    assert len(o.phones["103"].invites()) == 1
+    assert o.phones["101"].invites() == []
+
+
+def test_closed_without_an_after_hours_destination_is_refused() -> None:
+    config = copy.deepcopy(NIGHT)
+    del config["schedules"][0]["after_hours"]  # type: ignore[index]
+    o = office(config=config)
+    o.provider.call("+74950000900")
+    assert o.provider.final_statuses() == [480]
+    assert [row["outcome"] for row, _ in o.rows] == ["closed"]
