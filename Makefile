@@ -32,6 +32,7 @@ test: $(STAMP) deb-test lint
 bench: $(STAMP)
 	@./scripts/ensure-deb.sh $(DEB_BENCH_PACKAGES)
 	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) bench/routing.py
 	$(PY) bench/call_setup.py
 
 clean:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
 import json
 import logging
@@ -20,12 +21,14 @@ import signal
 import socket
 import threading
 import time
+import zoneinfo
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
 from .agents import StatusChanged
 from .gateway import CallRecorder, Gateway
+from .reports import conversion_by_manager
 from .sip.message import StreamFramer, error_response_bytes
 from .sip.transaction import Address
 from .store import Config, Store
@@ -35,6 +38,8 @@ LOGGER = logging.getLogger(__name__)
 RECORD_FLUSH_INTERVAL_S = 1.0
 CONFIG_POLL_INTERVAL_S = 2.0
 GC_CHECK_INTERVAL_S = 60.0
+DAILY_CHECK_INTERVAL_S = 60.0
+CONVERSION_WINDOW_S = 30 * 24 * 3600.0  # rank: auto ranks by the last 30 days
 GC_FULL_MAX_INTERVAL_S = 600.0
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 
@@ -208,6 +213,7 @@ class Daemon:
         self._background: list[asyncio.Task[None]] = []
         self._connecting: set[asyncio.Task[None]] = set()
         self._last_full_gc = self.loop.time()
+        self._today: datetime.date | None = None
 
     def _restore_agent_statuses(self) -> None:
         offset = time.time() - self.loop.time()
@@ -241,6 +247,9 @@ class Daemon:
             CONFIG_POLL_INTERVAL_S, self._reload_if_changed)))
         self._background.append(self.loop.create_task(self._every(
             GC_CHECK_INTERVAL_S, self._collect_garbage)))
+        self._background.append(self.loop.create_task(self._every(
+            DAILY_CHECK_INTERVAL_S, self._daily_housekeeping)))
+        self._daily_housekeeping()
         self._arm_timer()
         LOGGER.info("SIP on %s:%d (UDP and TCP), control socket %s", self.sip_host,
                     self.sip_port, sock_path)
@@ -290,6 +299,22 @@ class Daemon:
         if quiet or now - self._last_full_gc >= GC_FULL_MAX_INTERVAL_S:
             gc.collect()
             self._last_full_gc = now
+
+    def _daily_housekeeping(self) -> None:
+        """At local midnight the per-day figures (talk time, calls, the caller's last agent)
+        start again; conversion for `rank: auto` is re-read from the call records (the owner
+        marks target calls and sales during the day)."""
+        zone = _zone(self.gateway.timezone)
+        today = datetime.datetime.now(zone).date()
+        if self._today is not None and today != self._today:
+            self.gateway.agents.new_day()
+            self.gateway.last_agent.clear()
+            LOGGER.info("new day %s: daily agent figures reset", today)
+        self._today = today
+        until = time.time()
+        self.gateway.conversion = conversion_by_manager(
+            self.store, until - CONVERSION_WINDOW_S, until
+        )
 
     def _flush_records(self) -> None:
         self.recorder.flush()
@@ -396,6 +421,14 @@ class Daemon:
         status["sip"] = f"{self.sip_host}:{self.sip_port}"
         status["pid"] = os.getpid()
         return {"ok": True, "status": status}
+
+
+def _zone(name: str) -> datetime.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        LOGGER.warning("time zone %s not found; using UTC", name)
+        return datetime.UTC
 
 
 def _advertised_host(bind_host: str) -> str:
