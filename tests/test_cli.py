@@ -106,3 +106,22 @@ def test_first_start_seeds_the_default_department_and_prints_the_password(
     exported = yaml.safe_load(linebox("config", "export", "--db", str(db)).stdout)
     assert exported["departments"][0]["number"] == "200"
     assert exported["departments"][0]["members"] == ["101"]
+
+
+def test_agent_status_is_set_through_the_daemon_and_survives_a_restart(tmp_path: Path) -> None:
+    with running_linebox(tmp_path / "box", base_config()) as daemon:
+        result = linebox("agent", "101", "status", "break", "--reason", "lunch",
+                         "--db", str(daemon.db))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "101: break"
+        assert "break (lunch)" in linebox("status", "--db", str(daemon.db)).stdout
+    with running_linebox(tmp_path / "box", base_config()) as again:
+        agents = {a["extension"]: a for a in again.status()["agents"]}
+        assert (agents["101"]["status"], agents["101"]["reason"]) == ("break", "lunch")
+
+
+def test_agent_status_for_an_unknown_extension_is_refused(tmp_path: Path) -> None:
+    with running_linebox(tmp_path / "box", base_config()) as daemon:
+        result = linebox("agent", "999", "status", "dnd", "--db", str(daemon.db))
+    assert result.returncode == 1
+    assert "no extension 999" in result.stderr
