@@ -19,15 +19,17 @@ import os
 import queue
 import signal
 import socket
+import sqlite3
 import threading
 import time
+import urllib.request
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
 from .agents import StatusChanged
-from .gateway import CallRecorder, Gateway
+from .gateway import CallRecorder, Gateway, WebhookRequested
 from .reports import conversion_by_manager
 from .sip.message import StreamFramer, error_response_bytes
 from .sip.transaction import Address
@@ -39,6 +41,7 @@ RECORD_FLUSH_INTERVAL_S = 1.0
 CONFIG_POLL_INTERVAL_S = 2.0
 GC_CHECK_INTERVAL_S = 60.0
 DAILY_CHECK_INTERVAL_S = 60.0
+WEBHOOK_MAX_ANSWER_BYTES = 64 * 1024
 CONVERSION_WINDOW_S = 30 * 24 * 3600.0  # rank: auto ranks by the last 30 days
 GC_FULL_MAX_INTERVAL_S = 600.0
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
@@ -335,6 +338,12 @@ class Daemon:
         self.flush()
 
     def flush(self) -> None:
+        if self.gateway.webhook_requests:
+            for request in self.gateway.webhook_requests:
+                task = self.loop.create_task(self._ask_webhook(request))
+                self._connecting.add(task)
+                task.add_done_callback(self._connecting.discard)
+            self.gateway.webhook_requests.clear()
         if self.gateway.status_changes:
             for change in self.gateway.status_changes:
                 self.recorder.record_status(change)
@@ -365,6 +374,22 @@ class Daemon:
         except OSError as exc:
             LOGGER.warning("TCP connection to %s:%d failed: %s", address.host, address.port, exc)
             self.tcp_connections.pop((address.host, address.port), None)
+
+    async def _ask_webhook(self, request: WebhookRequested) -> None:
+        """POST the call's facts (with the caller's recent calls) and read where it goes, in a
+        worker thread under the webhook's timeout; the answer or the error goes back to the
+        core, which falls back to the configured route on any error."""
+        try:
+            destination = await asyncio.wait_for(
+                self.loop.run_in_executor(None, _post_webhook, request, self.db_path),
+                request.timeout_s,
+            )
+            error = ""
+        except Exception as exc:  # timeouts, refused connections, HTTP errors, bad JSON
+            destination, error = None, f"{type(exc).__name__}: {exc}"
+        self.gateway.webhook_answered(request.call_id, destination, self.loop.time(),
+                                      error=error)
+        self.flush()
 
     def _arm_timer(self) -> None:
         when = self.gateway.get_timer()
@@ -421,6 +446,36 @@ class Daemon:
         status["sip"] = f"{self.sip_host}:{self.sip_port}"
         status["pid"] = os.getpid()
         return {"ok": True, "status": status}
+
+
+def _post_webhook(request: WebhookRequested, db_path: Path) -> str | None:
+    payload = dict(request.payload)
+    history = request.payload.get("history")
+    payload["history"] = {**(history if isinstance(history, dict) else {}),
+                          "recent_calls": _recent_calls_of(db_path, str(payload["caller"]))}
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    http_request = urllib.request.Request(
+        request.url, data=body, method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "Linebox"},
+    )
+    with urllib.request.urlopen(http_request, timeout=request.timeout_s) as response:
+        answer = json.loads(response.read(WEBHOOK_MAX_ANSWER_BYTES))
+    destination = answer.get("destination") if isinstance(answer, dict) else None
+    return str(destination) if isinstance(destination, str | int) else None
+
+
+def _recent_calls_of(db_path: Path, caller: str) -> list[dict[str, object]]:
+    """The caller's last calls, read on a connection of this worker thread's own."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
+    try:
+        rows = conn.execute(
+            "SELECT started_at, outcome, answered_by, department FROM calls WHERE caller = ? "
+            "ORDER BY started_at DESC LIMIT 5", (caller,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return [{"started_at": r[0], "outcome": r[1], "answered_by": r[2], "department": r[3]}
+            for r in rows]
 
 
 def _zone(name: str) -> datetime.tzinfo:

@@ -68,6 +68,7 @@ LOGGER = logging.getLogger(__name__)
 
 DIRECT_RING_TIMEOUT_S = 60.0
 RESERVE_RING_S = 60.0
+WEBHOOK_GRACE_S = 0.25  # beyond the webhook's own timeout, for the daemon to report it
 EXTERNAL_RING_TIMEOUT_S = 180.0
 HOUSEKEEPING_INTERVAL_S = 1.0
 # Dialled from a phone to change its own status (documented in docs/agents.md).
@@ -161,6 +162,17 @@ def _is_dialable(text: str) -> bool:
     return digits.isdigit() and 3 <= len(digits) <= 15
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookRequested:
+    """Ask `url` where call `call_id` should go (the daemon POSTs `payload` as JSON and answers
+    with `Gateway.webhook_answered`)."""
+
+    call_id: str
+    url: str
+    payload: dict[str, object]
+    timeout_s: float
+
+
 class CallRecorder:
     """Where finished calls go; the daemon's implementation writes them to SQLite in batches."""
 
@@ -232,6 +244,8 @@ class Gateway:
         self.last_agent: dict[str, str] = {}  # caller → who answered them last (today)
         self.conversion: dict[str, float] = {}  # extension → sales / target calls (rank: auto)
         self._department_settings: dict[str, DepartmentSettings] = {}
+        self.webhook_requests: list[WebhookRequested] = []  # drained by the daemon
+        self._awaiting_webhook: dict[str, tuple[Call, str, bool]] = {}
         self.status_changes: list[StatusChanged] = []  # drained by the daemon to persist
         self.stats: dict[str, int] = {
             "calls": 0, "answered": 0, "rejected_busy": 0, "parse_errors": 0,
@@ -411,6 +425,7 @@ class Gateway:
         if call.outcome == "answered":
             self.stats["answered"] += 1
         self._remove_from_queue(call)
+        self._awaiting_webhook.pop(call.id, None)
         if call.answered_by in self.extensions and call.info.direction == "inbound":
             self.last_agent[call.info.caller] = call.answered_by
         self._update_agents(call, now)
@@ -767,7 +782,59 @@ class Gateway:
             department=destination if destination in self.departments else None,
         )
         call = self._new_call(tx_id, request, source, info, channels, now)
+        if number.webhook is not None and not closed and (rule is None or rule.to is None):
+            self._ask_webhook(call, number.webhook, number.webhook_timeout_s, destination, vip,
+                              now)
+            return
         self._route_internal(call, destination, exclude=frozenset(), now=now, vip=vip)
+
+    # ------------------------------------------------------------------ webhook routing
+    def _ask_webhook(
+        self, call: Call, url: str, timeout_s: float, fallback: str, vip: bool, now: float
+    ) -> None:
+        """Ask the office's web service where this call goes. The call waits (the caller has
+        had 100 Trying); nothing else does: the daemon asks in the background, and the
+        fallback route is taken by a timer if no answer comes in time."""
+        self._awaiting_webhook[call.id] = (call, fallback, vip)
+        self.webhook_requests.append(WebhookRequested(
+            call_id=call.id, url=url, timeout_s=timeout_s,
+            payload={
+                "call_id": call.id, "caller": call.info.caller, "called": call.info.dialed,
+                "number": call.info.number, "time": now + self.wall_offset_s,
+                "history": {"last_agent": self.last_agent.get(call.info.caller)},
+            },
+        ))
+        call.timers.append(self.call_at(
+            now + timeout_s + WEBHOOK_GRACE_S,
+            partial(self._webhook_fallback, call.id, "no answer in time"),
+        ))
+
+    def webhook_answered(self, call_id: str, destination: str | None, now: float,
+                         *, error: str = "") -> None:
+        """The daemon's result: a destination, or None with the error that prevented one."""
+        if destination is None or not self._is_destination(destination):
+            self._webhook_fallback(call_id, error or f"unusable answer {destination!r}", now)
+            return
+        waiting = self._awaiting_webhook.pop(call_id, None)
+        if waiting is None:
+            return  # too late: the fallback was taken, or the caller hung up
+        call, _, vip = waiting
+        if call.state != "routing":
+            return
+        LOGGER.info("webhook routes call %s to %s", call_id, destination)
+        call.info.department = destination if destination in self.departments else None
+        self._route_internal(call, destination, exclude=frozenset(), now=now, vip=vip)
+
+    def _webhook_fallback(self, call_id: str, reason: str, now: float) -> None:
+        waiting = self._awaiting_webhook.pop(call_id, None)
+        if waiting is None:
+            return
+        call, fallback, vip = waiting
+        if call.state != "routing":
+            return
+        LOGGER.warning("webhook for call %s failed (%s); routing to %s", call_id, reason,
+                       fallback)
+        self._route_internal(call, fallback, exclude=frozenset(), now=now, vip=vip)
 
     def _new_call(
         self, tx_id: str, request: Request, source: Address, info: CallInfo,

@@ -68,6 +68,7 @@ STRATEGIES = frozenset(
     }
 )
 TRUNK_TYPES = frozenset({"sip"})
+WEBHOOK_TIMEOUT_MAX_S = 10.0
 DIGEST_ALGORITHMS = ("MD5", "SHA-256")
 TRANSPORTS = frozenset({"udp", "tcp"})
 # Keys reserved for later strategies and queueing; stored verbatim in `extra`, not interpreted yet.
@@ -182,6 +183,10 @@ class Number:
     channels: int
     destination: str
     schedule: str | None = None  # name of a schedule; None: always open
+    # Webhook routing: the box asks this URL where the call should go; `destination` is the
+    # fallback when it errs, answers nonsense or takes longer than `webhook_timeout_s`.
+    webhook: str | None = None
+    webhook_timeout_s: float = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -561,8 +566,22 @@ def _parse_number(
     value: object, path: str, trunk_names: set[str], destinations: set[str]
 ) -> Number:
     data = _mapping(
-        value, path, required=("number", "trunk", "channels", "destination"), optional=("schedule",)
+        value, path, required=("number", "trunk", "channels", "destination"),
+        optional=("schedule", "webhook", "webhook_timeout_s"),
     )
+    webhook = None
+    if "webhook" in data:
+        webhook = _text(data["webhook"], _at_key(path, "webhook"))
+        if not re.match(r"https?://[^\s/]+", webhook):
+            raise ConfigError(_at_key(path, "webhook"), "must be an http:// or https:// URL")
+    webhook_timeout_s = 2.0
+    if "webhook_timeout_s" in data:
+        webhook_timeout_s = _seconds(
+            data["webhook_timeout_s"], _at_key(path, "webhook_timeout_s"), positive=True
+        )
+        if webhook_timeout_s > WEBHOOK_TIMEOUT_MAX_S:
+            raise ConfigError(_at_key(path, "webhook_timeout_s"),
+                              f"at most {WEBHOOK_TIMEOUT_MAX_S:g} s: callers are waiting")
     trunk_path = _at_key(path, "trunk")
     trunk = _text(data["trunk"], trunk_path)
     if trunk not in trunk_names:
@@ -590,6 +609,8 @@ def _parse_number(
         schedule=None
         if "schedule" not in data
         else _text(data["schedule"], _at_key(path, "schedule")),
+        webhook=webhook,
+        webhook_timeout_s=webhook_timeout_s,
     )
 
 
@@ -1011,6 +1032,8 @@ def _number_to_data(number: Number) -> dict[str, Any]:
     data = dataclasses.asdict(number)
     if number.schedule is None:
         del data["schedule"]
+    if number.webhook is None:
+        del data["webhook"], data["webhook_timeout_s"]
     return data
 
 

@@ -64,6 +64,7 @@ SETTING_SITE = "site"
 SETTING_SCHEDULES = "schedules"
 SETTING_RULES = "rules"
 SETTING_NUMBER_SCHEDULES = "number_schedules"  # DID number -> schedule name
+SETTING_NUMBER_WEBHOOKS = "number_webhooks"  # DID number -> {webhook, webhook_timeout_s}
 SETTING_CONFIG_REVISION = "config_revision"
 # Config sections kept whole as JSON in `settings`; the optional ones are absent at their default.
 CONFIG_SETTINGS = (SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES)
@@ -366,6 +367,11 @@ class Store:
                 SETTING_NUMBER_SCHEDULES,
                 {n.number: n.schedule for n in checked.numbers if n.schedule is not None},
             )
+            self._put_setting(
+                SETTING_NUMBER_WEBHOOKS,
+                {n.number: {"webhook": n.webhook, "webhook_timeout_s": n.webhook_timeout_s}
+                 for n in checked.numbers if n.webhook is not None},
+            )
             self._put_setting(SETTING_CONFIG_REVISION, revision + 1)
         LOGGER.info("configuration replaced, revision %d", revision + 1)
 
@@ -453,17 +459,19 @@ class Store:
             row["key"]: json.loads(row["value"])
             for row in self._db.query(
                 f"SELECT key, value FROM settings WHERE key IN "
-                f"({', '.join('?' for _ in CONFIG_SETTINGS)}, ?)",
-                (*CONFIG_SETTINGS, SETTING_NUMBER_SCHEDULES),
+                f"({', '.join('?' for _ in CONFIG_SETTINGS)}, ?, ?)",
+                (*CONFIG_SETTINGS, SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS),
             )
         }
         number_schedules = settings.pop(SETTING_NUMBER_SCHEDULES, {})
+        number_webhooks = settings.pop(SETTING_NUMBER_WEBHOOKS, {})
         numbers = []
         for row in self._db.query(
             "SELECT number, trunk, channels, destination FROM numbers ORDER BY rowid"
         ):
             if row["number"] in number_schedules:
                 row["schedule"] = number_schedules[row["number"]]
+            row.update(number_webhooks.get(row["number"], {}))
             numbers.append(row)
         return {
             "extensions": list(
