@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import gc
 import getpass
 import json
@@ -21,6 +22,7 @@ from typing import Any
 from . import reports
 from .daemon import control_request, run_daemon
 from .routing.model import AGENT_STATUSES
+from .routing.rules import normalise_number
 from .store import ConfigError, Store, dump_yaml, load_yaml, seed_default
 from .store.errors import RecordNotFoundError
 
@@ -59,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--db", default=DEFAULT_DB)
     exp = config_sub.add_parser("export", help="print the whole configuration as YAML")
     exp.add_argument("--db", default=DEFAULT_DB)
+
+    crm = sub.add_parser("crm", help="the CRM's responsible manager per caller")
+    crm_sub = crm.add_subparsers(dest="crm_command", required=True)
+    crm_import = crm_sub.add_parser(
+        "import", help="replace the phone → extension table with a CSV export (phone,extension)"
+    )
+    crm_import.add_argument("file")
+    crm_import.add_argument("--db", default=DEFAULT_DB)
 
     agent = sub.add_parser("agent", help="set an agent's status (On line, Break, ...)")
     agent.add_argument("extension")
@@ -113,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "config":
             return _config_import(args) if args.config_command == "import" else _config_export(args)
+        if args.command == "crm":
+            return _crm_import(args)
         if args.command == "agent":
             return _agent(args)
         if args.command == "status":
@@ -202,6 +214,42 @@ def _config_export(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_yaml(store.load_config()))
     finally:
         store.close()
+    return 0
+
+
+def _crm_import(args: argparse.Namespace) -> int:
+    """phone,extension rows (a header row is skipped); every extension must exist. All or
+    nothing: one bad row and the table stays as it was."""
+    store = Store.open(args.db)
+    try:
+        extensions = {e.number for e in store.load_config().extensions}
+        owners: dict[str, str] = {}
+        with open(args.file, encoding="utf-8-sig", newline="") as stream:
+            for line_number, row in enumerate(csv.reader(stream), start=1):
+                if not row or (line_number == 1 and not any(c.isdigit() for c in row[0])):
+                    continue
+                if len(row) < 2:
+                    print(f"linebox: {args.file}:{line_number}: expected phone,extension",
+                          file=sys.stderr)
+                    return 1
+                phone, extension = normalise_number(row[0].strip()), row[1].strip()
+                problem = (
+                    f"bad phone {row[0]!r}" if not phone.isdigit()
+                    else f"unknown extension {extension!r}" if extension not in extensions
+                    else ""
+                )
+                if problem:
+                    print(f"linebox: {args.file}:{line_number}: {problem}; nothing was changed",
+                          file=sys.stderr)
+                    return 1
+                owners[phone] = extension
+        store.replace_crm_owners(owners)
+    except OSError as exc:
+        print(f"linebox: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"imported {len(owners)} responsible managers from {args.file}")
     return 0
 
 

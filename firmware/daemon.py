@@ -207,6 +207,7 @@ class Daemon:
             now=self.loop.time(), wall_offset_s=time.time() - self.loop.time(),
         )
         self._restore_agent_statuses()
+        self.gateway.crm_owners = store.crm_owners()
         self.tcp_connections: dict[tuple[str, int], _TcpProtocol] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.AbstractServer] = []
@@ -328,6 +329,7 @@ class Daemon:
             return
         config = self.store.load_config()
         self.gateway.apply_config(config, resolve_trunks(config), self.loop.time())
+        self.gateway.crm_owners = self.store.crm_owners()
         self.config_revision = revision
         LOGGER.info("configuration revision %d applied", revision)
         self.flush()

@@ -36,7 +36,7 @@ from .routing.model import (
     RoutingMemory,
 )
 from .routing.plan import RingPlan, UnknownStrategyError
-from .routing.rules import compile_rules, reply_status
+from .routing.rules import compile_rules, normalise_number, reply_status
 from .routing.schedule import is_open
 from .routing.scheme import NoAnswerScheme, QueueSettings, parse_no_answer, parse_queue
 from .security import RateLimiter, is_scanner
@@ -242,6 +242,7 @@ class Gateway:
         self.queues: dict[str, list[Call]] = {}  # department → waiting calls, in turn order
         self.routing_memory: dict[str, RoutingMemory] = {}
         self.last_agent: dict[str, str] = {}  # caller → who answered them last (today)
+        self.crm_owners: dict[str, str] = {}  # normalised phone → responsible extension
         self.conversion: dict[str, float] = {}  # extension → sales / target calls (rank: auto)
         self._department_settings: dict[str, DepartmentSettings] = {}
         self.webhook_requests: list[WebhookRequested] = []  # drained by the daemon
@@ -872,7 +873,8 @@ class Gateway:
         call.context = DepartmentCall(
             department=destination, exclude=exclude, entered_at=now,
             facts=CallFacts(caller=call.info.caller, dialed=call.info.dialed, vip=vip,
-                            sticky_member=self._sticky_member(department, call.info.caller)),
+                            sticky_member=self._sticky_member(department, call.info.caller),
+                            crm_owner=self._crm_owner(department, call.info.caller)),
         )
         self._offer(call, now)
 
@@ -1089,6 +1091,11 @@ class Gateway:
             and self.agents.agent(m.extension).status not in (LOGGED_OUT,)
             for m in department.members
         )
+
+    def _crm_owner(self, department: Department, caller: str) -> str | None:
+        if self._settings(department).sticky != "crm_owner":
+            return None
+        return self.crm_owners.get(normalise_number(caller))
 
     def _sticky_member(self, department: Department, caller: str) -> str | None:
         if self._settings(department).sticky != "last_agent":

@@ -125,3 +125,25 @@ def test_agent_status_for_an_unknown_extension_is_refused(tmp_path: Path) -> Non
         result = linebox("agent", "999", "status", "dnd", "--db", str(daemon.db))
     assert result.returncode == 1
     assert "no extension 999" in result.stderr
+
+
+def test_crm_import_replaces_the_owner_table_and_refuses_unknown_extensions(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "box.db")
+    assert linebox("config", "import", str(write_config(tmp_path / "c.yaml", base_config())),
+                   "--db", db).returncode == 0
+    good = tmp_path / "owners.csv"
+    good.write_text("phone,extension\n+7 916 123-45-67,101\n84951112233,102\n", encoding="utf-8")
+    result = linebox("crm", "import", str(good), "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert "imported 2" in result.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("79161234567,101\n79160000000,999\n", encoding="utf-8")
+    refused = linebox("crm", "import", str(bad), "--db", db)
+    assert refused.returncode == 1
+    assert "bad.csv:2: unknown extension '999'; nothing was changed" in refused.stderr
+    from firmware.store import Store
+
+    with Store.open(db) as store:
+        assert store.crm_owners() == {"79161234567": "101", "74951112233": "102"}

@@ -79,7 +79,7 @@ DEPARTMENT_EXTRA_KEYS = (
 )
 TIER_MODES = ("add", "replace")
 RANK_MODES = ("manual", "auto")
-STICKY_MODES = ("none", "last_agent")
+STICKY_MODES = ("none", "last_agent", "crm_owner")
 # `schedule` was reserved before schedules existed: text names a schedule (`Department.schedule`);
 # any other plain data is the old reserved form, still kept verbatim in `extra` with no effect.
 LEGACY_EXTRA_KEYS = frozenset({"schedule"})

@@ -189,6 +189,16 @@ _SCHEMA_V2 = (
 )
 
 
+# Schema version 3: the CRM's responsible manager per caller (imported from CSV), for
+# departments with `sticky: crm_owner`.
+_SCHEMA_V3: tuple[str, ...] = (
+    """CREATE TABLE crm_owners (
+        phone TEXT PRIMARY KEY NOT NULL,
+        extension TEXT NOT NULL
+    )""",
+)
+
+
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
         db.execute(statement)
@@ -199,11 +209,17 @@ def _add_call_facts_marks_and_agent_status(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_crm_owners(db: Database) -> None:
+    for statement in _SCHEMA_V3:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
     _create_schema_v1,
     _add_call_facts_marks_and_agent_status,
+    _add_crm_owners,
 )
 
 
@@ -374,6 +390,21 @@ class Store:
             )
             self._put_setting(SETTING_CONFIG_REVISION, revision + 1)
         LOGGER.info("configuration replaced, revision %d", revision + 1)
+
+    def replace_crm_owners(self, owners: Mapping[str, str]) -> None:
+        """Replace the phone → responsible extension table (a CRM export) in one transaction,
+        and bump the configuration revision so a running daemon picks it up."""
+        with _write_transaction(self._db.conn):
+            self._db.execute("DELETE FROM crm_owners")
+            self._db.conn.executemany(
+                "INSERT INTO crm_owners (phone, extension) VALUES (?, ?)", owners.items()
+            )
+            self._put_setting(SETTING_CONFIG_REVISION, self.config_revision() + 1)
+
+    def crm_owners(self) -> dict[str, str]:
+        return {row[0]: row[1] for row in self._db.execute(
+            "SELECT phone, extension FROM crm_owners"
+        ).fetchall()}
 
     def _put_setting(self, key: str, value: object) -> None:
         self._db.table("settings").upsert(

@@ -222,3 +222,32 @@ def test_closed_without_an_after_hours_destination_is_refused() -> None:
     o.provider.call("+74950000900")
     assert o.provider.final_statuses() == [480]
     assert [row["outcome"] for row, _ in o.rows] == ["closed"]
+
+
+def test_crm_owner_rings_first_and_alone() -> None:
+    config = config_with(
+        [{"number": "950", "name": "Accounts", "strategy": "ring_all", "ring_timeout_s": 20,
+          "members": ["101", "102"], "sticky": "crm_owner", "sticky_ring_s": 8}],
+        [{"number": "+74950000950", "trunk": "provider", "channels": 3, "destination": "950"}],
+    )
+    o = office(config=config)
+    o.net.gateway.crm_owners = {CALLER: "102"}
+    o.provider.call("+74950000950")
+    assert len(o.phones["102"].invites()) == 1 and o.phones["101"].invites() == []
+    o.net.advance(8.5)
+    assert len(o.phones["101"].invites()) == 1  # then the strategy's own plan
+
+
+def test_caller_who_spoke_to_a_member_today_rings_them_first() -> None:
+    config = config_with(
+        [{"number": "960", "name": "Service", "strategy": "ring_all", "ring_timeout_s": 20,
+          "members": ["101", "102"], "sticky": "last_agent", "sticky_ring_s": 8}],
+        [{"number": "+74950000960", "trunk": "provider", "channels": 3, "destination": "960"}],
+    )
+    o = office(config=config)
+    first = o.provider.call("+74950000960")
+    o.phones["102"].answer()
+    o.provider.bye(first)
+    o.provider.call("+74950000960")
+    assert len(o.phones["102"].invites()) == 2
+    assert len(o.phones["101"].invites()) == 1  # only the first call rang 101

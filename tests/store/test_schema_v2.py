@@ -70,16 +70,16 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
     return call_id, call
 
 
-def test_schema_version_is_2(store: Store) -> None:
-    assert len(MIGRATIONS) == 2
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+def test_schema_version_is_the_latest_migration(store: Store) -> None:
+    assert len(MIGRATIONS) == 3
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
     call_id, call = make_v1_database(db_path)
 
     with Store.open(db_path) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert store.load_config() == load_yaml(VALID_YAML)
         assert store.recent_calls() == [call | NEW_CALL_COLUMNS]
         (leg,) = store.legs_of(call_id)
@@ -167,3 +167,11 @@ def test_recent_calls_can_be_limited_to_outcomes(store: Store) -> None:
     found = store.recent_calls(outcomes=["missed", "abandoned"])
 
     assert [call["id"] for call in found] == ["c", "b"]
+
+
+def test_crm_owners_are_replaced_whole_and_bump_the_revision(store: Store) -> None:
+    before = store.config_revision()
+    store.replace_crm_owners({"79161234567": "101", "74951112233": "102"})
+    store.replace_crm_owners({"79161234567": "103"})
+    assert store.crm_owners() == {"79161234567": "103"}
+    assert store.config_revision() == before + 2
