@@ -224,7 +224,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 
 def new_call_id() -> str:
-    """A fresh id for `Store.call_started`: a uuid4 in hex."""
+    """A fresh id for a call record: a uuid4 in hex."""
     return uuid.uuid4().hex
 
 
@@ -528,84 +528,7 @@ class Store:
         }
 
     # --- call records ----------------------------------------------------------------------------
-    # Times are Unix seconds (time.time()). Each method is one short transaction.
-
-    def call_started(
-        self,
-        *,
-        call_id: str,
-        started_at: float,
-        direction: str,
-        source: str,
-        caller: str,
-        dialed: str,
-        number: str | None = None,
-        department: str | None = None,
-        sip_call_id: str = "",
-    ) -> None:
-        """Record a new call; `source` is where it came from: "sip", "trunk:<name>", ..."""
-        _check_value("direction", direction, CALL_DIRECTIONS)
-        self._write(
-            "INSERT INTO calls (id, started_at, direction, source, caller, dialed, number, "
-            "department, sip_call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                call_id,
-                started_at,
-                direction,
-                source,
-                caller,
-                dialed,
-                number,
-                department,
-                sip_call_id,
-            ),
-        )
-
-    def call_answered(self, call_id: str, *, answered_at: float, answered_by: str) -> None:
-        self._update(
-            "calls",
-            call_id,
-            "UPDATE calls SET answered_at = ?, answered_by = ? WHERE id = ?",
-            (answered_at, answered_by, call_id),
-        )
-
-    def call_ended(self, call_id: str, *, ended_at: float, end_cause: str, outcome: str) -> None:
-        _check_value("outcome", outcome, CALL_OUTCOMES)
-        self._update(
-            "calls",
-            call_id,
-            "UPDATE calls SET ended_at = ?, end_cause = ?, outcome = ? WHERE id = ?",
-            (ended_at, end_cause, outcome, call_id),
-        )
-
-    def leg_started(self, call_id: str, *, target: str, contact: str, started_at: float) -> int:
-        """Record one attempt to reach `target` for the call; returns the leg's id."""
-        cursor = self._write(
-            "INSERT INTO call_legs (call_id, target, contact, started_at) VALUES (?, ?, ?, ?)",
-            (call_id, target, contact, started_at),
-        )
-        if cursor.lastrowid is None:  # pragma: no cover - sqlite3 always sets it after INSERT
-            raise StoreError("INSERT into call_legs returned no row id")
-        return cursor.lastrowid
-
-    def leg_ringing(self, leg_id: int, at: float) -> None:
-        self._update(
-            "call_legs", leg_id, "UPDATE call_legs SET ringing_at = ? WHERE id = ?", (at, leg_id)
-        )
-
-    def leg_answered(self, leg_id: int, at: float) -> None:
-        self._update(
-            "call_legs", leg_id, "UPDATE call_legs SET answered_at = ? WHERE id = ?", (at, leg_id)
-        )
-
-    def leg_ended(self, leg_id: int, *, at: float, result: str, sip_status: int | None) -> None:
-        _check_value("result", result, LEG_RESULTS)
-        self._update(
-            "call_legs",
-            leg_id,
-            "UPDATE call_legs SET ended_at = ?, result = ?, sip_status = ? WHERE id = ?",
-            (at, result, sip_status, leg_id),
-        )
+    # Times are Unix seconds (time.time()). Each method is one transaction.
 
     def record_finished_calls(
         self, batch: Sequence[tuple[Mapping[str, object], Sequence[Mapping[str, object]]]]
@@ -626,6 +549,9 @@ class Store:
                 _check_value("outcome", str(call["outcome"]), CALL_OUTCOMES)
                 if call.get("callback_state") is not None:
                     _check_value("callback_state", str(call["callback_state"]), CALLBACK_STATES)
+                for leg in legs:
+                    if leg.get("result") is not None:
+                        _check_value("result", str(leg["result"]), LEG_RESULTS)
                 self._db.execute(
                     f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
                     f"VALUES ({', '.join('?' for _ in CALL_COLUMNS)})",
@@ -761,10 +687,6 @@ class Store:
         return list(
             self._db.query("SELECT * FROM call_legs WHERE call_id = ? ORDER BY id", (call_id,))
         )
-
-    def _write(self, sql: str, parameters: Sequence[object]) -> sqlite3.Cursor:
-        with _write_transaction(self._db.conn):
-            return self._db.execute(sql, parameters)
 
     def _update(self, table: str, key: object, sql: str, parameters: Sequence[object]) -> None:
         with _write_transaction(self._db.conn):

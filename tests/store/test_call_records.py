@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from firmware.store import RecordNotFoundError, Store, new_call_id
+from firmware.store import Store, new_call_id
 
 
-def start_call(store: Store, *, started_at: float = 1000.0) -> str:
+def call_row(call_id: str, *, started_at: float = 1000.0, **fields: Any) -> dict[str, Any]:
+    """A finished inbound call that nobody answered, with `fields` overriding its columns."""
+    return {
+        "id": call_id,
+        "started_at": started_at,
+        "ended_at": started_at + 20.0,
+        "direction": "inbound",
+        "source": "trunk:provider",
+        "caller": "+74950000000",
+        "dialed": "+74951234567",
+        "number": "+74951234567",
+        "department": "200",
+        "end_cause": "ring timeout",
+        "outcome": "missed",
+        "sip_call_id": "a84b4c76e66710@203.0.113.7",
+    } | fields
+
+
+def leg_row(call_id: str, target: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "call_id": call_id,
+        "target": target,
+        "contact": f"sip:{target}@10.0.0.5",
+        "started_at": 1.0,
+    } | fields
+
+
+def record_call(
+    store: Store, *, started_at: float = 1000.0, legs: list[dict[str, Any]] | None = None
+) -> str:
     call_id = new_call_id()
-    store.call_started(
-        call_id=call_id,
-        started_at=started_at,
-        direction="inbound",
-        source="trunk:provider",
-        caller="+74950000000",
-        dialed="+74951234567",
-        number="+74951234567",
-        department="200",
-        sip_call_id="a84b4c76e66710@203.0.113.7",
-    )
+    store.record_finished_calls([(call_row(call_id, started_at=started_at), legs or [])])
     return call_id
 
 
@@ -30,10 +51,19 @@ def test_new_call_id_is_uuid4_hex() -> None:
     assert call_id != new_call_id()
 
 
-def test_call_round_trip_from_start_to_end(store: Store) -> None:
-    call_id = start_call(store)
-    store.call_answered(call_id, answered_at=1004.5, answered_by="102")
-    store.call_ended(call_id, ended_at=1060.0, end_cause="caller hung up", outcome="answered")
+def test_call_round_trip(store: Store) -> None:
+    call_id = new_call_id()
+    store.record_finished_calls([(
+        call_row(
+            call_id,
+            answered_at=1004.5,
+            answered_by="102",
+            ended_at=1060.0,
+            end_cause="caller hung up",
+            outcome="answered",
+        ),
+        [],
+    )])
 
     assert store.recent_calls() == [
         {
@@ -63,26 +93,32 @@ def test_call_round_trip_from_start_to_end(store: Store) -> None:
 
 
 def test_unanswered_call_keeps_null_answer_fields(store: Store) -> None:
-    call_id = start_call(store)
-    store.call_ended(call_id, ended_at=1020.0, end_cause="ring timeout", outcome="missed")
+    record_call(store)
 
     (call,) = store.recent_calls()
     assert (call["answered_at"], call["answered_by"], call["outcome"]) == (None, None, "missed")
 
 
 def test_leg_round_trip(store: Store) -> None:
-    call_id = start_call(store)
-    first = store.leg_started(call_id, target="101", contact="sip:101@10.0.0.5", started_at=1000.1)
-    second = store.leg_started(call_id, target="102", contact="sip:102@10.0.0.6", started_at=1000.1)
-    store.leg_ringing(first, 1000.3)
-    store.leg_ringing(second, 1000.4)
-    store.leg_answered(second, 1004.5)
-    store.leg_ended(first, at=1004.5, result="cancelled", sip_status=487)
-    store.leg_ended(second, at=1060.0, result="answered", sip_status=200)
+    call_id = new_call_id()
+    store.record_finished_calls([(
+        call_row(call_id, answered_at=1004.5, answered_by="102", outcome="answered"),
+        [
+            leg_row(
+                call_id, "101", contact="sip:101@10.0.0.5", started_at=1000.1, ringing_at=1000.3,
+                ended_at=1004.5, result="cancelled", sip_status=487,
+            ),
+            leg_row(
+                call_id, "102", contact="sip:102@10.0.0.6", started_at=1000.1, ringing_at=1000.4,
+                answered_at=1004.5, ended_at=1060.0, result="answered", sip_status=200,
+            ),
+        ],
+    )])
 
     legs = store.legs_of(call_id)
 
-    assert [leg["id"] for leg in legs] == [first, second]
+    assert [leg["target"] for leg in legs] == ["101", "102"]
+    assert legs[0]["id"] < legs[1]["id"]
     assert legs[0] | {"id": 0} == {
         "id": 0,
         "call_id": call_id,
@@ -103,60 +139,49 @@ def test_leg_round_trip(store: Store) -> None:
 
 
 def test_legs_of_a_call_exclude_other_calls_legs(store: Store) -> None:
-    first_call, second_call = start_call(store), start_call(store)
-    store.leg_started(first_call, target="101", contact="sip:101@10.0.0.5", started_at=1.0)
-    store.leg_started(second_call, target="102", contact="sip:102@10.0.0.6", started_at=1.0)
+    first_call, second_call = new_call_id(), new_call_id()
+    store.record_finished_calls([
+        (call_row(first_call), [leg_row(first_call, "101")]),
+        (call_row(second_call), [leg_row(second_call, "102")]),
+    ])
 
     assert [leg["target"] for leg in store.legs_of(second_call)] == ["102"]
 
 
 def test_recent_calls_are_newest_first_and_limited(store: Store) -> None:
-    ids = [start_call(store, started_at=float(t)) for t in (10, 30, 20)]
+    ids = [record_call(store, started_at=float(t)) for t in (10, 30, 20)]
 
     assert [call["id"] for call in store.recent_calls(limit=2)] == [ids[1], ids[2]]
 
 
-def test_answering_an_unknown_call_raises(store: Store) -> None:
-    with pytest.raises(RecordNotFoundError):
-        store.call_answered("0" * 32, answered_at=1.0, answered_by="101")
-
-
-def test_ending_an_unknown_leg_raises(store: Store) -> None:
-    with pytest.raises(RecordNotFoundError):
-        store.leg_ended(999, at=1.0, result="failed", sip_status=503)
-
-
 def test_unknown_direction_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="direction"):
-        store.call_started(
-            call_id=new_call_id(),
-            started_at=1.0,
-            direction="sideways",
-            source="sip",
-            caller="101",
-            dialed="102",
-        )
+        store.record_finished_calls([(call_row(new_call_id(), direction="sideways"), [])])
+
+    assert store.recent_calls() == []
 
 
 def test_unknown_outcome_is_refused(store: Store) -> None:
-    call_id = start_call(store)
-
     with pytest.raises(ValueError, match="outcome"):
-        store.call_ended(call_id, ended_at=2.0, end_cause="?", outcome="great")
+        store.record_finished_calls([(call_row(new_call_id(), outcome="great"), [])])
 
-
-def test_unknown_leg_result_is_refused(store: Store) -> None:
-    call_id = start_call(store)
-    leg_id = store.leg_started(call_id, target="101", contact="", started_at=1.0)
-
-    with pytest.raises(ValueError, match="result"):
-        store.leg_ended(leg_id, at=2.0, result="maybe", sip_status=None)
+    assert store.recent_calls() == []
 
 
 def test_deleting_a_call_deletes_its_legs(store: Store) -> None:
-    call_id = start_call(store)
-    store.leg_started(call_id, target="101", contact="sip:101@10.0.0.5", started_at=1.0)
+    call_id = new_call_id()
+    store.record_finished_calls([(call_row(call_id), [leg_row(call_id, "101")])])
+    assert len(store.legs_of(call_id)) == 1
 
     store.db.execute("DELETE FROM calls WHERE id = ?", (call_id,))
 
     assert store.legs_of(call_id) == []
+
+
+def test_unknown_leg_result_is_refused_and_nothing_is_written(store: Store) -> None:
+    call = {"id": new_call_id(), "started_at": 1.0, "direction": "inbound", "source": "sip",
+            "caller": "79161234567", "dialed": "200", "outcome": "missed"}
+    leg = {"target": "101", "contact": "sip:101@h", "started_at": 1.0, "result": "vanished"}
+    with pytest.raises(ValueError, match="result"):
+        store.record_finished_calls([(call, [leg])])
+    assert store.recent_calls() == []

@@ -118,7 +118,10 @@ def test_synchronous_is_full(store: Store) -> None:
 def test_foreign_keys_are_enforced(store: Store) -> None:
     assert pragma(store, "foreign_keys") == 1
     with pytest.raises(sqlite3.IntegrityError):
-        store.leg_started("no-such-call", target="101", contact="sip:101@10.0.0.5", started_at=1.0)
+        store.db.execute(
+            "INSERT INTO call_legs (call_id, target, contact, started_at) VALUES (?, ?, ?, ?)",
+            ("no-such-call", "101", "sip:101@10.0.0.5", 1.0),
+        )
 
 
 def test_busy_timeout_is_5_seconds(store: Store) -> None:
@@ -133,14 +136,18 @@ def test_writer_waits_for_the_other_process_instead_of_failing(store: Store, db_
     releaser.start()
     try:
         started = time.monotonic()
-        store.call_started(
-            call_id=new_call_id(),
-            started_at=1.0,
-            direction="internal",
-            source="sip",
-            caller="101",
-            dialed="102",
-        )
+        store.record_finished_calls([(
+            {
+                "id": new_call_id(),
+                "started_at": 1.0,
+                "direction": "internal",
+                "source": "sip",
+                "caller": "101",
+                "dialed": "102",
+                "outcome": "missed",
+            },
+            [],
+        )])
         waited_s = time.monotonic() - started
     finally:
         releaser.join()
@@ -161,18 +168,24 @@ def test_two_stores_on_one_file_write_concurrently_without_locking_errors(db_pat
             with Store.open(db_path) as store:
                 for round_number in range(rounds):
                     call_id = new_call_id()
-                    store.call_started(
-                        call_id=call_id,
-                        started_at=float(round_number),
-                        direction="inbound",
-                        source="trunk:provider",
-                        caller="+74950000000",
-                        dialed="+74951234567",
-                    )
-                    leg_id = store.leg_started(
-                        call_id, target="101", contact="sip:101@10.0.0.5", started_at=1.0
-                    )
-                    store.leg_ended(leg_id, at=2.0, result="no_answer", sip_status=None)
+                    call = {
+                        "id": call_id,
+                        "started_at": float(round_number),
+                        "direction": "inbound",
+                        "source": "trunk:provider",
+                        "caller": "+74950000000",
+                        "dialed": "+74951234567",
+                        "outcome": "missed",
+                    }
+                    leg = {
+                        "call_id": call_id,
+                        "target": "101",
+                        "contact": "sip:101@10.0.0.5",
+                        "started_at": 1.0,
+                        "ended_at": 2.0,
+                        "result": "no_answer",
+                    }
+                    store.record_finished_calls([(call, [leg])])
                     store.load_config()
         except BaseException as error:  # noqa: BLE001 - reported to the main thread
             errors.append(error)
