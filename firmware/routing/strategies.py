@@ -231,22 +231,28 @@ def _by_rank(
     return _hunt(department, ranked, offset_s)
 
 
-def _least_talk_time(
-    department: DepartmentSnapshot, available: list[MemberState], call: CallFacts,
-    memory: RoutingMemory, rng: random.Random | None, offset_s: float,
-) -> RingPlan:
-    ordered = _by_longest_idle(available)
-    ordered.sort(key=_TALK_TIME)
-    return _hunt(department, ordered, offset_s)
+def _fewest_first(
+    key: Callable[[MemberState], float],
+) -> Callable[
+    [DepartmentSnapshot, list[MemberState], CallFacts, RoutingMemory, random.Random | None,
+     float],
+    RingPlan,
+]:
+    """least_talk_time / fewest_calls: ascending by the figure, ties by longest idle."""
+
+    def strategy(
+        department: DepartmentSnapshot, available: list[MemberState], call: CallFacts,
+        memory: RoutingMemory, rng: random.Random | None, offset_s: float,
+    ) -> RingPlan:
+        ordered = _by_longest_idle(available)
+        ordered.sort(key=key)
+        return _hunt(department, ordered, offset_s)
+
+    return strategy
 
 
-def _fewest_calls(
-    department: DepartmentSnapshot, available: list[MemberState], call: CallFacts,
-    memory: RoutingMemory, rng: random.Random | None, offset_s: float,
-) -> RingPlan:
-    ordered = _by_longest_idle(available)
-    ordered.sort(key=_CALLS_ANSWERED)
-    return _hunt(department, ordered, offset_s)
+_least_talk_time = _fewest_first(_TALK_TIME)
+_fewest_calls = _fewest_first(_CALLS_ANSWERED)
 
 
 def _random(
