@@ -176,6 +176,7 @@ class Call:
     context: object = None  # the gateway's routing state for this call
     queued_since: float | None = None
     waited_s: float = 0.0
+    callback_state: str | None = None  # "requested" when the caller asked to be called back
 
     # ------------------------------------------------------------------ ringing the targets
     def ring(
@@ -344,11 +345,7 @@ class Call:
             # A retransmitted 2xx: our ACK was lost (RFC 3261 §13.2.2.4), send it again.
             self.services.send_stateless(leg.ack, leg.target.destination)
             return
-        local_contact = leg.invite.headers.get("Contact") or ""
-        dialog = Dialog.as_uac(leg.invite, response, local_contact=local_contact)
-        leg.dialog = dialog
-        leg.ack = dialog.create_ack(leg.invite.cseq.seq, via=self._via(leg.target.destination))
-        self.services.send_stateless(leg.ack, leg.target.destination)
+        dialog = self._confirm_leg(leg, response)
         if self.state != "ringing" or self.winner is not None:
             # Lost the race (another leg answered first, or the caller hung up): hang up on it.
             leg.state = "done"
@@ -391,6 +388,20 @@ class Call:
         self.inbound_dialog = inbound_dialog
         self.services.dialog_opened(self.inbound_dialog, self, "a")
         self.services.send_response(self.invite_tx, response_to_caller, now)
+
+    def _confirm_leg(self, leg: OutboundLeg, response: Response, *,
+                     answer: bytes = b"") -> Dialog:
+        """The leg's dialog from its 2xx (RFC 3261 §12.1.2), acknowledged at once (§13.2.2.4);
+        `answer` is the SDP answer the ACK carries when the 2xx made the offer."""
+        local_contact = leg.invite.headers.get("Contact") or ""
+        dialog = Dialog.as_uac(leg.invite, response, local_contact=local_contact)
+        leg.dialog = dialog
+        leg.ack = dialog.create_ack(leg.invite.cseq.seq, via=self._via(leg.target.destination))
+        if answer:
+            leg.ack.body = answer
+            leg.ack.headers.set("Content-Type", "application/sdp")
+        self.services.send_stateless(leg.ack, leg.target.destination)
+        return dialog
 
     def _on_leg_failure(self, leg: OutboundLeg, response: Response, now: float) -> None:
         if response.status in (401, 407) and not leg.auth_retried and leg.target.trunk:
@@ -494,10 +505,6 @@ class Call:
         if self.state not in ("routing", "ringing", "queued"):
             return
         abandoned = self.state == "queued"
-        self._leave_queue(now)
-        for leg in self.legs.values():
-            if leg.active:
-                self._cancel_leg(leg, now)
         self.fail(487, "caller hung up in the queue" if abandoned else "caller cancelled", now,
                   outcome="abandoned" if abandoned else "missed")
 
@@ -505,10 +512,7 @@ class Call:
         """End an unanswered call with a final response to the caller."""
         if self.state in ("answered", "ended"):
             return
-        self._leave_queue(now)
-        for leg in self.legs.values():
-            if leg.active:
-                self._cancel_leg(leg, now)
+        self._stop_ringing(now)
         self.final_status = status
         self.services.send_response(
             self.invite_tx,
@@ -517,6 +521,13 @@ class Call:
             now,
         )
         self._finish(now, cause, outcome)
+
+    def _stop_ringing(self, now: float) -> None:
+        """Out of the queue, and every leg still ringing cancelled."""
+        self._leave_queue(now)
+        for leg in self.legs.values():
+            if leg.active:
+                self._cancel_leg(leg, now)
 
     def _respond(
         self, status: int, now: float, *, body: bytes = b"",

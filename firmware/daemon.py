@@ -62,7 +62,8 @@ class SqliteRecorder(CallRecorder):
     def __init__(self, db_path: str | Path, *, wall_offset_s: float) -> None:
         self.db_path = Path(db_path)
         self.wall_offset_s = wall_offset_s
-        self._pending: list[tuple[dict[str, object], list[dict[str, object]]]] = []
+        # Finished calls as (call, legs), and ("callback", call id, state) updates after them.
+        self._pending: list[Any] = []
         self._queue: queue.Queue[list[Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._write_loop, name="call-records",
                                         daemon=True)
@@ -78,6 +79,10 @@ class SqliteRecorder(CallRecorder):
             if key.endswith("_at") and isinstance(value, float):
                 out[key] = value + self.wall_offset_s
         return out
+
+    def callback_state(self, call_id: str, state: str) -> None:
+        # After the call's own record in the same queue: the row exists when this is written.
+        self._pending.append(("callback", call_id, state))
 
     def flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -112,7 +117,8 @@ class SqliteRecorder(CallRecorder):
     @staticmethod
     def _write(store: Store, batch: list[Any]) -> list[Any]:
         statuses = [item for item in batch if item and item[0] == "status"]
-        calls = [item for item in batch if not (item and item[0] == "status")]
+        callbacks = [item for item in batch if item and item[0] == "callback"]
+        calls = [item for item in batch if item and item[0] not in ("status", "callback")]
         try:
             for _, change, offset in statuses:
                 store.set_agent_status(
@@ -124,6 +130,11 @@ class SqliteRecorder(CallRecorder):
             # Keep the rows for the next flush: a busy database must not lose call records.
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
             return batch
+        for _, call_id, state in callbacks:
+            try:
+                store.set_callback_state(call_id, state)
+            except Exception:
+                LOGGER.exception("recording callback state %s of call %s failed", state, call_id)
         return []
 
 

@@ -16,11 +16,13 @@ import hmac
 import itertools
 import logging
 import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 from .agents import AgentBook, StatusChanged
+from .callback import CallbackCall
 from .calls import ALLOW, Call, CallInfo, LegRecord, Target, TimeoutHandler
 from .registrar import Registrar
 from .routing import strategies
@@ -38,7 +40,13 @@ from .routing.model import (
 from .routing.plan import RingPlan, UnknownStrategyError
 from .routing.rules import compile_rules, normalise_number, reply_status
 from .routing.schedule import is_open
-from .routing.scheme import NoAnswerScheme, QueueSettings, parse_no_answer, parse_queue
+from .routing.scheme import (
+    CallbackSettings,
+    NoAnswerScheme,
+    QueueSettings,
+    parse_no_answer,
+    parse_queue,
+)
 from .security import RateLimiter, is_scanner
 from .sip.auth import DigestChallenger, build_authorization, choose_challenge
 from .sip.dialog import Dialog
@@ -179,13 +187,22 @@ class CallRecorder:
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
         raise NotImplementedError
 
+    def callback_state(self, call_id: str, state: str) -> None:
+        """How the callback promised on an already recorded call went (done, expired,
+        failed)."""
+        raise NotImplementedError
+
 
 class MemoryRecorder(CallRecorder):
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, object], list[dict[str, object]]]] = []
+        self.callback_states: dict[str, str] = {}
 
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
         self.calls.append((call, legs))
+
+    def callback_state(self, call_id: str, state: str) -> None:
+        self.callback_states[call_id] = state
 
 
 class ChannelPool:
@@ -427,7 +444,8 @@ class Gateway:
             self.stats["answered"] += 1
         self._remove_from_queue(call)
         self._awaiting_webhook.pop(call.id, None)
-        if call.answered_by in self.extensions and call.info.direction == "inbound":
+        spoke = call.answered_at is not None and call.info.direction in ("inbound", "callback")
+        if spoke and call.answered_by in self.extensions:
             self.last_agent[call.info.caller] = call.answered_by
         self._update_agents(call, now)
         # Someone may be free now (or when their wrap-up ends): offer the waiting callers.
@@ -436,6 +454,11 @@ class Gateway:
             wrap_up_end = self.agents.next_wrap_up_end(now)
             if wrap_up_end is not None:
                 self.call_at(wrap_up_end, self._serve_all_queues)
+        if isinstance(call, CallbackCall):
+            if call.outcome == "answered":
+                self.recorder.callback_state(call.origin_call_id, "done")
+            if not call.leg_records:
+                return  # a request that waited and was never tried is not a call
         self.recorder.record(_call_row(call), [_leg_row(call.id, r) for r in call.leg_records])
 
     def _update_agents(self, call: Call, now: float) -> None:
@@ -626,12 +649,42 @@ class Gateway:
             self._reply(tx_id, request, 481, now)
             return
         call, side = entry
+        if side == "a" and call.inbound_dialog is None:
+            self._on_early_request(call, tx_id, request, now)
+            return
         dialog = call.inbound_dialog if side == "a" else (
             call.winner.dialog if call.winner else None
         )
         if dialog is not None:
             dialog.receive_request(request)
         call.in_dialog_request(side, request, tx_id, now)
+
+    def _on_early_request(self, call: Call, tx_id: str, request: Request, now: float) -> None:
+        """A request from a caller whose call is not answered yet, in the early dialog our
+        180 made while they wait (RFC 3261 §12.1): DTMF as SIP INFO (RFC 6086 with the
+        de-facto application/dtmf-relay and application/dtmf bodies), or a BYE (§15)."""
+        if request.method == "BYE":
+            self._reply(tx_id, request, 200, now)
+            call.caller_cancelled(now)
+            return
+        if request.method != "INFO":
+            self._reply(tx_id, request, 481, now)
+            return
+        self._reply(tx_id, request, 200, now)
+        key = dtmf_key(request)
+        if key is not None:
+            LOGGER.info("call %s: caller pressed %s while waiting", call.id, key)
+            self._key_while_waiting(call, key, now)
+
+    def _key_while_waiting(self, call: Call, key: str, now: float) -> None:
+        ctx = call.context
+        if not isinstance(ctx, DepartmentCall) or ctx.step >= 0:
+            return
+        if call.state not in ("queued", "ringing") or isinstance(call, CallbackCall):
+            return
+        queue = self._settings(self.departments[ctx.department]).queue
+        if queue is not None and queue.callback is not None and key == queue.callback.key:
+            self.request_callback(call, now)
 
     # ------------------------------------------------------------------ authentication
     def _password_of(self, username: str) -> str | None:
@@ -847,6 +900,11 @@ class Gateway:
         )
         self.calls[tx_id] = call
         self.stats["calls"] += 1
+        # Our 18x will make an early dialog with this To tag (RFC 3261 §12.1); the caller may
+        # send DTMF (a callback key) or BYE in it while waiting.
+        early = (request.call_id, call.to_tag, request.from_.tag)
+        self.dialogs[early] = (call, "a")
+        self._dialog_keys[call.id] = [early]
         return call
 
     def _route_internal(
@@ -913,6 +971,13 @@ class Gateway:
         ctx = _context(call)
         department = self.departments[ctx.department]
         queue_settings = self._settings(department).queue
+        if isinstance(call, CallbackCall):
+            # Nobody took the callback this time: it keeps its place until it expires.
+            if queue_settings is not None and now < call.expires_at:
+                self._enqueue(call, department, queue_settings, now)
+            else:
+                self._callback_expired(call, now)
+            return
         if ctx.step < 0 and queue_settings is not None:
             waiting = self.queues.setdefault(department.number, [])
             may_wait = now - ctx.entered_at < queue_settings.max_wait_s
@@ -925,22 +990,18 @@ class Gateway:
     def _enqueue(
         self, call: Call, department: Department, settings: QueueSettings, now: float
     ) -> None:
-        ctx = _context(call)
         waiting = self.queues.setdefault(department.number, [])
         if call not in waiting:
-            # VIP callers go ahead of everyone who is not VIP; otherwise arrival order.
-            position = len(waiting)
-            if ctx.facts.vip:
-                position = next(
-                    (i for i, other in enumerate(waiting) if not _context(other).facts.vip),
-                    len(waiting),
-                )
+            # VIP callers go ahead of everyone who is not VIP; otherwise arrival order, so a
+            # caller offered in vain (or a callback tried in vain) keeps their place.
+            turn = _queue_turn(call)
+            position = next((i for i, other in enumerate(waiting) if _queue_turn(other) > turn),
+                            len(waiting))
             waiting.insert(position, call)
         call.wait_in_queue(now)
         call.timers.append(self.call_at(now + settings.retry_s, partial(self._retry, call)))
-        call.timers.append(self.call_at(
-            ctx.entered_at + settings.max_wait_s, partial(self._queue_timeout, call)
-        ))
+        call.timers.append(self.call_at(_queue_deadline(call, settings),
+                                        partial(self._queue_timeout, call)))
 
     def _retry(self, call: Call, now: float) -> None:
         if call.state != "queued":
@@ -956,6 +1017,9 @@ class Gateway:
         if call.state != "queued":
             return
         self._remove_from_queue(call)
+        if isinstance(call, CallbackCall):
+            self._callback_expired(call, now)
+            return
         self._next_step(call, now)
 
     def _remove_from_queue(self, call: Call) -> None:
@@ -980,6 +1044,121 @@ class Gateway:
                 break  # nobody free for the head of the queue: those behind wait too
             waiting.remove(call)
             call.ring(plan, self._extension_targets, now, on_no_answer=self._department_no_answer)
+
+    # ------------------------------------------------------------------ callback
+    def request_callback(self, call: Call, now: float) -> CallbackCall | None:
+        """The waiting caller asked to be called back: their call ends, and a callback request
+        takes their place in the department's queue. None if this call cannot be called back
+        (not waiting in a queue with callback, or nobody to call: an anonymous caller)."""
+        ctx = call.context
+        if not isinstance(ctx, DepartmentCall) or isinstance(call, CallbackCall):
+            return None
+        department = self.departments[ctx.department]
+        queue = self._settings(department).queue
+        if queue is None or queue.callback is None or call.state not in ("queued", "ringing"):
+            return None
+        source = call.info.source
+        trunk = source.removeprefix("trunk:") if source.startswith("trunk:") else None
+        customer = call.info.caller
+        if customer not in self.extensions if trunk is None else not _is_dialable(customer):
+            LOGGER.info("call %s: no number to call %s back on", call.id, customer)
+            return None
+        callback = self._new_callback(
+            call, ctx, trunk, expires_at=ctx.entered_at + queue.callback.expire_s, attempt=1,
+            now=now,
+        )
+        call.callback_state = "requested"
+        call.fail(480, "callback requested", now, outcome="callback")
+        LOGGER.info("call %s: %s will be called back (request %s)", call.id, customer,
+                    callback.id)
+        self._enqueue(callback, department, queue, now)
+        self._serve_queue(department.number, now)
+        return callback
+
+    def _new_callback(
+        self, origin: Call, ctx: DepartmentCall, trunk: str | None, *, expires_at: float,
+        attempt: int, now: float,
+    ) -> CallbackCall:
+        callback_id = uuid.uuid4().hex
+        info = origin.info
+        callback = CallbackCall(
+            services=self, invite=origin.invite, invite_tx=f"callback:{callback_id}",
+            id=callback_id, source=origin.source, started_at=now,
+            info=CallInfo(direction="callback", source="callback", caller=info.caller,
+                          dialed=info.dialed, number=info.number, department=ctx.department,
+                          strategy=self.departments[ctx.department].strategy),
+            origin_call_id=(origin.origin_call_id if isinstance(origin, CallbackCall)
+                            else origin.id),
+            customer=info.caller, customer_trunk=trunk, expires_at=expires_at,
+            attempt=attempt, dial_customer=self._dial_customer,
+            customer_unreached=self._callback_unreached,
+        )
+        callback.context = DepartmentCall(department=ctx.department, exclude=frozenset(),
+                                          facts=ctx.facts, entered_at=ctx.entered_at)
+        self.calls[callback.invite_tx] = callback
+        return callback
+
+    def _callback_settings(self, callback: CallbackCall) -> CallbackSettings:
+        queue = self._settings(self.departments[_context(callback).department]).queue
+        settings = queue.callback if queue is not None else None
+        return settings if settings is not None else CallbackSettings()
+
+    def _dial_customer(self, callback: CallbackCall, now: float) -> None:
+        """The member answered: call the customer the way they reached us."""
+        ring_s = self._callback_settings(callback).customer_ring_s
+        trunk = self.trunks.get(callback.customer_trunk or "")
+        if callback.customer_trunk is None:
+            targets = self._extension_targets(callback.customer)
+            if not targets:
+                callback.customer_unavailable("customer's phone not registered", now)
+                return
+            callback.ring_customer(targets[0], ring_s, now)
+            return
+        key = f"trunk:{callback.customer_trunk}"
+        if trunk is None or trunk.name not in self.trunk_addresses:
+            callback.customer_unavailable(f"trunk {callback.customer_trunk} is gone", now)
+            return
+        if not self.channels.acquire([key]):
+            callback.customer_unavailable("no free trunk channel", now)
+            return
+        callback.channels.append(key)
+        callback.ring_customer(self._external_target(trunk, callback.customer), ring_s, now)
+
+    def _callback_unreached(self, callback: CallbackCall, now: float) -> None:
+        """The customer did not answer (or could not be called): try again later, a set
+        number of times (the callback regimen); then the request has failed."""
+        settings = self._callback_settings(callback)
+        if callback.attempt >= settings.attempts:
+            LOGGER.info("callback %s to %s failed after %d attempts", callback.origin_call_id,
+                        callback.customer, callback.attempt)
+            self.recorder.callback_state(callback.origin_call_id, "failed")
+            return
+        self.call_at(now + settings.retry_s, partial(self._callback_retry, callback))
+
+    def _callback_retry(self, previous: CallbackCall, now: float) -> None:
+        ctx = _context(previous)
+        department = self.departments.get(ctx.department)
+        queue = self._settings(department).queue if department is not None else None
+        if department is None or queue is None or queue.callback is None:
+            self.recorder.callback_state(previous.origin_call_id, "failed")
+            return  # the configuration changed meanwhile
+        callback = self._new_callback(
+            previous, ctx, previous.customer_trunk,
+            expires_at=max(previous.expires_at, now + queue.callback.expire_s),
+            attempt=previous.attempt + 1, now=now,
+        )
+        self._enqueue(callback, department, queue, now)
+        self._serve_queue(department.number, now)
+
+    def _callback_expired(self, callback: CallbackCall, now: float) -> None:
+        """No member was free in time. The apology call offering voicemail needs media
+        (prompts), which this firmware does not have yet; the request shows as expired in the
+        missed-calls list, where a manager sees whom to call."""
+        self._remove_from_queue(callback)
+        LOGGER.info("callback request %s for %s expired", callback.origin_call_id,
+                    callback.customer)
+        callback.fail(480, "callback expired", now, outcome="missed")
+        self.recorder.callback_state(callback.origin_call_id, "expired")
 
     def _serve_all_queues(self, now: float) -> None:
         for number in [n for n, waiting in self.queues.items() if waiting]:
@@ -1165,7 +1344,7 @@ class Gateway:
                 {"department": number, "waiting": [
                     {"position": i + 1, "caller": c.info.caller,
                      "wait_s": round(now - _context(c).entered_at, 1),
-                     "vip": _context(c).facts.vip}
+                     "vip": _context(c).facts.vip, "callback": isinstance(c, CallbackCall)}
                     for i, c in enumerate(waiting)]}
                 for number, waiting in self.queues.items() if waiting
             ],
@@ -1209,6 +1388,36 @@ def _dialed_number(request: Request) -> str:
     return user or ""
 
 
+def _queue_turn(call: Call) -> tuple[bool, float]:
+    """The order of a queue: VIP callers first, then by arrival (a callback by its caller's)."""
+    ctx = _context(call)
+    return (not ctx.facts.vip, ctx.entered_at)
+
+
+def _queue_deadline(call: Call, settings: QueueSettings) -> float:
+    if isinstance(call, CallbackCall):
+        return call.expires_at
+    return _context(call).entered_at + settings.max_wait_s
+
+
+def dtmf_key(request: Request) -> str | None:
+    """The key in a SIP INFO DTMF body: `application/dtmf-relay` ("Signal=5") or
+    `application/dtmf` ("5"); None for anything else."""
+    content_type = (request.content_type or "").lower()
+    text = request.body.decode("ascii", "replace").strip()
+    if content_type == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                text = value.strip()
+                break
+        else:
+            return None
+    elif content_type != "application/dtmf":
+        return None
+    return text if len(text) == 1 and text in "0123456789*#ABCD" else None
+
+
 def _call_row(call: Call) -> dict[str, object]:
     info = call.info
     return {
@@ -1218,7 +1427,7 @@ def _call_row(call: Call) -> dict[str, object]:
         "department": info.department, "answered_by": call.answered_by,
         "end_cause": call.end_cause, "outcome": call.outcome,
         "sip_call_id": call.invite.call_id, "strategy": info.strategy,
-        "waited_s": round(call.waited_s, 3),
+        "waited_s": round(call.waited_s, 3), "callback_state": call.callback_state,
         "talk_s": (round(call.ended_at - call.answered_at, 3)
                    if call.answered_at is not None and call.ended_at is not None else None),
     }

@@ -18,6 +18,14 @@ DEFAULT_STEP_TIME_S = 30
 DEFAULT_MAX_CALLERS = 10
 DEFAULT_MAX_WAIT_S = 300
 DEFAULT_RETRY_S = 5
+DEFAULT_CALLBACK_KEY = "1"
+DEFAULT_CALLBACK_ATTEMPTS = 3
+DEFAULT_CALLBACK_RETRY_S = 120
+# The member has answered and waits, unACKed, while the customer's phone rings (RFC 3725 §4
+# flow I): the member's phone gives up on our ACK after 64*T1 = 32 s (RFC 3261 §13.3.1.4), so
+# the customer may ring at most a little less.
+MAX_CALLBACK_CUSTOMER_RING_S = 25
+DTMF_KEYS = frozenset("0123456789*#")
 
 
 class SchemeError(ValueError):
@@ -28,10 +36,23 @@ class SchemeError(ValueError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackSettings:
+    """A waiting caller may press `key` to be called back instead of waiting on the line; the
+    request keeps their place in the queue until `expire_s` after they first came in."""
+
+    key: str = DEFAULT_CALLBACK_KEY
+    expire_s: int = DEFAULT_MAX_WAIT_S
+    customer_ring_s: int = MAX_CALLBACK_CUSTOMER_RING_S
+    attempts: int = DEFAULT_CALLBACK_ATTEMPTS  # tries to reach the customer
+    retry_s: int = DEFAULT_CALLBACK_RETRY_S  # between tries
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueSettings:
     max_callers: int = DEFAULT_MAX_CALLERS
     max_wait_s: int = DEFAULT_MAX_WAIT_S
     retry_s: int = DEFAULT_RETRY_S  # how often a waiting caller is offered again
+    callback: CallbackSettings | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,13 +87,37 @@ def _mapping(value: object, path: str, allowed: set[str]) -> Mapping[str, object
 
 
 def parse_queue(value: object, path: str) -> QueueSettings:
-    data = _mapping(value, path, {"max_callers", "max_wait_s", "retry_s"})
+    data = _mapping(value, path, {"max_callers", "max_wait_s", "retry_s", "callback"})
+    max_wait_s = _int(data.get("max_wait_s", DEFAULT_MAX_WAIT_S), f"{path}.max_wait_s",
+                      10, 3600)
     return QueueSettings(
         max_callers=_int(data.get("max_callers", DEFAULT_MAX_CALLERS), f"{path}.max_callers",
                          1, 100),
-        max_wait_s=_int(data.get("max_wait_s", DEFAULT_MAX_WAIT_S), f"{path}.max_wait_s",
-                        10, 3600),
+        max_wait_s=max_wait_s,
         retry_s=_int(data.get("retry_s", DEFAULT_RETRY_S), f"{path}.retry_s", 1, 60),
+        callback=_callback(data.get("callback", False), f"{path}.callback", max_wait_s),
+    )
+
+
+def _callback(value: object, path: str, max_wait_s: int) -> CallbackSettings | None:
+    """`callback: true` (the defaults), `false`, or a mapping of the settings."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return CallbackSettings(expire_s=max_wait_s)
+    data = _mapping(value, path, {"key", "expire_s", "customer_ring_s", "attempts", "retry_s"})
+    key = data.get("key", DEFAULT_CALLBACK_KEY)
+    if not isinstance(key, str) or key not in DTMF_KEYS:
+        raise SchemeError(f"{path}.key", "must be one phone key: 0-9, * or # (in quotes)")
+    return CallbackSettings(
+        key=key,
+        expire_s=_int(data.get("expire_s", max_wait_s), f"{path}.expire_s", 60, 24 * 3600),
+        customer_ring_s=_int(data.get("customer_ring_s", MAX_CALLBACK_CUSTOMER_RING_S),
+                             f"{path}.customer_ring_s", 5, MAX_CALLBACK_CUSTOMER_RING_S),
+        attempts=_int(data.get("attempts", DEFAULT_CALLBACK_ATTEMPTS), f"{path}.attempts",
+                      1, 10),
+        retry_s=_int(data.get("retry_s", DEFAULT_CALLBACK_RETRY_S), f"{path}.retry_s",
+                     10, 3600),
     )
 
 

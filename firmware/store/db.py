@@ -46,7 +46,7 @@ LEG_COLUMNS = (
     "call_id", "target", "contact", "started_at", "ringing_at", "answered_at", "ended_at",
     "result", "sip_status",
 )
-CALL_DIRECTIONS = frozenset({"inbound", "internal", "outbound"})
+CALL_DIRECTIONS = frozenset({"inbound", "internal", "outbound", "callback"})
 CALL_OUTCOMES = frozenset({
     "answered", "missed", "busy", "over_capacity", "failed", "cancelled",
     # schema version 2
