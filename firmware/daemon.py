@@ -464,8 +464,9 @@ class Daemon:
 def _post_webhook(request: WebhookRequested, db_path: Path) -> str | None:
     payload = dict(request.payload)
     history = request.payload.get("history")
-    payload["history"] = {**(history if isinstance(history, dict) else {}),
-                          "recent_calls": _recent_calls_of(db_path, str(payload["caller"]))}
+    if isinstance(history, dict):  # routing webhooks get the caller's recent calls
+        payload["history"] = {**history,
+                              "recent_calls": _recent_calls_of(db_path, str(payload["caller"]))}
     body = json.dumps(payload, ensure_ascii=False).encode()
     http_request = urllib.request.Request(
         request.url, data=body, method="POST",
@@ -473,8 +474,8 @@ def _post_webhook(request: WebhookRequested, db_path: Path) -> str | None:
     )
     with urllib.request.urlopen(http_request, timeout=request.timeout_s) as response:
         answer = json.loads(response.read(WEBHOOK_MAX_ANSWER_BYTES))
-    destination = answer.get("destination") if isinstance(answer, dict) else None
-    return str(destination) if isinstance(destination, str | int) else None
+    value = answer.get(request.answer_key) if isinstance(answer, dict) else None
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
 
 
 def _recent_calls_of(db_path: Path, caller: str) -> list[dict[str, object]]:

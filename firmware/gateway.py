@@ -172,13 +172,15 @@ def _is_dialable(text: str) -> bool:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebhookRequested:
-    """Ask `url` where call `call_id` should go (the daemon POSTs `payload` as JSON and answers
-    with `Gateway.webhook_answered`)."""
+    """Ask `url` about call `call_id`: the daemon POSTs `payload` as JSON and hands the answer's
+    `answer_key` to `Gateway.webhook_answered` — where the call goes ("destination"), or who
+    the caller's responsible manager is ("extension", a CRM lookup)."""
 
     call_id: str
     url: str
     payload: dict[str, object]
     timeout_s: float
+    answer_key: str = "destination"
 
 
 class CallRecorder:
@@ -264,6 +266,7 @@ class Gateway:
         self._department_settings: dict[str, DepartmentSettings] = {}
         self.webhook_requests: list[WebhookRequested] = []  # drained by the daemon
         self._awaiting_webhook: dict[str, tuple[Call, str, bool]] = {}
+        self._awaiting_crm: dict[str, Call] = {}
         self.status_changes: list[StatusChanged] = []  # drained by the daemon to persist
         self.stats: dict[str, int] = {
             "calls": 0, "answered": 0, "rejected_busy": 0, "parse_errors": 0,
@@ -444,6 +447,7 @@ class Gateway:
             self.stats["answered"] += 1
         self._remove_from_queue(call)
         self._awaiting_webhook.pop(call.id, None)
+        self._awaiting_crm.pop(call.id, None)
         spoke = call.answered_at is not None and call.info.direction in ("inbound", "callback")
         if spoke and call.answered_by in self.extensions:
             self.last_agent[call.info.caller] = call.answered_by
@@ -865,7 +869,11 @@ class Gateway:
 
     def webhook_answered(self, call_id: str, destination: str | None, now: float,
                          *, error: str = "") -> None:
-        """The daemon's result: a destination, or None with the error that prevented one."""
+        """The daemon's result: a destination (or a CRM owner), or None with the error that
+        prevented one."""
+        if call_id in self._awaiting_crm:
+            self._crm_answered(call_id, destination, now, error=error)
+            return
         if destination is None or not self._is_destination(destination):
             self._webhook_fallback(call_id, error or f"unusable answer {destination!r}", now)
             return
@@ -934,6 +942,40 @@ class Gateway:
                             sticky_member=self._sticky_member(department, call.info.caller),
                             crm_owner=self._crm_owner(department, call.info.caller)),
         )
+        crm = self.config.crm
+        if crm.url is not None and self._settings(department).sticky == "crm_owner":
+            self._ask_crm(call, crm.url, crm.timeout_s, now)
+            return
+        self._offer(call, now)
+
+    # ------------------------------------------------------------------ CRM owner lookup
+    def _ask_crm(self, call: Call, url: str, timeout_s: float, now: float) -> None:
+        """Ask the office CRM who the caller's responsible manager is. Like webhook routing,
+        only this call waits; the imported table's owner (if any) stands when the CRM errs,
+        answers nonsense or is slow."""
+        self._awaiting_crm[call.id] = call
+        self.webhook_requests.append(WebhookRequested(
+            call_id=call.id, url=url, timeout_s=timeout_s, answer_key="extension",
+            payload={"call_id": call.id, "caller": call.info.caller,
+                     "called": call.info.dialed, "department": _context(call).department},
+        ))
+        call.timers.append(self.call_at(
+            now + timeout_s + WEBHOOK_GRACE_S,
+            partial(self._crm_answered, call.id, None, error="no answer in time"),
+        ))
+
+    def _crm_answered(self, call_id: str, owner: str | None, now: float, *,
+                      error: str = "") -> None:
+        call = self._awaiting_crm.pop(call_id, None)
+        if call is None or call.state != "routing":
+            return  # too late: the fallback was taken, or the caller hung up
+        ctx = _context(call)
+        if owner is not None and owner in self.extensions:
+            ctx.facts = replace(ctx.facts, crm_owner=owner)
+        elif owner is not None or error:
+            LOGGER.warning("CRM lookup for call %s failed (%s); owner from the table: %s",
+                           call_id, error or f"unknown extension {owner!r}",
+                           ctx.facts.crm_owner or "none")
         self._offer(call, now)
 
     # ------------------------------------------------------------------ departments

@@ -111,6 +111,7 @@ SECTIONS = (
     "site",
     "schedules",
     "rules",
+    "crm",
 )
 
 
@@ -219,6 +220,16 @@ class Site:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Crm:
+    """The office CRM, asked per call for the caller's responsible manager (departments with
+    `sticky: crm_owner`); when it errs or is slow, the imported phone → extension table is
+    used."""
+
+    url: str | None = None
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration of one box."""
 
@@ -231,6 +242,7 @@ class Config:
     site: Site = field(default_factory=Site)
     schedules: tuple[Schedule, ...] = ()
     rules: tuple[CallerRule, ...] = ()
+    crm: Crm = field(default_factory=Crm)
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -569,19 +581,9 @@ def _parse_number(
         value, path, required=("number", "trunk", "channels", "destination"),
         optional=("schedule", "webhook", "webhook_timeout_s"),
     )
-    webhook = None
-    if "webhook" in data:
-        webhook = _text(data["webhook"], _at_key(path, "webhook"))
-        if not re.match(r"https?://[^\s/]+", webhook):
-            raise ConfigError(_at_key(path, "webhook"), "must be an http:// or https:// URL")
-    webhook_timeout_s = 2.0
-    if "webhook_timeout_s" in data:
-        webhook_timeout_s = _seconds(
-            data["webhook_timeout_s"], _at_key(path, "webhook_timeout_s"), positive=True
-        )
-        if webhook_timeout_s > WEBHOOK_TIMEOUT_MAX_S:
-            raise ConfigError(_at_key(path, "webhook_timeout_s"),
-                              f"at most {WEBHOOK_TIMEOUT_MAX_S:g} s: callers are waiting")
+    webhook = _url(data["webhook"], _at_key(path, "webhook")) if "webhook" in data else None
+    webhook_timeout_s = _webhook_timeout(data.get("webhook_timeout_s", 2.0),
+                                         _at_key(path, "webhook_timeout_s"))
     trunk_path = _at_key(path, "trunk")
     trunk = _text(data["trunk"], trunk_path)
     if trunk not in trunk_names:
@@ -671,6 +673,28 @@ def _parse_sip(value: object, path: str) -> SipSettings:
         realm=_token(data.get("realm", defaults.realm), _at_key(path, "realm")),
         user_agent=_text(data.get("user_agent", defaults.user_agent), _at_key(path, "user_agent")),
         digest_algorithms=tuple(str(a) for a in algorithms),
+    )
+
+
+def _url(value: object, path: str) -> str:
+    url = _text(value, path)
+    if not re.match(r"https?://[^\s/]+", url):
+        raise ConfigError(path, "must be an http:// or https:// URL")
+    return url
+
+
+def _webhook_timeout(value: object, path: str) -> float:
+    timeout_s = _seconds(value, path, positive=True)
+    if timeout_s > WEBHOOK_TIMEOUT_MAX_S:
+        raise ConfigError(path, f"at most {WEBHOOK_TIMEOUT_MAX_S:g} s: callers are waiting")
+    return timeout_s
+
+
+def _parse_crm(value: object, path: str) -> Crm:
+    data = _mapping(value, path, required=(), optional=("url", "timeout_s"))
+    return Crm(
+        url=_url(data["url"], _at_key(path, "url")) if "url" in data else None,
+        timeout_s=_webhook_timeout(data.get("timeout_s", 2.0), _at_key(path, "timeout_s")),
     )
 
 
@@ -905,6 +929,7 @@ def parse_config(data: object) -> Config:
     security = _parse_security(top.get("security", {}), "security")
     sip = _parse_sip(top.get("sip", {}), "sip")
     site = _parse_site(top.get("site", {}), "site")
+    crm = _parse_crm(top.get("crm", {}), "crm")
 
     schedules: list[Schedule] = []
     schedule_paths: dict[str, str] = {}
@@ -946,6 +971,7 @@ def parse_config(data: object) -> Config:
         site=site,
         schedules=tuple(schedules),
         rules=rules,
+        crm=crm,
     )
 
 
@@ -1093,6 +1119,9 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         data["schedules"] = [_schedule_to_data(schedule, cfg.site) for schedule in cfg.schedules]
     if cfg.rules:
         data["rules"] = [_rule_to_data(rule) for rule in cfg.rules]
+    if cfg.crm != Crm():
+        data["crm"] = {key: value for key, value in dataclasses.asdict(cfg.crm).items()
+                       if value is not None}
     return data
 
 

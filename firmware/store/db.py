@@ -63,11 +63,14 @@ SETTING_SIP = "sip"
 SETTING_SITE = "site"
 SETTING_SCHEDULES = "schedules"
 SETTING_RULES = "rules"
+SETTING_CRM = "crm"
 SETTING_NUMBER_SCHEDULES = "number_schedules"  # DID number -> schedule name
 SETTING_NUMBER_WEBHOOKS = "number_webhooks"  # DID number -> {webhook, webhook_timeout_s}
 SETTING_CONFIG_REVISION = "config_revision"
 # Config sections kept whole as JSON in `settings`; the optional ones are absent at their default.
-CONFIG_SETTINGS = (SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES)
+CONFIG_SETTINGS = (
+    SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES, SETTING_CRM,
+)
 
 # Tables holding the configuration, children before parents (the order rows are deleted in).
 CONFIG_TABLES = ("department_members", "numbers", "departments", "extensions", "trunks")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 
-from tests.core.test_gateway import CONFIG, RING_ALL_DID, office
+import pytest
+
+from tests.core.test_gateway import CONFIG, RING_ALL_DID, Office, office
 
 QUEUE_DID = "+74950000500"
 STEPS_DID = "+74950000600"
@@ -236,6 +238,63 @@ def test_crm_owner_rings_first_and_alone() -> None:
     assert len(o.phones["102"].invites()) == 1 and o.phones["101"].invites() == []
     o.net.advance(8.5)
     assert len(o.phones["101"].invites()) == 1  # then the strategy's own plan
+
+
+CRM_LOOKUP = config_with(
+    [{"number": "950", "name": "Accounts", "strategy": "ring_all", "ring_timeout_s": 20,
+      "members": ["101", "102"], "sticky": "crm_owner", "sticky_ring_s": 8}],
+    [{"number": "+74950000950", "trunk": "provider", "channels": 3, "destination": "950"}],
+    crm={"url": "http://127.0.0.1:9/owner", "timeout_s": 1.5},
+)
+
+
+def crm_lookup_call(o: Office) -> str:
+    """Call department 950 and return the call id the CRM is asked about (nothing rings yet)."""
+    o.provider.call("+74950000950")
+    requests = o.net.gateway.webhook_requests
+    assert [(r.url, r.answer_key, r.payload["caller"], r.payload["department"])
+            for r in requests] == [("http://127.0.0.1:9/owner", "extension", CALLER, "950")]
+    assert o.phones["101"].invites() == [] and o.phones["102"].invites() == []
+    call_id = requests[0].call_id
+    requests.clear()
+    return call_id
+
+
+def test_crm_lookup_names_the_owner_who_rings_first_and_alone() -> None:
+    o = office(config=CRM_LOOKUP)
+    o.net.gateway.crm_owners = {CALLER: "101"}  # the CRM's answer wins over the table
+    call_id = crm_lookup_call(o)
+    o.net.gateway.webhook_answered(call_id, "102", o.net.now)
+    o.net.pump()
+    assert len(o.phones["102"].invites()) == 1 and o.phones["101"].invites() == []
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    (None, "URLError: refused"),  # the CRM is down
+    ("999", ""),  # names nobody the box knows
+    (None, ""),  # knows no owner for this caller
+])
+def test_a_crm_without_a_usable_answer_falls_back_to_the_table(
+    answer: str | None, error: str
+) -> None:
+    o = office(config=CRM_LOOKUP)
+    o.net.gateway.crm_owners = {CALLER: "101"}
+    call_id = crm_lookup_call(o)
+    o.net.gateway.webhook_answered(call_id, answer, o.net.now, error=error)
+    o.net.pump()
+    assert len(o.phones["101"].invites()) == 1 and o.phones["102"].invites() == []
+
+
+def test_a_slow_crm_is_not_waited_for_beyond_its_timeout() -> None:
+    o = office(config=CRM_LOOKUP)
+    call_id = crm_lookup_call(o)
+    o.net.advance(1.5 + 0.2)
+    assert o.phones["101"].invites() == []
+    o.net.advance(0.1)  # timeout_s + the daemon's grace: no owner, the strategy's plan
+    assert len(o.phones["101"].invites()) == 1 and len(o.phones["102"].invites()) == 1
+    o.net.gateway.webhook_answered(call_id, "102", o.net.now)  # too late: ignored
+    o.net.pump()
+    assert len(o.phones["102"].invites()) == 1
 
 
 def test_caller_who_spoke_to_a_member_today_rings_them_first() -> None:

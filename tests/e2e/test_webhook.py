@@ -131,3 +131,27 @@ def test_webhook_setting_is_checked_at_import(tmp_path: Path) -> None:
     ])
     with pytest.raises(RuntimeError, match=r"numbers\[0\]\.webhook"):
         LineboxProcess(tmp_path / "box", bad)
+
+
+def test_crm_lookup_names_the_responsible_manager(
+    webhook: tuple[Webhook, str], tmp_path: Path
+) -> None:
+    """`sticky: crm_owner` with `crm.url`: the CRM's owner (102) rings first, alone, although
+    101 is free too and the strategy rings everyone."""
+    state, url = webhook
+    state.answer = b'{"extension": "102"}'
+    config = base_config(crm={"url": url, "timeout_s": 1.0})
+    config["departments"][0].update(sticky="crm_owner", sticky_ring_s=5)
+    with running_linebox(tmp_path / "box", config) as linebox, \
+            start_agent(linebox, "101", tmp_path, scenario="agent_ring_only.xml") as bystander, \
+            start_agent(linebox, "102", tmp_path, variables={"answer_delay_ms": 300}) as owner:
+        caller = provider_call(linebox, tmp_path, variables={"hold_ms": 200}).run()
+        assert caller.ok, caller.describe()
+        assert owner.wait().ok
+        bystander.stop()
+        (record,) = wait_for_records(linebox, 1)
+    assert record["answered_by"] == "102"
+    assert [leg["target"] for leg in record["legs"]] == ["102"]  # 101 never rang
+    (asked,) = state.requests
+    assert (asked["caller"], asked["department"]) == ("79990000001", "200")
+    assert "history" not in asked

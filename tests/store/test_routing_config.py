@@ -15,7 +15,7 @@ import yaml
 from firmware.routing.rules import CallerRule
 from firmware.routing.schedule import Schedule
 from firmware.store import Config, ConfigError, Store, config_to_dict, dump_yaml, load_yaml
-from firmware.store.config import Site, parse_config
+from firmware.store.config import Crm, Site, parse_config
 from tests.store.conftest import VALID_YAML
 
 Data = dict[str, Any]
@@ -56,6 +56,9 @@ rules:
     to: "+74957654321"
   - match: "8800*"
     action: vip
+crm:
+  url: https://crm.example.ru/api/owner
+  timeout_s: 1.5
 """
 )
 
@@ -440,6 +443,27 @@ def test_rules_must_be_a_list() -> None:
     assert error.path == "rules"
 
 
+# --- crm -----------------------------------------------------------------------------------------
+
+
+def test_crm_lookup_is_read_and_off_by_default() -> None:
+    assert parse_config(routing_data()).crm == Crm(url="https://crm.example.ru/api/owner",
+                                                   timeout_s=1.5)
+    assert parse_config({}).crm == Crm(url=None, timeout_s=2.0)
+
+
+@pytest.mark.parametrize(("crm", "path"), [
+    ({"url": "crm.example.ru/owner"}, "crm.url"),
+    ({"url": "ftp://crm.example.ru"}, "crm.url"),
+    ({"url": "http://crm", "timeout_s": 30}, "crm.timeout_s"),
+    ({"url": "http://crm", "timeout_s": 0}, "crm.timeout_s"),
+    ({"token": "x"}, "crm.token"),
+])
+def test_bad_crm_settings_are_refused_naming_the_key(crm: Data, path: str) -> None:
+    error = error_after(lambda d: d.update(crm=crm))
+    assert error.path == path
+
+
 # --- round trips ---------------------------------------------------------------------------------
 
 
@@ -473,7 +497,7 @@ def test_export_leaves_out_a_schedule_time_zone_equal_to_the_site_one() -> None:
 def test_export_of_a_config_without_routing_has_no_routing_sections() -> None:
     data = config_to_dict(load_yaml(VALID_YAML))
 
-    assert not {"site", "schedules", "rules"} & set(data)
+    assert not {"site", "schedules", "rules", "crm"} & set(data)
 
 
 def test_export_keeps_a_site_time_zone_other_than_the_default() -> None:
