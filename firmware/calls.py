@@ -160,6 +160,7 @@ class Call:
     plan: RingPlan | None = None
     resolve: Callable[[str], list[Target]] | None = None
     step_index: int = 0
+    ring_started_at: float = 0.0  # the plan's step times count from here
     timers: list[Timer] = field(default_factory=list)
     leg_records: list[LegRecord] = field(default_factory=list)
     answered_at: float | None = None
@@ -195,14 +196,22 @@ class Call:
             self._no_answer(now, "no member available")
             return
         self.state = "ringing"
+        self.ring_started_at = now
         self.timers.append(self.services.call_at(now + plan.give_up_at_s, self._give_up))
-        for index, step in enumerate(plan.steps):
-            if step.at_s <= 0:
-                self._run_step(index, now)
-            else:
-                self.timers.append(self.services.call_at(
-                    now + step.at_s, partial(self._run_step, index)
-                ))
+        self._schedule_step(0, now)
+
+    def _schedule_step(self, index: int, now: float) -> None:
+        """Run step `index` when its time comes (at once if it has come). Steps are scheduled
+        one at a time, each when the one before runs: a hunt through 100 members is answered
+        within its first few steps, and needs no 100 timers."""
+        assert self.plan is not None
+        if index >= len(self.plan.steps):
+            return
+        when = self.ring_started_at + self.plan.steps[index].at_s
+        if when <= now:
+            self._run_step(index, now)
+        else:
+            self.timers.append(self.services.call_at(when, partial(self._run_step, index)))
 
     def ring_targets(
         self, targets: list[Target], give_up_after_s: float, now: float, *,
@@ -256,7 +265,10 @@ class Call:
         for member in step.start:
             for target in self.resolve(member):
                 self._start_leg(target, now)
-        if not any(leg.active for leg in self.legs.values()):
+        # An earlier run (a step advanced when every leg failed) leaves its timer behind; it
+        # finds step_index past it and does nothing.
+        self._schedule_step(index + 1, now)
+        if self.state == "ringing" and not any(leg.active for leg in self.legs.values()):
             self._after_leg_failure(now)
 
     def _start_leg(self, target: Target, now: float) -> None:

@@ -590,6 +590,17 @@ def test_in_order_cancels_the_first_member_when_the_second_starts(o: Office) -> 
     assert len(o.phones["101"].requests("CANCEL")) == 1
 
 
+def test_a_hunt_schedules_its_next_step_only(o: Office) -> None:
+    o.provider.call(IN_ORDER_DID)
+    (call,) = o.net.gateway.calls.values()
+    pending = sorted(t.when for t in call.timers if not t.cancelled)  # type: ignore[attr-defined]
+    assert pending == [FIRST_RING_TIME_S, FIRST_RING_TIME_S + IN_ORDER_TIMEOUT_S]  # 102, give up
+    o.net.run_until(FIRST_RING_TIME_S)
+    pending = [t.when for t in call.timers  # type: ignore[attr-defined]
+               if not t.cancelled and t.when > o.net.now]  # type: ignore[attr-defined]
+    assert pending == [FIRST_RING_TIME_S + IN_ORDER_TIMEOUT_S]  # the last member: give up only
+
+
 def test_in_order_busy_member_moves_to_the_next_at_once(o: Office) -> None:
     o.provider.call(IN_ORDER_DID)
     o.net.advance(1.0)
