@@ -1,4 +1,4 @@
-"""Ring plans: a hunt's steps are built on demand and behave as the tuple of steps they stand for."""
+"""Ring plans: a hunt's steps are built on demand and behave as the tuple they stand for."""
 
 from __future__ import annotations
 
