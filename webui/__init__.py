@@ -1,0 +1,102 @@
+"""The Linebox web UI: set up, run and watch the box from a browser.
+
+A Flask application factory in the manner of the Flask tutorial (flaskr): `create_app` builds the
+app, each page group is a blueprint, and the store is opened per request. The UI never imports
+the SIP core: it reads and writes configuration through the store (`firmware.store`), and asks the
+running daemon for live state over its control socket (`webui.control`). It runs under waitress in
+a process of its own (`linebox web`, or started by `linebox run --http`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, session
+from flask_babel import Babel
+
+from firmware.store import Store
+
+from . import security
+
+DEFAULT_LOCALE = "ru"
+LOCALES = ("ru", "en")
+SECRET_KEY_SETTING = "webui_secret_key"
+TRANSLATIONS = Path(__file__).parent / "translations"
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """The web UI for the database at `LINEBOX_DB` (or `test_config["DB"]`)."""
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.from_mapping(
+        DB=os.environ.get("LINEBOX_DB", "var/linebox.db"),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,  # a configuration backup is a few kilobytes
+        BABEL_DEFAULT_LOCALE=DEFAULT_LOCALE,
+        # One catalog per page group, so each group's strings live beside each other;
+        # Flask-Babel merges them.
+        BABEL_TRANSLATION_DIRECTORIES=";".join(
+            str(path) for path in sorted(TRANSLATIONS.iterdir()) if path.is_dir()
+        ),
+        LOGIN_ATTEMPTS=5,
+        LOGIN_WINDOW_S=300.0,
+        CONTROL_TIMEOUT_S=2.0,
+    )
+    if test_config is not None:
+        app.config.update(test_config)
+    Path(app.config["DB"]).parent.mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(app.config["DB"])
+
+    Babel(app, locale_selector=_locale)
+    security.init_app(app)
+    app.teardown_appcontext(_close_store)
+    app.context_processor(lambda: {"locales": LOCALES, "current_locale": _locale()})
+
+    from . import agent, auth, departments, employees, monitor, numbers, reports, rules, system
+
+    for module in (auth, employees, departments, numbers, rules, monitor, reports, agent,
+                   system):
+        app.register_blueprint(module.bp)
+    app.add_url_rule("/", endpoint="index", view_func=auth.index)
+    return app
+
+
+def get_store() -> Store:
+    """The store for this request (opened on first use, closed when the request ends)."""
+    if "store" not in g:
+        from flask import current_app
+
+        g.store = Store.open(current_app.config["DB"])
+    store: Store = g.store
+    return store
+
+
+def _close_store(exc: BaseException | None) -> None:
+    store = g.pop("store", None)
+    if store is not None:
+        store.close()
+
+
+def _locale() -> str:
+    # Russian by default (the product's users); English when chosen in the page header.
+    chosen = session.get("locale")
+    return str(chosen) if chosen in LOCALES else DEFAULT_LOCALE
+
+
+def _secret_key(db_path: str) -> str:
+    """The session signing key: made once and kept in the store, so logins survive a restart
+    of the web UI process."""
+    store = Store.open(db_path)
+    try:
+        key = store.get_setting(SECRET_KEY_SETTING)
+        if not key:
+            key = secrets.token_hex(32)
+            store.put_setting(SECRET_KEY_SETTING, key)
+        return str(key)
+    finally:
+        store.close()

@@ -67,6 +67,7 @@ SETTING_CRM = "crm"
 SETTING_NUMBER_SCHEDULES = "number_schedules"  # DID number -> schedule name
 SETTING_NUMBER_WEBHOOKS = "number_webhooks"  # DID number -> {webhook, webhook_timeout_s}
 SETTING_CONFIG_REVISION = "config_revision"
+RESERVED_SETTINGS = (SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS, SETTING_CONFIG_REVISION)
 # Config sections kept whole as JSON in `settings`; the optional ones are absent at their default.
 CONFIG_SETTINGS = (
     SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES, SETTING_CRM,
@@ -408,6 +409,20 @@ class Store:
         return {row[0]: row[1] for row in self._db.execute(
             "SELECT phone, extension FROM crm_owners"
         ).fetchall()}
+
+    # Settings that are not configuration (the web UI's admin password hash and session key):
+    # JSON values in `settings`, outside the exported YAML and the config revision.
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        if key in CONFIG_SETTINGS or key in RESERVED_SETTINGS:
+            raise ValueError(f"{key} is part of the configuration")
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def put_setting(self, key: str, value: object) -> None:
+        if key in CONFIG_SETTINGS or key in RESERVED_SETTINGS:
+            raise ValueError(f"{key} is part of the configuration")
+        with _write_transaction(self._db.conn):
+            self._put_setting(key, value)
 
     def _put_setting(self, key: str, value: object) -> None:
         self._db.table("settings").upsert(

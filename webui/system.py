@@ -1,0 +1,15 @@
+"""(being written)"""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from .security import admin_required
+
+bp = Blueprint("system", __name__)
+
+
+@bp.route("/system")
+@admin_required
+def page() -> str:
+    return render_template("base.html")
