@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the test suite drives as real peers.
-DEB_TEST_PACKAGES := sip-tester
+DEB_TEST_PACKAGES := sip-tester chromium
 DEB_BENCH_PACKAGES := sip-tester util-linux
 
 .PHONY: run test lint bench deb-test deb-bench clean

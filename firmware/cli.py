@@ -14,6 +14,9 @@ import gc
 import getpass
 import json
 import logging
+import logging.handlers
+import signal
+import subprocess
 import sys
 from datetime import date, tzinfo
 from pathlib import Path
@@ -30,6 +33,9 @@ DEFAULT_DB = "var/linebox.db"
 DEFAULT_SIP = "127.0.0.1:5060"
 DEFAULT_HTTP = "127.0.0.1:8080"
 GC_THRESHOLDS = (10_000, 1_000, 1_000_000)
+LOG_FILE_BYTES = 1_000_000  # the log beside the database: small, rotated (flash storage)
+LOG_FILE_BACKUPS = 3
+WEB_STOP_TIMEOUT_S = 5.0
 
 LOGGER = logging.getLogger("linebox")
 
@@ -50,9 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the gateway daemon")
     run.add_argument("--db", default=DEFAULT_DB, help="SQLite database (created if missing)")
     run.add_argument("--sip", default=DEFAULT_SIP, type=_hostport, help="SIP listen HOST:PORT")
-    run.add_argument("--http", default=DEFAULT_HTTP, type=_hostport,
-                     help="web UI HOST:PORT (reserved: the web UI is not part of this build)")
+    run.add_argument("--http", type=_hostport, metavar="HOST:PORT",
+                     help="also serve the web UI here, in a process of its own that stops "
+                          f"with the daemon (make run: {DEFAULT_HTTP})")
     run.add_argument("--config", help="import this YAML configuration before starting")
+
+    web = sub.add_parser("web", help="serve the web UI alone (the daemon may run elsewhere)")
+    web.add_argument("--db", default=DEFAULT_DB)
+    web.add_argument("--http", default=DEFAULT_HTTP, type=_hostport, metavar="HOST:PORT")
 
     config = sub.add_parser("config", help="configuration backup and restore (YAML)")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -121,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "web":
+            return _web(args)
         if args.command == "config":
             return _config_import(args) if args.config_command == "import" else _config_export(args)
         if args.command == "crm":
@@ -158,14 +171,62 @@ def _run(args: argparse.Namespace) -> int:
             print(f"Extension 101 SIP password (shown once): {password}")
             sys.stdout.flush()
         host, port = args.sip
-        http_host, http_port = args.http
-        LOGGER.info("web UI address %s:%d is reserved; the web UI is not in this build",
-                    http_host, http_port)
+        _log_to_file(args.db)
+        web = _start_web(args.db, args.http) if args.http else None
         _tune_garbage_collector()
-        _event_loop_runner(run_daemon(store, sip_host=host, sip_port=port, db_path=args.db))
+        try:
+            _event_loop_runner(run_daemon(store, sip_host=host, sip_port=port, db_path=args.db))
+        finally:
+            if web is not None:
+                _stop_web(web)
     finally:
         store.close()
     return 0
+
+
+def _log_to_file(db: str) -> None:
+    """The daemon's log also goes to a file beside the database; the web UI's System page
+    shows its last lines."""
+    handler = logging.handlers.RotatingFileHandler(
+        Path(db).with_suffix(".log"), maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
+        encoding="utf-8",
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def _start_web(db: str, http: tuple[str, int]) -> subprocess.Popen[bytes]:
+    """The web UI in a process of its own (a slow page never delays SIP)."""
+    host, port = http
+    web = subprocess.Popen(
+        [sys.executable, "-m", "webui.serve", "--db", str(Path(db).resolve()),
+         "--host", host, "--port", str(port)],
+        # Its own process group: Ctrl-C in a terminal reaches the daemon, which then stops
+        # the web UI in order, rather than both at once.
+        start_new_session=True,
+    )
+    print(f"Web UI: http://{host}:{port}/")
+    sys.stdout.flush()
+    LOGGER.info("web UI process %d on %s:%d", web.pid, host, port)
+    return web
+
+
+def _stop_web(web: subprocess.Popen[bytes]) -> None:
+    if web.poll() is None:
+        web.send_signal(signal.SIGTERM)
+        try:
+            web.wait(WEB_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            web.kill()
+            web.wait()
+    LOGGER.info("web UI process stopped (exit %s)", web.returncode)
+
+
+def _web(args: argparse.Namespace) -> int:
+    from webui.serve import main as serve_main
+
+    host, port = args.http
+    return serve_main(["--db", args.db, "--host", host, "--port", str(port)])
 
 
 def _tune_garbage_collector() -> None:

@@ -147,3 +147,79 @@ def test_crm_import_replaces_the_owner_table_and_refuses_unknown_extensions(
 
     with Store.open(db) as store:
         assert store.crm_owners() == {"79161234567": "101", "74951112233": "102"}
+
+
+def _get(url: str) -> tuple[int, str]:
+    """GET without following redirects: (status, Location or body)."""
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Location", "")
+
+
+def _wait_for_web(url: str, process: subprocess.Popen[str], timeout_s: float = 15.0) -> tuple[
+        int, str]:
+    import time
+    import urllib.error
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "linebox exited"
+        try:
+            return _get(url)
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_run_with_http_serves_the_web_ui_and_stops_it_with_the_daemon(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    db = tmp_path / "box.db"
+    port = free_port(tcp=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "firmware", "run", "--db", str(db),
+         "--sip", f"127.0.0.1:{free_port()}", "--http", f"127.0.0.1:{port}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        # A fresh box: the web UI sends everyone to the first-run page (no default password).
+        status, location = _wait_for_web(f"http://127.0.0.1:{port}/", process)
+        assert (status, location) == (302, "/setup")
+        status, page = _get(f"http://127.0.0.1:{port}/setup")
+        assert status == 200 and "Первый запуск" in page
+        assert db.with_suffix(".log").exists()  # the daemon's log beside the database
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    assert process.returncode == 0
+    with socket.socket() as probe:  # the web UI stopped with the daemon: nobody listens
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT only
+        probe.bind(("127.0.0.1", port))
+
+
+def test_web_serves_the_ui_alone(tmp_path: Path) -> None:
+    db = tmp_path / "box.db"
+    assert linebox("config", "import", str(write_config(tmp_path / "c.yaml", base_config())),
+                   "--db", str(db)).returncode == 0
+    port = free_port(tcp=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "firmware", "web", "--db", str(db), "--http",
+         f"127.0.0.1:{port}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert _wait_for_web(f"http://127.0.0.1:{port}/login", process) == (302, "/setup")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
