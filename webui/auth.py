@@ -246,6 +246,7 @@ def _save_department(draft: configedit.Draft, values: dict[str, str],
             entry = {"number": extension, "name": name, "password": new_sip_password()}
             draft.data["extensions"].append(entry)
             created.append(entry)
+    previous_first = next(iter(draft.data["departments"]), {}).get("number")
     others = [d for d in draft.data["departments"] if d["number"] != values["number"]]
     old: dict[str, Any] = next(
         (d for d in draft.data["departments"] if d["number"] == values["number"]), {})
@@ -254,6 +255,11 @@ def _save_department(draft: configedit.Draft, values: dict[str, str],
                   "ring_timeout_s": old.get("ring_timeout_s", 20),
                   "members": [extension for extension, _name in employees]}
     draft.data["departments"] = [department, *others]
+    # The office's numbers that rang the first department (step 2 pointed them there) now
+    # ring the one just set up: after the wizard, a call to the office reaches these people.
+    for number in draft.data["numbers"]:
+        if number.get("destination") in (previous_first, None):
+            number["destination"] = values["number"]
     try:
         configedit.save(draft)
     except (configedit.ConfigError, configedit.RevisionConflictError):

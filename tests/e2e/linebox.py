@@ -72,7 +72,8 @@ def base_config(**overrides: Any) -> dict[str, Any]:
 
 
 class LineboxProcess:
-    def __init__(self, workdir: Path, config: dict[str, Any], *, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], *, port: int | None = None,
+                 http_port: int | None = None) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.db = workdir / "linebox.db"
@@ -80,7 +81,11 @@ class LineboxProcess:
         self.address = f"127.0.0.1:{self.port}"
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-        self.log_path = workdir / "linebox.log"
+        # The daemon's stdout and stderr (its own log file, beside the database, is
+        # linebox.log; it holds the same lines).
+        self.log_path = workdir / "stdout.log"
+        self.http_port = http_port
+        http = ["--http", f"127.0.0.1:{http_port}"] if http_port is not None else []
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with self.log_path.open("wb") as log:
             self.popen = subprocess.Popen(
@@ -95,6 +100,7 @@ class LineboxProcess:
                     self.address,
                     "--config",
                     str(self.config_path),
+                    *http,
                 ],
                 cwd=REPO_ROOT,
                 stdout=log,
@@ -182,8 +188,9 @@ class LineboxProcess:
 
 
 @contextmanager
-def running_linebox(workdir: Path, config: dict[str, Any]) -> Iterator[LineboxProcess]:
-    process = LineboxProcess(workdir, config)
+def running_linebox(workdir: Path, config: dict[str, Any], *,
+                    http_port: int | None = None) -> Iterator[LineboxProcess]:
+    process = LineboxProcess(workdir, config, http_port=http_port)
     try:
         yield process
     finally:

@@ -155,3 +155,13 @@ def test_first_run_department_errors_are_shown_next_to_the_fields(fresh_app: Fla
     text = response.get_data(as_text=True)
     for field in ("number", "name", "strategy", "employees"):
         assert f'id="e-{field}"' in text, field
+
+
+def test_the_wizard_department_gets_the_office_number(app: Flask, admin: FlaskClient) -> None:
+    response = post(admin, "/setup/department", {
+        "number": "300", "name": "Service", "strategy": "ring_all", "employees": "103 Ольга"})
+    assert response.status_code == 200
+    assert "<code>" not in response.get_data(as_text=True)  # 103 existed: no new password
+    config = store_config(app)
+    assert [n.destination for n in config.numbers] == ["300"]
+    assert [d.number for d in config.departments] == ["300", "200"]
