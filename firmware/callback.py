@@ -74,7 +74,8 @@ class CallbackCall(Call):
     ) -> None:
         """Nobody is on the line yet: there is no caller to tell about ringing."""
 
-    def fail(self, status: int, cause: str, now: float, *, outcome: str) -> None:
+    def fail(self, status: int, cause: str, now: float, *, outcome: str,
+             reason: str | None = None) -> None:
         if self.state in ("answered", "ended"):
             return
         self._stop_ringing(now)

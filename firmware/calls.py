@@ -520,7 +520,8 @@ class Call:
         self.fail(487, "caller hung up in the queue" if abandoned else "caller cancelled", now,
                   outcome="abandoned" if abandoned else "missed")
 
-    def fail(self, status: int, cause: str, now: float, *, outcome: str) -> None:
+    def fail(self, status: int, cause: str, now: float, *, outcome: str,
+             reason: str | None = None) -> None:
         """End an unanswered call with a final response to the caller."""
         if self.state in ("answered", "ended"):
             return
@@ -528,7 +529,7 @@ class Call:
         self.final_status = status
         self.services.send_response(
             self.invite_tx,
-            make_response(self.invite, status, to_tag=self.to_tag,
+            make_response(self.invite, status, reason, to_tag=self.to_tag,
                           headers=[("User-Agent", self.services.user_agent)]),
             now,
         )

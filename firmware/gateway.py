@@ -884,7 +884,6 @@ class Gateway:
         if call.state != "routing":
             return
         LOGGER.info("webhook routes call %s to %s", call_id, destination)
-        call.info.department = destination if destination in self.departments else None
         self._route_internal(call, destination, exclude=frozenset(), now=now, vip=vip)
 
     def _webhook_fallback(self, call_id: str, reason: str, now: float) -> None:
@@ -924,10 +923,15 @@ class Gateway:
             schedule = self.schedules.get(department.schedule)
             if schedule is not None and not is_open(schedule, now + self.wall_offset_s):
                 if schedule.after_hours is None:
-                    call.fail(480, "department closed", now, outcome="closed")
+                    # As for a closed number: the same answer, the same record.
+                    call.fail(480, "after hours", now, outcome="closed", reason="Closed")
                     return
                 destination = schedule.after_hours
                 department = self.departments.get(destination)
+        # The call is recorded under the department that actually takes it (after hours, a
+        # VIP rule or a webhook may have chosen another), or none when a person or an outside
+        # number does.
+        call.info.department = destination if department is not None else None
         if department is None:
             if destination in self.extensions:
                 call.ring_targets(self._extension_targets(destination), DIRECT_RING_TIMEOUT_S,
@@ -1278,6 +1282,12 @@ class Gateway:
             extension = member.extension
             state = self.agents.agent(extension)
             extra = member.extra
+            # The member's own skills when the department sets them, else the employee's.
+            employee = self.extensions.get(extension)
+            skills = (
+                frozenset(str(skill) for skill in extra["skills"] or []) if "skills" in extra
+                else frozenset(employee.skills) if employee is not None else frozenset()
+            )
             members.append(MemberState(
                 extension=extension, ring_time_s=member.ring_time_s,
                 registered=self.registrar.is_registered(extension, now),
@@ -1287,7 +1297,7 @@ class Gateway:
                 rank=_optional_int(extra.get("rank")),
                 tier=_optional_int(extra.get("tier")) or 1,
                 weight=float(extra.get("weight", 0) or 0),
-                skills=frozenset(str(skill) for skill in extra.get("skills", []) or []),
+                skills=skills,
                 last_call_ended_at=state.last_call_ended_at,
                 talk_time_s=state.talk_time_s, calls_answered=state.calls_answered,
                 conversion=self.conversion.get(extension),
@@ -1379,7 +1389,15 @@ class Gateway:
                  "caller": c.info.caller, "dialed": c.info.dialed,
                  "department": c.info.department, "answered_by": c.answered_by,
                  "duration_s": round(now - c.started_at, 1),
-                 "ringing": sorted({leg.target.label for leg in c.legs.values() if leg.active})}
+                 "answered_s": (round(now - c.answered_at, 1)
+                                if c.answered_at is not None else None),
+                 "ringing": sorted({leg.target.label for leg in c.legs.values() if leg.active}),
+                 # How long each ringing extension (or number) has been offered this call.
+                 # (several phones of one extension: the earliest, written last, counts)
+                 "ringing_s": {leg.target.label: round(now - leg.record.started_at, 1)
+                               for leg in sorted(c.legs.values(),
+                                                 key=lambda leg: -leg.record.started_at)
+                               if leg.active}}
                 for c in self.calls.values()
             ],
             "queues": [
@@ -1406,6 +1424,8 @@ class Gateway:
                  "on_call": state.calls_in_progress > 0,
                  "wrap_up_s": (round(state.wrap_up_until - now, 1)
                                if state.wrap_up_until and state.wrap_up_until > now else 0),
+                 "call_ended_s": (round(now - state.last_call_ended_at, 1)
+                                  if state.last_call_ended_at is not None else None),
                  "calls_answered_today": state.calls_answered,
                  "talk_time_today_s": round(state.talk_time_s)}
                 for number in self.extensions

@@ -246,7 +246,8 @@ def _save_department(draft: configedit.Draft, values: dict[str, str],
             entry = {"number": extension, "name": name, "password": new_sip_password()}
             draft.data["extensions"].append(entry)
             created.append(entry)
-    previous_first = next(iter(draft.data["departments"]), {}).get("number")
+    first: dict[str, Any] = next(iter(draft.data["departments"]), {})
+    previous_first = first.get("number")
     others = [d for d in draft.data["departments"] if d["number"] != values["number"]]
     old: dict[str, Any] = next(
         (d for d in draft.data["departments"] if d["number"] == values["number"]), {})
