@@ -226,6 +226,25 @@ def test_closed_without_an_after_hours_destination_is_refused() -> None:
     assert [row["outcome"] for row, _ in o.rows] == ["closed"]
 
 
+def test_a_closed_departments_calls_are_recorded_under_whoever_takes_them() -> None:
+    config = copy.deepcopy(NIGHT)
+    config["departments"][0]["schedule"] = "office"  # type: ignore[index]
+    del config["numbers"][-1]["schedule"]  # type: ignore[index]
+    config["schedules"][0]["after_hours"] = "300"  # type: ignore[index]
+    o = office(config=config)
+    o.provider.call("+74950000900")  # department 200 is closed: department 300 takes it
+    o.phones["101"].answer()
+    assert [row["department"] for row, _ in o.rows] == [] and o.net.calls()[0][
+        "department"] == "300"
+    config["schedules"][0].pop("after_hours")  # type: ignore[index]
+    o = office(config=config)
+    o.provider.call("+74950000900")
+    statuses = [(r.status, r.reason) for r in o.provider.responses() if r.status >= 200]
+    assert statuses == [(480, "Closed")]  # as for a closed number
+    assert [(row["department"], row["end_cause"]) for row, _ in o.rows] == [
+        ("200", "after hours")]
+
+
 def test_crm_owner_rings_first_and_alone() -> None:
     config = config_with(
         [{"number": "950", "name": "Accounts", "strategy": "ring_all", "ring_timeout_s": 20,
