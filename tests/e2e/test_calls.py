@@ -43,13 +43,14 @@ def register(
     trace: Path,
     expires: int = 3600,
     transport: str = "u1",
+    password: str | None = None,
 ) -> None:
     result = Sipp(
         scenario="register.xml",
         remote=linebox.address,
         service=extension,
         auth_user=extension,
-        auth_password=AGENT_PASSWORDS[extension],
+        auth_password=password or AGENT_PASSWORDS[extension],
         keys={"contact_port": contact_port, "expires": expires},
         calls=1,
         timeout_s=10,
@@ -70,6 +71,7 @@ def start_agent(
     lost: float | None = None,
     timeout_s: float = 30,
     transport: str = "u1",
+    password: str | None = None,
 ) -> SippProcess:
     agent = Sipp(
         scenario=scenario,
@@ -89,7 +91,8 @@ def start_agent(
         assert wait_until_bound(agent.local_port)
     else:
         assert wait_until_listening(agent.local_port)
-    register(linebox, extension, agent.local_port, trace, transport=transport)
+    register(linebox, extension, agent.local_port, trace, transport=transport,
+             password=password)
     return process
 
 
