@@ -53,11 +53,14 @@ class AgentBook:
     Asterisk, per queue): the caller passes them with each event."""
 
     agents: dict[str, AgentState] = field(default_factory=dict)
+    # An agent nobody has set a status for has been On line since the book began (the daemon
+    # started), not since the clock's epoch.
+    started_at: float = 0.0
 
     def agent(self, extension: str) -> AgentState:
         state = self.agents.get(extension)
         if state is None:
-            state = self.agents[extension] = AgentState(extension)
+            state = self.agents[extension] = AgentState(extension, since=self.started_at)
         return state
 
     def set_status(

@@ -257,7 +257,7 @@ class Gateway:
         self.trunk_registrations: dict[str, TrunkRegistration] = {}
         # `now` is the monotonic clock; schedules and rules are wall-clock matters.
         self.wall_offset_s = wall_offset_s
-        self.agents = AgentBook()
+        self.agents = AgentBook(started_at=now)
         self.queues: dict[str, list[Call]] = {}  # department → waiting calls, in turn order
         self.routing_memory: dict[str, RoutingMemory] = {}
         self.last_agent: dict[str, str] = {}  # caller → who answered them last (today)

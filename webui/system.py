@@ -1,15 +1,152 @@
-"""(being written)"""
+"""The system page: the firmware's version, whether the service runs, a backup of the whole
+configuration and its restore, and the last lines of the daemon's log.
+
+The backup is exactly what `linebox config export` prints; a restore is checked exactly like
+`linebox config import` and replaces the whole configuration in one transaction, so a broken
+file changes nothing (the page says which key is wrong). The running daemon notices the new
+configuration revision and applies it by itself. The log is the file `linebox run` writes
+beside the database (`<db>.log`).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import importlib.metadata
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from firmware.store import ConfigError, dump_yaml, load_yaml
+
+from . import control, get_store
+from .forms import FormErrors
 from .security import admin_required
 
 bp = Blueprint("system", __name__)
 
+PACKAGE = "linebox"
+LOG_LINES = 200
+LOG_TAIL_MAX_BYTES = 1 << 20  # read at most this much of the log's end for its last lines
+LOG_CHUNK_BYTES = 64 * 1024
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def log_path() -> Path:
+    return Path(current_app.config["DB"]).with_suffix(".log")
+
+
+def tail_lines(path: Path, count: int = LOG_LINES,
+               max_bytes: int = LOG_TAIL_MAX_BYTES) -> list[str] | None:
+    """The last `count` lines of the file at `path` (None if there is no such file), reading
+    backwards from its end in chunks and never more than `max_bytes`."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return None
+    with handle:
+        size = handle.seek(0, os.SEEK_END)
+        data = b""
+        position = size
+        for _chunk in range(max_bytes // LOG_CHUNK_BYTES + 1):
+            if position == 0 or data.count(b"\n") > count or size - position >= max_bytes:
+                break
+            step = min(LOG_CHUNK_BYTES, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if position > 0 and lines:
+        lines = lines[1:]  # the first line read may be the end of a longer one
+    return lines[-count:]
+
+
+def _service() -> dict[str, Any] | None:
+    try:
+        status = control.status()
+    except control.DaemonUnavailable:
+        return None
+    return {"pid": status.get("pid"), "sip": status.get("sip")}
+
+
+def _render(errors: FormErrors, code: int = 200) -> tuple[str, int]:
+    config = get_store().load_config()
+    counts = {"extensions": len(config.extensions), "departments": len(config.departments),
+              "numbers": len(config.numbers), "trunks": len(config.trunks)}
+    path = log_path()
+    return render_template(
+        "system.html", version=version(), service=_service(), counts=counts,
+        revision=get_store().config_revision(), log_lines=tail_lines(path), log_file=str(path),
+        max_lines=LOG_LINES, errors=errors,
+        max_kb=(current_app.config.get("MAX_CONTENT_LENGTH") or 0) // 1024,
+    ), code
+
 
 @bp.route("/system")
 @admin_required
-def page() -> str:
-    return render_template("base.html")
+def page() -> tuple[str, int]:
+    return _render(FormErrors())
+
+
+@bp.route("/system/backup")
+@admin_required
+def backup() -> Response:
+    """The whole configuration as YAML, as `linebox config export` prints it."""
+    body = dump_yaml(get_store().load_config())
+    filename = f"linebox-config-{datetime.now().strftime('%Y%m%d-%H%M')}.yaml"
+    return Response(body, mimetype="application/yaml", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store",
+    })
+
+
+@bp.route("/system/restore", methods=["POST"])
+@admin_required
+def restore() -> Any:
+    """Replace the whole configuration with an uploaded backup, or change nothing and say why."""
+    errors = FormErrors()
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        errors["file"] = _("Choose the backup file (.yaml) to restore.")
+        return _render(errors, 400)
+    try:
+        yaml_text = upload.read().decode("utf-8")
+    except UnicodeDecodeError:
+        errors["file"] = _("Nothing was changed: the file is not UTF-8 text. Choose a YAML "
+                           "backup saved from this page or by linebox config export.")
+        return _render(errors, 400)
+    try:
+        get_store().replace_config(load_yaml(yaml_text))
+    except ConfigError as error:
+        errors["file"] = _("Nothing was changed: %(reason)s", reason=str(error))
+        return _render(errors, 400)
+    flash(_("The configuration was restored from %(file)s. The service applies it within a "
+            "few seconds.", file=upload.filename))
+    return redirect(url_for("system.page"))
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(error: RequestEntityTooLarge) -> tuple[str, int]:
+    errors = FormErrors()
+    errors["file"] = _("Nothing was changed: the file is larger than %(size)d KB; a backup "
+                       "is a few kilobytes.",
+                       size=(current_app.config.get("MAX_CONTENT_LENGTH") or 0) // 1024)
+    return _render(errors, 413)

@@ -98,6 +98,10 @@ EXPIRES_MAX_S = 86400
 PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_CHARS = 128
 TRUNK_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+# An employee's skill, "key:value" as the `skills` strategy matches it against the call's
+# attributes (e.g. "lang:en"): no spaces, commas or further colons, so a list of them can be
+# written (and typed in the web UI) as "lang:en, product:windows".
+SKILL_PATTERN = re.compile(r"[^\s:,]+:[^\s:,]+")
 SEED_PASSWORD_BYTES = 9  # token_urlsafe(9) is 12 characters
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -134,6 +138,8 @@ class Extension:
     number: str
     name: str
     password: str = field(repr=False)
+    mobile: str | None = None  # the employee's mobile phone, an external number
+    skills: tuple[str, ...] = ()  # "key:value" each, e.g. "lang:en"; the `skills` strategy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -403,12 +409,40 @@ def _password(value: object, path: str) -> str:
 
 
 def _parse_extension(value: object, path: str) -> Extension:
-    data = _mapping(value, path, required=("number", "name", "password"), optional=())
+    data = _mapping(
+        value, path, required=("number", "name", "password"), optional=("mobile", "skills")
+    )
+    mobile = data.get("mobile")
     return Extension(
         number=_extension_number(data["number"], _at_key(path, "number")),
         name=_text(data["name"], _at_key(path, "name")),
         password=_password(data["password"], _at_key(path, "password")),
+        mobile=None
+        if mobile is None
+        else _dial_string(
+            mobile,
+            _at_key(path, "mobile"),
+            min_digits=DID_DIGITS_MIN,
+            max_digits=DID_DIGITS_MAX,
+            plus=True,
+        ),
+        skills=_skills(data.get("skills", []), _at_key(path, "skills")),
     )
+
+
+def _skills(value: object, path: str) -> tuple[str, ...]:
+    """A list of "key:value" skills, each once."""
+    seen: dict[str, str] = {}
+    for index, item in enumerate(_list(value, path)):
+        item_path = _at_index(path, index)
+        skill = _text(item, item_path)
+        if not SKILL_PATTERN.fullmatch(skill):
+            raise ConfigError(
+                item_path,
+                f'must be key:value without spaces, e.g. "lang:en", got "{skill}"',
+            )
+        _reject_duplicate(seen, skill, item_path, "skill")
+    return tuple(seen)
 
 
 def _parse_member(value: object, path: str, extension_numbers: set[str]) -> Member:
@@ -1033,6 +1067,21 @@ def _member_to_data(member: Member) -> str | dict[str, Any]:
     return data
 
 
+def _extension_to_data(extension: Extension) -> dict[str, Any]:
+    # `mobile` and `skills` only when set, so an export of a box that does not use them still
+    # imports on firmware that predates them.
+    data: dict[str, Any] = {
+        "number": extension.number,
+        "name": extension.name,
+        "password": extension.password,
+    }
+    if extension.mobile is not None:
+        data["mobile"] = extension.mobile
+    if extension.skills:
+        data["skills"] = list(extension.skills)
+    return data
+
+
 def _trunk_to_data(trunk: Trunk) -> dict[str, Any]:
     data = dataclasses.asdict(trunk)
     if trunk.from_domain is None:
@@ -1097,7 +1146,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     exported by a box that does not use them still imports on firmware that predates them.
     """
     data: dict[str, Any] = {
-        "extensions": [dataclasses.asdict(extension) for extension in cfg.extensions],
+        "extensions": [_extension_to_data(extension) for extension in cfg.extensions],
         "departments": [_department_to_data(department) for department in cfg.departments],
         "trunks": [_trunk_to_data(trunk) for trunk in cfg.trunks],
         "numbers": [_number_to_data(number) for number in cfg.numbers],

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from firmware.store.config import Config, config_to_dict, parse_config
+from firmware.store.config import Config, Extension, config_to_dict, parse_config
 from firmware.store.errors import (
     RecordNotFoundError,
     RevisionConflictError,
@@ -203,6 +203,13 @@ _SCHEMA_V3: tuple[str, ...] = (
 )
 
 
+# Schema version 4: an employee's optional keys (`mobile`, `skills`) as JSON in `extra`, read
+# back as extension keys (as `departments.extra` is); rows from version 3 get '{}' (none set).
+_SCHEMA_V4: tuple[str, ...] = (
+    "ALTER TABLE extensions ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'",
+)
+
+
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
         db.execute(statement)
@@ -218,12 +225,18 @@ def _add_crm_owners(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_extension_extra(db: Database) -> None:
+    for statement in _SCHEMA_V4:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
     _create_schema_v1,
     _add_call_facts_marks_and_agent_status,
     _add_crm_owners,
+    _add_extension_extra,
 )
 
 
@@ -431,7 +444,13 @@ class Store:
 
     def _insert_config_rows(self, cfg: Config) -> None:
         self._db.table("extensions").insert_all(
-            {"number": e.number, "name": e.name, "password": e.password} for e in cfg.extensions
+            {
+                "number": e.number,
+                "name": e.name,
+                "password": e.password,
+                "extra": json.dumps(_extension_extra(e), ensure_ascii=False),
+            }
+            for e in cfg.extensions
         )
         self._db.table("departments").insert_all(
             {
@@ -523,9 +542,17 @@ class Store:
             row.update(number_webhooks.get(row["number"], {}))
             numbers.append(row)
         return {
-            "extensions": list(
-                self._db.query("SELECT number, name, password FROM extensions ORDER BY rowid")
-            ),
+            "extensions": [
+                {
+                    "number": row["number"],
+                    "name": row["name"],
+                    "password": row["password"],
+                    **json.loads(row["extra"]),
+                }
+                for row in self._db.query(
+                    "SELECT number, name, password, extra FROM extensions ORDER BY rowid"
+                )
+            ],
             "departments": [
                 {
                     "number": row["number"],
@@ -710,6 +737,16 @@ class Store:
         with _write_transaction(self._db.conn):
             if self._db.execute(sql, parameters).rowcount != 1:
                 raise RecordNotFoundError(f"{table} has no row with id {key!r}")
+
+
+def _extension_extra(extension: Extension) -> dict[str, Any]:
+    """An extension's optional keys as stored in `extensions.extra` (only those set)."""
+    extra: dict[str, Any] = {}
+    if extension.mobile is not None:
+        extra["mobile"] = extension.mobile
+    if extension.skills:
+        extra["skills"] = list(extension.skills)
+    return extra
 
 
 def _call_value(call: Mapping[str, object], column: str) -> object:

@@ -84,3 +84,9 @@ def test_new_day_resets_talk_time_and_answered_calls() -> None:
     assert (book.agent("101").talk_time_s, book.agent("101").calls_answered) == (100.0, 1)
     book.new_day()
     assert (book.agent("101").talk_time_s, book.agent("101").calls_answered) == (0.0, 0)
+
+
+def test_an_agent_without_a_set_status_is_on_line_since_the_book_began() -> None:
+    book = AgentBook(started_at=5000.0)
+    state = book.agent("101")
+    assert (state.status, state.since) == ("on_line", 5000.0)

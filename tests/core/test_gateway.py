@@ -881,3 +881,46 @@ def test_scanner_named_in_another_case_in_the_config_is_dropped() -> None:
     scanner.call("100", extra=[("User-Agent", "sipvicious 0.3.4")])
     assert scanner.received == []
     assert net.stats()["dropped_scanner"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Live status (what the web UI's monitor shows)
+
+
+def test_status_says_how_long_each_extension_has_rung_and_since_when_the_call_is_answered(
+    o: Office,
+) -> None:
+    o.provider.call(IN_ORDER_DID)
+    o.net.advance(3.0)
+    [call] = o.net.calls()
+    assert call["ringing"] == ["101"] and call["ringing_s"] == {"101": 3.0}
+    assert call["answered_s"] is None
+    o.net.run_until(FIRST_RING_TIME_S + 2.0)
+    [call] = o.net.calls()
+    assert call["ringing_s"] == {"102": 2.0}
+    o.phones["102"].answer()
+    o.net.advance(5.0)
+    [call] = o.net.calls()
+    assert call["answered_s"] == 5.0 and call["ringing_s"] == {}
+
+
+def agents_by_extension(net: Network) -> dict[str, dict[str, object]]:
+    agents = net.status()["agents"]
+    assert isinstance(agents, list)
+    return {str(a["extension"]): a for a in agents}
+
+
+def test_status_says_how_long_ago_each_agent_ended_a_call() -> None:
+    departments = CONFIG["departments"]
+    assert isinstance(departments, list)
+    with_wrap_up = [dict(departments[0], wrap_up_s=30), *departments[1:]]
+    o = office(config=dict(CONFIG, departments=with_wrap_up))
+    assert agents_by_extension(o.net)["101"]["call_ended_s"] is None
+    o.provider.call(RING_ALL_DID)
+    o.phones["101"].answer()
+    o.net.advance(10.0)
+    o.phones["101"].hang_up()
+    o.net.advance(4.0)
+    agents = agents_by_extension(o.net)
+    assert agents["101"]["call_ended_s"] == 4.0 and agents["101"]["wrap_up_s"] == 26.0
+    assert agents["102"]["call_ended_s"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from firmware.store import Store
+from firmware.store import Store, load_yaml
+
+# The tables a configuration is stored in, parents first.
+CONFIG_ROW_TABLES = (
+    "extensions", "departments", "department_members", "trunks", "numbers", "settings",
+)
 
 VALID_YAML = """\
 extensions:
@@ -84,3 +90,26 @@ def store(db_path: Path) -> Iterator[Store]:
     opened = Store.open(db_path)
     yield opened
     opened.close()
+
+
+def write_config_as_older_firmware(path: Path, yaml_text: str) -> None:
+    """Store `yaml_text` in the database at `path`, whose schema is an older version, the way
+    the firmware of that version wrote it: today's store writes it into a scratch database,
+    and only the columns the older tables have are copied over."""
+    scratch = path.with_name(f"{path.stem}-scratch.db")
+    with Store.open(scratch) as store:
+        store.replace_config(load_yaml(yaml_text))
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
+        for table in CONFIG_ROW_TABLES:
+            columns = ", ".join(
+                row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")
+            )
+            conn.execute(
+                f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM scratch.{table}"
+            )
+        conn.commit()
+        conn.execute("DETACH DATABASE scratch")
+    finally:
+        conn.close()

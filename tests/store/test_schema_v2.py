@@ -10,7 +10,7 @@ from sqlite_utils import Database
 
 from firmware.store import Store, load_yaml, new_call_id
 from firmware.store.db import CALL_COLUMNS, MIGRATIONS, apply_migrations
-from tests.store.conftest import VALID_YAML
+from tests.store.conftest import VALID_YAML, write_config_as_older_firmware
 
 NEW_CALL_COLUMNS = {
     "strategy": None,
@@ -51,8 +51,8 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
     db.enable_wal()
     apply_migrations(db, MIGRATIONS[:1])
     db.close()
+    write_config_as_older_firmware(path, VALID_YAML)
     store = Store(Database(path))
-    store.replace_config(load_yaml(VALID_YAML))
     call_id = new_call_id()
     call = v1_call(call_id)
     store.db.execute(
@@ -71,8 +71,8 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def test_schema_version_is_the_latest_migration(store: Store) -> None:
-    assert len(MIGRATIONS) == 3
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert len(MIGRATIONS) == 4
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 4
 
 
 def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
