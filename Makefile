@@ -33,6 +33,7 @@ bench: $(STAMP)
 	@./scripts/ensure-deb.sh $(DEB_BENCH_PACKAGES)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/routing.py
+	$(PY) bench/webui_monitor.py
 	$(PY) bench/call_setup.py
 
 clean:
