@@ -165,3 +165,22 @@ def test_the_wizard_department_gets_the_office_number(app: Flask, admin: FlaskCl
     config = store_config(app)
     assert [n.destination for n in config.numbers] == ["300"]
     assert [d.number for d in config.departments] == ["300", "200"]
+
+
+def test_no_page_loads_anything_from_the_internet() -> None:
+    """Every asset ships with the package: no template or static file points at another
+    host (the only URLs are examples in help texts)."""
+    import re
+    from pathlib import Path
+
+    import webui
+
+    root = Path(webui.__file__).parent
+    pattern = re.compile(r"""(?:src|href|action|url\()\s*=?\s*["']?\s*(?:https?:)?//""")
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for path in [*root.glob("templates/*.html"), *root.glob("static/*")]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
