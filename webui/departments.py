@@ -27,13 +27,12 @@ from firmware.store.config import (
     RANK_MODES,
     RING_TIMEOUT_MAX_S,
     RING_TIMEOUT_MIN_S,
-    SKILL_PATTERN,
     STICKY_MODES,
     TIER_MODES,
 )
 
 from . import configedit
-from .forms import EXTENSION_RE, PHONE_RE, FormErrors, text
+from .forms import EXTENSION_RE, PHONE_RE, FormErrors, clean_phone, parse_skills, parse_whole, text
 from .security import admin_required
 from .strategies import STRATEGY_CHOICES, STRATEGY_NAMES
 
@@ -296,14 +295,6 @@ def _add_members(values: dict[str, Any], data: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------- validation
 
 
-def _whole(raw: str, field: str, errors: FormErrors, low: int, high: int) -> int | None:
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        errors.need(field, False, _("Enter a whole number from %(low)d to %(high)d.",
-                                    low=low, high=high))
-        return None
-    return int(raw)
-
-
 def _weight(raw: str, field: str, errors: FormErrors) -> int | float | None:
     try:
         value = float(raw.replace(",", "."))
@@ -315,26 +306,10 @@ def _weight(raw: str, field: str, errors: FormErrors) -> int | float | None:
     return int(value) if value.is_integer() else value
 
 
-def _skills(raw: str, field: str, errors: FormErrors) -> list[str]:
-    skills: list[str] = []
-    for item in raw.split(","):
-        skill = item.strip()
-        if not skill:
-            continue
-        if not SKILL_PATTERN.fullmatch(skill):
-            errors.need(field, False, _('Write each skill as key:value without spaces, e.g. '
-                                        'lang:en. Not like that: "%(skill)s"', skill=skill))
-        elif skill in skills:
-            errors.need(field, False, _('The skill "%(skill)s" is listed twice.', skill=skill))
-        else:
-            skills.append(skill)
-    return skills
-
-
 def _destination(raw: str, field: str, errors: FormErrors, internal: set[str]) -> str | None:
     """An extension or department, or an outside number in full (more than 6 digits) or with
     "+": a short number that is neither is more likely a typo than a number to dial out."""
-    number = raw.translate(str.maketrans("", "", " -()"))
+    number = clean_phone(raw)
     if number in internal:
         return number
     if PHONE_RE.fullmatch(number) and (number.startswith("+") or len(number) > 6):
@@ -359,15 +334,15 @@ def _members(values: Mapping[str, Any], data: Mapping[str, Any],
         errors.need(prefix + "extension", extension not in seen,
                     _("Employee %(number)s is listed twice.", number=extension))
         seen.add(extension)
-        position = _whole(row["position"], prefix + "position", errors, 1, MAX_MEMBER_ROWS)
+        position = parse_whole(row["position"], prefix + "position", errors, 1, MAX_MEMBER_ROWS)
         member: dict[str, Any] = {"extension": extension}
         for key, (low, high) in MEMBER_RANGES.items():
             if row[key]:
-                member[key] = _whole(row[key], prefix + key, errors, low, high)
+                member[key] = parse_whole(row[key], prefix + key, errors, low, high)
         if row["weight"]:
             member["weight"] = _weight(row["weight"], prefix + "weight", errors)
         if row["skills"]:
-            member["skills"] = _skills(row["skills"], prefix + "skills", errors)
+            member["skills"] = parse_skills(row["skills"], prefix + "skills", errors)
         plain: str | dict[str, Any] = extension if len(member) == 1 else member
         checked.append((position or 0, index, plain))
     return [member for _position, _index, member in sorted(checked, key=lambda m: m[:2])]
@@ -389,14 +364,14 @@ def _no_answer(values: Mapping[str, Any], data: Mapping[str, Any], errors: FormE
                     _("Choose a department or an employee from the list."))
         scheme = {"action": "transfer", "to": to}
     elif mode == "forward":
-        number = values["no_answer_number"].translate(str.maketrans("", "", " -()"))
+        number = clean_phone(values["no_answer_number"])
         errors.need("no_answer_number", bool(PHONE_RE.fullmatch(number)),
                     _("Digits with an optional + at the start, 3 to 15 digits, "
                       "e.g. +79161234567."))
         scheme = {"action": "forward", "to": number}
     if scheme and values["no_answer_time_s"]:  # empty: the default, 30 s
-        scheme["time_s"] = _whole(values["no_answer_time_s"], "no_answer_time_s", errors, low,
-                                  high)
+        scheme["time_s"] = parse_whole(values["no_answer_time_s"], "no_answer_time_s", errors,
+                                       low, high)
     if mode == "steps":
         steps = []
         for index, row in enumerate(values["steps"]):
@@ -405,7 +380,7 @@ def _no_answer(values: Mapping[str, Any], data: Mapping[str, Any], errors: FormE
             if errors.need(to_field, bool(row["to"]), _("Enter where to, or clear the row.")):
                 step["to"] = _destination(row["to"], to_field, errors, internal)
             if row["time_s"]:  # empty: the default, 30 s
-                step["time_s"] = _whole(row["time_s"], time_field, errors, low, high)
+                step["time_s"] = parse_whole(row["time_s"], time_field, errors, low, high)
             steps.append(step)
         errors.need("steps", bool(steps), _("Add at least one step: where to and for how "
                                             "long."))
@@ -421,7 +396,7 @@ def _queue(values: Mapping[str, Any], old: object, errors: FormErrors) -> dict[s
     old_queue: Mapping[str, Any] = old if isinstance(old, Mapping) else {}
     queue: dict[str, Any] = {}
     for key, default in QUEUE_DEFAULTS.items():
-        value = _whole(values[key], key, errors, *QUEUE_RANGES[key])
+        value = parse_whole(values[key], key, errors, *QUEUE_RANGES[key])
         if value != default or key in old_queue:
             queue[key] = value
     if not values["callback"]:
@@ -431,7 +406,7 @@ def _queue(values: Mapping[str, Any], old: object, errors: FormErrors) -> dict[s
     key_pressed = values["callback_key"]
     errors.need("callback_key", key_pressed in DTMF_KEYS, _("One phone key: a digit, * or #."))
     chosen: dict[str, Any] = {"key": key_pressed} | {
-        key: _whole(values[f"callback_{key}"], f"callback_{key}", errors, low, high)
+        key: parse_whole(values[f"callback_{key}"], f"callback_{key}", errors, low, high)
         for key, (low, high) in CALLBACK_RANGES.items()}
     # The expiry defaults to the longest wait (but is at least its own minimum).
     max_wait_s = queue.get("max_wait_s", QUEUE_DEFAULTS["max_wait_s"])
@@ -463,8 +438,8 @@ def _build(values: dict[str, Any], data: Mapping[str, Any], old: Mapping[str, An
                 _("Choose a schedule from the list."))
     department: dict[str, Any] = {
         "number": number, "name": values["name"], "strategy": values["strategy"],
-        "ring_timeout_s": _whole(values["ring_timeout_s"], "ring_timeout_s", errors,
-                                 RING_TIMEOUT_MIN_S, RING_TIMEOUT_MAX_S),
+        "ring_timeout_s": parse_whole(values["ring_timeout_s"], "ring_timeout_s", errors,
+                                      RING_TIMEOUT_MIN_S, RING_TIMEOUT_MAX_S),
         "members": _members(values, data, errors),
     }
     if values["schedule"]:
@@ -476,7 +451,7 @@ def _build(values: dict[str, Any], data: Mapping[str, Any], old: Mapping[str, An
             errors.need(key, value in KNOB_CHOICES[key], _("Choose a value from the list."))
         else:
             low, high = KNOB_RANGES[key]
-            value = _whole(values[key], key, errors, low, high)
+            value = parse_whole(values[key], key, errors, low, high)
         # A value at its default is written only if it was written before, so the exported
         # file stays as the admin wrote it.
         if value != default or key in old:

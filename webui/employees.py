@@ -28,42 +28,23 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from firmware.store.config import SKILL_PATTERN
-
 from . import configedit
 from .departments import member_extension, save_draft, usages
-from .forms import EXTENSION_RE, PHONE_RE, FormErrors, new_sip_password, text
+from .forms import (
+    EXTENSION_RE,
+    PHONE_RE,
+    FormErrors,
+    clean_phone,
+    new_sip_password,
+    parse_skills,
+    text,
+)
 from .security import admin_required
 
 bp = Blueprint("employees", __name__)
 
-# Written between the digits of a phone number by people, not by the configuration.
-PHONE_PUNCTUATION = str.maketrans("", "", " -()")
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def clean_phone(raw: str) -> str:
-    """A phone number as typed ("+7 (916) 123-45-67") as the configuration writes it."""
-    return raw.translate(PHONE_PUNCTUATION)
-
-
-def parse_skills(raw: str, field: str, errors: FormErrors) -> list[str]:
-    """Skills typed as a comma list ("lang:en, product:crm"); each key:value, each once."""
-    skills: list[str] = []
-    for item in raw.replace("\n", ",").split(","):
-        skill = item.strip()
-        if not skill:
-            continue
-        if not SKILL_PATTERN.fullmatch(skill):
-            errors.need(field, False, _('Write each skill as key:value without spaces, e.g. '
-                                        'lang:en. Not like that: "%(skill)s"', skill=skill))
-        elif skill in skills:
-            errors.need(field, False, _('The skill "%(skill)s" is listed twice.', skill=skill))
-        else:
-            skills.append(skill)
-    return skills
 
 
 def departments_of(data: Mapping[str, Any], number: str) -> list[dict[str, Any]]:

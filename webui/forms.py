@@ -8,9 +8,13 @@ from collections.abc import Mapping
 
 from flask_babel import gettext as _
 
+from firmware.store.config import SKILL_PATTERN
+
 EXTENSION_RE = re.compile(r"\d{2,6}")
 PHONE_RE = re.compile(r"\+?\d{3,15}")
 SIP_PASSWORD_BYTES = 12
+# Written between the digits of a phone number by people, not by the configuration.
+PHONE_PUNCTUATION = str.maketrans("", "", " -()")
 
 
 class FormErrors(dict[str, str]):
@@ -28,12 +32,38 @@ def text(form: Mapping[str, str], field: str) -> str:
 
 def whole_number(form: Mapping[str, str], field: str, errors: FormErrors, low: int,
                  high: int) -> int | None:
-    raw = text(form, field)
+    return parse_whole(text(form, field), field, errors, low, high)
+
+
+def parse_whole(raw: str, field: str, errors: FormErrors, low: int, high: int) -> int | None:
+    """`raw` as a whole number from `low` to `high`; None (and a message for `field`) if not."""
     if not raw.isdigit() or not low <= int(raw) <= high:
         errors.need(field, False, _("Enter a whole number from %(low)d to %(high)d.",
                                     low=low, high=high))
         return None
     return int(raw)
+
+
+def clean_phone(raw: str) -> str:
+    """A phone number as typed ("+7 (916) 123-45-67") as the configuration writes it."""
+    return raw.translate(PHONE_PUNCTUATION)
+
+
+def parse_skills(raw: str, field: str, errors: FormErrors) -> list[str]:
+    """Skills typed as a comma list ("lang:en, product:crm"); each key:value, each once."""
+    skills: list[str] = []
+    for item in raw.replace("\n", ",").split(","):
+        skill = item.strip()
+        if not skill:
+            continue
+        if not SKILL_PATTERN.fullmatch(skill):
+            errors.need(field, False, _('Write each skill as key:value without spaces, e.g. '
+                                        'lang:en. Not like that: "%(skill)s"', skill=skill))
+        elif skill in skills:
+            errors.need(field, False, _('The skill "%(skill)s" is listed twice.', skill=skill))
+        else:
+            skills.append(skill)
+    return skills
 
 
 def new_sip_password() -> str:

@@ -22,7 +22,16 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -463,15 +472,23 @@ def _check_rule(values: dict[str, Any], errors: FormErrors,
     return new
 
 
+def _rules_for(index: int) -> tuple[configedit.Draft, list[dict[str, Any]]]:
+    """The configuration and its caller rules, for a form posted about the rule at `index`;
+    a form made for another rule than the one now there gets the list page (409) instead."""
+    draft = configedit.load()
+    rules: list[dict[str, Any]] = draft.data.get("rules", [])
+    if _stale(rules, index, text(request.form, "fingerprint")):
+        errors = FormErrors()
+        errors["form"] = str(STALE_RULES)
+        abort(make_response(_page(errors, {}, 409)))
+    return draft, rules
+
+
 @bp.route("/rules/callers/<int:index>/delete", methods=["POST"])
 @admin_required
 def rule_delete(index: int) -> Any:
-    draft = configedit.load()
-    rules: list[dict[str, Any]] = draft.data.get("rules", [])
+    draft, rules = _rules_for(index)
     errors = FormErrors()
-    if _stale(rules, index, text(request.form, "fingerprint")):
-        errors["form"] = str(STALE_RULES)
-        return _page(errors, {}, 409)
     removed = rules.pop(index)
     if not save(draft, errors):
         return _page(errors, {})
@@ -483,12 +500,8 @@ def rule_delete(index: int) -> Any:
 @admin_required
 def rule_move(index: int) -> Any:
     """Move a rule one place up or down: the first matching rule wins, so order matters."""
-    draft = configedit.load()
-    rules: list[dict[str, Any]] = draft.data.get("rules", [])
+    draft, rules = _rules_for(index)
     errors = FormErrors()
-    if _stale(rules, index, text(request.form, "fingerprint")):
-        errors["form"] = str(STALE_RULES)
-        return _page(errors, {}, 409)
     other = index - 1 if request.form.get("direction") == "up" else index + 1
     if 0 <= other < len(rules):
         rules[index], rules[other] = rules[other], rules[index]

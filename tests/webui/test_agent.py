@@ -3,20 +3,15 @@ control socket, the form's errors, and what happens without a daemon."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from firmware.routing.model import AGENT_STATUSES
 from firmware.store import Store, config_to_dict, parse_config
-from tests.e2e.linebox import AGENT_PASSWORDS, LineboxProcess, base_config, running_linebox
-from tests.webui.conftest import post, store_config
-from webui import create_app
+from tests.e2e.linebox import AGENT_PASSWORDS, LineboxProcess
+from tests.webui.conftest import app_over, post, store_config
 from webui.agent import MAX_REASON, STATUS_LABELS
-from webui.security import ADMIN_PASSWORD_SETTING, hash_password
 
 
 @pytest.fixture
@@ -104,19 +99,10 @@ def test_a_change_without_the_forms_token_is_refused(agent: FlaskClient) -> None
 # --- with a real daemon ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[LineboxProcess]:
-    with running_linebox(tmp_path / "box", base_config()) as linebox:
-        yield linebox
-
-
 def test_an_agent_sees_and_changes_their_status_through_the_daemon(
     box: LineboxProcess,
 ) -> None:
-    store = Store.open(box.db)
-    store.put_setting(ADMIN_PASSWORD_SETTING, hash_password("an admin password"))
-    store.close()
-    app = create_app({"DB": str(box.db), "TESTING": True, "SECRET_KEY": "test"})
+    app = app_over(box.db)
     client = app.test_client()
     post(client, "/login", {"user": "102", "password": AGENT_PASSWORDS["102"]})
     post(client, "/language/en", {"back": "/me"}, form_page="/me")

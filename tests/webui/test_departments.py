@@ -5,78 +5,15 @@ and scheme), a message next to each wrong field, and deleting one."""
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from firmware.store import ConfigError, Store, config_to_dict, parse_config
-from tests.webui.conftest import post, store_config
+from firmware.store import ConfigError
+from tests.webui.conftest import Form, form_fields, form_of, post, put_config, store_config
 from webui import configedit
-
-Form = dict[str, Any]
-
-
-class _FormReader(HTMLParser):
-    """The fields a browser would submit from the form with id `form_id`, as first shown."""
-
-    def __init__(self, form_id: str) -> None:
-        super().__init__()
-        self.form_id = form_id
-        self.inside = False
-        self.fields: dict[str, list[str]] = {}
-        self._select: str | None = None
-        self._options: list[tuple[str, bool]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.inside = attr.get("id") == self.form_id
-        if not self.inside:
-            return
-        name = attr.get("name")
-        if tag == "input" and name:
-            kind = attr.get("type", "text")
-            if kind == "checkbox":
-                if "checked" in attr:
-                    self.fields.setdefault(name, []).append(attr.get("value") or "on")
-            elif kind != "submit":
-                self.fields.setdefault(name, []).append(attr.get("value", ""))
-        elif tag == "select" and name:
-            self._select, self._options = name, []
-        elif tag == "option" and self._select is not None:
-            self._options.append((attr.get("value", ""), "selected" in attr))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self.inside = False
-        elif tag == "select" and self._select is not None:
-            chosen = [value for value, selected in self._options if selected]
-            self.fields[self._select] = chosen[:1] or [self._options[0][0]]
-            self._select = None
-
-
-def form_of(client: FlaskClient, path: str, form_id: str) -> Form:
-    """The form on `path` as a browser would submit it unchanged (without the CSRF token)."""
-    reader = _FormReader(form_id)
-    reader.feed(client.get(path).get_data(as_text=True))
-    fields: Form = {name: values if len(values) > 1 else values[0]
-                    for name, values in reader.fields.items()}
-    fields.pop("csrf_token", None)
-    return fields
-
-
-def put_config(app: Flask, change: Any) -> None:
-    """Change the stored configuration directly (as an import would)."""
-    store = Store.open(app.config["DB"])
-    try:
-        data = config_to_dict(store.load_config())
-        change(data)
-        store.replace_config(parse_config(data))
-    finally:
-        store.close()
 
 
 def new_department(**fields: Any) -> Form:
@@ -546,21 +483,12 @@ def test_remove_takes_a_row_out_and_save_stores_it(admin: FlaskClient, app: Flas
     page = post(admin, "/departments/200", form | {"action": "remove-0"}).get_data(
         as_text=True)
 
-    redrawn = form_of_html(page)
+    redrawn = form_fields(page, "department-form")
     assert redrawn["m-0-extension"] == "102" and "m-1-extension" not in redrawn
     assert 'name="add" value="101"' in page  # back among those who can be added
     assert [m.extension for m in department(app, "200").members] == ["101", "102"]
     assert post(admin, "/departments/200", redrawn | {"action": "save"}).status_code == 302
     assert [m.extension for m in department(app, "200").members] == ["102"]
-
-
-def form_of_html(page: str) -> Form:
-    reader = _FormReader("department-form")
-    reader.feed(page)
-    fields: Form = {name: values if len(values) > 1 else values[0]
-                    for name, values in reader.fields.items()}
-    fields.pop("csrf_token", None)
-    return fields
 
 
 def test_add_a_step_gives_another_row(admin: FlaskClient) -> None:

@@ -12,11 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from firmware.store import ConfigError
-from tests.webui.conftest import post, store_config
-from tests.webui.test_departments import form_of, put_config
+from tests.webui.conftest import Form, form_of, post, put_config, store_config
 from webui import configedit
 
-Form = dict[str, Any]
 PASSWORD_RE = re.compile(r'<code id="sip-password">([^<]+)</code>')
 
 

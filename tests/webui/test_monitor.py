@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from firmware.routing.model import AGENT_STATUSES
-from firmware.store import Store
-from tests.e2e.linebox import LineboxProcess, base_config, running_linebox
-from tests.webui.conftest import ADMIN_PASSWORD, post
-from webui import create_app, monitor
+from tests.e2e.linebox import LineboxProcess
+from tests.webui.conftest import admin_of, post
+from webui import monitor
 from webui.monitor import Activity, Light, activities, clock, light
-from webui.security import ADMIN_PASSWORD_SETTING, hash_password
 
 DID = "74951234567"
 
@@ -248,25 +245,6 @@ def test_the_monitor_is_for_the_admin_only(client: FlaskClient) -> None:
 # --- with a real daemon ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[LineboxProcess]:
-    with running_linebox(tmp_path / "box", base_config()) as linebox:
-        yield linebox
-
-
-def admin_of(box: LineboxProcess) -> FlaskClient:
-    """A logged-in admin (UI in English) of a web UI over the running daemon's database."""
-    store = Store.open(box.db)
-    store.put_setting(ADMIN_PASSWORD_SETTING, hash_password(ADMIN_PASSWORD))
-    store.close()
-    app = create_app({"DB": str(box.db), "TESTING": True, "SECRET_KEY": "test"})
-    client = app.test_client()
-    assert post(client, "/login", {"user": "admin", "password": ADMIN_PASSWORD}).status_code \
-        == 302
-    post(client, "/language/en", {"back": "/"}, form_page="/system")
-    return client
-
-
 def poll_until(client: FlaskClient, extension: str, state: str,
                timeout_s: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
@@ -282,7 +260,7 @@ def poll_until(client: FlaskClient, extension: str, state: str,
 
 
 def test_the_monitor_shows_the_running_daemons_agents_and_channels(box: LineboxProcess) -> None:
-    client = admin_of(box)
+    client = admin_of(box.db)
     box.control({"command": "agent", "extension": "103", "status": "logged_out",
                  "reason": "", "source": "cli"})
     page = client.get("/monitor").get_data(as_text=True)
@@ -300,7 +278,7 @@ def test_the_monitor_follows_a_real_call_from_ringing_to_talking(
 ) -> None:
     from tests.e2e.test_calls import provider_call, start_agent
 
-    client = admin_of(box)
+    client = admin_of(box.db)
     trace = tmp_path / "sipp"
     first = start_agent(box, "101", trace, variables={"answer_delay_ms": 3000})
     poll_until(client, "101", "free")

@@ -18,9 +18,16 @@ from flask.testing import FlaskClient
 from firmware.store import Store, load_yaml
 from tests.e2e.linebox import base_config, running_linebox
 from tests.e2e.sipp import free_port
-from tests.webui.conftest import ADMIN_PASSWORD, OFFICE_YAML, post, store_config
-from webui import configedit, create_app
-from webui.security import ADMIN_PASSWORD_SETTING, hash_password
+from tests.webui.conftest import (
+    ADMIN_PASSWORD,
+    OFFICE_YAML,
+    admin_of,
+    page,
+    post,
+    store_config,
+    with_config,
+)
+from webui import configedit
 
 TRUNK_FORM = {"name": "reserve", "host": "203.0.113.7", "port": "5070", "transport": "tcp",
               "username": "", "password": "", "expires_s": "3600", "channels": "3",
@@ -31,22 +38,12 @@ PROVIDER_IP = "127.0.0.2"
 RESPONDER_TIMEOUT_S = 10.0
 
 
-def page(client: FlaskClient, path: str = "/numbers") -> str:
-    response = client.get(path)
-    assert response.status_code == 200, path
-    return response.get_data(as_text=True)
-
-
 def with_schedule(app: Flask) -> None:
     """Give the office a schedule named "office", for the number's schedule select."""
-    store = Store.open(app.config["DB"])
-    try:
-        store.replace_config(load_yaml(OFFICE_YAML + """\
+    with_config(app, """\
 schedules:
   - {name: office, hours: {mon: ["09:00-18:00"]}}
-"""))
-    finally:
-        store.close()
+""")
 
 
 # --------------------------------------------------------------------------- the page
@@ -55,7 +52,7 @@ schedules:
 def test_page_lists_trunks_and_numbers_and_says_the_daemon_is_not_running(
     admin: FlaskClient,
 ) -> None:
-    text = page(admin)
+    text = page(admin, "/numbers")
     assert 'id="trunk-provider"' in text and "127.0.0.2:5060" in text
     assert 'id="number-74951234567"' in text and "200 — department Отдел продаж" in text
     assert 'id="daemon-down"' in text and "The gateway daemon is not running" in text
@@ -65,7 +62,7 @@ def test_page_lists_trunks_and_numbers_and_says_the_daemon_is_not_running(
 
 def test_page_is_in_russian_by_default(client: FlaskClient) -> None:
     post(client, "/login", {"user": "admin", "password": ADMIN_PASSWORD})
-    text = page(client)
+    text = page(client, "/numbers")
     assert "Учётные записи провайдера" in text and "Входящие номера" in text
     assert "Недоступно: демон не запущен" in text
 
@@ -93,7 +90,7 @@ def test_add_a_trunk(admin: FlaskClient, app: Flask) -> None:
     assert (trunk.name, trunk.host, trunk.port, trunk.transport, trunk.register,
             trunk.expires_s, trunk.channels, trunk.from_domain) == (
         "reserve", "203.0.113.7", 5070, "tcp", False, 3600, 3, "example.ru")
-    assert "Provider account reserve saved." in page(admin)
+    assert "Provider account reserve saved." in page(admin, "/numbers")
 
 
 def test_trunk_channels_out_of_range_are_refused_and_nothing_saved(
@@ -190,7 +187,7 @@ def test_add_a_number_with_schedule_and_webhook(admin: FlaskClient, app: Flask) 
     assert (number.number, number.trunk, number.channels, number.destination, number.schedule,
             number.webhook, number.webhook_timeout_s) == (
         "+74957654321", "provider", 4, "101", "office", "https://crm.example.ru/route", 1.5)
-    text = page(admin)
+    text = page(admin, "/numbers")
     assert "Number +74957654321 saved." in text and "https://crm.example.ru/route" in text
     assert 'href="/numbers/+74957654321/edit"' in text
     form = page(admin, "/numbers/+74957654321/edit")
@@ -271,13 +268,13 @@ def test_edit_and_delete_a_number(admin: FlaskClient, app: Flask) -> None:
     response = post(admin, "/numbers/74951234567/delete", form_page="/numbers")
     assert response.status_code == 302
     assert store_config(app).numbers == ()
-    assert "Number 74951234567 deleted." in page(admin)
+    assert "Number 74951234567 deleted." in page(admin, "/numbers")
 
 
 def test_a_number_needs_a_trunk_first(admin: FlaskClient, app: Flask) -> None:
     post(admin, "/numbers/74951234567/delete", form_page="/numbers")
     post(admin, "/numbers/trunks/provider/delete", form_page="/numbers")
-    text = page(admin)
+    text = page(admin, "/numbers")
     assert "Add a provider account first" in text and "/numbers/new" not in text
     response = post(admin, "/numbers/new", NUMBER_FORM, form_page="/numbers")
     assert 'id="e-trunk">Add a provider account first.' in response.get_data(as_text=True)
@@ -338,18 +335,6 @@ def refusing_provider(port: int) -> Iterator[None]:
         sock.close()
 
 
-def logged_in_client_of(db: Path) -> FlaskClient:
-    store = Store.open(db)
-    try:
-        store.put_setting(ADMIN_PASSWORD_SETTING, hash_password(ADMIN_PASSWORD))
-    finally:
-        store.close()
-    client = create_app({"DB": str(db), "TESTING": True, "SECRET_KEY": "t"}).test_client()
-    post(client, "/login", {"user": "admin", "password": ADMIN_PASSWORD})
-    post(client, "/language/en", {"back": "/"}, form_page="/numbers")
-    return client
-
-
 def test_live_registration_state_and_channels_from_the_running_daemon(tmp_path: Path) -> None:
     port = free_port(PROVIDER_IP)
     config: dict[str, Any] = base_config()
@@ -359,8 +344,8 @@ def test_live_registration_state_and_channels_from_the_running_daemon(tmp_path: 
     with refusing_provider(port), running_linebox(tmp_path / "linebox", config) as linebox:
         linebox.wait_for(lambda: any(t["state"] == "failed" for t in linebox.status()["trunks"]),
                          5, "the refused registration")
-        client = logged_in_client_of(linebox.db)
-        text = page(client)
+        client = admin_of(linebox.db)
+        text = page(client, "/numbers")
     assert 'id="daemon-down"' not in text
     provider = text.split('id="trunk-provider"')[1].split("</tr>")[0]
     assert "state-static" in provider and "No registration" in provider

@@ -15,7 +15,7 @@ from werkzeug.test import TestResponse
 
 from firmware.routing.rules import CallerRule, match_caller
 from firmware.store import Store, load_yaml
-from tests.webui.conftest import ADMIN_PASSWORD, OFFICE_YAML, post, store_config
+from tests.webui.conftest import ADMIN_PASSWORD, OFFICE_YAML, page, post, store_config, with_config
 
 SCHEDULE_FORM = {
     "name": "office", "timezone": "", "hours_mon": "09:00-13:00, 14:00-18:00",
@@ -28,20 +28,6 @@ _FINGERPRINT_RE = re.compile(r'name="fingerprint" value="([0-9a-f]+)"')
 MONDAY_NOON_UTC = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC).timestamp()  # 12:00 in Moscow
 
 
-def page(client: FlaskClient, path: str = "/rules") -> str:
-    response = client.get(path)
-    assert response.status_code == 200, path
-    return response.get_data(as_text=True)
-
-
-def with_config(app: Flask, extra_yaml: str) -> None:
-    store = Store.open(app.config["DB"])
-    try:
-        store.replace_config(load_yaml(OFFICE_YAML + extra_yaml))
-    finally:
-        store.close()
-
-
 def crm_owners(app: Flask) -> dict[str, str]:
     store = Store.open(app.config["DB"])
     try:
@@ -52,7 +38,7 @@ def crm_owners(app: Flask) -> dict[str, str]:
 
 def fingerprints(client: FlaskClient) -> list[str]:
     """The fingerprint of each rule on the page, in order (from its delete form)."""
-    text = page(client)
+    text = page(client, "/rules")
     found = re.findall(r'/rules/callers/(\d+)/delete"[^>]*>\s*<input[^>]*>'
                        r'<input type="hidden" name="fingerprint" value="([0-9a-f]+)"', text)
     return [value for _index, value in found]
@@ -76,7 +62,7 @@ rules:
 
 
 def test_page_shows_every_section(admin: FlaskClient) -> None:
-    text = page(admin)
+    text = page(admin, "/rules")
     for section in ("site", "schedules", "rules", "crm"):
         assert f'<section id="{section}">' in text
     assert 'value="Europe/Moscow"' in text  # the site's time zone, default
@@ -88,7 +74,7 @@ def test_page_shows_every_section(admin: FlaskClient) -> None:
 
 def test_page_is_in_russian_by_default(client: FlaskClient) -> None:
     post(client, "/login", {"user": "admin", "password": ADMIN_PASSWORD})
-    text = page(client)
+    text = page(client, "/rules")
     assert "Расписания и правила" in text and "Правила для звонящих" in text
 
 
@@ -105,7 +91,7 @@ def test_change_the_site_time_zone(admin: FlaskClient, app: Flask) -> None:
     response = post(admin, "/rules/site", {"timezone": "Asia/Novosibirsk"}, form_page="/rules")
     assert response.status_code == 302 and response.headers["Location"] == "/rules#site"
     assert store_config(app).site.timezone == "Asia/Novosibirsk"
-    assert "The site&#39;s time zone is now Asia/Novosibirsk." in page(admin)
+    assert "The site&#39;s time zone is now Asia/Novosibirsk." in page(admin, "/rules")
 
 
 def test_an_unknown_time_zone_is_refused(admin: FlaskClient, app: Flask) -> None:
@@ -129,7 +115,7 @@ def test_add_a_schedule(admin: FlaskClient, app: Flask) -> None:
                               4: ((1320, 360),), 6: ((0, 1440),)}
     assert schedule.holidays == {dt.date(2026, 12, 31), dt.date(2027, 1, 1)}
     assert schedule.after_hours == "102"
-    text = page(admin)
+    text = page(admin, "/rules")
     assert "Schedule office saved." in text
     assert "Mon: 09:00-13:00, 14:00-18:00" in text and "2026-12-31, 2027-01-01" in text
 
@@ -144,7 +130,7 @@ def test_a_schedule_with_its_own_zone_and_an_outside_after_hours_number(
     schedule = store_config(app).schedules[0]
     assert (schedule.name, schedule.timezone, schedule.after_hours) == (
         "Офис / ночь", "Asia/Vladivostok", "+74951112233")
-    text = page(admin)
+    text = page(admin, "/rules")
     assert "Asia/Vladivostok" in text
     edit = re.search(r'href="(/rules/schedules/[^"]+/edit)"', text)
     assert edit and 'value="Офис / ночь"' in page(admin, edit.group(1))
@@ -256,7 +242,7 @@ def test_add_rules_of_every_action(admin: FlaskClient, app: Flask) -> None:
         ("8812*", "route", "busy", "88005553535"),
     ]
     assert rules[3].hours == ((1140, 540),) and rules[3].weekdays == {5, 6}
-    text = page(admin)
+    text = page(admin, "/rules")
     assert "Caller rule for 8812* saved." in text
     assert "19:00-09:00; Sat, Sun" in text and "to 102 — Иван" in text
 
@@ -346,7 +332,7 @@ def test_delete_a_rule(admin: FlaskClient, app: Flask) -> None:
                     form_page="/rules")
     assert response.status_code == 302
     assert [r.match for r in store_config(app).rules] == ["79161234567", "_7495XXXXXXX"]
-    assert "Caller rule for 7916* deleted." in page(admin)
+    assert "Caller rule for 7916* deleted." in page(admin, "/rules")
 
 
 # --------------------------------------------------------------------------- CRM
@@ -358,7 +344,7 @@ def test_crm_settings(admin: FlaskClient, app: Flask) -> None:
     assert response.status_code == 302 and response.headers["Location"] == "/rules#crm"
     crm = store_config(app).crm
     assert (crm.url, crm.timeout_s) == ("https://crm.example.ru/owner", 3.0)
-    assert 'value="https://crm.example.ru/owner"' in page(admin)
+    assert 'value="https://crm.example.ru/owner"' in page(admin, "/rules")
     post(admin, "/rules/crm", {"url": "", "timeout_s": ""}, form_page="/rules")
     crm = store_config(app).crm
     assert (crm.url, crm.timeout_s) == (None, 2.0)
@@ -386,7 +372,7 @@ def test_import_crm_owners(admin: FlaskClient, app: Flask) -> None:
     response = upload(admin, b"phone,extension\n+7 (916) 123-45-67,101\n84951234567,102\n")
     assert response.status_code == 302
     assert crm_owners(app) == {"79161234567": "101", "74951234567": "102"}
-    text = page(admin)
+    text = page(admin, "/rules")
     assert "Imported 2 responsible managers." in text and "Phones in the table: 2." in text
     # A spreadsheet saved on Russian Windows: cp1251 and ";" between the columns.
     upload(admin, "телефон;сотрудник\r\n79990000000;103\r\n".encode("cp1251"))
@@ -415,7 +401,7 @@ def test_a_wrong_crm_line_is_named_and_nothing_is_replaced(admin: FlaskClient,
 
 def test_empty_the_crm_owner_table(admin: FlaskClient, app: Flask) -> None:
     upload(admin, b"79161234567,101\n")
-    assert "Empty the table" in page(admin)
+    assert "Empty the table" in page(admin, "/rules")
     response = post(admin, "/rules/crm/owners/clear", form_page="/rules")
     assert response.status_code == 302
     assert crm_owners(app) == {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from firmware.store import Store, dump_yaml
-from tests.e2e.linebox import LineboxProcess, base_config, running_linebox
-from tests.webui.conftest import ADMIN_PASSWORD, OFFICE_YAML, csrf_of, post, store_config
-from webui import create_app
-from webui.security import ADMIN_PASSWORD_SETTING, hash_password
+from tests.e2e.linebox import LineboxProcess
+from tests.webui.conftest import ADMIN_PASSWORD, OFFICE_YAML, admin_of, csrf_of, post, store_config
 from webui.system import LOG_LINES, tail_lines
 
 
@@ -209,20 +206,8 @@ def test_the_tail_of_a_log_without_a_final_newline_or_in_another_encoding(
 # --- with a real daemon ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[LineboxProcess]:
-    with running_linebox(tmp_path / "box", base_config()) as linebox:
-        yield linebox
-
-
 def test_a_restore_reaches_the_running_daemon_and_its_log_shows(box: LineboxProcess) -> None:
-    store = Store.open(box.db)
-    store.put_setting(ADMIN_PASSWORD_SETTING, hash_password(ADMIN_PASSWORD))
-    store.close()
-    app = create_app({"DB": str(box.db), "TESTING": True, "SECRET_KEY": "test"})
-    client = app.test_client()
-    post(client, "/login", {"user": "admin", "password": ADMIN_PASSWORD})
-    post(client, "/language/en", {"back": "/"}, form_page="/system")
+    client = admin_of(box.db)
     html = client.get("/system").get_data(as_text=True)
     assert re.search(r"running \(process \d+, SIP on 127\.0\.0\.1:\d+\)", html)
 
