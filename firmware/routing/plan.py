@@ -26,24 +26,27 @@ class RingStep(NamedTuple):
 
 class HuntSteps(Sequence[RingStep]):
     """The steps of a hunt, built when asked for: member i starts at `at_s[i]` and the one
-    before stops. A hunt through 100 members is 100 steps, yet a call is answered (or given up)
-    within the first few; building only those keeps a routing decision a few microseconds
-    instead of tens. `lead` rings alone first, from `lead_at_s` (the sticky overlay), and stops
-    when the hunt starts."""
+    before stops (with `stop_previous=False`, keeps ringing: cascading). A hunt through 100
+    members is 100 steps, yet a call is answered (or given up) within the first few; building
+    only those keeps a routing decision a few microseconds instead of tens. `lead` rings alone
+    first, from `lead_at_s` (the sticky overlay), and stops when the hunt starts."""
 
-    __slots__ = ("_at_s", "_order", "_lead", "_lead_at_s", "_length")
+    __slots__ = ("_at_s", "_order", "_lead", "_lead_at_s", "_length", "_stop_previous")
 
     def __init__(self, at_s: Sequence[float], order: Sequence[str], *,
-                 lead: tuple[str, ...] = (), lead_at_s: float = 0.0) -> None:
+                 lead: tuple[str, ...] = (), lead_at_s: float = 0.0,
+                 stop_previous: bool = True) -> None:
         assert len(at_s) == len(order), "one start time per member"
         self._at_s = at_s
         self._order = order
         self._lead = lead
         self._lead_at_s = lead_at_s
+        self._stop_previous = stop_previous
         self._length = len(order) + (1 if lead else 0)
 
     def with_lead(self, lead: tuple[str, ...], lead_at_s: float) -> HuntSteps:
-        return HuntSteps(self._at_s, self._order, lead=lead, lead_at_s=lead_at_s)
+        return HuntSteps(self._at_s, self._order, lead=lead, lead_at_s=lead_at_s,
+                         stop_previous=self._stop_previous)
 
     def __len__(self) -> int:
         return self._length
@@ -69,6 +72,8 @@ class HuntSteps(Sequence[RingStep]):
             previous = (order[index - 1],) if index else self._lead
         else:
             previous = (order[index - 1],) if index else ()
+        if not self._stop_previous and index:
+            previous = ()
         return RingStep(self._at_s[index], (order[index],), previous)
 
     def __iter__(self) -> Iterator[RingStep]:
@@ -111,10 +116,3 @@ class UnknownStrategyError(ValueError):
 def make_step(at_s: float, start: tuple[str, ...], stop: tuple[str, ...] = ()) -> RingStep:
     return RingStep(at_s, start, stop)
 
-
-def make_steps(
-    at_s: Sequence[float], start: Sequence[tuple[str, ...]], stop: Sequence[tuple[str, ...]]
-) -> tuple[RingStep, ...]:
-    """Many `RingStep`s at once: step i is `RingStep(at_s[i], start[i], stop[i])`."""
-    assert len(at_s) == len(start) == len(stop), "one time, start and stop per step"
-    return tuple(map(RingStep, at_s, start, stop))

@@ -35,7 +35,6 @@ from .plan import (
     RingStep,
     UnknownStrategyError,
     make_step,
-    make_steps,
 )
 
 # (department, available members in configured order, call, memory, rng, offset_s) -> plan whose
@@ -332,11 +331,8 @@ def _cascading(
     # FreeSWITCH ring-progressively: a phone joins every step_delay_s, earlier ones keep ringing.
     delay_s = department.step_delay_s
     count = len(available)
-    steps = make_steps(
-        [offset_s + index * delay_s for index in range(count)],
-        list(zip(map(_EXTENSION, available))),  # one-member tuples
-        [()] * count,
-    )
+    steps = HuntSteps([offset_s + index * delay_s for index in range(count)],
+                      list(map(_EXTENSION, available)), stop_previous=False)
     return RingPlan(
         steps=steps,
         give_up_at_s=offset_s + max(department.ring_timeout_s, count * delay_s),

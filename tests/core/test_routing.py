@@ -16,7 +16,6 @@ from firmware.routing.plan import (
     RingStep,
     UnknownStrategyError,
     make_step,
-    make_steps,
 )
 from firmware.routing.strategies import plan
 
@@ -72,28 +71,6 @@ def test_make_step_equals_the_dataclass_step() -> None:
 
 def test_make_step_stops_nobody_by_default() -> None:
     assert make_step(0.0, ("101",)) == RingStep(at_s=0.0, start=("101",))
-
-
-def test_make_steps_equal_the_dataclass_steps_in_order() -> None:
-    assert make_steps([0.0, 10.0], [("101",), ("102",)], [(), ("101",)]) == (
-        RingStep(at_s=0.0, start=("101",)),
-        RingStep(at_s=10.0, start=("102",), stop=("101",)),
-    )
-
-
-def test_make_steps_of_nothing_is_no_steps() -> None:
-    assert make_steps([], [], []) == ()
-
-
-def test_steps_built_by_make_steps_are_immutable() -> None:
-    (step,) = make_steps([0.0], [("101",)], [()])
-    with pytest.raises(AttributeError):
-        step.at_s = 1.0  # type: ignore[misc]
-
-
-def test_make_steps_refuses_lists_of_different_lengths() -> None:
-    with pytest.raises(AssertionError):
-        make_steps([0.0, 10.0], [("101",)], [()])
 
 
 # --- what strategies return ----------------------------------------------------------------------

@@ -45,3 +45,13 @@ def test_hunt_steps_compare_and_hash_like_their_tuple() -> None:
     )
     assert not RingPlan(steps=steps, give_up_at_s=40.0).is_empty
     assert RingPlan(steps=HuntSteps([], []), give_up_at_s=0.0).is_empty
+
+
+def test_cascading_steps_keep_the_earlier_phones_ringing() -> None:
+    steps = HuntSteps([0.0, 5.0, 10.0], ORDER, stop_previous=False)
+    assert steps == (
+        RingStep(0.0, ("101",)), RingStep(5.0, ("102",)), RingStep(10.0, ("103",)),
+    )
+    led = steps.with_lead(("109",), 0.0)
+    assert led[1] == RingStep(0.0, ("101",), ("109",))  # the lead still stops at the start
+    assert led[2] == RingStep(5.0, ("102",))
