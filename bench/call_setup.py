@@ -240,8 +240,7 @@ class LineboxElement(Element):
             str(self.db_path),
             "--sip",
             f"{LOOPBACK}:{self.sip_port}",
-            "--http",
-            f"{LOOPBACK}:{free_port(LOOPBACK, tcp=True)}",
+            # No --http: the web UI is a process of its own, not part of the SIP element.
             "--config",
             str(self.config_path),
         ]
