@@ -58,6 +58,7 @@ CALL_STATES = {
     "routing": _l("Connecting"),
     "ringing": _l("Ringing"),
     "queued": _l("In the queue"),
+    "connecting": _l("Calling the customer back"),  # a callback: the member is waiting
     "answered": _l("Talking"),
     "ended": _l("Ending"),
 }

@@ -295,7 +295,12 @@ class Sipp:
             args.append(self.remote)
         args += ["-sf", str(self.scenario_file), "-t", self.transport]
         args += ["-i", self.local_ip, "-p", str(self.local_port)]
-        args += ["-cp", str(free_port())]  # control socket: the default 8888 is shared
+        # The control socket (the default 8888 is shared), never on the SIP port itself: that
+        # one is chosen free but is not bound yet, so free_port() may offer it again.
+        control_port = next(
+            port for port in (free_port() for _ in range(20)) if port != self.local_port
+        )
+        args += ["-cp", str(control_port)]
         args += ["-nostdin", "-timeout", f"{max(1, round(self.timeout_s))}s", "-timeout_error"]
         if self.service is not None:
             args += ["-s", self.service]
