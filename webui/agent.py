@@ -15,20 +15,11 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from firmware.routing.model import AGENT_STATUSES, BREAK, DND, LOGGED_OUT, ON_LINE, OUTBOUND
+
 from . import control, get_store
 from .forms import FormErrors, text
-from .monitor import (
-    AGENT_STATUSES,
-    BREAK,
-    DND,
-    LIGHT_LABELS,
-    LOGGED_OUT,
-    ON_LINE,
-    OUTBOUND,
-    Light,
-    activities,
-    light,
-)
+from .monitor import LIGHT_LABELS, Light, activities, light
 from .security import ADMIN, AGENT, role_required
 
 bp = Blueprint("agent", __name__)

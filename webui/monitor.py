@@ -17,6 +17,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template
 from flask_babel import lazy_gettext as _l
 
+from firmware.routing.model import BREAK, DND, LOGGED_OUT, OUTBOUND
+
 from . import control, get_store
 from .security import admin_required
 
@@ -25,14 +27,6 @@ bp = Blueprint("monitor", __name__)
 POLL_INTERVAL_MS = 1500
 DEPARTMENT_NAMES_CACHE = "linebox_monitor_department_names"
 
-# The daemon's agent statuses (firmware.routing.model.AGENT_STATUSES): the words the control
-# socket speaks.
-ON_LINE = "on_line"
-BREAK = "break"
-DND = "dnd"
-OUTBOUND = "outbound"
-LOGGED_OUT = "logged_out"
-AGENT_STATUSES = (ON_LINE, BREAK, DND, OUTBOUND, LOGGED_OUT)
 
 # The lights, in the order the summary lists them.
 FREE = "free"

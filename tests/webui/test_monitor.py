@@ -13,7 +13,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from firmware.routing.model import AGENT_STATUSES
 from tests.e2e.linebox import LineboxProcess
 from tests.webui.conftest import admin_of, post
 from webui import monitor
@@ -37,10 +36,6 @@ def call(**fields: Any) -> dict[str, Any]:
 
 
 # --- the light of one employee (pure) -----------------------------------------------------------
-
-
-def test_the_monitor_speaks_the_daemons_agent_statuses() -> None:
-    assert monitor.AGENT_STATUSES == AGENT_STATUSES
 
 
 def test_an_idle_registered_agent_on_line_is_free_since_the_status_was_set() -> None:
