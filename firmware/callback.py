@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .calls import ALLOW, Call, OutboundLeg, Target
+from .calls import ALLOW, Call, OriginatedCall, OutboundLeg, Target
 from .sip.dialog import Dialog
 from .sip.message import Request, Response, make_response
 from .sip.transaction import new_tag
@@ -31,9 +31,9 @@ CONNECTING = "connecting"  # the member answered; the customer's phone rings
 
 
 @dataclass(eq=False, slots=True, kw_only=True)
-class CallbackCall(Call):
+class CallbackCall(OriginatedCall):
     """One attempt to call a waiting caller back. `invite` is the caller's original INVITE
-    (who they are, how they reached us); there is no server transaction to answer."""
+    (who they are, how they reached us)."""
 
     origin_call_id: str  # the call on which the callback was asked for
     customer: str  # the number to call back
@@ -68,20 +68,11 @@ class CallbackCall(Call):
         invite.body = b""
         return invite
 
-    def _respond(
-        self, status: int, now: float, *, body: bytes = b"",
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        """Nobody is on the line yet: there is no caller to tell about ringing."""
-
     def fail(self, status: int, cause: str, now: float, *, outcome: str,
              reason: str | None = None) -> None:
-        if self.state in ("answered", "ended"):
-            return
-        self._stop_ringing(now)
         if self.state == CONNECTING:
             self._release_member(now)
-        self._finish(now, cause, outcome)
+        OriginatedCall.fail(self, status, cause, now, outcome=outcome, reason=reason)
 
     def _on_leg_answer(self, leg: OutboundLeg, response: Response, now: float) -> None:
         if leg.dialog is not None:

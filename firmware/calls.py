@@ -74,6 +74,23 @@ class Services(Protocol):
     ) -> tuple[str, str] | None: ...
 
 
+class LocalEnd(Protocol):
+    """The box itself at one end of a call (voicemail, a prompt): see firmware.voicemail."""
+
+    @property
+    def outcome(self) -> str: ...
+
+    def key_pressed(self, key: str, now: float) -> None: ...
+
+    def renegotiate(self, offer: bytes) -> bytes: ...
+
+    def answer_received(self, body: bytes, now: float) -> None: ...
+
+    def remote_hung_up(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
     """Someone to ring: an extension's registered contact, or an external number via a trunk."""
@@ -178,6 +195,10 @@ class Call:
     queued_since: float | None = None
     waited_s: float = 0.0
     callback_state: str | None = None  # "requested" when the caller asked to be called back
+    # The box answered the call itself (voicemail); `local_side` is the party it talks to.
+    local: LocalEnd | None = None
+    local_side: str = "a"
+    local_answer: bytes = b""  # our SDP in the 200, again for a re-INVITE without an offer
 
     # ------------------------------------------------------------------ ringing the targets
     def ring(
@@ -353,17 +374,8 @@ class Call:
             ))
 
     def _on_leg_answer(self, leg: OutboundLeg, response: Response, now: float) -> None:
-        if leg.dialog is not None and leg.ack is not None:
-            # A retransmitted 2xx: our ACK was lost (RFC 3261 §13.2.2.4), send it again.
-            self.services.send_stateless(leg.ack, leg.target.destination)
-            return
-        dialog = self._confirm_leg(leg, response)
-        if self.state != "ringing" or self.winner is not None:
-            # Lost the race (another leg answered first, or the caller hung up): hang up on it.
-            leg.state = "done"
-            leg.record.result = "cancelled"
-            leg.record.ended_at = now
-            self._send_bye(dialog, leg.target.destination, now)
+        dialog = self._accept_answer(leg, response, now)
+        if dialog is None:
             return
         try:
             inbound_dialog = Dialog.as_uas(
@@ -377,19 +389,8 @@ class Call:
             self._send_bye(dialog, leg.target.destination, now)
             self.fail(400, "caller's INVITE cannot establish a dialog", now, outcome="failed")
             return
-        leg.state = "answered"
-        leg.record.answered_at = now
-        leg.record.result = "answered"
-        leg.record.sip_status = response.status
-        self.winner = leg
-        self.state = "answered"
-        self.answered_at = now
         self.answered_by = leg.target.label
-        self.services.dialog_opened(dialog, self, "b")
-        for other in self.legs.values():
-            if other is not leg and other.active:
-                self._cancel_leg(other, now, result="cancelled")
-        self._cancel_timers()
+        self._mark_answered(leg, response, dialog, now)
         response_to_caller = make_response(
             self.invite, 200, to_tag=self.to_tag,
             headers=[("Contact", self._contact_for_caller()), ("Allow", ALLOW),
@@ -400,6 +401,39 @@ class Call:
         self.inbound_dialog = inbound_dialog
         self.services.dialog_opened(self.inbound_dialog, self, "a")
         self.services.send_response(self.invite_tx, response_to_caller, now)
+
+    def _accept_answer(self, leg: OutboundLeg, response: Response, now: float) -> Dialog | None:
+        """A leg's 2xx, acknowledged; None when there is nothing more to do: a retransmission
+        (our ACK was lost, RFC 3261 §13.2.2.4: it goes again), or a leg that lost the race to
+        another or to the caller's hang-up (it is hung up on)."""
+        if leg.dialog is not None:
+            if leg.ack is not None:
+                self.services.send_stateless(leg.ack, leg.target.destination)
+            return None
+        dialog = self._confirm_leg(leg, response)
+        if self.state != "ringing" or self.winner is not None:
+            leg.state = "done"
+            leg.record.result = "cancelled"
+            leg.record.ended_at = now
+            self._send_bye(dialog, leg.target.destination, now)
+            return None
+        return dialog
+
+    def _mark_answered(self, leg: OutboundLeg, response: Response, dialog: Dialog,
+                       now: float) -> None:
+        """`leg` won: the call is answered, every other leg stops ringing."""
+        leg.state = "answered"
+        leg.record.answered_at = now
+        leg.record.result = "answered"
+        leg.record.sip_status = response.status
+        self.winner = leg
+        self.state = "answered"
+        self.answered_at = now
+        self.services.dialog_opened(dialog, self, "b")
+        for other in self.legs.values():
+            if other is not leg and other.active:
+                self._cancel_leg(other, now, result="cancelled")
+        self._cancel_timers()
 
     def _confirm_leg(self, leg: OutboundLeg, response: Response, *,
                      answer: bytes = b"") -> Dialog:
@@ -563,6 +597,92 @@ class Call:
         value = message.headers.get("Content-Type")
         return [("Content-Type", value)] if value and message.body else []
 
+    # ------------------------------------------------------------------ answered by the box
+    def answer_locally(self, local: LocalEnd, body: bytes, now: float) -> bool:
+        """The box answers the caller itself (voicemail): 200 with our SDP `body`. False when
+        the caller's INVITE cannot make a dialog (the call has then failed with 400)."""
+        try:
+            dialog = Dialog.as_uas(self.invite, local_tag=self.to_tag,
+                                   local_contact=self._contact_for_caller())
+        except RemoteProtocolError:
+            local.close()
+            self.fail(400, "caller's INVITE cannot establish a dialog", now, outcome="failed")
+            return False
+        self._stop_ringing(now)
+        self._cancel_timers()
+        self.local = local
+        self.local_side = "a"
+        self.local_answer = body
+        self.state = "answered"
+        self.inbound_dialog = dialog
+        self.services.dialog_opened(dialog, self, "a")
+        self.services.send_response(self.invite_tx, make_response(
+            self.invite, 200, to_tag=self.to_tag,
+            headers=[("Contact", self._contact_for_caller()), ("Allow", ALLOW),
+                     ("User-Agent", self.services.user_agent),
+                     ("Content-Type", "application/sdp")],
+            body=body,
+        ), now)
+        return True
+
+    def _local_peer(self) -> tuple[Dialog, Address] | None:
+        if self.local_side == "a":
+            return (self.inbound_dialog, self.source) if self.inbound_dialog else None
+        winner = self.winner
+        if winner is None or winner.dialog is None:
+            return None
+        return winner.dialog, winner.target.destination
+
+    def _local_request(self, request: Request, tx_id: str, now: float) -> None:
+        """A request from the party the box talks to (RFC 3261 §12.2.2 inside the dialog)."""
+        local = self.local
+        assert local is not None
+        method = request.method
+        if method == "BYE":
+            self.services.send_response(tx_id, make_response(request, 200), now)
+            local.remote_hung_up(now)
+            self._finish(now, "hangup by caller" if self.local_side == "a" else
+                         "hangup by callee", local.outcome)
+            return
+        if method == "INVITE":
+            # A re-INVITE: hold, a new address, or a session refresh (RFC 3264 §8).
+            body = self.local_answer
+            if request.body:
+                try:
+                    body = local.renegotiate(request.body)
+                except ValueError as exc:
+                    LOGGER.info("call %s: re-INVITE refused: %s", self.id, exc)
+                    self.services.send_response(tx_id, make_response(request, 488), now)
+                    return
+                self.local_answer = body
+            self.services.send_response(tx_id, make_response(
+                request, 200, headers=[("Contact", self._contact_for_caller()),
+                                       ("Allow", ALLOW), ("Content-Type", "application/sdp")],
+                body=body), now)
+            return
+        if method in ("INFO", "UPDATE", "OPTIONS", "NOTIFY", "MESSAGE"):
+            headers = [("Allow", ALLOW)] if method == "OPTIONS" else []
+            self.services.send_response(tx_id, make_response(request, 200, headers=headers),
+                                        now)
+            key = dtmf_key(request) if method == "INFO" else None
+            if key is not None:
+                local.key_pressed(key, now)
+            return
+        self.services.send_response(
+            tx_id, make_response(request, 501, headers=[("Allow", ALLOW)]), now
+        )
+
+    def hang_up_local(self, now: float) -> None:
+        """The box is done with the call (the message is saved): BYE, and the end."""
+        local = self.local
+        if local is None or self.state != "answered":
+            return
+        peer = self._local_peer()
+        if peer is not None:
+            self._send_bye(peer[0], peer[1], now)
+        local.close()
+        self._finish(now, "hangup by the box", local.outcome)
+
     # ------------------------------------------------------------------ established call
     def other_side(self, side: str) -> tuple[Dialog, Address] | None:
         if self.winner is None or self.winner.dialog is None or self.inbound_dialog is None:
@@ -577,6 +697,9 @@ class Call:
         if self.state != "answered":
             status = 200 if method == "BYE" else 481
             self.services.send_response(tx_id, make_response(request, status), now)
+            return
+        if self.local is not None:
+            self._local_request(request, tx_id, now)
             return
         peer = self.other_side(side)
         assert peer is not None
@@ -650,6 +773,10 @@ class Call:
 
     def ack_received(self, side: str, ack: Request, now: float) -> None:
         """An ACK for a 2xx from `side`: relay it when it completes a relayed re-INVITE."""
+        if self.local is not None:
+            if ack.body:  # our 200 made the offer (RFC 3264 §5): the ACK brings the answer
+                self.local.answer_received(ack.body, now)
+            return
         for tx, relay in list(self.relays.items()):
             if relay.from_side == side and relay.request.method == "INVITE":
                 peer = self.other_side(side)
@@ -665,6 +792,9 @@ class Call:
 
     def hang_up(self, now: float, cause: str) -> None:
         """End the call from our side: BYE to both parties, or a final answer if unanswered."""
+        if self.local is not None and self.state == "answered":
+            self.hang_up_local(now)
+            return
         if self.state == "answered":
             for side in ("a", "b"):
                 peer = self.other_side("b" if side == "a" else "a")
@@ -696,10 +826,31 @@ class Call:
         self.end_cause = cause
         self.outcome = outcome
         self._cancel_timers()
+        if self.local is not None:
+            self.local.close()
         for record in self.leg_records:
             if record.ended_at is None:
                 record.ended_at = now
         self.services.call_finished(self, now)
+
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class OriginatedCall(Call):
+    """A call the box places itself (a callback, an apology): `invite` is the original
+    caller's INVITE, kept for the record; there is no server transaction to answer."""
+
+    def _respond(
+        self, status: int, now: float, *, body: bytes = b"",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Nobody is on the line yet: there is no caller to tell about ringing."""
+
+    def fail(self, status: int, cause: str, now: float, *, outcome: str,
+             reason: str | None = None) -> None:
+        if self.state in ("answered", "ended"):
+            return
+        self._stop_ringing(now)
+        self._finish(now, cause, outcome)
 
 
 def _result_of(status: int) -> str:
@@ -721,3 +872,21 @@ def _parse_sip_uri(text: str) -> SipUri:
     if not isinstance(uri, SipUri):
         raise ValueError(f"not a SIP URI: {text}")
     return uri
+
+
+def dtmf_key(request: Request) -> str | None:
+    """The key in a SIP INFO DTMF body: `application/dtmf-relay` ("Signal=5") or
+    `application/dtmf` ("5"); None for anything else."""
+    content_type = (request.content_type or "").lower()
+    text = request.body.decode("ascii", "replace").strip()
+    if content_type == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                text = value.strip()
+                break
+        else:
+            return None
+    elif content_type != "application/dtmf":
+        return None
+    return text if len(text) == 1 and text in "0123456789*#ABCD" else None

@@ -17,13 +17,16 @@ import itertools
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 from .agents import AgentBook, StatusChanged
 from .callback import CallbackCall
-from .calls import ALLOW, Call, CallInfo, LegRecord, Target, TimeoutHandler
+from .calls import ALLOW, Call, CallInfo, LegRecord, Target, TimeoutHandler, dtmf_key
+from .media import prompts, sdp
+from .media.ports import MediaPorts, PortRange
+from .media.session import MediaSession
 from .registrar import Registrar
 from .routing import strategies
 from .routing.model import (
@@ -46,6 +49,7 @@ from .routing.scheme import (
     QueueSettings,
     parse_no_answer,
     parse_queue,
+    voicemail_box,
 )
 from .security import RateLimiter, is_scanner
 from .sip.auth import DigestChallenger, build_authorization, choose_challenge
@@ -71,6 +75,14 @@ from .sip.transaction import (
 from .sip.uri import OtherUri, SipUri
 from .store.config import Config, Department, Trunk
 from .trunk import TrunkAccount, TrunkRegistration
+from .voicemail import (
+    ApologyScript,
+    LocalParty,
+    PromptCall,
+    VoicemailMessage,
+    VoicemailScript,
+    VoicemailSettings,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -106,6 +118,10 @@ def _ignore(now: float) -> None:
     pass
 
 
+def _no_greeting(mailbox: str) -> bytes | None:
+    return None
+
+
 @dataclass(slots=True, kw_only=True)
 class DepartmentCall:
     """A call's routing state while a department (or its no-answer scheme) handles it."""
@@ -139,13 +155,14 @@ class DepartmentSettings:
     auto_break_after: int = 0
 
     @classmethod
-    def of(cls, department: Department, *, is_destination: Callable[[str], bool]
-           ) -> DepartmentSettings:
+    def of(cls, department: Department, *, is_destination: Callable[[str], bool],
+           mailboxes: Collection[str] = ()) -> DepartmentSettings:
         extra = department.extra
         path = f"department {department.number}"
         queue = parse_queue(extra["queue"], f"{path}.queue") if "queue" in extra else None
         no_answer = (
-            parse_no_answer(extra["no_answer"], f"{path}.no_answer", is_destination=is_destination)
+            parse_no_answer(extra["no_answer"], f"{path}.no_answer", is_destination=is_destination,
+                            mailbox=department.number, mailboxes=mailboxes)
             if "no_answer" in extra else NoAnswerScheme()
         )
         return cls(
@@ -194,17 +211,25 @@ class CallRecorder:
         failed)."""
         raise NotImplementedError
 
+    def voicemail(self, message: VoicemailMessage, wall_time: float) -> None:
+        """Keep a message left in a mailbox (`wall_time`: when it was left, Unix seconds)."""
+        raise NotImplementedError
+
 
 class MemoryRecorder(CallRecorder):
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, object], list[dict[str, object]]]] = []
         self.callback_states: dict[str, str] = {}
+        self.voicemails: list[VoicemailMessage] = []
 
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
         self.calls.append((call, legs))
 
     def callback_state(self, call_id: str, state: str) -> None:
         self.callback_states[call_id] = state
+
+    def voicemail(self, message: VoicemailMessage, wall_time: float) -> None:
+        self.voicemails.append(message)
 
 
 class ChannelPool:
@@ -243,6 +268,8 @@ class Gateway:
         key: bytes | None = None,
         now: float,
         wall_offset_s: float = 0.0,
+        media_ports: MediaPorts | None = None,
+        greetings: Callable[[str], bytes | None] | None = None,
     ) -> None:
         self.local = local
         self.local_host = local.host
@@ -273,6 +300,11 @@ class Gateway:
             "dropped_scanner": 0, "dropped_banned": 0, "internal_errors": 0,
         }
         self._out: list[tuple[bytes, Address]] = []
+        # The box's own media (voicemail, prompts): sessions by local RTP port.
+        self.media_ports: MediaPorts = media_ports or PortRange()
+        self.greetings = greetings or _no_greeting
+        self.local_media: dict[int, LocalParty] = {}
+        self._rtp_out: list[tuple[int, bytes, tuple[str, int]]] = []
         self._handlers: dict[str, tuple[ResponseCallback, TimeoutHandler]] = {}
         self._timers: list[_AppTimer] = []
         self._timer_seq = itertools.count()
@@ -358,6 +390,18 @@ class Gateway:
         self._out = []
         return out
 
+    def receive_rtp(self, port: int, data: bytes, now: float) -> None:
+        """A datagram on the RTP port of one of the box's own media sessions."""
+        self.now = now
+        party = self.local_media.get(port)
+        if party is not None:
+            self._guarded(partial(party.receive, data), now)
+
+    def rtp_to_send(self) -> list[tuple[int, bytes, tuple[str, int]]]:
+        """(local port, datagram, destination) for the box's own media sessions."""
+        out, self._rtp_out = self._rtp_out, []
+        return out
+
     def get_timer(self) -> float | None:
         candidates = [self._next_housekeeping]
         layer_timer = self.layer.get_timer()
@@ -401,6 +445,28 @@ class Gateway:
             request = registration.unregister(now)
             if request is not None:
                 self._send_registration(registration, request, now)
+
+    # ------------------------------------------------------------------ MediaServices
+    def send_rtp(self, port: int, data: bytes, destination: tuple[str, int]) -> None:
+        self._rtp_out.append((port, data, destination))
+
+    def close_media(self, port: int) -> None:
+        if self.local_media.pop(port, None) is not None:
+            self.media_ports.close(port)
+
+    def prompt(self, name: str) -> bytes:
+        return prompts.prompt(self.config.site.language, name)
+
+    def greeting(self, mailbox: str) -> bytes | None:
+        try:
+            return self.greetings(mailbox)
+        except Exception:  # a broken upload must not lose the caller's message
+            LOGGER.exception("greeting of mailbox %s unreadable; the built-in one plays",
+                             mailbox)
+            return None
+
+    def voicemail_left(self, message: VoicemailMessage, now: float) -> None:
+        self.recorder.voicemail(message, message.started_at + self.wall_offset_s)
 
     # ------------------------------------------------------------------ Services for calls
     def send_request(
@@ -928,6 +994,11 @@ class Gateway:
                     return
                 destination = schedule.after_hours
                 department = self.departments.get(destination)
+        mailbox = voicemail_box(destination)
+        if mailbox is not None:  # after hours, a rule or a webhook chose voicemail
+            call.info.department = mailbox if mailbox in self.departments else None
+            self._voicemail(call, mailbox, now)
+            return
         # The call is recorded under the department that actually takes it (after hours, a
         # VIP rule or a webhook may have chosen another), or none when a person or an outside
         # number does.
@@ -987,11 +1058,15 @@ class Gateway:
         settings = self._department_settings.get(department.number)
         if settings is None:
             settings = self._department_settings[department.number] = DepartmentSettings.of(
-                department, is_destination=self._is_destination
+                department, is_destination=self._is_destination,
+                mailboxes=self.extensions.keys() | self.departments.keys(),
             )
         return settings
 
     def _is_destination(self, text: str) -> bool:
+        mailbox = voicemail_box(text)
+        if mailbox is not None:
+            return mailbox in self.extensions or mailbox in self.departments
         return text in self.extensions or text in self.departments or _is_dialable(text)
 
     def _offer(self, call: Call, now: float) -> None:
@@ -1152,23 +1227,29 @@ class Gateway:
     def _dial_customer(self, callback: CallbackCall, now: float) -> None:
         """The member answered: call the customer the way they reached us."""
         ring_s = self._callback_settings(callback).customer_ring_s
-        trunk = self.trunks.get(callback.customer_trunk or "")
+        target, channel = self._customer_target(callback)
+        if target is None:
+            callback.customer_unavailable(channel or "customer unreachable", now)
+            return
+        if channel is not None:
+            callback.channels.append(channel)
+        callback.ring_customer(target, ring_s, now)
+
+    def _customer_target(self, callback: CallbackCall) -> tuple[Target | None, str | None]:
+        """How to reach the customer the way they reached us: (target, trunk channel taken),
+        or (None, why not)."""
         if callback.customer_trunk is None:
             targets = self._extension_targets(callback.customer)
             if not targets:
-                callback.customer_unavailable("customer's phone not registered", now)
-                return
-            callback.ring_customer(targets[0], ring_s, now)
-            return
+                return None, "customer's phone not registered"
+            return targets[0], None
+        trunk = self.trunks.get(callback.customer_trunk)
         key = f"trunk:{callback.customer_trunk}"
         if trunk is None or trunk.name not in self.trunk_addresses:
-            callback.customer_unavailable(f"trunk {callback.customer_trunk} is gone", now)
-            return
+            return None, f"trunk {callback.customer_trunk} is gone"
         if not self.channels.acquire([key]):
-            callback.customer_unavailable("no free trunk channel", now)
-            return
-        callback.channels.append(key)
-        callback.ring_customer(self._external_target(trunk, callback.customer), ring_s, now)
+            return None, "no free trunk channel"
+        return self._external_target(trunk, callback.customer), key
 
     def _callback_unreached(self, callback: CallbackCall, now: float) -> None:
         """The customer did not answer (or could not be called): try again later, a set
@@ -1197,14 +1278,95 @@ class Gateway:
         self._serve_queue(department.number, now)
 
     def _callback_expired(self, callback: CallbackCall, now: float) -> None:
-        """No member was free in time. The apology call offering voicemail needs media
-        (prompts), which this firmware does not have yet; the request shows as expired in the
-        missed-calls list, where a manager sees whom to call."""
+        """No member was free in time: the request shows as expired in the missed-calls
+        list, where a manager sees whom to call, and the box calls the customer to apologise
+        and offer voicemail (unless the queue's `callback.apology` is off)."""
         self._remove_from_queue(callback)
         LOGGER.info("callback request %s for %s expired", callback.origin_call_id,
                     callback.customer)
         callback.fail(480, "callback expired", now, outcome="missed")
         self.recorder.callback_state(callback.origin_call_id, "expired")
+        if self._callback_settings(callback).apology:
+            self._apologise(callback, now)
+
+    # ------------------------------------------------------------------ the box on the line
+    def _open_media(self, call: Call) -> int | None:
+        port = self.media_ports.open()
+        if port is None:
+            LOGGER.warning("call %s: no free RTP port for the box's own media", call.id)
+        return port
+
+    def _voicemail(self, call: Call, mailbox: str, now: float) -> None:
+        """Answer the caller and take a message for `mailbox` (RFC 3264: our SDP answers the
+        caller's offer; an INVITE without one gets our offer, answered in the ACK)."""
+        port = self._open_media(call)
+        if port is None:
+            call.fail(503, "no media port for voicemail", now, outcome="missed")
+            return
+        offer = call.invite.body
+        try:
+            if offer:
+                body, choice = sdp.answer(offer, host=self.local_host, port=port)
+            else:
+                body, choice = sdp.offer(host=self.local_host, port=port), sdp.awaiting_answer()
+        except sdp.SdpError as exc:
+            self.media_ports.close(port)
+            LOGGER.info("call %s: voicemail cannot take the caller's SDP: %s", call.id, exc)
+            # RFC 3261 §21.4.26: no common format.
+            call.fail(488, "no common audio format", now, outcome="missed")
+            return
+        script = VoicemailScript(call_id=call.id, mailbox=mailbox, caller=call.info.caller,
+                                 settings=VoicemailSettings())
+        party = LocalParty(services=self, session=MediaSession(local_port=port, choice=choice,
+                                                               now=now),
+                           script=script, local_host=self.local_host,
+                           hang_up=call.hang_up_local, awaiting_answer=not offer)
+        self.local_media[port] = party
+        LOGGER.info("call %s: voicemail for mailbox %s", call.id, mailbox)
+        if call.answer_locally(party, body, now) and offer:
+            party.start(now)
+
+    def _apologise(self, callback: CallbackCall, now: float) -> None:
+        """The callback request expired: ring the customer, apologise, and offer to take a
+        message for the department."""
+        target, channel = self._customer_target(callback)
+        if target is None:
+            return
+        call_id = uuid.uuid4().hex
+        port = self._open_media(callback)
+        if port is None:
+            if channel is not None:
+                self.channels.release([channel])
+            return
+        ctx = _context(callback)
+        info = callback.info
+        party = LocalParty(
+            services=self,
+            session=MediaSession(local_port=port, choice=sdp.awaiting_answer(), now=now),
+            script=ApologyScript(VoicemailScript(
+                call_id=call_id, mailbox=ctx.department, caller=callback.customer,
+                settings=VoicemailSettings(), greet=False)),
+            local_host=self.local_host, hang_up=lambda t: None, awaiting_answer=True,
+        )
+        call = PromptCall(
+            services=self, invite=callback.invite, invite_tx=f"apology:{call_id}", id=call_id,
+            source=target.destination, started_at=now,
+            info=CallInfo(direction="callback", source="apology", caller=info.caller,
+                          dialed=info.dialed, number=info.number, department=ctx.department),
+            party=party, offer_body=sdp.offer(host=self.local_host, port=port),
+            caller_id=info.number or info.dialed, origin_call_id=callback.origin_call_id,
+        )
+        party.on_hang_up(call.hang_up_local)
+        call.local = party
+        call.local_side = "b"
+        if channel is not None:
+            call.channels.append(channel)
+        self.local_media[port] = party
+        self.calls[call.invite_tx] = call
+        LOGGER.info("callback %s expired: calling %s to apologise", callback.origin_call_id,
+                    callback.customer)
+        ring_s = self._callback_settings(callback).customer_ring_s
+        call.ring_targets([target], ring_s, now)
 
     def _serve_all_queues(self, now: float) -> None:
         for number in [n for n, waiting in self.queues.items() if waiting]:
@@ -1225,7 +1387,12 @@ class Gateway:
 
     def _ring_destination(self, call: Call, to: str, time_s: float, now: float) -> None:
         """Ring a no-answer step's destination for `time_s`: a department (its own strategy),
-        an employee's phones, or an external number through the provider (forwarding)."""
+        an employee's phones, or an external number through the provider (forwarding); or
+        take a message (voicemail, the last step)."""
+        mailbox = voicemail_box(to)
+        if mailbox is not None:
+            self._voicemail(call, mailbox, now)
+            return
         department = self.departments.get(to)
         if department is not None:
             facts = _context(call).facts
@@ -1460,24 +1627,6 @@ def _queue_deadline(call: Call, settings: QueueSettings) -> float:
     if isinstance(call, CallbackCall):
         return call.expires_at
     return _context(call).entered_at + settings.max_wait_s
-
-
-def dtmf_key(request: Request) -> str | None:
-    """The key in a SIP INFO DTMF body: `application/dtmf-relay` ("Signal=5") or
-    `application/dtmf` ("5"); None for anything else."""
-    content_type = (request.content_type or "").lower()
-    text = request.body.decode("ascii", "replace").strip()
-    if content_type == "application/dtmf-relay":
-        for line in text.splitlines():
-            name, _, value = line.partition("=")
-            if name.strip().lower() == "signal":
-                text = value.strip()
-                break
-        else:
-            return None
-    elif content_type != "application/dtmf":
-        return None
-    return text if len(text) == 1 and text in "0123456789*#ABCD" else None
 
 
 def _call_row(call: Call) -> dict[str, object]:

@@ -4,14 +4,15 @@
 `no_answer` is what happens when the department does not answer in time: an ordered list of
 steps, each a destination (another department, an employee, or an external number through the
 provider) with its own ring time, plus a reserve number used at once when every member is
-offline. The short forms `{action: transfer, to: "201"}` and `{action: forward, to: "7916..."}`
-are one-step schemes. Voicemail needs media (a later part of the firmware) and is refused here
-with a message saying so, rather than accepted and silently ignored.
+offline. The short forms `{action: transfer, to: "201"}`, `{action: forward, to: "7916..."}`
+and `{action: voicemail}` are one-step schemes. Voicemail is a destination like the others,
+written `voicemail` (the department's own mailbox) or `voicemail:101` (that employee's or
+department's mailbox); the box answers and records, so it can only be the last step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 DEFAULT_STEP_TIME_S = 30
@@ -26,6 +27,14 @@ DEFAULT_CALLBACK_RETRY_S = 120
 # the customer may ring at most a little less.
 MAX_CALLBACK_CUSTOMER_RING_S = 25
 DTMF_KEYS = frozenset("0123456789*#")
+VOICEMAIL = "voicemail"
+VOICEMAIL_PREFIX = "voicemail:"
+
+
+def voicemail_box(destination: str) -> str | None:
+    """The mailbox a `voicemail:NNN` destination names; None for any other destination."""
+    return destination.removeprefix(VOICEMAIL_PREFIX) if destination.startswith(
+        VOICEMAIL_PREFIX) else None
 
 
 class SchemeError(ValueError):
@@ -45,6 +54,7 @@ class CallbackSettings:
     customer_ring_s: int = MAX_CALLBACK_CUSTOMER_RING_S
     attempts: int = DEFAULT_CALLBACK_ATTEMPTS  # tries to reach the customer
     retry_s: int = DEFAULT_CALLBACK_RETRY_S  # between tries
+    apology: bool = True  # when the request expires, call to apologise and offer voicemail
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,7 +115,11 @@ def _callback(value: object, path: str, max_wait_s: int) -> CallbackSettings | N
         return None
     if value is True:
         return CallbackSettings(expire_s=max_wait_s)
-    data = _mapping(value, path, {"key", "expire_s", "customer_ring_s", "attempts", "retry_s"})
+    data = _mapping(value, path, {"key", "expire_s", "customer_ring_s", "attempts", "retry_s",
+                                  "apology"})
+    apology = data.get("apology", True)
+    if not isinstance(apology, bool):
+        raise SchemeError(f"{path}.apology", "must be true or false")
     key = data.get("key", DEFAULT_CALLBACK_KEY)
     if not isinstance(key, str) or key not in DTMF_KEYS:
         raise SchemeError(f"{path}.key", "must be one phone key: 0-9, * or # (in quotes)")
@@ -118,46 +132,70 @@ def _callback(value: object, path: str, max_wait_s: int) -> CallbackSettings | N
                       1, 10),
         retry_s=_int(data.get("retry_s", DEFAULT_CALLBACK_RETRY_S), f"{path}.retry_s",
                      10, 3600),
+        apology=apology,
     )
 
 
 def parse_no_answer(
-    value: object, path: str, *, is_destination: Callable[[str], bool]
+    value: object, path: str, *, is_destination: Callable[[str], bool], mailbox: str = "",
+    mailboxes: Collection[str] = (),
 ) -> NoAnswerScheme:
     """`is_destination(text)` says whether `text` names an extension, a department or a
-    dialable external number."""
+    dialable external number; `mailbox` is the department's own (plain `voicemail`), and
+    `mailboxes` every extension and department number (`voicemail:NNN`)."""
+    def destination(to: object, at: str) -> str:
+        return _destination(to, at, is_destination, mailbox, mailboxes)
+
     data = _mapping(value, path, {"action", "to", "time_s", "steps", "reserve"})
     if "action" in data:
         if "steps" in data:
             raise SchemeError(path, "give either action/to or steps, not both")
         action = data["action"]
-        if action == "voicemail":
-            raise SchemeError(f"{path}.action",
-                              "voicemail needs media support, which this firmware does not "
-                              "have yet; use transfer or forward")
-        if action not in ("transfer", "forward"):
-            raise SchemeError(f"{path}.action", "must be transfer or forward")
+        if action not in ("transfer", "forward", VOICEMAIL):
+            raise SchemeError(f"{path}.action", "must be transfer, forward or voicemail")
+        to = data.get("to")
+        if action == VOICEMAIL:
+            to = VOICEMAIL if to is None else f"{VOICEMAIL_PREFIX}{to}"
         steps: tuple[Step, ...] = (
-            _step({"to": data.get("to"), "time_s": data.get("time_s", DEFAULT_STEP_TIME_S)},
-                  path, is_destination),
+            _step({"to": to, "time_s": data.get("time_s", DEFAULT_STEP_TIME_S)},
+                  path, destination),
         )
     else:
         raw_steps = data.get("steps", [])
         if not isinstance(raw_steps, list):
             raise SchemeError(f"{path}.steps", "must be a list")
-        steps = tuple(_step(item, f"{path}.steps[{i}]", is_destination)
+        steps = tuple(_step(item, f"{path}.steps[{i}]", destination)
                       for i, item in enumerate(raw_steps))
+        for i, step in enumerate(steps[:-1]):
+            if voicemail_box(step.to) is not None:
+                raise SchemeError(f"{path}.steps[{i}].to",
+                                  "voicemail answers the call, so it must be the last step")
     reserve = data.get("reserve")
-    if reserve is not None and (not isinstance(reserve, str) or not is_destination(reserve)):
-        raise SchemeError(f"{path}.reserve", f"unknown destination {reserve!r}")
+    if reserve is not None:
+        if not isinstance(reserve, str):
+            raise SchemeError(f"{path}.reserve", f"unknown destination {reserve!r}")
+        reserve = destination(reserve, f"{path}.reserve")
     return NoAnswerScheme(steps=steps, reserve=reserve)
 
 
-def _step(value: object, path: str, is_destination: Callable[[str], bool]) -> Step:
-    data = _mapping(value, path, {"to", "time_s"})
-    to = data.get("to")
+def _destination(to: object, path: str, is_destination: Callable[[str], bool],
+                 mailbox: str, mailboxes: Collection[str]) -> str:
+    if to == VOICEMAIL and mailbox:
+        return f"{VOICEMAIL_PREFIX}{mailbox}"
+    box = voicemail_box(to) if isinstance(to, str) else None
+    if box is not None:
+        if box not in mailboxes:
+            raise SchemeError(path, f"unknown mailbox {box!r} (an extension or department "
+                                    "number)")
+        return str(to)
     if not isinstance(to, str) or not is_destination(to):
-        raise SchemeError(f"{path}.to", f"unknown destination {to!r} (an extension, a "
-                                        "department or an external number in quotes)")
+        raise SchemeError(path, f"unknown destination {to!r} (an extension, a department, an "
+                                "external number in quotes, or voicemail)")
+    return to
+
+
+def _step(value: object, path: str, destination: Callable[[object, str], str]) -> Step:
+    data = _mapping(value, path, {"to", "time_s"})
+    to = destination(data.get("to"), f"{path}.to")
     return Step(to=to, time_s=_int(data.get("time_s", DEFAULT_STEP_TIME_S), f"{path}.time_s",
                                    5, 600))

@@ -14,7 +14,7 @@ import datetime
 import math
 import re
 import secrets
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,7 +41,7 @@ from firmware.routing.schedule import (
     load_zone,
     parse_time_range,
 )
-from firmware.routing.scheme import SchemeError, parse_no_answer, parse_queue
+from firmware.routing.scheme import SchemeError, parse_no_answer, parse_queue, voicemail_box
 from firmware.store.errors import RevisionConflictError
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ STICKY_MODES = ("none", "last_agent", "crm_owner")
 # any other plain data is the old reserved form, still kept verbatim in `extra` with no effect.
 LEGACY_EXTRA_KEYS = frozenset({"schedule"})
 DEFAULT_TIMEZONE = "Europe/Moscow"
+DEFAULT_LANGUAGE = "ru"
+PROMPT_LANGUAGES = ("ru", "en")  # firmware/media/prompts/<language>/
 
 EXTENSION_DIGITS_MIN = 2
 EXTENSION_DIGITS_MAX = 8
@@ -223,6 +225,7 @@ class Site:
     """Where the box is: its IANA time zone is the default of schedules and the clock of rules."""
 
     timezone: str = DEFAULT_TIMEZONE
+    language: str = DEFAULT_LANGUAGE  # of the built-in voice prompts (voicemail, apology)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -733,9 +736,14 @@ def _parse_crm(value: object, path: str) -> Crm:
 
 
 def _parse_site(value: object, path: str) -> Site:
-    data = _mapping(value, path, required=(), optional=("timezone",))
+    data = _mapping(value, path, required=(), optional=("timezone", "language"))
+    language = data.get("language", DEFAULT_LANGUAGE)
+    if language not in PROMPT_LANGUAGES:
+        raise ConfigError(_at_key(path, "language"),
+                          f"must be one of {', '.join(PROMPT_LANGUAGES)}, got {language!r}")
     return Site(
-        timezone=_timezone(data.get("timezone", DEFAULT_TIMEZONE), _at_key(path, "timezone"))
+        timezone=_timezone(data.get("timezone", DEFAULT_TIMEZONE), _at_key(path, "timezone")),
+        language=str(language),
     )
 
 
@@ -778,7 +786,8 @@ def _date(value: object, path: str) -> datetime.date:
 
 
 def _destination(value: object, path: str, destinations: set[str]) -> str:
-    """An extension or department number, or an external number.
+    """An extension or department number, an external number, or `voicemail:NNN` (the
+    mailbox of extension or department NNN).
 
     Up to EXTENSION_DIGITS_MAX digits it must be an existing extension or department (a typo
     of one must not dial out); longer, or written with "+", it is an external number.
@@ -786,6 +795,12 @@ def _destination(value: object, path: str, destinations: set[str]) -> str:
     _refuse_unquoted_number(value, path)
     text = _text(value, path)
     if text in destinations:
+        return text
+    mailbox = voicemail_box(text)
+    if mailbox is not None:
+        if mailbox not in destinations:
+            raise ConfigError(path, f'unknown mailbox "{mailbox}" in "{text}" (voicemail:'
+                                    "followed by an extension or department number)")
         return text
     digits = text.removeprefix("+")
     if not (
@@ -993,7 +1008,8 @@ def parse_config(data: object) -> Config:
         return text in destinations or (digits.isdigit() and 3 <= len(digits) <= 15)
 
     for index, department in enumerate(departments):
-        _check_department_routing(department, _at_index("departments", index), is_destination)
+        _check_department_routing(department, _at_index("departments", index), is_destination,
+                                  destinations)
 
     return Config(
         extensions=tuple(extensions),
@@ -1010,7 +1026,8 @@ def parse_config(data: object) -> Config:
 
 
 def _check_department_routing(
-    department: Department, path: str, is_destination: Callable[[str], bool]
+    department: Department, path: str, is_destination: Callable[[str], bool],
+    mailboxes: Collection[str],
 ) -> None:
     """The routing keys of a department and its members (queue, no-answer scheme, strategy
     knobs), checked here so a bad value is refused at import, naming its key."""
@@ -1020,7 +1037,8 @@ def _check_department_routing(
             parse_queue(extra["queue"], _at_key(path, "queue"))
         if "no_answer" in extra:
             parse_no_answer(extra["no_answer"], _at_key(path, "no_answer"),
-                            is_destination=is_destination)
+                            is_destination=is_destination, mailbox=department.number,
+                            mailboxes=mailboxes)
     except SchemeError as exc:
         raise ConfigError(exc.path, exc.message) from None
     for key in ("step_delay_s", "tier_time_s", "sticky_ring_s"):
@@ -1164,6 +1182,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     }
     if cfg.site != Site():
         data["site"] = {"timezone": cfg.site.timezone}
+        if cfg.site.language != DEFAULT_LANGUAGE:
+            data["site"]["language"] = cfg.site.language
     if cfg.schedules:
         data["schedules"] = [_schedule_to_data(schedule, cfg.site) for schedule in cfg.schedules]
     if cfg.rules:

@@ -354,7 +354,7 @@ class Peer:
     # --- the caller's side ---------------------------------------------------------------
 
     def call(self, dialed: str, *, extra: list[tuple[str, str]] | None = None,
-             contact: bool = True) -> Request:
+             contact: bool = True, sdp: bytes = b"") -> Request:
         headers = [
             ("Via", self.via()),
             ("Max-Forwards", "70"),
@@ -366,7 +366,10 @@ class Peer:
         if contact:
             headers.append(("Contact", f"<sip:{self.user}@{self.address.host}:"
                                        f"{self.address.port}>"))
-        invite = request("INVITE", f"sip:{dialed}@{GATEWAY.host}", headers + (extra or []))
+        if sdp:
+            headers.append(("Content-Type", "application/sdp"))
+        invite = request("INVITE", f"sip:{dialed}@{GATEWAY.host}", headers + (extra or []),
+                         sdp)
         self.outgoing.append(_Outgoing(invite=invite))
         self.send(invite)
         return invite

@@ -208,10 +208,35 @@ def test_no_answer_step_to_an_unknown_number_is_refused() -> None:
     assert error.path == "departments[0].no_answer.steps[1].to"
 
 
-def test_voicemail_is_refused_until_media_exists() -> None:
-    error = error_after(lambda d: d["departments"][0].update(no_answer={"action": "voicemail"}))
-    assert error.path == "departments[0].no_answer.action"
-    assert "media" in str(error)
+def test_voicemail_is_a_no_answer_action_for_the_departments_own_mailbox() -> None:
+    data = valid_config_data()
+    data["departments"][0]["no_answer"] = {"action": "voicemail"}
+    assert parse_config(data).departments[0].extra["no_answer"] == {"action": "voicemail"}
+
+
+def test_voicemail_must_be_the_last_step() -> None:
+    error = error_after(lambda d: d["departments"][0].update(no_answer={"steps": [
+        {"to": "voicemail"}, {"to": "102"}]}))
+    assert error.path == "departments[0].no_answer.steps[0].to"
+    assert "last step" in str(error)
+
+
+def test_a_mailbox_must_be_an_extension_or_a_department() -> None:
+    error = error_after(lambda d: d["departments"][0].update(no_answer={
+        "action": "voicemail", "to": "79160000000"}))
+    assert error.path == "departments[0].no_answer.to"
+
+
+def test_an_after_hours_mailbox_must_exist() -> None:
+    error = error_after(lambda d: d.update(schedules=[
+        {"name": "day", "hours": {"mon": ["09:00-18:00"]}, "after_hours": "voicemail:999"}]))
+    assert error.path == "schedules[0].after_hours"
+    assert "unknown mailbox" in str(error)
+
+
+def test_prompt_language_is_one_of_the_built_in_ones() -> None:
+    error = error_after(lambda d: d.update(site={"language": "de"}))
+    assert error.path == "site.language"
 
 
 def test_unknown_tier_mode_is_refused() -> None:

@@ -1,0 +1,92 @@
+"""G.711 tables against the reference (the standard library's audioop, while Python still has
+it), RTP header parsing (RFC 3550 §5.1) and telephone-event payloads (RFC 4733 §2.3)."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import pytest
+
+from firmware.media import g711
+from firmware.media.rtp import (
+    MalformedRtp,
+    RtpPacket,
+    TelephoneEvent,
+    parse_rtp,
+    parse_telephone_event,
+    sequence_newer,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import audioop
+    except ImportError:  # Python 3.13 removed it
+        audioop = None
+
+PCM = random.Random(7).randbytes(16000)
+
+
+@pytest.mark.skipif(audioop is None, reason="audioop was removed in Python 3.13")
+@pytest.mark.parametrize(("ours", "reference"), [
+    (g711.ulaw_encode, "lin2ulaw"), (g711.alaw_encode, "lin2alaw"),
+])
+def test_encoding_matches_the_reference_for_every_sample(ours: object, reference: str) -> None:
+    assert callable(ours)
+    assert ours(PCM) == getattr(audioop, reference)(PCM, 2)
+
+
+@pytest.mark.skipif(audioop is None, reason="audioop was removed in Python 3.13")
+@pytest.mark.parametrize(("ours", "reference"), [
+    (g711.ulaw_decode, "ulaw2lin"), (g711.alaw_decode, "alaw2lin"),
+])
+def test_decoding_matches_the_reference_for_every_code(ours: object, reference: str) -> None:
+    assert callable(ours)
+    assert ours(bytes(range(256))) == getattr(audioop, reference)(bytes(range(256)), 2)
+
+
+def test_silence_codes_decode_to_near_zero() -> None:
+    assert abs(g711.pcm_samples(g711.ulaw_decode(bytes([g711.MULAW_SILENCE])))[0]) == 0
+    assert abs(g711.pcm_samples(g711.alaw_decode(bytes([g711.ALAW_SILENCE])))[0]) <= 8
+
+
+def test_an_rtp_packet_round_trips() -> None:
+    packet = RtpPacket(payload_type=8, sequence=65535, timestamp=2**32 - 1, ssrc=0xDEADBEEF,
+                       payload=b"\xd5" * 160, marker=True)
+    assert parse_rtp(packet.to_bytes()) == packet
+
+
+def test_csrc_list_extension_and_padding_are_skipped() -> None:
+    header = bytes([0x80 | 0x20 | 0x10 | 0x02, 0x00]) + (7).to_bytes(2, "big") + bytes(8)
+    csrcs = bytes(8)
+    extension = b"\xbe\xde\x00\x01" + bytes(4)
+    payload = b"\x01\x02\x03"
+    padding = b"\x00\x00\x03"
+    packet = parse_rtp(header + csrcs + extension + payload + padding)
+    assert packet.payload == payload and packet.sequence == 7
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\x80\x00", bytes(12),  # too short; version 0
+    bytes([0x80 | 0x0F, 0]) + bytes(10),  # 15 CSRCs announced, none there
+    bytes([0xA0, 0]) + bytes(10) + b"\x00",  # padding count 0
+    bytes([0x80, 0xC8]) + bytes(10),  # RTCP sender report on the RTP port
+])
+def test_malformed_packets_raise(data: bytes) -> None:
+    with pytest.raises(MalformedRtp):
+        parse_rtp(data)
+
+
+def test_telephone_event_round_trips_and_names_its_key() -> None:
+    event = TelephoneEvent(event=11, end=True, volume=10, duration=800)
+    parsed = parse_telephone_event(event.to_bytes())
+    assert parsed == event and parsed.key == "#"
+    assert TelephoneEvent(event=40, end=False, volume=0, duration=0).key is None
+
+
+def test_sequence_numbers_compare_across_the_wrap() -> None:
+    assert sequence_newer(0, 65535)
+    assert sequence_newer(5, 4)
+    assert not sequence_newer(4, 5)
+    assert not sequence_newer(4, 4)
