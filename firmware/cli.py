@@ -24,6 +24,7 @@ from typing import Any
 
 from . import reports
 from .daemon import control_request, run_daemon
+from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT
 from .routing.model import AGENT_STATUSES
 from .routing.rules import normalise_number
 from .store import ConfigError, Store, dump_yaml, load_yaml, seed_default
@@ -47,6 +48,15 @@ def _hostport(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _port_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    if not (sep and first.isdigit() and last.isdigit()
+            and 1024 <= int(first) < int(last) <= 65535 and int(last) - int(first) >= 3):
+        raise argparse.ArgumentTypeError(
+            f"expected FIRST-LAST, two ports from 1024 to 65535, got {text!r}")
+    return int(first), int(last)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linebox", description="Linebox office SIP gateway")
     parser.add_argument("--log-level", default="INFO",
@@ -60,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also serve the web UI here, in a process of its own that stops "
                           f"with the daemon (make run: {DEFAULT_HTTP})")
     run.add_argument("--config", help="import this YAML configuration before starting")
+    run.add_argument("--rtp-ports", default=f"{DEFAULT_FIRST_PORT}-{DEFAULT_LAST_PORT}",
+                     type=_port_range, metavar="FIRST-LAST",
+                     help="UDP ports for the box's own media: voicemail, prompts")
 
     web = sub.add_parser("web", help="serve the web UI alone (the daemon may run elsewhere)")
     web.add_argument("--db", default=DEFAULT_DB)
@@ -175,7 +188,8 @@ def _run(args: argparse.Namespace) -> int:
         web = _start_web(args.db, args.http) if args.http else None
         _tune_garbage_collector()
         try:
-            _event_loop_runner(run_daemon(store, sip_host=host, sip_port=port, db_path=args.db))
+            _event_loop_runner(run_daemon(store, sip_host=host, sip_port=port, db_path=args.db,
+                                          rtp_ports=args.rtp_ports))
         finally:
             if web is not None:
                 _stop_web(web)

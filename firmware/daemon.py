@@ -30,10 +30,13 @@ from typing import Any, cast
 
 from .agents import StatusChanged
 from .gateway import CallRecorder, Gateway, WebhookRequested
+from .media.audio import AudioError, to_pcm8k, wav_bytes
+from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
 from .reports import conversion_by_manager
 from .sip.message import StreamFramer, error_response_bytes
 from .sip.transaction import Address
 from .store import Config, Store
+from .voicemail import VoicemailMessage
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ WEBHOOK_MAX_ANSWER_BYTES = 64 * 1024
 CONVERSION_WINDOW_S = 30 * 24 * 3600.0  # rank: auto ranks by the last 30 days
 GC_FULL_MAX_INTERVAL_S = 600.0
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+MAX_GREETING_S = 120.0
 
 
 def control_socket_path(db_path: str | Path) -> Path:
@@ -84,6 +88,11 @@ class SqliteRecorder(CallRecorder):
         # After the call's own record in the same queue: the row exists when this is written.
         self._pending.append(("callback", call_id, state))
 
+    def voicemail(self, message: VoicemailMessage, wall_time: float) -> None:
+        # Written at once, not with the next second's batch: a message is never held only in
+        # memory for longer than it takes to reach the disk.
+        self._queue.put([("voicemail", message, wall_time)])
+
     def flush(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
@@ -118,8 +127,16 @@ class SqliteRecorder(CallRecorder):
     def _write(store: Store, batch: list[Any]) -> list[Any]:
         statuses = [item for item in batch if item and item[0] == "status"]
         callbacks = [item for item in batch if item and item[0] == "callback"]
-        calls = [item for item in batch if item and item[0] not in ("status", "callback")]
+        messages = [item for item in batch if item and item[0] == "voicemail"]
+        calls = [item for item in batch
+                 if item and item[0] not in ("status", "callback", "voicemail")]
         try:
+            while messages:
+                _, message, wall_time = messages[0]
+                store.add_voicemail(call_id=message.call_id, mailbox=message.mailbox,
+                                    caller=message.caller, left_at=wall_time,
+                                    duration_s=message.duration_s, audio=wav_bytes(message.pcm))
+                messages.pop(0)
             for _, change, offset in statuses:
                 store.set_agent_status(
                     change.extension, change.status, reason=change.reason,
@@ -127,9 +144,10 @@ class SqliteRecorder(CallRecorder):
                 )
             store.record_finished_calls(calls)
         except Exception:
-            # Keep the rows for the next flush: a busy database must not lose call records.
+            # Keep the rows for the next flush: a busy database must not lose call records
+            # (nor messages: those already written are not written twice).
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
-            return batch
+            return [item for item in batch if item[0] != "voicemail"] + messages
         for _, call_id, state in callbacks:
             try:
                 store.set_callback_state(call_id, state)
@@ -198,10 +216,57 @@ class _TcpProtocol(asyncio.Protocol):
             self.transport.write(data)
 
 
+class SocketPorts:
+    """RTP ports with a bound UDP socket each, read by the event loop (MediaPorts for the
+    gateway). A port something else holds is skipped."""
+
+    def __init__(self, daemon: Daemon, port_range: PortRange) -> None:
+        self.daemon = daemon
+        self.range = port_range
+        self.sockets: dict[int, socket.socket] = {}
+
+    def open(self) -> int | None:
+        family = socket.AF_INET6 if ":" in self.daemon.sip_host else socket.AF_INET
+        for port in self.range.candidates():
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.bind((self.daemon.sip_host, port))
+            except OSError:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            self.range.take(port)
+            self.sockets[port] = sock
+            self.daemon.loop.add_reader(sock.fileno(), self.daemon.on_rtp, port, sock)
+            return port
+        return None
+
+    def close(self, port: int) -> None:
+        self.range.close(port)
+        sock = self.sockets.pop(port, None)
+        if sock is not None:
+            self.daemon.loop.remove_reader(sock.fileno())
+            sock.close()
+
+    def send(self, port: int, data: bytes, destination: tuple[str, int]) -> None:
+        sock = self.sockets.get(port)
+        if sock is None:
+            return
+        try:
+            sock.sendto(data, destination)
+        except OSError as exc:  # unreachable, or the buffer is full: RTP tolerates a loss
+            LOGGER.debug("RTP from port %d to %s: %s", port, destination, exc)
+
+    def close_all(self) -> None:
+        for port in list(self.sockets):
+            self.close(port)
+
+
 class Daemon:
     def __init__(
         self, store: Store, *, sip_host: str, sip_port: int, db_path: str | Path,
         advertised_host: str | None = None,
+        rtp_ports: tuple[int, int] = (DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT),
     ) -> None:
         self.store = store
         self.sip_host = sip_host
@@ -212,10 +277,12 @@ class Daemon:
         self.recorder = SqliteRecorder(db_path, wall_offset_s=time.time() - self.loop.time())
         self.config_revision = store.config_revision()
         config = store.load_config()
+        self.media_ports = SocketPorts(self, PortRange(*rtp_ports))
         self.gateway = Gateway(
             config, local=Address("udp", self.advertised_host, sip_port),
             trunk_addresses=resolve_trunks(config), recorder=self.recorder,
             now=self.loop.time(), wall_offset_s=time.time() - self.loop.time(),
+            media_ports=self.media_ports, greetings=self._greeting,
         )
         self._restore_agent_statuses()
         self.gateway.crm_owners = store.crm_owners()
@@ -294,6 +361,7 @@ class Daemon:
             self._udp.close()
         if self._timer is not None:
             self._timer.cancel()
+        self.media_ports.close_all()
         self.recorder.close()
         with contextlib.suppress(FileNotFoundError):
             control_socket_path(self.db_path).unlink()
@@ -350,7 +418,34 @@ class Daemon:
         self.gateway.receive(data, source, self.loop.time())
         self.flush()
 
+    def on_rtp(self, port: int, sock: socket.socket) -> None:
+        # Drain what is queued: one wake-up may find several packets.
+        for _ in range(64):
+            try:
+                data = sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error reported on the socket
+                LOGGER.debug("RTP port %d: %s", port, exc)
+                break
+            self.gateway.receive_rtp(port, data, self.loop.time())
+        self.flush()
+
+    def _greeting(self, mailbox: str) -> bytes | None:
+        """The mailbox's uploaded greeting as 16-bit 8 kHz mono PCM (None: the built-in)."""
+        wav = self.store.greeting(mailbox)
+        if wav is None:
+            return None
+        try:
+            return to_pcm8k(wav, max_s=MAX_GREETING_S)
+        except AudioError as exc:
+            LOGGER.warning("greeting of mailbox %s is unusable (%s); the built-in one plays",
+                           mailbox, exc)
+            return None
+
     def flush(self) -> None:
+        for port, data, destination in self.gateway.rtp_to_send():
+            self.media_ports.send(port, data, destination)
         if self.gateway.webhook_requests:
             for request in self.gateway.webhook_requests:
                 task = self.loop.create_task(self._ask_webhook(request))
@@ -531,8 +626,10 @@ def resolve_trunks(config: Config) -> dict[str, Address]:
 async def run_daemon(
     store: Store, *, sip_host: str, sip_port: int, db_path: str | Path,
     ready: Callable[[Daemon], None] | None = None,
+    rtp_ports: tuple[int, int] = (DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT),
 ) -> None:
-    daemon = Daemon(store, sip_host=sip_host, sip_port=sip_port, db_path=db_path)
+    daemon = Daemon(store, sip_host=sip_host, sip_port=sip_port, db_path=db_path,
+                    rtp_ports=rtp_ports)
     await daemon.start()
     if ready is not None:
         ready(daemon)

@@ -210,6 +210,29 @@ _SCHEMA_V4: tuple[str, ...] = (
 )
 
 
+# Schema version 5: voicemail. Messages and greetings are WAV files (16-bit 8 kHz mono) kept in
+# the database itself: one file to back up, and a message is never separated from its record.
+_SCHEMA_V5: tuple[str, ...] = (
+    """CREATE TABLE voicemails (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        left_at REAL NOT NULL,
+        duration_s REAL NOT NULL,
+        audio BLOB NOT NULL,
+        heard INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX voicemails_mailbox ON voicemails(mailbox, left_at)",
+    """CREATE TABLE greetings (
+        mailbox TEXT PRIMARY KEY NOT NULL,
+        audio BLOB NOT NULL,
+        duration_s REAL NOT NULL,
+        uploaded_at REAL NOT NULL
+    )""",
+)
+
+
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
         db.execute(statement)
@@ -230,6 +253,11 @@ def _add_extension_extra(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_voicemail(db: Database) -> None:
+    for statement in _SCHEMA_V5:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -237,6 +265,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_call_facts_marks_and_agent_status,
     _add_crm_owners,
     _add_extension_extra,
+    _add_voicemail,
 )
 
 
@@ -726,6 +755,74 @@ class Store:
                 (extension,),
             )
         )
+
+    # --- voicemail -----------------------------------------------------------------------------
+
+    def add_voicemail(self, *, call_id: str, mailbox: str, caller: str, left_at: float,
+                      duration_s: float, audio: bytes) -> int:
+        """Keep a message (`audio`: a WAV file); its id."""
+        with _write_transaction(self._db.conn):
+            cursor = self._db.execute(
+                "INSERT INTO voicemails (call_id, mailbox, caller, left_at, duration_s, audio) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (call_id, mailbox, caller, left_at, duration_s, audio),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def voicemails(self, mailbox: str | None = None, *, limit: int = RECENT_CALLS_LIMIT
+                   ) -> list[dict[str, Any]]:
+        """Messages, newest first, without their audio: all, or one mailbox's."""
+        columns = "id, call_id, mailbox, caller, left_at, duration_s, heard"
+        if mailbox is None:
+            return list(self._db.query(
+                f"SELECT {columns} FROM voicemails ORDER BY left_at DESC, id DESC LIMIT ?",
+                (limit,)))
+        return list(self._db.query(
+            f"SELECT {columns} FROM voicemails WHERE mailbox = ? "
+            "ORDER BY left_at DESC, id DESC LIMIT ?", (mailbox, limit)))
+
+    def voicemail_audio(self, voicemail_id: int) -> bytes:
+        row = self._db.execute("SELECT audio FROM voicemails WHERE id = ?",
+                               (voicemail_id,)).fetchone()
+        if row is None:
+            raise RecordNotFoundError(f"voicemails has no row with id {voicemail_id!r}")
+        return bytes(row[0])
+
+    def mark_voicemail_heard(self, voicemail_id: int, heard: bool = True) -> None:
+        self._update("voicemails", voicemail_id,
+                     "UPDATE voicemails SET heard = ? WHERE id = ?", (int(heard), voicemail_id))
+
+    def delete_voicemail(self, voicemail_id: int) -> None:
+        self._update("voicemails", voicemail_id, "DELETE FROM voicemails WHERE id = ?",
+                     (voicemail_id,))
+
+    def set_greeting(self, mailbox: str, audio: bytes | None, *, duration_s: float = 0.0,
+                     at: float = 0.0) -> None:
+        """The mailbox's own greeting (a WAV file of 16-bit 8 kHz mono), or None for the
+        built-in one."""
+        with _write_transaction(self._db.conn):
+            if audio is None:
+                self._db.execute("DELETE FROM greetings WHERE mailbox = ?", (mailbox,))
+                return
+            self._db.execute(
+                "INSERT INTO greetings (mailbox, audio, duration_s, uploaded_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (mailbox) DO UPDATE SET "
+                "audio = excluded.audio, duration_s = excluded.duration_s, "
+                "uploaded_at = excluded.uploaded_at",
+                (mailbox, audio, duration_s, at),
+            )
+
+    def greeting(self, mailbox: str) -> bytes | None:
+        row = self._db.execute("SELECT audio FROM greetings WHERE mailbox = ?",
+                               (mailbox,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def greetings(self) -> dict[str, dict[str, Any]]:
+        """Mailbox → {"duration_s", "uploaded_at"} of every uploaded greeting."""
+        return {row["mailbox"]: {"duration_s": row["duration_s"],
+                                 "uploaded_at": row["uploaded_at"]}
+                for row in self._db.query(
+                    "SELECT mailbox, duration_s, uploaded_at FROM greetings")}
 
     def legs_of(self, call_id: str) -> list[dict[str, Any]]:
         """The legs of one call in the order they were started."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -86,6 +87,9 @@ class LineboxProcess:
         self.log_path = workdir / "stdout.log"
         self.http_port = http_port
         http = ["--http", f"127.0.0.1:{http_port}"] if http_port is not None else []
+        # Media ports of their own, apart from other tests' daemons and SIPp's media ports.
+        first = random.randrange(20000, 30000, 100)
+        self.rtp_ports = (first, first + 99)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with self.log_path.open("wb") as log:
             self.popen = subprocess.Popen(
@@ -100,6 +104,8 @@ class LineboxProcess:
                     self.address,
                     "--config",
                     str(self.config_path),
+                    "--rtp-ports",
+                    f"{first}-{first + 99}",
                     *http,
                 ],
                 cwd=REPO_ROOT,

@@ -1,0 +1,210 @@
+"""Voicemail end to end with real SIPp peers and real RTP on loopback.
+
+The caller is SIPp: it streams a 440 Hz tone from a raw u-law file (SIPp's rtp_stream) and
+presses keys with SIPp's own recorded RFC 4733 packets (/usr/share/sip-tester/*.pcap). The
+caller's SDP points the box's RTP at a socket this test holds, so what the caller would hear
+(the greeting, the tone) is checked too. The message must reach the database as a WAV file
+holding the caller's tone.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import socket
+import sqlite3
+import threading
+import wave
+from array import array
+from pathlib import Path
+from typing import Any
+
+from firmware.media import g711, prompts
+from firmware.media.rtp import MalformedRtp, parse_rtp
+from tests.e2e.linebox import base_config, running_linebox
+from tests.e2e.sipp import SCENARIOS_DIR, Sipp, free_port, wait_until_bound
+from tests.e2e.test_calls import DID, PROVIDER_IP, provider_call
+
+SIPP_DTMF_DIR = Path("/usr/share/sip-tester")
+CALLER = "79161234567"
+TONE_HZ = 440
+SPEAK_S = 3.0
+
+
+class RtpListener:
+    """Collects the RTP the box sends to the caller's SDP address."""
+
+    def __init__(self, host: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.packets: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.packets.append(self.sock.recv(2048))
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def audio(self) -> array[int]:
+        payloads = []
+        for data in self.packets:
+            try:
+                packet = parse_rtp(data)
+            except MalformedRtp:
+                continue
+            if packet.payload_type == 0:
+                payloads.append(g711.ulaw_decode(packet.payload))
+        return g711.pcm_samples(b"".join(payloads))
+
+
+def tone_file(directory: Path, seconds: float) -> Path:
+    """A raw u-law file for SIPp's rtp_stream: a 440 Hz tone."""
+    samples = array("h", (int(6000 * math.sin(2 * math.pi * TONE_HZ * i / 8000))
+                          for i in range(int(8000 * seconds))))
+    path = directory / "tone.ulaw"
+    path.write_bytes(g711.ulaw_encode(g711.pcm_bytes(samples)))
+    return path
+
+
+def scenario(directory: Path, template: str, audio: Path, dtmf: str) -> Path:
+    text = (SCENARIOS_DIR / template).read_text(encoding="ascii")
+    text = text.replace("@AUDIO@", str(audio)).replace("@DTMF@", str(SIPP_DTMF_DIR / dtmf))
+    path = directory / template.replace(".template", "")
+    path.write_text(text, encoding="ascii")
+    return path
+
+
+def crossings_per_s(samples: array[int]) -> float:
+    rising = sum(1 for a, b in zip(samples, samples[1:], strict=False) if a < 0 <= b)
+    return rising / (len(samples) / 8000)
+
+
+def voicemails(db: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM voicemails ORDER BY id")]
+
+
+def wav_samples(data: bytes) -> array[int]:
+    with wave.open(io.BytesIO(data)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 8000)
+        return g711.pcm_samples(wav.readframes(wav.getnframes()))
+
+
+def test_a_caller_leaves_a_message_heard_back_from_the_database(tmp_path: Path) -> None:
+    config = base_config(site={"language": "en"})
+    # Nobody on line in department 200 (no phone registered): straight to its mailbox.
+    config["departments"][0]["no_answer"] = {"action": "voicemail"}
+    greeting_s = len(prompts.prompt("en", "voicemail_greeting")) / 16000
+    listener = RtpListener(PROVIDER_IP)
+    try:
+        with running_linebox(tmp_path / "linebox", config) as linebox:
+            caller = provider_call(
+                linebox, tmp_path, name="caller",
+                scenario=scenario(tmp_path, "provider_voicemail.template.xml",
+                                  tone_file(tmp_path, SPEAK_S), "dtmf_2833_pound.pcap"),
+                variables={"caller_id": CALLER, "rtp_port": listener.port,
+                           "listen_ms": int((greeting_s + 0.5 + 0.5) * 1000),
+                           "speak_ms": int(SPEAK_S * 1000)},
+                extra_args=["-mp", str(free_port(PROVIDER_IP))],
+            ).run()
+            assert caller.ok, caller.describe()
+            rows = linebox.wait_for(lambda: voicemails(linebox.db), 5, "the message")
+            calls = linebox.wait_for(linebox.calls, 5, "the call record")
+    finally:
+        listener.close()
+
+    [message] = rows
+    assert (message["mailbox"], message["caller"], message["heard"]) == ("200", CALLER, 0)
+    # The tone streamed for 3 s; the message ends at the # (a few frames of leeway).
+    assert SPEAK_S - 0.2 <= message["duration_s"] <= SPEAK_S + 0.6
+    recorded = wav_samples(message["audio"])
+    assert abs(crossings_per_s(recorded[4000:20000]) - TONE_HZ) <= 5
+    [call] = calls
+    assert (call["outcome"], call["department"], call["end_cause"]) == (
+        "voicemail", "200", "hangup by the box")
+
+    heard = listener.audio()
+    greeting = g711.pcm_samples(g711.ulaw_decode(g711.ulaw_encode(
+        prompts.prompt("en", "voicemail_greeting"))))
+    start = heard.tobytes().find(greeting[1000:1400].tobytes())
+    assert start >= 0, "the caller did not hear the greeting"
+    beep_at = start // 2 - 1000 + len(greeting)
+    assert abs(crossings_per_s(heard[beep_at + 400:beep_at + 3600]) - 1000) <= 10
+
+
+def test_an_expired_callback_calls_back_to_apologise_and_takes_a_message(
+    tmp_path: Path,
+) -> None:
+    customer_port = free_port(PROVIDER_IP)
+    config = base_config()  # Russian prompts, the default
+    config["trunks"][0]["port"] = customer_port
+    config["departments"] = [{
+        "number": "200", "name": "Sales", "strategy": "ring_all", "ring_timeout_s": 20,
+        "members": ["101"],
+        "queue": {"max_callers": 5, "max_wait_s": 60,
+                  "callback": {"key": "1", "expire_s": 60}},
+    }]
+    apology_s = len(prompts.prompt("ru", "callback_apology")) / 16000
+    listener = RtpListener(PROVIDER_IP)
+    try:
+        with running_linebox(tmp_path / "linebox", config) as linebox:
+            answer = linebox.control({"command": "agent", "extension": "101",
+                                      "status": "break"})
+            assert answer["ok"], answer
+            customer_sipp = Sipp(
+                scenario=scenario(tmp_path, "customer_apology.template.xml",
+                                  tone_file(tmp_path, SPEAK_S), "dtmf_2833_1.pcap"),
+                local_ip=PROVIDER_IP, local_port=customer_port, calls=1, timeout_s=120,
+                trace_dir=tmp_path, name="customer",
+                variables={"rtp_port": listener.port,
+                           "listen_ms": int((apology_s + 0.5) * 1000),
+                           "speak_ms": int(SPEAK_S * 1000)},
+                extra_args=["-mp", str(free_port(PROVIDER_IP))],
+            )
+            with customer_sipp.start() as customer:
+                assert wait_until_bound(customer_port, PROVIDER_IP)
+                caller = provider_call(
+                    linebox, tmp_path, scenario="provider_callback_request.xml",
+                    variables={"caller_id": CALLER}, name="caller",
+                ).run()
+                assert caller.ok, caller.describe()
+                # Nobody comes back on line: the request expires after 60 s, and the box
+                # calls the customer.
+                apologised = customer.wait(110)
+            assert apologised.ok, apologised.describe()
+            rows = linebox.wait_for(lambda: voicemails(linebox.db), 5, "the message")
+            calls = linebox.wait_for(lambda: len(c := linebox.calls()) >= 2 and c, 5,
+                                     "the call records")
+    finally:
+        listener.close()
+
+    [message] = rows
+    assert (message["mailbox"], message["caller"]) == ("200", CALLER)
+    # The customer hangs up after streaming 3 s; the recording started at the tone.
+    assert SPEAK_S - 0.3 <= message["duration_s"] <= SPEAK_S + 1.5
+    recorded = wav_samples(message["audio"])
+    tone_start = next(i for i, s in enumerate(recorded) if abs(s) > 2000)
+    assert abs(crossings_per_s(recorded[tone_start + 800:tone_start + 16800]) - TONE_HZ) <= 5
+    origin, apology = calls
+    assert (origin["outcome"], origin["callback_state"]) == ("callback", "expired")
+    assert (apology["direction"], apology["source"], apology["outcome"]) == (
+        "callback", "apology", "voicemail")
+    assert [leg["target"] for leg in apology["legs"]] == [CALLER]
+    assert len(listener.audio()) >= 8000 * apology_s * 0.9  # the apology was heard
+
+
+_ = DID
