@@ -91,6 +91,22 @@ class LocalEnd(Protocol):
     def close(self) -> None: ...
 
 
+class MediaAnchor(Protocol):
+    """The box holds the call's media (firmware.anchor.CallMedia): legs get its offer, the
+    answer joins the two sides, re-INVITEs are answered by it."""
+
+    @property
+    def caller_answer(self) -> bytes: ...
+
+    def leg_offer(self) -> bytes: ...
+
+    def connect(self, answer: bytes, now: float) -> bool: ...
+
+    def renegotiate(self, side: str, offer: bytes) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
     """Someone to ring: an extension's registered contact, or an external number via a trunk."""
@@ -199,6 +215,8 @@ class Call:
     local: LocalEnd | None = None
     local_side: str = "a"
     local_answer: bytes = b""  # our SDP in the 200, again for a re-INVITE without an offer
+    # The box answered the caller's SDP itself (early media in a queue): it holds the media.
+    anchor: MediaAnchor | None = None
 
     # ------------------------------------------------------------------ ringing the targets
     def ring(
@@ -260,6 +278,13 @@ class Call:
         if not self.relayed_18x:
             self.relayed_18x = True
             self._respond(180, now)
+
+    def start_early_media(self, anchor: MediaAnchor, body: bytes, now: float) -> None:
+        """183 with the box's SDP (early media, RFC 3960): from now on the box holds the
+        call's media, and relays no ringing of the legs (the box plays it)."""
+        self.anchor = anchor
+        self.relayed_18x = True
+        self._respond(183, now, body=body, headers=[("Content-Type", "application/sdp")])
 
     def _leave_queue(self, now: float) -> None:
         if self.queued_since is not None:
@@ -333,6 +358,11 @@ class Call:
             if value is not None:
                 headers.add(name, value)
         request_uri = _parse_sip_uri(target.request_uri)
+        if self.anchor is not None:
+            # The box holds the caller's media: the leg gets the box's own offer.
+            headers.set("Content-Type", "application/sdp")
+            headers.remove("Content-Disposition")
+            return Request("INVITE", request_uri, headers, self.anchor.leg_offer())
         return Request("INVITE", request_uri, headers, self.invite.body)
 
     def _via(self, destination: Address) -> str:
@@ -363,7 +393,7 @@ class Call:
         if leg.state == "calling":
             leg.state = "ringing"
             leg.record.ringing_at = now
-        if self.state != "ringing":
+        if self.state != "ringing" or self.anchor is not None:
             return
         # Relay ringing once, and early media whenever it carries SDP (RFC 3261 §13.3.1.1).
         if response.body or not self.relayed_18x:
@@ -376,6 +406,14 @@ class Call:
     def _on_leg_answer(self, leg: OutboundLeg, response: Response, now: float) -> None:
         dialog = self._accept_answer(leg, response, now)
         if dialog is None:
+            return
+        if self.anchor is not None and not self.anchor.connect(response.body, now):
+            leg.state = "done"
+            leg.record.result = "failed"
+            leg.record.sip_status = 488
+            leg.record.ended_at = now
+            self._send_bye(dialog, leg.target.destination, now)
+            self._after_leg_failure(now)
             return
         try:
             inbound_dialog = Dialog.as_uas(
@@ -391,12 +429,16 @@ class Call:
             return
         self.answered_by = leg.target.label
         self._mark_answered(leg, response, dialog, now)
+        if self.anchor is not None:  # the same answer as in our 183 (RFC 3261 §13.2.1)
+            body = self.anchor.caller_answer
+            body_headers = [("Content-Type", "application/sdp")]
+        else:
+            body, body_headers = response.body, self._body_headers(response)
         response_to_caller = make_response(
             self.invite, 200, to_tag=self.to_tag,
             headers=[("Contact", self._contact_for_caller()), ("Allow", ALLOW),
-                     ("User-Agent", self.services.user_agent),
-                     *self._body_headers(response)],
-            body=response.body,
+                     ("User-Agent", self.services.user_agent), *body_headers],
+            body=body,
         )
         self.inbound_dialog = inbound_dialog
         self.services.dialog_opened(self.inbound_dialog, self, "a")
@@ -709,6 +751,9 @@ class Call:
             self._send_bye(dialog, destination, now)
             self._finish(now, f"hangup by {'caller' if side == 'a' else 'callee'}", "answered")
             return
+        if method == "INVITE" and self.anchor is not None:
+            self._answer_reinvite(side, request, tx_id, now)
+            return
         if method == "INVITE" or method in RELAYED_IN_DIALOG:
             pending_invite = any(r.request.method == "INVITE" for r in self.relays.values())
             if method == "INVITE" and pending_invite:
@@ -719,6 +764,30 @@ class Call:
         self.services.send_response(
             tx_id, make_response(request, 501, headers=[("Allow", ALLOW)]), now
         )
+
+    def _answer_reinvite(self, side: str, request: Request, tx_id: str, now: float) -> None:
+        """A re-INVITE in an anchored call: each party's session is with the box, which
+        answers for its own side (RFC 3264 §8) and moves or holds that side's media."""
+        anchor = self.anchor
+        assert anchor is not None
+        if not request.body:
+            # No offer: ours (the current one) goes in the 2xx; the ACK's answer changes
+            # nothing we need (the party keeps its address).
+            body = anchor.caller_answer if side == "a" else anchor.leg_offer()
+        else:
+            try:
+                body = anchor.renegotiate(side, request.body)
+            except ValueError as exc:
+                LOGGER.info("call %s: re-INVITE refused: %s", self.id, exc)
+                self.services.send_response(tx_id, make_response(request, 488), now)
+                return
+        if side == "a" or self.winner is None:
+            contact = self._contact_for_caller()
+        else:
+            contact = self.winner.invite.headers.get("Contact") or ""
+        self.services.send_response(tx_id, make_response(
+            request, 200, headers=[("Contact", contact), ("Allow", ALLOW),
+                                   ("Content-Type", "application/sdp")], body=body), now)
 
     def _relay(
         self, side: str, request: Request, tx_id: str, dialog: Dialog, destination: Address,
@@ -828,6 +897,8 @@ class Call:
         self._cancel_timers()
         if self.local is not None:
             self.local.close()
+        if self.anchor is not None:
+            self.anchor.close()
         for record in self.leg_records:
             if record.ended_at is None:
                 record.ended_at = now

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from .agents import AgentBook, StatusChanged
+from .anchor import CallMedia
 from .callback import CallbackCall
 from .calls import ALLOW, Call, CallInfo, LegRecord, Target, TimeoutHandler, dtmf_key
 from .media import prompts, sdp
@@ -79,6 +80,7 @@ from .voicemail import (
     ApologyScript,
     LocalParty,
     PromptCall,
+    QueueScript,
     VoicemailMessage,
     VoicemailScript,
     VoicemailSettings,
@@ -303,7 +305,9 @@ class Gateway:
         # The box's own media (voicemail, prompts): sessions by local RTP port.
         self.media_ports: MediaPorts = media_ports or PortRange()
         self.greetings = greetings or _no_greeting
-        self.local_media: dict[int, LocalParty] = {}
+        # Who takes the datagrams arriving on each of the box's RTP ports in use.
+        self.local_media: dict[int, Callable[[bytes, float], None]] = {}
+        self._media_open: set[int] = set()
         self._rtp_out: list[tuple[int, bytes, tuple[str, int]]] = []
         self._handlers: dict[str, tuple[ResponseCallback, TimeoutHandler]] = {}
         self._timers: list[_AppTimer] = []
@@ -393,9 +397,9 @@ class Gateway:
     def receive_rtp(self, port: int, data: bytes, now: float) -> None:
         """A datagram on the RTP port of one of the box's own media sessions."""
         self.now = now
-        party = self.local_media.get(port)
-        if party is not None:
-            self._guarded(partial(party.receive, data), now)
+        receiver = self.local_media.get(port)
+        if receiver is not None:
+            self._guarded(partial(receiver, data), now)
 
     def rtp_to_send(self) -> list[tuple[int, bytes, tuple[str, int]]]:
         """(local port, datagram, destination) for the box's own media sessions."""
@@ -451,8 +455,21 @@ class Gateway:
         self._rtp_out.append((port, data, destination))
 
     def close_media(self, port: int) -> None:
-        if self.local_media.pop(port, None) is not None:
+        self.local_media.pop(port, None)
+        if port in self._media_open:
+            self._media_open.discard(port)
             self.media_ports.close(port)
+
+    def open_media_port(self) -> int | None:
+        port = self.media_ports.open()
+        if port is None:
+            LOGGER.warning("no free RTP port for the box's own media")
+            return None
+        self._media_open.add(port)
+        return port
+
+    def route_media(self, port: int, receiver: Callable[[bytes, float], None]) -> None:
+        self.local_media[port] = receiver
 
     def prompt(self, name: str) -> bytes:
         return prompts.prompt(self.config.site.language, name)
@@ -1112,6 +1129,8 @@ class Gateway:
         self, call: Call, department: Department, settings: QueueSettings, now: float
     ) -> None:
         waiting = self.queues.setdefault(department.number, [])
+        if not isinstance(call, CallbackCall):
+            self._start_queue_media(call, settings, now)
         if call not in waiting:
             # VIP callers go ahead of everyone who is not VIP; otherwise arrival order, so a
             # caller offered in vain (or a callback tried in vain) keeps their place.
@@ -1290,16 +1309,24 @@ class Gateway:
             self._apologise(callback, now)
 
     # ------------------------------------------------------------------ the box on the line
-    def _open_media(self, call: Call) -> int | None:
-        port = self.media_ports.open()
-        if port is None:
-            LOGGER.warning("call %s: no free RTP port for the box's own media", call.id)
-        return port
-
     def _voicemail(self, call: Call, mailbox: str, now: float) -> None:
         """Answer the caller and take a message for `mailbox` (RFC 3264: our SDP answers the
         caller's offer; an INVITE without one gets our offer, answered in the ACK)."""
-        port = self._open_media(call)
+        script = VoicemailScript(call_id=call.id, mailbox=mailbox, caller=call.info.caller,
+                                 settings=VoicemailSettings())
+        anchor = call.anchor
+        if isinstance(anchor, CallMedia) and not anchor.bridged:
+            # The caller already hears the box (the queue's early media): the same session
+            # and the same SDP answer carry on into the 2xx (RFC 3261 §13.2.1).
+            anchor.release_member_port()
+            call.anchor = None
+            party = anchor.party
+            party.on_hang_up(call.hang_up_local)
+            party.switch(script, now)
+            LOGGER.info("call %s: voicemail for mailbox %s", call.id, mailbox)
+            call.answer_locally(party, anchor.caller_answer, now)
+            return
+        port = self.open_media_port()
         if port is None:
             call.fail(503, "no media port for voicemail", now, outcome="missed")
             return
@@ -1310,21 +1337,65 @@ class Gateway:
             else:
                 body, choice = sdp.offer(host=self.local_host, port=port), sdp.awaiting_answer()
         except sdp.SdpError as exc:
-            self.media_ports.close(port)
+            self.close_media(port)
             LOGGER.info("call %s: voicemail cannot take the caller's SDP: %s", call.id, exc)
             # RFC 3261 §21.4.26: no common format.
             call.fail(488, "no common audio format", now, outcome="missed")
             return
-        script = VoicemailScript(call_id=call.id, mailbox=mailbox, caller=call.info.caller,
-                                 settings=VoicemailSettings())
         party = LocalParty(services=self, session=MediaSession(local_port=port, choice=choice,
                                                                now=now),
                            script=script, local_host=self.local_host,
                            hang_up=call.hang_up_local, awaiting_answer=not offer)
-        self.local_media[port] = party
+        self.route_media(port, party.receive)
         LOGGER.info("call %s: voicemail for mailbox %s", call.id, mailbox)
         if call.answer_locally(party, body, now) and offer:
             party.start(now)
+
+    def _start_queue_media(self, call: Call, settings: QueueSettings, now: float) -> None:
+        """Early media for a caller who starts to wait: the box answers their offer in a 183
+        and plays ringback, their position and the callback offer, hearing keys in the RTP
+        (RFC 4733 or in-band). Without an offer, or without a common format, the caller hears
+        plain ringing (180) as before."""
+        offer = call.invite.body
+        if call.anchor is not None or not offer or settings.announce_s <= 0:
+            return
+        port = self.open_media_port()
+        member_port = self.open_media_port() if port is not None else None
+        if port is None or member_port is None:
+            if port is not None:
+                self.close_media(port)
+            return
+        try:
+            body, choice = sdp.answer(offer, host=self.local_host, port=port)
+        except sdp.SdpError as exc:
+            self.close_media(port)
+            self.close_media(member_port)
+            LOGGER.info("call %s: no early media in the queue: %s", call.id, exc)
+            return
+        callback = settings.callback
+        script = QueueScript(
+            position=partial(self._queue_position, call),
+            callback_key=callback.key if callback is not None else None,
+            on_key=partial(self._key_pressed_while_waiting, call),
+            announce_s=settings.announce_s,
+        )
+        party = LocalParty(services=self, session=MediaSession(local_port=port, choice=choice,
+                                                               now=now),
+                           script=script, local_host=self.local_host, hang_up=_ignore)
+        self.route_media(port, party.receive)
+        call.start_early_media(CallMedia(self, party, body, member_port=member_port), body, now)
+        party.start(now)
+
+    def _queue_position(self, call: Call) -> int | None:
+        ctx = call.context
+        waiting = self.queues.get(ctx.department, []) if isinstance(ctx, DepartmentCall) else []
+        if call.state != "queued" or call not in waiting:
+            return None
+        return waiting.index(call) + 1
+
+    def _key_pressed_while_waiting(self, call: Call, key: str, now: float) -> None:
+        LOGGER.info("call %s: caller pressed %s while waiting (RTP)", call.id, key)
+        self._key_while_waiting(call, key, now)
 
     def _apologise(self, callback: CallbackCall, now: float) -> None:
         """The callback request expired: ring the customer, apologise, and offer to take a
@@ -1333,7 +1404,7 @@ class Gateway:
         if target is None:
             return
         call_id = uuid.uuid4().hex
-        port = self._open_media(callback)
+        port = self.open_media_port()
         if port is None:
             if channel is not None:
                 self.channels.release([channel])
@@ -1361,7 +1432,7 @@ class Gateway:
         call.local_side = "b"
         if channel is not None:
             call.channels.append(channel)
-        self.local_media[port] = party
+        self.route_media(port, party.receive)
         self.calls[call.invite_tx] = call
         LOGGER.info("callback %s expired: calling %s to apologise", callback.origin_call_id,
                     callback.customer)
@@ -1558,6 +1629,9 @@ class Gateway:
                  "duration_s": round(now - c.started_at, 1),
                  "answered_s": (round(now - c.answered_at, 1)
                                 if c.answered_at is not None else None),
+                 # The box itself on the line: its voicemail, or its media in the middle.
+                 "media": ("box" if c.local is not None else
+                           "anchored" if c.anchor is not None else "direct"),
                  "ringing": sorted({leg.target.label for leg in c.legs.values() if leg.active}),
                  # How long each ringing extension (or number) has been offered this call.
                  # (several phones of one extension: the earliest, written last, counts)

@@ -2,7 +2,10 @@
 
 A `LocalParty` is the far end of a call that no person answered: it owns one RTP session
 (`firmware.media.session`), runs a script on it — play this, wait for a key, record — and tells
-its call when the script wants to hang up. Two scripts exist:
+its call when the script wants to hang up. Three scripts exist:
+
+- `QueueScript`: early media for a caller waiting in a queue — ringback, their position, the
+  callback offer — listening for the callback key (RFC 4733 or in-band).
 
 - `VoicemailScript`: the mailbox's greeting (uploaded by the office, or the built-in prompt),
   a tone, then the caller's message until they hang up, press #, fall silent, or reach the
@@ -40,7 +43,12 @@ PROMPT_VOICEMAIL_GREETING = "voicemail_greeting"
 PROMPT_MESSAGE_SAVED = "message_saved"
 PROMPT_CALLBACK_APOLOGY = "callback_apology"
 PROMPT_GOODBYE = "goodbye"
+PROMPT_QUEUE_POSITION = "queue_position"
+PROMPT_CALLBACK_OFFER = "callback_offer"
+MAX_SPOKEN_POSITION = 20  # number prompts exist for 0..20
+KEY_PROMPTS = {**{str(d): f"number_{d}" for d in range(10)}, "*": "key_star", "#": "key_hash"}
 BEEP = "beep"
+RINGBACK = "ringback"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,6 +249,70 @@ class ApologyScript(Script):
             self.voicemail.on_remote_hangup(party, now)
 
 
+class QueueScript(Script):
+    """What a caller waiting in a queue hears (early media, RFC 3960 "gateway model"): ringback
+    tone, and every `announce_s` their position and, where the queue offers callback, which
+    key to press (Asterisk app_queue's announce-position and periodic-announce). Keys go to
+    `on_key`. While a member's phone rings the ringback goes on, without announcements."""
+
+    def __init__(self, *, position: Callable[[], int | None], callback_key: str | None,
+                 on_key: Callable[[str, float], None], announce_s: float) -> None:
+        self.position = position
+        self.callback_key = callback_key
+        self.on_key = on_key
+        self.announce_s = announce_s
+        self._timer: Timer | None = None
+
+    def start(self, party: LocalParty, now: float) -> None:
+        party.session.play(RINGBACK, tones.ringback())
+        # The first announcement after one ring, then every announce_s.
+        self._schedule(party, now + tones.RINGBACK_CYCLE_S)
+
+    def _schedule(self, party: LocalParty, when: float) -> None:
+        self._timer = party.services.call_at(when, lambda t: self._announce(party, t))
+
+    def _announce(self, party: LocalParty, now: float) -> None:
+        self._timer = None
+        if party.closed:
+            return
+        position = self.position()
+        if position is not None:
+            party.session.stop_playing()
+            for name, pcm in announcement(party.services, position, self.callback_key):
+                party.session.play(name, pcm)
+            party.session.play(RINGBACK, tones.ringback())
+        self._schedule(party, now + self.announce_s)
+
+    def on_event(self, party: LocalParty, event: MediaEvent, now: float) -> None:
+        if isinstance(event, DtmfReceived):
+            self.on_key(event.key, now)
+        elif event.name == RINGBACK and not party.session.is_playing:
+            party.session.play(RINGBACK, tones.ringback())
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def on_remote_hangup(self, party: LocalParty, now: float) -> None:
+        self.stop()
+
+
+def announcement(services: MediaServices, position: int,
+                 callback_key: str | None) -> list[tuple[str, bytes]]:
+    """The prompts of one queue announcement, in order: "your position in the queue: N"
+    (positions past the last number prompt are not said), then the callback offer."""
+    parts: list[tuple[str, bytes]] = []
+    if 1 <= position <= MAX_SPOKEN_POSITION:
+        parts += [(PROMPT_QUEUE_POSITION, services.prompt(PROMPT_QUEUE_POSITION)),
+                  (f"number_{position}", services.prompt(f"number_{position}"))]
+    if callback_key is not None:
+        key_prompt = KEY_PROMPTS[callback_key]
+        parts += [(PROMPT_CALLBACK_OFFER, services.prompt(PROMPT_CALLBACK_OFFER)),
+                  (key_prompt, services.prompt(key_prompt))]
+    return parts
+
+
 class LocalParty:
     """The box's end of one call: an RTP session driven by a script.
 
@@ -276,6 +348,16 @@ class LocalParty:
         self.session.restart_clock(now)
         self.script.start(self, now)
         self._arm(now)
+
+    def switch(self, script: Script, now: float) -> None:
+        """Run another script from now on (the queue's early media becomes voicemail)."""
+        old = self.script
+        if isinstance(old, QueueScript):
+            old.stop()
+        self.session.stop_playing()
+        self.script = script
+        if self.started:
+            script.start(self, now)
 
     def answer_received(self, body: bytes, now: float) -> None:
         """The peer's SDP answer to our offer (in an ACK or a 2xx)."""
@@ -351,12 +433,18 @@ class LocalParty:
     def close(self) -> None:
         if self.closed:
             return
+        self.detach()
+        self.services.close_media(self.port)
+
+    def detach(self) -> None:
+        """Stop playing and listening, but keep the port: a bridge takes it over."""
         self.closed = True
+        if isinstance(self.script, QueueScript):
+            self.script.stop()
         self.session.close()
         if self._frame_timer is not None:
             self._frame_timer.cancel()
             self._frame_timer = None
-        self.services.close_media(self.port)
 
 
 @dataclass(eq=False, slots=True, kw_only=True)

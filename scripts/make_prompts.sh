@@ -1,15 +1,17 @@
-#!/bin/sh
+#!/bin/bash
 # Regenerate the built-in voice prompts (firmware/media/prompts/<lang>/<name>.wav, 16-bit 8 kHz
-# mono) with espeak-ng and sox (Debian packages espeak-ng, sox). The WAV files are committed;
-# run this only after changing a text.
+# mono) with espeak-ng and sox (Debian packages espeak-ng, sox): silence trimmed at both ends
+# (prompts are joined into announcements), 0.1 s of it put back at the end. The WAV files are
+# committed; run this only after changing a text.
 set -eu
 out="$(dirname "$0")/../firmware/media/prompts"
-tmp="$(mktemp)"
+tmp="$(mktemp --suffix=.wav)"
 trap 'rm -f "$tmp"' EXIT
 say() {  # language name text
     mkdir -p "$out/$1"
     espeak-ng -v "$1" -s 150 -w "$tmp" "$3"
-    sox "$tmp" -r 8000 -c 1 -b 16 "$out/$1/$2.wav" norm -3
+    sox "$tmp" -r 8000 -c 1 -b 16 "$out/$1/$2.wav" \
+        silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse pad 0 0.1 norm -3
 }
 say ru voicemail_greeting "Сейчас никто не может ответить. Оставьте сообщение после сигнала. Чтобы закончить, нажмите решётку или положите трубку."
 say en voicemail_greeting "Nobody can take your call right now. Please leave a message after the tone. To finish, press hash or hang up."
@@ -19,3 +21,20 @@ say ru callback_apology "Извините, мы не смогли перезво
 say en callback_apology "We are sorry, we could not call you back in time. To leave a message, press one."
 say ru goodbye "До свидания."
 say en goodbye "Goodbye."
+say ru queue_position "Ваш номер в очереди:"
+say en queue_position "Your position in the queue is"
+say ru callback_offer "Чтобы мы перезвонили вам, сохранив вашу очередь, нажмите"
+say en callback_offer "To be called back without losing your place, press"
+say ru key_star "звёздочку"
+say en key_star "star"
+say ru key_hash "решётку"
+say en key_hash "hash"
+ru=(ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать
+    тринадцать четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать
+    двадцать)
+en=(zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen
+    fifteen sixteen seventeen eighteen nineteen twenty)
+for i in $(seq 0 20); do
+    say ru "number_$i" "${ru[$i]}"
+    say en "number_$i" "${en[$i]}"
+done

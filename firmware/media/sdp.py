@@ -190,12 +190,17 @@ def answer(offer: bytes, *, host: str, port: int) -> tuple[bytes, AudioChoice]:
     return ("\r\n".join(lines) + "\r\n").encode(), choice
 
 
-def offer(*, host: str, port: int) -> bytes:
-    """Our offer: PCMU, then PCMA, and telephone-event (RFC 4733 §7.1.1)."""
+def offer(*, host: str, port: int, first: str = "PCMU") -> bytes:
+    """Our offer: both G.711 laws (`first` preferred: the law the other party of an anchored
+    call speaks, so no transcoding is needed when the answerer agrees) and telephone-event
+    (RFC 4733 §7.1.1)."""
     lines = _session_lines(host)
     ev = DEFAULT_TELEPHONE_EVENT_PT
-    lines += [f"m=audio {port} RTP/AVP 0 8 {ev}", "a=rtpmap:0 PCMU/8000",
-              "a=rtpmap:8 PCMA/8000", f"a=rtpmap:{ev} {TELEPHONE_EVENT}/8000",
+    codecs = sorted(SUPPORTED_CODECS, key=lambda codec: codec != first)
+    types = {name: pt for pt, name in STATIC_PAYLOAD_TYPES.items()}
+    lines += [f"m=audio {port} RTP/AVP {' '.join(str(types[c]) for c in codecs)} {ev}",
+              *(f"a=rtpmap:{types[c]} {c}/8000" for c in codecs),
+              f"a=rtpmap:{ev} {TELEPHONE_EVENT}/8000",
               f"a=fmtp:{ev} 0-15", f"a=ptime:{PTIME_MS}", "a=sendrecv"]
     return ("\r\n".join(lines) + "\r\n").encode()
 

@@ -27,3 +27,17 @@ def silence(duration_s: float) -> bytes:
 @cache
 def beep() -> bytes:
     return tone(BEEP_HZ, BEEP_S, BEEP_AMPLITUDE)
+
+
+# The ringback a caller hears while the box plays early media: 425 Hz, 1 s on, 4 s off (the
+# CEPT cadence, ITU-T E.180 supplement 2; Russia's 0.8/3.2 s differs little to the ear).
+RINGBACK_HZ = 425
+RINGBACK_ON_S = 1.0
+RINGBACK_CYCLE_S = 5.0
+
+
+@cache
+def ringback() -> bytes:
+    """One cycle of ringback tone."""
+    return tone(RINGBACK_HZ, RINGBACK_ON_S, BEEP_AMPLITUDE) + silence(
+        RINGBACK_CYCLE_S - RINGBACK_ON_S)

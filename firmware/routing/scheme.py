@@ -19,6 +19,8 @@ DEFAULT_STEP_TIME_S = 30
 DEFAULT_MAX_CALLERS = 10
 DEFAULT_MAX_WAIT_S = 300
 DEFAULT_RETRY_S = 5
+DEFAULT_ANNOUNCE_S = 30
+MIN_ANNOUNCE_S = 10
 DEFAULT_CALLBACK_KEY = "1"
 DEFAULT_CALLBACK_ATTEMPTS = 3
 DEFAULT_CALLBACK_RETRY_S = 120
@@ -63,6 +65,9 @@ class QueueSettings:
     max_wait_s: int = DEFAULT_MAX_WAIT_S
     retry_s: int = DEFAULT_RETRY_S  # how often a waiting caller is offered again
     callback: CallbackSettings | None = None
+    # Early media while waiting: ringback, the position and the callback offer every
+    # announce_s seconds; 0: plain ringing (180), keys only as SIP INFO.
+    announce_s: int = DEFAULT_ANNOUNCE_S
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +102,11 @@ def _mapping(value: object, path: str, allowed: set[str]) -> Mapping[str, object
 
 
 def parse_queue(value: object, path: str) -> QueueSettings:
-    data = _mapping(value, path, {"max_callers", "max_wait_s", "retry_s", "callback"})
+    data = _mapping(value, path, {"max_callers", "max_wait_s", "retry_s", "callback",
+                                  "announce_s"})
+    raw_announce = data.get("announce_s", DEFAULT_ANNOUNCE_S)
+    announce_s = 0 if raw_announce == 0 and not isinstance(raw_announce, bool) else _int(
+        raw_announce, f"{path}.announce_s", MIN_ANNOUNCE_S, 600)
     max_wait_s = _int(data.get("max_wait_s", DEFAULT_MAX_WAIT_S), f"{path}.max_wait_s",
                       10, 3600)
     return QueueSettings(
@@ -106,6 +115,7 @@ def parse_queue(value: object, path: str) -> QueueSettings:
         max_wait_s=max_wait_s,
         retry_s=_int(data.get("retry_s", DEFAULT_RETRY_S), f"{path}.retry_s", 1, 60),
         callback=_callback(data.get("callback", False), f"{path}.callback", max_wait_s),
+        announce_s=announce_s,
     )
 
 

@@ -408,14 +408,15 @@ def test_waiting_callers_are_served_in_arrival_order_when_the_member_frees_up(
         (member,) = ended(agent)
     invites = received(member, "INVITE")
     assert [m.from_user for m in invites] == callers
-    # Each waiting caller heard ringback at once, and rang the member the moment the call
-    # before theirs ended (the provider's BYE).
+    # Each waiting caller heard the box at once (its early media: a 183 with the box's SDP,
+    # ringback and the position), and rang the member the moment the call before theirs
+    # ended (the provider's BYE).
     for before, result, invite in zip(results[:-1], results[1:], invites[1:], strict=True):
         (t0,) = sent_at(result, "INVITE")
         ringback = next(m.at for m in logged_messages(result)
-                        if not m.sent and m.is_response(180, "INVITE"))
+                        if not m.sent and m.is_response(183, "INVITE"))
         (freed,) = sent_at(before, "BYE")
-        LOGGER.info("%s: 180 after %.3f s, rang the member %.3f s after the previous BYE",
+        LOGGER.info("%s: 183 after %.3f s, rang the member %.3f s after the previous BYE",
                     invite.from_user, ringback - t0, invite.at - freed)
         assert ringback - t0 <= TOLERANCE_S
         assert -LOG_SKEW_S <= invite.at - freed <= TOLERANCE_S

@@ -10,86 +10,21 @@ holding the caller's tone.
 from __future__ import annotations
 
 import io
-import math
-import socket
 import sqlite3
-import threading
 import wave
 from array import array
 from pathlib import Path
 from typing import Any
 
 from firmware.media import g711, prompts
-from firmware.media.rtp import MalformedRtp, parse_rtp
 from tests.e2e.linebox import base_config, running_linebox
-from tests.e2e.sipp import SCENARIOS_DIR, Sipp, free_port, wait_until_bound
+from tests.e2e.media import RtpListener, crossings_per_s, scenario, tone_file
+from tests.e2e.sipp import Sipp, free_port, wait_until_bound
 from tests.e2e.test_calls import DID, PROVIDER_IP, provider_call
 
-SIPP_DTMF_DIR = Path("/usr/share/sip-tester")
 CALLER = "79161234567"
 TONE_HZ = 440
 SPEAK_S = 3.0
-
-
-class RtpListener:
-    """Collects the RTP the box sends to the caller's SDP address."""
-
-    def __init__(self, host: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.packets: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.packets.append(self.sock.recv(2048))
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def audio(self) -> array[int]:
-        payloads = []
-        for data in self.packets:
-            try:
-                packet = parse_rtp(data)
-            except MalformedRtp:
-                continue
-            if packet.payload_type == 0:
-                payloads.append(g711.ulaw_decode(packet.payload))
-        return g711.pcm_samples(b"".join(payloads))
-
-
-def tone_file(directory: Path, seconds: float) -> Path:
-    """A raw u-law file for SIPp's rtp_stream: a 440 Hz tone."""
-    samples = array("h", (int(6000 * math.sin(2 * math.pi * TONE_HZ * i / 8000))
-                          for i in range(int(8000 * seconds))))
-    path = directory / "tone.ulaw"
-    path.write_bytes(g711.ulaw_encode(g711.pcm_bytes(samples)))
-    return path
-
-
-def scenario(directory: Path, template: str, audio: Path, dtmf: str) -> Path:
-    text = (SCENARIOS_DIR / template).read_text(encoding="ascii")
-    text = text.replace("@AUDIO@", str(audio)).replace("@DTMF@", str(SIPP_DTMF_DIR / dtmf))
-    path = directory / template.replace(".template", "")
-    path.write_text(text, encoding="ascii")
-    return path
-
-
-def crossings_per_s(samples: array[int]) -> float:
-    rising = sum(1 for a, b in zip(samples, samples[1:], strict=False) if a < 0 <= b)
-    return rising / (len(samples) / 8000)
 
 
 def voicemails(db: Path) -> list[dict[str, Any]]:
@@ -115,7 +50,8 @@ def test_a_caller_leaves_a_message_heard_back_from_the_database(tmp_path: Path) 
             caller = provider_call(
                 linebox, tmp_path, name="caller",
                 scenario=scenario(tmp_path, "provider_voicemail.template.xml",
-                                  tone_file(tmp_path, SPEAK_S), "dtmf_2833_pound.pcap"),
+                                  audio=tone_file(tmp_path, SPEAK_S, TONE_HZ),
+                                  dtmf="dtmf_2833_pound.pcap"),
                 variables={"caller_id": CALLER, "rtp_port": listener.port,
                            "listen_ms": int((greeting_s + 0.5 + 0.5) * 1000),
                            "speak_ms": int(SPEAK_S * 1000)},
@@ -167,7 +103,8 @@ def test_an_expired_callback_calls_back_to_apologise_and_takes_a_message(
             assert answer["ok"], answer
             customer_sipp = Sipp(
                 scenario=scenario(tmp_path, "customer_apology.template.xml",
-                                  tone_file(tmp_path, SPEAK_S), "dtmf_2833_1.pcap"),
+                                  audio=tone_file(tmp_path, SPEAK_S, TONE_HZ),
+                                  dtmf="dtmf_2833_1.pcap"),
                 local_ip=PROVIDER_IP, local_port=customer_port, calls=1, timeout_s=120,
                 trace_dir=tmp_path, name="customer",
                 variables={"rtp_port": listener.port,

@@ -1,0 +1,91 @@
+"""Two RTP ports of the box joined: the media of an anchored call flows through it.
+
+Once the box has given a caller its own SDP (early media while they wait in a queue), the call's
+media stays with the box (RFC 3261 §13.2.1: the 2xx carries the same answer as the 183): each
+party talks to a port of ours, and `MediaBridge` forwards what arrives on one port out of the
+other, toward the address the other party's SDP gave. When the two sides agreed on different
+G.711 laws the payload is transcoded; telephone-events (RFC 4733) keep their payload and take the
+other side's payload type, or are dropped when that side did not agree to any. Sans-IO:
+`receive` returns what to send, as (local port, datagram, destination).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from . import g711
+from .rtp import RTP_HEADER, MalformedRtp, RtpPacket, parse_rtp
+from .sdp import AudioChoice
+
+LOGGER = logging.getLogger(__name__)
+
+Datagram = tuple[int, bytes, tuple[str, int]]
+
+
+@dataclass(slots=True)
+class BridgeSide:
+    port: int  # ours, facing this party
+    choice: AudioChoice  # where this party receives, in which format
+    packets_in: int = 0
+
+
+def _transcode(payload: bytes, source: str, target: str) -> bytes:
+    pcm = g711.ulaw_decode(payload) if source == "PCMU" else g711.alaw_decode(payload)
+    return g711.ulaw_encode(pcm) if target == "PCMU" else g711.alaw_encode(pcm)
+
+
+class MediaBridge:
+    def __init__(self, a: BridgeSide, b: BridgeSide) -> None:
+        self.sides = {a.port: a, b.port: b}
+        self.a = a
+        self.b = b
+        self.packets_dropped = 0
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        return self.a.port, self.b.port
+
+    def update(self, port: int, choice: AudioChoice) -> None:
+        """A re-INVITE moved one party, or put it on hold."""
+        self.sides[port].choice = choice
+
+    def receive(self, port: int, data: bytes) -> list[Datagram]:
+        source = self.sides.get(port)
+        if source is None:
+            return []
+        target = self.b if source is self.a else self.a
+        try:
+            packet = parse_rtp(data)
+        except MalformedRtp:
+            self.packets_dropped += 1
+            return []
+        source.packets_in += 1
+        out = target.choice
+        if out.on_hold:
+            return []
+        if packet.payload_type == source.choice.telephone_event_pt:
+            if out.telephone_event_pt is None:
+                self.packets_dropped += 1
+                return []
+            return [(target.port, _with_payload_type(data, out.telephone_event_pt),
+                     (out.remote_host, out.remote_port))]
+        if packet.payload_type != source.choice.payload_type:
+            self.packets_dropped += 1  # comfort noise, or a format nobody agreed on
+            return []
+        if source.choice.codec == out.codec and packet.payload_type == out.payload_type:
+            return [(target.port, data, (out.remote_host, out.remote_port))]
+        payload = packet.payload
+        if source.choice.codec != out.codec:
+            payload = _transcode(payload, source.choice.codec, out.codec)
+        # Rebuilt from the parsed header: sequence, timestamp and SSRC stay the sender's.
+        rebuilt = RtpPacket(payload_type=out.payload_type, sequence=packet.sequence,
+                            timestamp=packet.timestamp, ssrc=packet.ssrc, payload=payload,
+                            marker=packet.marker)
+        return [(target.port, rebuilt.to_bytes(), (out.remote_host, out.remote_port))]
+
+
+def _with_payload_type(data: bytes, payload_type: int) -> bytes:
+    if len(data) < RTP_HEADER.size:
+        return data
+    return data[:1] + bytes([(data[1] & 0x80) | payload_type]) + data[2:]
