@@ -751,7 +751,9 @@ class Call:
             self._send_bye(dialog, destination, now)
             self._finish(now, f"hangup by {'caller' if side == 'a' else 'callee'}", "answered")
             return
-        if method == "INVITE" and self.anchor is not None:
+        if self.anchor is not None and (method == "INVITE" or method == "UPDATE"
+                                        and request.body):
+            # RFC 3311: an UPDATE with an offer changes the session as a re-INVITE does.
             self._answer_reinvite(side, request, tx_id, now)
             return
         if method == "INVITE" or method in RELAYED_IN_DIALOG:

@@ -9,6 +9,8 @@ import copy
 import math
 from array import array
 
+import pytest
+
 from firmware.media import g711, prompts, sdp, tones
 from firmware.media.rtp import RtpPacket, TelephoneEvent, parse_rtp
 from firmware.sip.message import Request
@@ -148,25 +150,25 @@ def test_media_is_bridged_both_ways_transcoding_between_the_laws() -> None:
     assert from_port == port and to_caller.payload_type == 8
 
 
-def test_a_hold_reinvite_from_the_member_is_answered_by_the_box() -> None:
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+def test_a_hold_offer_from_the_member_is_answered_by_the_box(method: str) -> None:
     o, invite, port, member_port = answered_by_member()
     member = o.phones["101"]
     entry = list(member.incoming.values())[-1]
     hold = MEMBER_SDP.replace(b"a=sendrecv", b"a=sendonly")
-    reinvite = request("INVITE", str(entry.invite.contacts[0].uri), [
+    reinvite = request(method, str(entry.invite.contacts[0].uri), [
         ("Via", member.via()), ("Max-Forwards", "70"),
         ("From", f"{entry.invite.headers.get('To')};tag={entry.tag}"),
         ("To", entry.invite.headers.get("From") or ""),
-        ("Call-ID", entry.invite.call_id), ("CSeq", "2 INVITE"),
+        ("Call-ID", entry.invite.call_id), ("CSeq", f"2 {method}"),
         ("Contact", f"<sip:101@{PHONE_ADDRESSES['101'].host}>"),
         ("Content-Type", "application/sdp"),
     ], hold)
-    before = len(o.provider.requests("INVITE"))
+    before = len(o.provider.requests(method))
     member.send(reinvite)
-    answer = [r for r in member.responses() if r.call_id == entry.invite.call_id
-              and r.cseq.seq == 2][-1]
+    answer = [r for r in member.responses(method) if r.call_id == entry.invite.call_id][-1]
     assert answer.status == 200 and b"a=recvonly" in answer.body
-    assert len(o.provider.requests("INVITE")) == before  # the caller is not bothered
+    assert len(o.provider.requests(method)) == before  # the caller is not bothered
     o.net.gateway.rtp_to_send()
     o.net.gateway.receive_rtp(port, RtpPacket(payload_type=8, sequence=2, timestamp=320,
                                               ssrc=7, payload=b"\xd5" * 160).to_bytes(),
