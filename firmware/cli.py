@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import datetime
 import gc
 import getpass
 import json
@@ -133,6 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--tz", type=_report_zone,
                          help="show times in this zone (default: the site's, from the config)")
     listing.add_argument("--db", default=DEFAULT_DB)
+
+    voicemail = sub.add_parser("voicemail", help="messages left in the mailboxes")
+    vm_sub = voicemail.add_subparsers(dest="voicemail_command", required=True)
+    vm_list = vm_sub.add_parser("list", help="messages, newest first")
+    vm_list.add_argument("--mailbox", help="only this extension's or department's mailbox")
+    vm_list.add_argument("--limit", type=int, default=reports.CALL_LIST_LIMIT)
+    vm_list.add_argument("--tz", type=_report_zone,
+                         help="show times in this zone (default: the site's, from the config)")
+    vm_list.add_argument("--db", default=DEFAULT_DB)
+    vm_save = vm_sub.add_parser("save", help="write a message to a WAV file")
+    vm_save.add_argument("id", type=int)
+    vm_save.add_argument("file", help="where to write it (- for standard output)")
+    vm_save.add_argument("--heard", action="store_true", help="and mark it heard")
+    vm_save.add_argument("--db", default=DEFAULT_DB)
     return parser
 
 
@@ -159,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "call":
             return _call_mark(args) if args.call_command == "mark" else _call_list(args)
+        if args.command == "voicemail":
+            return (_voicemail_list(args) if args.voicemail_command == "list"
+                    else _voicemail_save(args))
     except KeyboardInterrupt:
         return 130
     return 2
@@ -495,4 +513,46 @@ def _call_list(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(reports.format_calls(calls, tz))
+    return 0
+
+
+def _voicemail_list(args: argparse.Namespace) -> int:
+    store = _open_existing(args.db)
+    if store is None:
+        return 1
+    try:
+        messages = store.voicemails(args.mailbox, limit=args.limit)
+        tz = args.tz or reports.site_zone(store)
+    finally:
+        store.close()
+    if not messages:
+        print("no messages")
+        return 0
+    print(f"{'id':>5}  {'left at':19}  {'mailbox':8}  {'caller':16}  {'length':>7}  new")
+    for message in messages:
+        left_at = datetime.datetime.fromtimestamp(message["left_at"], tz)
+        print(f"{message['id']:>5}  {left_at:%Y-%m-%d %H:%M:%S}  {message['mailbox']:8}  "
+              f"{message['caller']:16}  {message['duration_s']:>6.1f}s  "
+              f"{'' if message['heard'] else '*'}")
+    return 0
+
+
+def _voicemail_save(args: argparse.Namespace) -> int:
+    store = _open_existing(args.db)
+    if store is None:
+        return 1
+    try:
+        audio = store.voicemail_audio(args.id)
+        if args.heard:
+            store.mark_voicemail_heard(args.id)
+    except RecordNotFoundError:
+        print(f"linebox: no message with id {args.id}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    if args.file == "-":
+        sys.stdout.buffer.write(audio)
+        sys.stdout.flush()
+    else:
+        Path(args.file).write_bytes(audio)
     return 0

@@ -223,3 +223,26 @@ def test_web_serves_the_ui_alone(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_voicemail_list_and_save_read_the_mailboxes(tmp_path: Path) -> None:
+    from firmware.media import tones
+    from firmware.media.audio import wav_bytes
+    from firmware.store import Store
+
+    db = tmp_path / "linebox.db"
+    with Store.open(db) as store:
+        message = store.add_voicemail(call_id="c1", mailbox="200", caller="79161234567",
+                                      left_at=1_795_000_000.0, duration_s=0.5,
+                                      audio=wav_bytes(tones.beep()))
+    listed = linebox("voicemail", "list", "--db", str(db), "--tz", "UTC")
+    assert listed.returncode == 0, listed.stderr
+    row = listed.stdout.splitlines()[1].split()
+    assert row[0] == str(message) and row[3:5] == ["200", "79161234567"] and row[-1] == "*"
+    target = tmp_path / "message.wav"
+    saved = linebox("voicemail", "save", str(message), str(target), "--heard", "--db", str(db))
+    assert saved.returncode == 0, saved.stderr
+    assert target.read_bytes() == wav_bytes(tones.beep())
+    assert not linebox("voicemail", "list", "--db", str(db)).stdout.splitlines()[1].endswith("*")
+    missing = linebox("voicemail", "save", "999", str(target), "--db", str(db))
+    assert missing.returncode == 1 and "no message with id 999" in missing.stderr
