@@ -422,13 +422,13 @@ class Daemon:
         # Drain what is queued: one wake-up may find several packets.
         for _ in range(64):
             try:
-                data = sock.recv(4096)
+                data, address = sock.recvfrom(4096)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # an ICMP error reported on the socket
                 LOGGER.debug("RTP port %d: %s", port, exc)
                 break
-            self.gateway.receive_rtp(port, data, self.loop.time())
+            self.gateway.receive_rtp(port, data, self.loop.time(), source=address[:2])
         self.flush()
 
     def _greeting(self, mailbox: str) -> bytes | None:

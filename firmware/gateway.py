@@ -93,6 +93,7 @@ RESERVE_RING_S = 60.0
 WEBHOOK_GRACE_S = 0.25  # beyond the webhook's own timeout, for the daemon to report it
 EXTERNAL_RING_TIMEOUT_S = 180.0
 HOUSEKEEPING_INTERVAL_S = 1.0
+RTP_RELATCH_S = 2.0
 # Dialled from a phone to change its own status (documented in docs/agents.md).
 FEATURE_CODES = {"*50": BREAK, "*51": ON_LINE, "*52": DND, "*53": OUTBOUND, "*54": LOGGED_OUT}
 ALLOW_OUTSIDE_DIALOG = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
@@ -300,6 +301,7 @@ class Gateway:
         self.stats: dict[str, int] = {
             "calls": 0, "answered": 0, "rejected_busy": 0, "parse_errors": 0,
             "dropped_scanner": 0, "dropped_banned": 0, "internal_errors": 0,
+            "rtp_foreign": 0,
         }
         self._out: list[tuple[bytes, Address]] = []
         # The box's own media (voicemail, prompts): sessions by local RTP port.
@@ -308,6 +310,7 @@ class Gateway:
         # Who takes the datagrams arriving on each of the box's RTP ports in use.
         self.local_media: dict[int, Callable[[bytes, float], None]] = {}
         self._media_open: set[int] = set()
+        self._rtp_owners: dict[int, tuple[tuple[str, int], float]] = {}  # port → source, last
         self._rtp_out: list[tuple[int, bytes, tuple[str, int]]] = []
         self._handlers: dict[str, tuple[ResponseCallback, TimeoutHandler]] = {}
         self._timers: list[_AppTimer] = []
@@ -394,12 +397,22 @@ class Gateway:
         self._out = []
         return out
 
-    def receive_rtp(self, port: int, data: bytes, now: float) -> None:
-        """A datagram on the RTP port of one of the box's own media sessions."""
+    def receive_rtp(self, port: int, data: bytes, now: float,
+                    source: tuple[str, int] | None = None) -> None:
+        """A datagram on the RTP port of one of the box's own media sessions. The first
+        source to send to a port owns it (Asterisk's strictrtp): datagrams from anyone else
+        are dropped, unless the owner has been silent for RTP_RELATCH_S (the peer moved)."""
         self.now = now
         receiver = self.local_media.get(port)
-        if receiver is not None:
-            self._guarded(partial(receiver, data), now)
+        if receiver is None:
+            return
+        if source is not None:
+            owner = self._rtp_owners.get(port)
+            if owner is not None and owner[0] != source and now - owner[1] < RTP_RELATCH_S:
+                self.stats["rtp_foreign"] += 1
+                return
+            self._rtp_owners[port] = (source, now)
+        self._guarded(partial(receiver, data), now)
 
     def rtp_to_send(self) -> list[tuple[int, bytes, tuple[str, int]]]:
         """(local port, datagram, destination) for the box's own media sessions."""
@@ -456,6 +469,7 @@ class Gateway:
 
     def close_media(self, port: int) -> None:
         self.local_media.pop(port, None)
+        self._rtp_owners.pop(port, None)
         if port in self._media_open:
             self._media_open.discard(port)
             self.media_ports.close(port)

@@ -408,3 +408,22 @@ def _dtmf_pcm(key: str, seconds: float) -> bytes:
 
 
 _ = PROVIDER
+
+
+def test_rtp_from_a_stranger_is_not_recorded() -> None:
+    o, invite, caller = reach_voicemail()
+    caller.wait(GREETING_S + BEEP_S + 0.1)
+    gateway = o.net.gateway
+    speech = g711.alaw_encode(tone_pcm(440, 0.02))
+    for i in range(100):  # 2 s: the caller's packets, and a stranger's in between
+        o.net.advance(0.02)
+        gateway.receive_rtp(caller.port, RtpPacket(
+            payload_type=8, sequence=i, timestamp=160 * i, ssrc=1, payload=speech).to_bytes(),
+            o.net.now, source=CALLER_RTP)
+        gateway.receive_rtp(caller.port, RtpPacket(
+            payload_type=8, sequence=5000 + i, timestamp=0, ssrc=2, payload=speech).to_bytes(),
+            o.net.now, source=("127.0.0.9", 4000))
+    o.provider.bye(invite)
+    [message] = messages(o)
+    assert 1.9 <= message.duration_s <= 2.1  # the caller's 2 s only
+    assert o.net.stats()["rtp_foreign"] == 100
