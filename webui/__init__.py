@@ -36,6 +36,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Strict",
         PERMANENT_SESSION_LIFETIME=12 * 3600,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,  # a configuration backup is a few kilobytes
+        # Only the greeting upload takes more: 120 s of 16-bit 48 kHz stereo WAV is 23 MB.
+        GREETING_MAX_CONTENT_LENGTH=25 * 1024 * 1024,
         BABEL_DEFAULT_LOCALE=DEFAULT_LOCALE,
         # One catalog per page group, so each group's strings live beside each other;
         # Flask-Babel merges them.
@@ -57,10 +59,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(_close_store)
     app.context_processor(lambda: {"locales": LOCALES, "current_locale": _locale()})
 
-    from . import agent, auth, departments, employees, monitor, numbers, reports, rules, system
+    from . import (
+        agent,
+        auth,
+        departments,
+        employees,
+        monitor,
+        numbers,
+        reports,
+        rules,
+        system,
+        voicemail,
+    )
 
     for module in (auth, employees, departments, numbers, rules, monitor, reports, agent,
-                   system):
+                   voicemail, system):
         app.register_blueprint(module.bp)
     app.add_url_rule("/", endpoint="index", view_func=auth.index)
     return app

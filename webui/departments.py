@@ -1,7 +1,8 @@
 """Departments page: the numbers that ring a group of employees, how calls are shared among
 them (the strategy, chosen from a list with one plain sentence each), the members with their
 order, rank, tier, weight and ring time edited in place, the queue with its callback, and what
-happens when nobody answers.
+happens when nobody answers (another department or employee, an outside number, voicemail,
+or several of these in turn).
 
 The form edits exactly the department keys of docs/config.md with its ranges. Moving, adding
 and removing members (and adding no-answer steps) only redraw the form; "Save" validates every
@@ -15,7 +16,8 @@ The helpers the employees page shares (`usages`, `member_extension`, `save_draft
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -51,8 +53,10 @@ KNOB_RANGES = {
     "auto_break_after": (0, 100),
 }
 KNOB_CHOICES = {"tier_mode": TIER_MODES, "rank": RANK_MODES, "sticky": STICKY_MODES}
-QUEUE_DEFAULTS = {"max_callers": 10, "max_wait_s": 300, "retry_s": 5}
-QUEUE_RANGES = {"max_callers": (1, 100), "max_wait_s": (10, 3600), "retry_s": (1, 60)}
+QUEUE_DEFAULTS = {"max_callers": 10, "max_wait_s": 300, "retry_s": 5, "announce_s": 30}
+QUEUE_RANGES = {"max_callers": (1, 100), "max_wait_s": (10, 3600), "retry_s": (1, 60),
+                "announce_s": (0, 600)}
+MIN_ANNOUNCE_S = 10  # announce_s is 0 (no announcements: plain ringing) or 10 to 600
 CALLBACK_DEFAULTS: dict[str, int | str] = {
     "key": "1", "expire_s": 300, "customer_ring_s": 25, "attempts": 3, "retry_s": 120,
 }
@@ -60,6 +64,8 @@ CALLBACK_RANGES = {
     "expire_s": (60, 86400), "customer_ring_s": (5, 25), "attempts": (1, 10),
     "retry_s": (10, 3600),
 }
+# When a callback request expires the box calls the customer to apologise and offer voicemail.
+CALLBACK_APOLOGY_DEFAULT = True
 DTMF_KEYS = tuple("123456789*0#")
 STEP_TIME_RANGE = (5, 600)
 MEMBER_RANGES = {"ring_time_s": (RING_TIMEOUT_MIN_S, RING_TIMEOUT_MAX_S), "rank": (1, 1000),
@@ -69,7 +75,15 @@ MEMBER_FIELDS = ("position", "ring_time_s", "rank", "tier", "weight", "skills")
 # Bounds on the rows read from one form: more than any office has.
 MAX_MEMBER_ROWS = 1000
 MAX_STEP_ROWS = 50
-NO_ANSWER_MODES = ("none", "transfer", "forward", "steps")
+NO_ANSWER_MODES = ("none", "transfer", "forward", "voicemail", "steps")
+ACTION_FIELDS = {"transfer": "no_answer_to", "forward": "no_answer_number",
+                 "voicemail": "no_answer_mailbox"}
+DEPARTMENT_FIELDS = ("name", "strategy", "ring_timeout_s", "schedule", *KNOB_DEFAULTS)
+STEP_PATH_RE = re.compile(r"no_answer\.steps\[(\d+)\]\.(to|time_s)")
+# A voicemail destination as docs/config.md writes it: "voicemail" is the department's own
+# mailbox, "voicemail:101" that of employee or department 101.
+VOICEMAIL = "voicemail"
+VOICEMAIL_PREFIX = "voicemail:"
 
 TIER_MODE_NAMES = {"add": _l("earlier tiers keep ringing"),
                    "replace": _l("earlier tiers stop ringing")}
@@ -81,6 +95,7 @@ STICKY_NAMES = {"none": _l("nobody: everyone as usual"),
 NO_ANSWER_NAMES = {"none": _l("nothing: the caller hears \"unavailable\""),
                    "transfer": _l("transfer to a department or an employee"),
                    "forward": _l("forward to an outside number"),
+                   "voicemail": _l("voicemail: the caller leaves a message"),
                    "steps": _l("several steps in turn")}
 
 
@@ -92,9 +107,11 @@ def member_extension(member: str | Mapping[str, Any]) -> str:
     return member if isinstance(member, str) else str(member["extension"])
 
 
-def save_draft(draft: configedit.Draft, errors: FormErrors) -> bool:
-    """Save `draft` whole; when refused, the reason goes to `errors["form"]` (shown at the top
-    of the form) and nothing is saved."""
+def save_draft(draft: configedit.Draft, errors: FormErrors,
+               field_of: Callable[[str], str | None] | None = None) -> bool:
+    """Save `draft` whole; when refused, the reason goes beside the form field that
+    `field_of(path)` names for the refused key's path, else to `errors["form"]` (shown at the
+    top of the form), and nothing is saved."""
     try:
         configedit.save(draft)
     except configedit.RevisionConflictError:
@@ -102,7 +119,11 @@ def save_draft(draft: configedit.Draft, errors: FormErrors) -> bool:
                            "Check the values and save again.")
         return False
     except configedit.ConfigError as error:
-        errors["form"] = _("Not saved: %(reason)s", reason=str(error))
+        field = field_of(error.path) if field_of is not None else None
+        if field is None:
+            errors["form"] = _("Not saved: %(reason)s", reason=str(error))
+        else:
+            errors[field] = _("Not saved: %(reason)s", reason=error.message)
         return False
     return True
 
@@ -112,10 +133,11 @@ def usages(data: Mapping[str, Any], number: str) -> list[str]:
     admin's words. Empty when nothing does (a department's own no-answer scheme aside)."""
     found = [_("Phone number %(number)s sends its calls here.", number=n["number"])
              for n in data.get("numbers", []) if n.get("destination") == number]
+    here = (number, VOICEMAIL_PREFIX + number)  # the number itself, or its mailbox
     found += [_("The caller rule for %(match)s sends calls here.", match=r["match"])
-              for r in data.get("rules", []) if r.get("to") == number]
+              for r in data.get("rules", []) if r.get("to") in here]
     found += [_("The schedule %(name)s sends calls here out of hours.", name=s["name"])
-              for s in data.get("schedules", []) if s.get("after_hours") == number]
+              for s in data.get("schedules", []) if s.get("after_hours") in here]
     found += [_("Department %(number)s %(name)s sends its unanswered calls here.",
                 number=d["number"], name=d["name"])
               for d in data.get("departments", [])
@@ -124,13 +146,14 @@ def usages(data: Mapping[str, Any], number: str) -> list[str]:
 
 
 def _no_answer_targets(no_answer: object) -> set[str]:
+    """The numbers a no-answer scheme sends calls to, mailboxes included."""
     if not isinstance(no_answer, Mapping):
         return set()
     targets = {str(no_answer[key]) for key in ("to", "reserve") if key in no_answer}
     for step in no_answer.get("steps", []) or []:
         if isinstance(step, Mapping) and "to" in step:
             targets.add(str(step["to"]))
-    return targets
+    return {target.removeprefix(VOICEMAIL_PREFIX) for target in targets}
 
 
 # --------------------------------------------------------------------------- form values
@@ -170,11 +193,14 @@ def _values_of(department: Mapping[str, Any], data: Mapping[str, Any]) -> dict[s
         if key == "expire_s":
             default = max(max_wait_s, CALLBACK_RANGES["expire_s"][0])
         values[f"callback_{key}"] = _text_of(callback_data.get(key, default))
+    values["callback_apology"] = callback_data.get("apology",
+                                                   CALLBACK_APOLOGY_DEFAULT) is not False
     values["members"] = [_member_row(member, position)
                          for position, member in enumerate(department.get("members", []), 1)]
     internal = {e["number"] for e in data["extensions"]} | {
         d["number"] for d in data["departments"]}
-    values.update(_no_answer_values(department.get("no_answer"), internal))
+    values.update(_no_answer_values(department.get("no_answer"), internal,
+                                    str(values["number"])))
     return values
 
 
@@ -189,17 +215,22 @@ def _member_row(member: str | Mapping[str, Any], position: int) -> dict[str, str
     }
 
 
-def _no_answer_values(no_answer: object, internal: set[str]) -> dict[str, Any]:
+def _no_answer_values(no_answer: object, internal: set[str], own: str) -> dict[str, Any]:
     values: dict[str, Any] = {"no_answer": "none", "no_answer_to": "", "no_answer_number": "",
-                              "no_answer_time_s": "", "reserve": "", "steps": []}
+                              "no_answer_mailbox": "", "no_answer_time_s": "", "reserve": "",
+                              "steps": []}
     if not isinstance(no_answer, Mapping):
         return values
     values["reserve"] = _text_of(no_answer.get("reserve"))
     if "action" in no_answer:
         to = _text_of(no_answer.get("to"))
+        if no_answer.get("action") == VOICEMAIL:
+            # No `to`: the department's own mailbox, which the form offers as "" (its own
+            # number is the same mailbox).
+            values.update(no_answer="voicemail", no_answer_mailbox="" if to == own else to)
         # One destination: a department or an employee is a transfer, anything else goes out
         # through the provider (the configuration reads both the same way).
-        if to in internal:
+        elif to in internal:
             values.update(no_answer="transfer", no_answer_to=to)
         else:
             values.update(no_answer="forward", no_answer_number=to)
@@ -217,11 +248,13 @@ def _values_from_form(form: Mapping[str, str], old: Mapping[str, Any]) -> dict[s
     values: dict[str, Any] = {key: text(form, key) for key in (
         "number", "name", "strategy", "ring_timeout_s", "schedule", *KNOB_DEFAULTS,
         *QUEUE_DEFAULTS, *(f"callback_{key}" for key in CALLBACK_DEFAULTS), "no_answer",
-        "no_answer_to", "no_answer_number", "no_answer_time_s", "reserve")}
+        "no_answer_to", "no_answer_number", "no_answer_mailbox", "no_answer_time_s",
+        "reserve")}
     if old:
         values["number"] = old["number"]  # a department keeps its number
     values["queue"] = "queue" in form
     values["callback"] = "callback" in form
+    values["callback_apology"] = "callback_apology" in form
     values["members"] = []
     for index in range(MAX_MEMBER_ROWS):
         extension = text(form, f"m-{index}-extension")
@@ -306,9 +339,20 @@ def _weight(raw: str, field: str, errors: FormErrors) -> int | float | None:
     return int(value) if value.is_integer() else value
 
 
-def _destination(raw: str, field: str, errors: FormErrors, internal: set[str]) -> str | None:
-    """An extension or department, or an outside number in full (more than 6 digits) or with
-    "+": a short number that is neither is more likely a typo than a number to dial out."""
+def _destination(raw: str, field: str, errors: FormErrors, internal: set[str],
+                 own: str) -> str | None:
+    """An extension or department, an outside number in full (more than 6 digits) or with
+    "+" (a short number that is neither is more likely a typo than a number to dial out), or
+    voicemail: "voicemail" (the mailbox of department `own`) or "voicemail:101"."""
+    written = raw.strip().lower()
+    if written == VOICEMAIL:
+        return VOICEMAIL
+    if written.startswith(VOICEMAIL_PREFIX):
+        mailbox = written.removeprefix(VOICEMAIL_PREFIX)
+        errors.need(field, mailbox in internal or mailbox == own, _(
+            'There is no mailbox "%(mailbox)s": write voicemail: and the number of an employee '
+            "or a department, e.g. voicemail:101.", mailbox=mailbox))
+        return written
     number = clean_phone(raw)
     if number in internal:
         return number
@@ -348,14 +392,20 @@ def _members(values: Mapping[str, Any], data: Mapping[str, Any],
     return [member for _position, _index, member in sorted(checked, key=lambda m: m[:2])]
 
 
+def _is_voicemail(destination: object) -> bool:
+    return isinstance(destination, str) and (
+        destination == VOICEMAIL or destination.startswith(VOICEMAIL_PREFIX))
+
+
 def _no_answer(values: Mapping[str, Any], data: Mapping[str, Any], errors: FormErrors,
                ) -> dict[str, Any] | None:
     mode = values["no_answer"]
     if not errors.need("no_answer", mode in NO_ANSWER_MODES,
                        _("Choose what happens from the list.")):
         return None
+    own = str(values["number"])
     internal = {e["number"] for e in data["extensions"]} | {
-        d["number"] for d in data["departments"] if d["number"] != values["number"]}
+        d["number"] for d in data["departments"] if d["number"] != own}
     scheme: dict[str, Any] = {}
     low, high = STEP_TIME_RANGE
     if mode == "transfer":
@@ -369,7 +419,13 @@ def _no_answer(values: Mapping[str, Any], data: Mapping[str, Any], errors: FormE
                     _("Digits with an optional + at the start, 3 to 15 digits, "
                       "e.g. +79161234567."))
         scheme = {"action": "forward", "to": number}
-    if scheme and values["no_answer_time_s"]:  # empty: the default, 30 s
+    elif mode == "voicemail":
+        mailbox = values["no_answer_mailbox"]  # empty: the department's own
+        errors.need("no_answer_mailbox", not mailbox or mailbox in internal,
+                    _("Choose a mailbox from the list."))
+        scheme = {"action": VOICEMAIL, "to": mailbox} if mailbox else {"action": VOICEMAIL}
+    # The box answers voicemail at once: a ring time is for transfers and forwards only.
+    if mode in ("transfer", "forward") and values["no_answer_time_s"]:  # empty: 30 s
         scheme["time_s"] = parse_whole(values["no_answer_time_s"], "no_answer_time_s", errors,
                                        low, high)
     if mode == "steps":
@@ -378,15 +434,18 @@ def _no_answer(values: Mapping[str, Any], data: Mapping[str, Any], errors: FormE
             to_field, time_field = f"s-{index}-to", f"s-{index}-time_s"
             step: dict[str, Any] = {"to": row["to"]}
             if errors.need(to_field, bool(row["to"]), _("Enter where to, or clear the row.")):
-                step["to"] = _destination(row["to"], to_field, errors, internal)
+                step["to"] = _destination(row["to"], to_field, errors, internal, own)
             if row["time_s"]:  # empty: the default, 30 s
                 step["time_s"] = parse_whole(row["time_s"], time_field, errors, low, high)
             steps.append(step)
         errors.need("steps", bool(steps), _("Add at least one step: where to and for how "
                                             "long."))
+        for index, step in enumerate(steps[:-1]):
+            errors.need(f"s-{index}-to", not _is_voicemail(step["to"]),
+                        _("Voicemail answers the call, so it must be the last step."))
         scheme = {"steps": steps}
     if values["reserve"]:
-        scheme["reserve"] = _destination(values["reserve"], "reserve", errors, internal)
+        scheme["reserve"] = _destination(values["reserve"], "reserve", errors, internal, own)
     return scheme or None
 
 
@@ -397,6 +456,8 @@ def _queue(values: Mapping[str, Any], old: object, errors: FormErrors) -> dict[s
     queue: dict[str, Any] = {}
     for key, default in QUEUE_DEFAULTS.items():
         value = parse_whole(values[key], key, errors, *QUEUE_RANGES[key])
+        if key == "announce_s" and value is not None and 0 < value < MIN_ANNOUNCE_S:
+            errors.need(key, False, _("0 (plain ringing), or 10 to 600."))
         if value != default or key in old_queue:
             queue[key] = value
     if not values["callback"]:
@@ -414,6 +475,8 @@ def _queue(values: Mapping[str, Any], old: object, errors: FormErrors) -> dict[s
         "expire_s": max(max_wait_s or 0, CALLBACK_RANGES["expire_s"][0])}
     callback = {key: value for key, value in chosen.items()
                 if value != defaults[key] or key in written}
+    if values["callback_apology"] is not CALLBACK_APOLOGY_DEFAULT or "apology" in written:
+        callback["apology"] = values["callback_apology"]
     # `callback: true` is the defaults.
     queue["callback"] = callback if callback else True
     return queue
@@ -464,6 +527,31 @@ def _build(values: dict[str, Any], data: Mapping[str, Any], old: Mapping[str, An
     return department
 
 
+def _field_of(index: int, mode: str) -> Callable[[str], str | None]:
+    """Where the form shows a refusal of the configuration's key at `path` when it is a key of
+    the department at `index` (None: at the top of the form)."""
+    prefix = f"departments[{index}]."
+
+    def field_of(path: str) -> str | None:
+        if not path.startswith(prefix):
+            return None
+        key = path.removeprefix(prefix)
+        step = STEP_PATH_RE.fullmatch(key)
+        if step is not None:
+            return f"s-{step.group(1)}-{step.group(2)}"
+        section, _dot, name = key.rpartition(".")
+        if section == "no_answer":
+            return {"to": ACTION_FIELDS.get(mode), "time_s": "no_answer_time_s",
+                    "reserve": "reserve"}.get(name)
+        if section == "queue.callback" and (name in CALLBACK_DEFAULTS or name == "apology"):
+            return f"callback_{name}"
+        if section == "queue" and name in QUEUE_DEFAULTS:
+            return name
+        return key if not section and key in DEPARTMENT_FIELDS else None
+
+    return field_of
+
+
 # --------------------------------------------------------------------------- pages
 
 
@@ -474,8 +562,12 @@ def _options(data: Mapping[str, Any], number: str) -> dict[str, Any]:
                                     name=d["name"]))
                     for d in data["departments"] if d["number"] != number]
     destinations += [(e["number"], f'{e["number"]} {e["name"]}') for e in data["extensions"]]
+    # Suggested for a step and the reserve number, which are typed: voicemail as written.
+    mailboxes = [(VOICEMAIL, _("Voicemail of this department"))] + [
+        (VOICEMAIL_PREFIX + number, _("Voicemail: %(mailbox)s", mailbox=label))
+        for number, label in destinations]
     return {
-        "employees": employees, "destinations": destinations,
+        "employees": employees, "destinations": destinations, "mailboxes": mailboxes,
         "schedules": [s["name"] for s in data.get("schedules", [])],
         "strategies": STRATEGY_CHOICES, "tier_modes": TIER_MODE_NAMES,
         "rank_modes": RANK_MODE_NAMES, "sticky_modes": STICKY_NAMES,
@@ -509,7 +601,8 @@ def _submit(draft: configedit.Draft, old: dict[str, Any]) -> Any:
             departments[departments.index(old)] = department
         else:
             departments.append(department)
-        if save_draft(draft, errors):
+        field_of = _field_of(departments.index(department), values["no_answer"])
+        if save_draft(draft, errors, field_of):
             flash(_("Department %(number)s %(name)s saved.", number=department["number"],
                     name=department["name"]))
             return redirect(url_for("departments.list_page"))

@@ -45,6 +45,7 @@ DEFAULT_TRUNK_CHANNELS = 10
 DEFAULT_TIMEOUT_S = 2.0
 TRANSPORT_CHOICES = (("udp", "UDP"), ("tcp", "TCP"))
 URL_RE = re.compile(r"https?://[^\s/]+\S*")
+VOICEMAIL_PREFIX = "voicemail:"  # "voicemail:101": the mailbox of extension or department 101
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -75,17 +76,32 @@ def destination_choices(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     return choices
 
 
+def voicemail_choices(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """("voicemail:NNN", label) of every mailbox, for a datalist of typed destinations."""
+    return [(VOICEMAIL_PREFIX + number, _("Voicemail: %(mailbox)s", mailbox=label))
+            for number, label in destination_choices(data)]
+
+
 def internal_numbers(data: Mapping[str, Any]) -> set[str]:
     return {str(e["number"]) for e in data.get("extensions", [])} | {
         str(d["number"]) for d in data.get("departments", [])}
 
 
 def check_destination(raw: str, field_name: str, errors: FormErrors,
-                      internal: set[str], *, external: bool) -> str | None:
+                      internal: set[str], *, external: bool,
+                      voicemail: bool = False) -> str | None:
     """An extension or department number; with `external`, also an outside number written in
-    full (more than 8 digits) or with "+", as docs/config.md says for `after_hours` and `to`."""
+    full (more than 8 digits) or with "+", as docs/config.md says for `after_hours` and `to`;
+    with `voicemail`, also the mailbox of an extension or department ("voicemail:101")."""
     if raw in internal:
         return raw
+    if voicemail and raw.startswith(VOICEMAIL_PREFIX):
+        mailbox = raw.removeprefix(VOICEMAIL_PREFIX)
+        if errors.need(field_name, mailbox in internal, _(
+                'There is no mailbox "%(mailbox)s": write voicemail: and the number of an '
+                "employee or a department, e.g. voicemail:101.", mailbox=mailbox)):
+            return raw
+        return None
     digits = raw.removeprefix("+")
     if external and digits.isascii() and digits.isdigit() and 3 <= len(digits) <= 15 and (
             raw.startswith("+") or len(digits) > 8):

@@ -47,7 +47,12 @@ from firmware.routing.rules import (
     normalise_number,
 )
 from firmware.routing.schedule import WEEKDAY_NAMES, ScheduleError, load_zone, parse_time_range
-from firmware.store.config import DEFAULT_TIMEZONE, WEBHOOK_TIMEOUT_MAX_S
+from firmware.store.config import (
+    DEFAULT_LANGUAGE,
+    DEFAULT_TIMEZONE,
+    PROMPT_LANGUAGES,
+    WEBHOOK_TIMEOUT_MAX_S,
+)
 
 from . import configedit, get_store
 from .forms import FormErrors, text
@@ -59,6 +64,7 @@ from .numbers import (
     save,
     seconds,
     show_seconds,
+    voicemail_choices,
 )
 from .security import admin_required
 
@@ -78,6 +84,10 @@ REPLY_CHOICES = (
     ("busy", _l("Busy: the caller hears busy (486)")),
     ("reject", _l("Decline: the call is declined (603)")),
 )
+# The language of the box's own voice prompts (voicemail greeting, callback apology), each
+# named in itself, as language choices usually are.
+LANGUAGE_NAMES = {"ru": "Русский", "en": "English"}
+LANGUAGE_CHOICES = tuple((code, LANGUAGE_NAMES.get(code, code)) for code in PROMPT_LANGUAGES)
 OWNERS_SHOWN = 20
 _SEPARATORS_RE = re.compile(r"[,;\s]+")
 _DASH_RE = re.compile(r"\s*[-–—]\s*")  # "09:00 – 18:00" as typed is "09:00-18:00"
@@ -172,6 +182,14 @@ def _site_zone(data: Mapping[str, Any]) -> str:
     return str(data.get("site", {}).get("timezone", DEFAULT_TIMEZONE))
 
 
+def _site_language(data: Mapping[str, Any]) -> str:
+    return str(data.get("site", {}).get("language", DEFAULT_LANGUAGE))
+
+
+def _destination_names(data: Mapping[str, Any]) -> dict[str, str]:
+    return dict(destination_choices(data) + voicemail_choices(data))
+
+
 def _used_by(data: Mapping[str, Any], schedule: str) -> list[str]:
     users = [_("department %(number)s", number=d["number"])
              for d in data.get("departments", []) if d.get("schedule") == schedule]
@@ -226,13 +244,15 @@ def page() -> Any:
 
 def _page(errors: FormErrors, values: Mapping[str, str], status: int = 400) -> Any:
     data = configedit.load().data
-    names = dict(destination_choices(data))
+    names = _destination_names(data)
     crm = data.get("crm", {})
     owners = sorted(get_store().crm_owners().items())
-    shown = {"timezone": _site_zone(data), "url": crm.get("url", ""),
+    shown = {"timezone": _site_zone(data), "language": _site_language(data),
+             "url": crm.get("url", ""),
              "timeout_s": show_seconds(crm.get("timeout_s"))} | dict(values)
     return render_template(
         "rules.html", errors=errors, values=shown, zones=time_zones(),
+        languages=LANGUAGE_CHOICES,
         schedules=[_schedule_view(s, data, names) for s in data.get("schedules", [])],
         rules=[_rule_view(i, r, names) for i, r in enumerate(data.get("rules", []))],
         owners=owners[:OWNERS_SHOWN], owners_total=len(owners),
@@ -242,16 +262,25 @@ def _page(errors: FormErrors, values: Mapping[str, str], status: int = 400) -> A
 @bp.route("/rules/site", methods=["POST"])
 @admin_required
 def site() -> Any:
+    """The office's time zone and the language of the box's voice prompts (`site`)."""
+    draft = configedit.load()
+    before = _site_language(draft.data)
     zone = text(request.form, "timezone")
+    # A form without the field (made before it existed) keeps the language as it is.
+    language = text(request.form, "language") if "language" in request.form else before
     errors = FormErrors()
     check_timezone(zone, "timezone", errors)
+    errors.need("language", language in PROMPT_LANGUAGES,
+                _("Choose a language from the list."))
     if not errors:
-        draft = configedit.load()
-        draft.data["site"] = {"timezone": zone}
+        draft.data["site"] = {"timezone": zone, "language": language}
         if save(draft, errors):
             flash(_("The site's time zone is now %(zone)s.", zone=zone))
+            if language != before:
+                flash(_("The voice prompts are now in %(language)s.",
+                        language=LANGUAGE_NAMES.get(language, language)))
             return redirect(url_for("rules.page", _anchor="site"))
-    return _page(errors, {"timezone": zone})
+    return _page(errors, {"timezone": zone, "language": language})
 
 
 # --------------------------------------------------------------------------- schedules
@@ -309,7 +338,7 @@ def _schedule_form(name: str | None) -> Any:
         "rules_schedule.html", values=values, errors=errors, editing=name,
         weekdays=[(day, WEEKDAY_LABELS[day]) for day in WEEKDAY_NAMES],
         site_zone=_site_zone(data), zones=time_zones(),
-        destinations=destination_choices(data),
+        destinations=destination_choices(data) + voicemail_choices(data),
     ), 400 if errors else 200
 
 
@@ -329,7 +358,7 @@ def _check_schedule(values: dict[str, str], errors: FormErrors, data: Mapping[st
     after_hours = values["after_hours"]
     if after_hours:
         check_destination(after_hours, "after_hours", errors, internal_numbers(data),
-                          external=True)
+                          external=True, voicemail=True)
     new: dict[str, Any] = {"name": name, "hours": hours, "holidays": dates}
     if zone:
         new["timezone"] = zone
@@ -422,7 +451,8 @@ def _rule_form(index: int | None) -> Any:
         "rules_rule.html", values=values, errors=errors, editing=index,
         actions=ACTION_CHOICES, replies=REPLY_CHOICES,
         weekdays=[(day, WEEKDAY_LABELS[day]) for day in WEEKDAY_NAMES],
-        destinations=destination_choices(data), site_zone=_site_zone(data),
+        destinations=destination_choices(data) + voicemail_choices(data),
+        site_zone=_site_zone(data),
     ), status if errors else 200
 
 
@@ -456,7 +486,7 @@ def _check_rule(values: dict[str, Any], errors: FormErrors,
         new["reply"] = reply
     elif action == ROUTE:
         if errors.need("to", bool(to), _("A route rule needs a destination.")):
-            check_destination(to, "to", errors, internal, external=True)
+            check_destination(to, "to", errors, internal, external=True, voicemail=True)
         new["to"] = to
     elif action == VIP and to:
         check_destination(to, "to", errors, internal, external=False)

@@ -8,6 +8,9 @@
   `LOGIN_WINDOW_S` further attempts are refused with 429 until the window has passed.
 - The session cookie is HttpOnly and SameSite=Strict; pages forbid framing and load nothing from
   elsewhere (Content-Security-Policy: 'self' only — the box may be offline, and no CDN is used).
+- A request body may be at most `MAX_CONTENT_LENGTH`; a view marked with `upload_limit` (an
+  audio upload) allows the larger size its configuration key names. The limit is set before
+  the CSRF check reads the form, so it applies to the whole body.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ MIN_ADMIN_PASSWORD = 8
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ADMIN = "admin"
 AGENT = "agent"
+UPLOAD_LIMIT_ATTRIBUTE = "upload_limit_config"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +61,24 @@ def _check_csrf() -> None:
     if not expected or not hmac.compare_digest(str(sent), str(expected)):
         abort(400, description=_("The form has expired or did not come from this page. "
                                  "Reload the page and try again."))
+
+
+def upload_limit(config_key: str) -> Callable[[F], F]:
+    """The view accepts a request body of up to `app.config[config_key]` bytes instead of
+    `MAX_CONTENT_LENGTH` (Flask reads view attributes the same way, e.g. `required_methods`)."""
+
+    def decorator(view: F) -> F:
+        setattr(view, UPLOAD_LIMIT_ATTRIBUTE, config_key)
+        return view
+
+    return decorator
+
+
+def _apply_upload_limit() -> None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    config_key = getattr(view, UPLOAD_LIMIT_ATTRIBUTE, None)
+    if config_key is not None:
+        request.max_content_length = current_app.config[config_key]
 
 
 def _headers(response: Any) -> Any:
@@ -149,6 +171,8 @@ def init_app(app: Flask) -> None:
     app.extensions["linebox_login_limiter"] = LoginLimiter(
         app.config["LOGIN_ATTEMPTS"], app.config["LOGIN_WINDOW_S"]
     )
+    # The body's limit first: the CSRF check reads the form, and with it the whole body.
+    app.before_request(_apply_upload_limit)
     app.before_request(_check_csrf)
     app.after_request(_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token

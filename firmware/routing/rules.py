@@ -40,6 +40,7 @@ from .schedule import (
     normalise_weekly_hours,
     within_weekly_hours,
 )
+from .scheme import VOICEMAIL_PREFIX
 
 BLACKLIST = "blacklist"
 VIP = "vip"
@@ -183,8 +184,11 @@ class CallerRule:
             raise RuleSyntaxError("a blacklist rule sends the call nowhere; it takes no `to`")
         if self.action == ROUTE and self.to is None:
             raise RuleSyntaxError("a route rule needs `to`")
-        if self.to is not None and not _is_digits(self.to.removeprefix("+")):
-            raise RuleSyntaxError(f'`to` must be a number, got "{self.to}"')
+        if self.to is not None and not _is_digits(
+                self.to.removeprefix("+").removeprefix(VOICEMAIL_PREFIX)):
+            raise RuleSyntaxError(f'`to` must be a number or voicemail:NUMBER, got "{self.to}"')
+        if self.action == VIP and self.to is not None and self.to.startswith(VOICEMAIL_PREFIX):
+            raise RuleSyntaxError("a VIP goes to a person or a department, not to voicemail")
         if self.hours is not None:
             if not self.hours:
                 raise RuleSyntaxError("hours must list at least one range (or be left out)")

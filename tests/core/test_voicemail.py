@@ -427,3 +427,25 @@ def test_rtp_from_a_stranger_is_not_recorded() -> None:
     [message] = messages(o)
     assert 1.9 <= message.duration_s <= 2.1  # the caller's 2 s only
     assert o.net.stats()["rtp_foreign"] == 100
+
+
+def test_a_caller_rule_can_route_a_caller_to_a_mailbox() -> None:
+    config = copy.deepcopy(VOICEMAIL)
+    config["rules"] = [{"match": "7916*", "action": "route", "to": "voicemail:101"}]
+    o = office(config=config)
+    invite = o.provider.call(VOICEMAIL_DID, sdp=CALLER_SDP)
+    assert 200 in o.provider.final_statuses()  # the box answers at once
+    assert o.phones["101"].invites() == []
+    caller = Caller(o, sdp.accept_answer(o.provider.responses()[-1].body).remote_port)
+    caller.wait(GREETING_S + BEEP_S + 0.1)
+    caller.say(tone_pcm(440, 1.5))
+    o.provider.bye(invite)
+    [message] = messages(o)
+    assert message.mailbox == "101"
+
+
+def test_a_vip_rule_cannot_go_to_voicemail() -> None:
+    config = copy.deepcopy(VOICEMAIL)
+    config["rules"] = [{"match": "7916*", "action": "vip", "to": "voicemail:101"}]
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.to"):
+        parse_config(config)

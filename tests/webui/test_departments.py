@@ -23,8 +23,10 @@ def new_department(**fields: Any) -> Form:
         "schedule": "", "step_delay_s": "5", "tier_time_s": "15", "tier_mode": "add",
         "rank": "manual", "sticky": "none", "sticky_ring_s": "10", "wrap_up_s": "0",
         "auto_break_after": "0", "max_callers": "10", "max_wait_s": "300", "retry_s": "5",
-        "callback_key": "1", "callback_expire_s": "300", "callback_customer_ring_s": "25",
-        "callback_attempts": "3", "callback_retry_s": "120", "no_answer": "none",
+        "announce_s": "30", "callback_key": "1", "callback_expire_s": "300",
+        "callback_customer_ring_s": "25", "callback_attempts": "3", "callback_retry_s": "120",
+        "callback_apology": "on",
+        "no_answer": "none",
         "no_answer_to": "", "no_answer_number": "", "no_answer_time_s": "30", "reserve": "",
         "s-0-to": "", "s-0-time_s": "",
     }
@@ -255,7 +257,7 @@ BAD_FIELDS = [
      "Enter a whole number from 1 to 10."),
     ({"queue": "on", "callback": "on", "callback_retry_s": "9"}, "callback_retry_s",
      "Enter a whole number from 10 to 3600."),
-    ({"no_answer": "voicemail"}, "no_answer", "Choose what happens from the list."),
+    ({"no_answer": "hang_up"}, "no_answer", "Choose what happens from the list."),
     ({"no_answer": "transfer", "no_answer_to": "999"}, "no_answer_to",
      "Choose a department or an employee from the list."),
     ({"no_answer": "transfer", "no_answer_to": "300"}, "no_answer_to",
@@ -433,6 +435,18 @@ def test_a_queue_and_callback_at_their_defaults_are_written_short(admin: FlaskCl
     post(admin, "/departments/new", new_department(queue="on", callback="on"))
 
     assert department(app, "300").extra == {"queue": {"callback": True}}
+
+
+def test_queue_announcements_every_n_seconds_or_plain_ringing(admin: FlaskClient,
+                                                              app: Flask) -> None:
+    post(admin, "/departments/new", new_department(queue="on", announce_s="0"))
+    assert department(app, "300").extra == {"queue": {"announce_s": 0}}
+    form = form_of(admin, "/departments/300", "department-form")
+    assert form["announce_s"] == "0"
+    response = post(admin, "/departments/300", form | {"announce_s": "5", "action": "save"})
+    assert response.status_code == 400
+    assert "0 (plain ringing), or 10 to 600." in response.get_data(as_text=True)
+    assert department(app, "300").extra == {"queue": {"announce_s": 0}}
 
 
 def test_the_edit_form_shows_the_stored_values(admin: FlaskClient, app: Flask) -> None:

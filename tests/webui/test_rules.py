@@ -247,6 +247,14 @@ def test_add_rules_of_every_action(admin: FlaskClient, app: Flask) -> None:
     assert "19:00-09:00; Sat, Sun" in text and "to 102 — Иван" in text
 
 
+def test_a_route_rule_may_send_callers_to_a_mailbox(admin: FlaskClient, app: Flask) -> None:
+    response = post(admin, "/rules/callers/new",
+                    {**RULE_FORM, "match": "7812*", "to": "voicemail:200"})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert [(r.match, r.action, r.to) for r in store_config(app).rules] == [
+        ("7812*", "route", "voicemail:200")]
+
+
 def test_rule_errors_are_shown_next_to_the_fields_and_nothing_saved(
     admin: FlaskClient, app: Flask,
 ) -> None:

@@ -1,14 +1,7 @@
-/* Numbers, schedules and caller rules: ask before deleting, and show only the rule fields that
-   apply to the chosen action. The pages work without this script. */
+/* Caller rules: show only the rule fields that apply to the chosen action. The page works
+   without this script. */
 (function () {
   "use strict";
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) {
-        event.preventDefault();
-      }
-    });
-  });
   var action = document.getElementById("f-action");
   if (action) {
     var show = function () {
