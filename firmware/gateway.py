@@ -310,7 +310,7 @@ class Gateway:
         # Who takes the datagrams arriving on each of the box's RTP ports in use.
         self.local_media: dict[int, Callable[[bytes, float], None]] = {}
         self._media_open: set[int] = set()
-        self._rtp_owners: dict[int, tuple[tuple[str, int], float]] = {}  # port → source, last
+        self._rtp_owners: dict[int, tuple[str, float]] = {}  # port → owner host, last heard
         self._rtp_out: list[tuple[int, bytes, tuple[str, int]]] = []
         self._handlers: dict[str, tuple[ResponseCallback, TimeoutHandler]] = {}
         self._timers: list[_AppTimer] = []
@@ -399,19 +399,22 @@ class Gateway:
 
     def receive_rtp(self, port: int, data: bytes, now: float,
                     source: tuple[str, int] | None = None) -> None:
-        """A datagram on the RTP port of one of the box's own media sessions. The first
-        source to send to a port owns it (Asterisk's strictrtp): datagrams from anyone else
-        are dropped, unless the owner has been silent for RTP_RELATCH_S (the peer moved)."""
+        """A datagram on the RTP port of one of the box's own media sessions. The first host
+        to send to a port owns it (as Asterisk's strictrtp, but by address only: a gateway
+        may send its RFC 4733 events from another socket than its voice): datagrams from
+        other hosts are dropped, unless the owner has been silent for RTP_RELATCH_S (the peer
+        moved)."""
         self.now = now
         receiver = self.local_media.get(port)
         if receiver is None:
             return
         if source is not None:
+            host = source[0]
             owner = self._rtp_owners.get(port)
-            if owner is not None and owner[0] != source and now - owner[1] < RTP_RELATCH_S:
+            if owner is not None and owner[0] != host and now - owner[1] < RTP_RELATCH_S:
                 self.stats["rtp_foreign"] += 1
                 return
-            self._rtp_owners[port] = (source, now)
+            self._rtp_owners[port] = (host, now)
         self._guarded(partial(receiver, data), now)
 
     def rtp_to_send(self) -> list[tuple[int, bytes, tuple[str, int]]]:

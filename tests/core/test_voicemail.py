@@ -410,7 +410,7 @@ def _dtmf_pcm(key: str, seconds: float) -> bytes:
 _ = PROVIDER
 
 
-def test_rtp_from_a_stranger_is_not_recorded() -> None:
+def test_rtp_from_a_stranger_host_is_not_recorded() -> None:
     o, invite, caller = reach_voicemail()
     caller.wait(GREETING_S + BEEP_S + 0.1)
     gateway = o.net.gateway
@@ -427,6 +427,25 @@ def test_rtp_from_a_stranger_is_not_recorded() -> None:
     [message] = messages(o)
     assert 1.9 <= message.duration_s <= 2.1  # the caller's 2 s only
     assert o.net.stats()["rtp_foreign"] == 100
+
+
+def test_events_from_another_port_of_the_same_host_are_heard() -> None:
+    # SIPp, for one, plays its RFC 4733 packets from another socket than its voice.
+    o, invite, caller = reach_voicemail()
+    caller.wait(GREETING_S + BEEP_S + 0.1)
+    speech = g711.alaw_encode(tone_pcm(440, 0.02))
+    gateway = o.net.gateway
+    for i in range(50):
+        o.net.advance(0.02)
+        gateway.receive_rtp(caller.port, RtpPacket(
+            payload_type=8, sequence=i, timestamp=160 * i, ssrc=1, payload=speech).to_bytes(),
+            o.net.now, source=("127.0.0.2", 7000))
+    gateway.receive_rtp(caller.port, RtpPacket(
+        payload_type=101, sequence=900, timestamp=9000, ssrc=3, marker=True,
+        payload=TelephoneEvent(event=11, end=False, volume=10, duration=160).to_bytes()
+    ).to_bytes(), o.net.now, source=("127.0.0.2", 7002))
+    [message] = messages(o)  # the # ended it
+    assert 0.9 <= message.duration_s <= 1.1
 
 
 def test_a_caller_rule_can_route_a_caller_to_a_mailbox() -> None:
