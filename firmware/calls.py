@@ -6,7 +6,9 @@ events — try, ring, connect, disconnect, fail — in the manner of sippy's B2B
 from `firmware.routing`; this module only carries it out: it starts and cancels legs on time,
 relays provisional responses, lets the first 2xx win and cancels the rest (RFC 3261 §16.7-like
 forking done by a UAC), relays re-INVITEs and BYE, and releases the call's channels on every way a
-call can end. SDP is relayed unchanged (media anchoring comes later).
+call can end. SDP is relayed unchanged, unless the box holds the call's media: once it has
+answered the caller's SDP itself (early media in a queue, `anchor`) the legs get the box's own
+offer and re-INVITEs are answered per side; or the box is the far end (voicemail, `local`).
 
 Sans-IO like the rest of the core: every entry point takes `now`; sending and timers go through
 the `Services` protocol that the gateway implements.
