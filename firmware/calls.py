@@ -69,6 +69,8 @@ class Services(Protocol):
 
     def call_finished(self, call: Call, now: float) -> None: ...
 
+    def release_channel(self, key: str) -> None: ...
+
     def dialog_opened(self, dialog: Dialog, call: Call, side: str) -> None: ...
 
     def invite_authorization(
@@ -119,6 +121,7 @@ class Target:
     destination: Address
     to_uri: str
     trunk: str | None = None
+    employee: str | None = None  # whose phone an external number is (a member's mobile)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -145,6 +148,7 @@ class OutboundLeg:
     dialog: Dialog | None = None
     ack: Request | None = None
     auth_retried: bool = False
+    channel: str | None = None  # a trunk channel held for this leg alone (a fork to mobiles)
 
     @property
     def active(self) -> bool:
@@ -257,8 +261,10 @@ class Call:
     def ring_targets(
         self, targets: list[Target], give_up_after_s: float, now: float, *,
         on_no_answer: Callable[[Call, float], None] | None = None,
+        channels: list[str] | None = None,
     ) -> None:
-        """Ring an explicit list of targets at once (a direct or an external call)."""
+        """Ring an explicit list of targets at once (a direct or an external call);
+        `channels[i]`, if given, is a trunk channel held for target i's leg alone."""
         self._cancel_timers()
         self._leave_queue(now)
         self.plan = None
@@ -268,8 +274,8 @@ class Call:
             return
         self.state = "ringing"
         self.timers.append(self.services.call_at(now + give_up_after_s, self._give_up))
-        for target in targets:
-            self._start_leg(target, now)
+        for index, target in enumerate(targets):
+            self._start_leg(target, now, channel=channels[index] if channels else None)
 
     def wait_in_queue(self, now: float) -> None:
         """Nobody is free: the caller waits (hearing ringback) until the gateway rings again."""
@@ -319,12 +325,17 @@ class Call:
         if self.state == "ringing" and not any(leg.active for leg in self.legs.values()):
             self._after_leg_failure(now)
 
-    def _start_leg(self, target: Target, now: float) -> None:
+    def _start_leg(self, target: Target, now: float, *, channel: str | None = None) -> None:
         invite = self._build_leg_invite(target)
         record = LegRecord(target=target.label, contact=target.request_uri, started_at=now)
         self.leg_records.append(record)
-        leg = OutboundLeg(target=target, invite=invite, tx_id="", record=record)
+        leg = OutboundLeg(target=target, invite=invite, tx_id="", record=record, channel=channel)
         self._send_leg_invite(leg, now)
+
+    def _release_leg_channel(self, leg: OutboundLeg) -> None:
+        if leg.channel is not None:
+            self.services.release_channel(leg.channel)
+            leg.channel = None
 
     def _send_leg_invite(self, leg: OutboundLeg, now: float) -> None:
         leg.tx_id = self.services.send_request(
@@ -411,6 +422,7 @@ class Call:
             return
         if self.anchor is not None and not self.anchor.connect(response.body, now):
             leg.state = "done"
+            self._release_leg_channel(leg)
             leg.record.result = "failed"
             leg.record.sip_status = 488
             leg.record.ended_at = now
@@ -429,7 +441,8 @@ class Call:
             self._send_bye(dialog, leg.target.destination, now)
             self.fail(400, "caller's INVITE cannot establish a dialog", now, outcome="failed")
             return
-        self.answered_by = leg.target.label
+        # Answered on a member's mobile: the member answered (talk time, reports).
+        self.answered_by = leg.target.employee or leg.target.label
         self._mark_answered(leg, response, dialog, now)
         if self.anchor is not None:  # the same answer as in our 183 (RFC 3261 §13.2.1)
             body = self.anchor.caller_answer
@@ -459,6 +472,7 @@ class Call:
             leg.state = "done"
             leg.record.result = "cancelled"
             leg.record.ended_at = now
+            self._release_leg_channel(leg)
             self._send_bye(dialog, leg.target.destination, now)
             return None
         return dialog
@@ -516,6 +530,7 @@ class Call:
     def _leg_done(self, leg: OutboundLeg, result: str, status: int, now: float) -> None:
         was_active = leg.active
         leg.state = "done"
+        self._release_leg_channel(leg)
         if leg.record.result is None:
             leg.record.result = result
         leg.record.sip_status = status
@@ -562,6 +577,7 @@ class Call:
         leg.record.result = result
         leg.state = "done"
         leg.record.ended_at = now
+        self._release_leg_channel(leg)
         if leg.provisional_seen:
             self._send_cancel(leg, now)
         else:
@@ -903,6 +919,8 @@ class Call:
             self.local.close()
         if self.anchor is not None:
             self.anchor.close()
+        for leg in self.legs.values():
+            self._release_leg_channel(leg)
         for record in self.leg_records:
             if record.ended_at is None:
                 record.ended_at = now

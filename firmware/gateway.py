@@ -48,6 +48,7 @@ from .routing.scheme import (
     CallbackSettings,
     NoAnswerScheme,
     QueueSettings,
+    mobiles_of,
     parse_no_answer,
     parse_queue,
     voicemail_box,
@@ -1481,6 +1482,10 @@ class Gateway:
         if mailbox is not None:
             self._voicemail(call, mailbox, now)
             return
+        of_department = mobiles_of(to)
+        if of_department is not None:
+            self._ring_mobiles(call, of_department, time_s, now)
+            return
         department = self.departments.get(to)
         if department is not None:
             facts = _context(call).facts
@@ -1496,6 +1501,42 @@ class Gateway:
                               on_no_answer=self._next_step)
             return
         self._forward(call, to, time_s, now, on_no_answer=self._next_step)
+
+    def _ring_mobiles(self, call: Call, number: str, time_s: float, now: float) -> None:
+        """Ring at once, through the provider, the mobiles of the department's members who
+        are On line and not on a call (away from their desk phone, not on a break); each
+        ringing mobile holds a trunk channel until it stops ringing."""
+        department = self.departments.get(number)
+        trunk = self._outbound_trunk()
+        mobiles: dict[str, str] = {}  # mobile number → whose
+        if department is not None and trunk is not None:
+            for member in department.members:
+                extension = self.extensions.get(member.extension)
+                state = self.agents.agent(member.extension)
+                if (extension is not None and extension.mobile and state.status == ON_LINE
+                        and state.calls_in_progress == 0
+                        and member.extension not in _context(call).exclude):
+                    mobiles.setdefault(extension.mobile, extension.number)
+        targets: list[Target] = []
+        channels: list[str] = []
+        if trunk is not None:
+            key = f"trunk:{trunk.name}"
+            for mobile, employee in mobiles.items():
+                if not self.channels.acquire([key]):
+                    LOGGER.warning("call %s: no free trunk channel for the mobile %s", call.id,
+                                   mobile)
+                    break
+                targets.append(replace(self._external_target(trunk, mobile), employee=employee))
+                channels.append(key)
+        if not targets:
+            LOGGER.info("call %s: no member's mobile to ring for department %s", call.id,
+                        number)
+            self._next_step(call, now)
+            return
+        call.ring_targets(targets, time_s, now, on_no_answer=self._next_step, channels=channels)
+
+    def release_channel(self, key: str) -> None:
+        self.channels.release([key])
 
     def _forward(
         self, call: Call, to: str, time_s: float, now: float, *,

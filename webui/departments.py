@@ -84,6 +84,7 @@ STEP_PATH_RE = re.compile(r"no_answer\.steps\[(\d+)\]\.(to|time_s)")
 # mailbox, "voicemail:101" that of employee or department 101.
 VOICEMAIL = "voicemail"
 VOICEMAIL_PREFIX = "voicemail:"
+MOBILES = "mobiles"  # a step: every member's mobile phone at once, through the provider
 
 TIER_MODE_NAMES = {"add": _l("earlier tiers keep ringing"),
                    "replace": _l("earlier tiers stop ringing")}
@@ -343,10 +344,11 @@ def _destination(raw: str, field: str, errors: FormErrors, internal: set[str],
                  own: str) -> str | None:
     """An extension or department, an outside number in full (more than 6 digits) or with
     "+" (a short number that is neither is more likely a typo than a number to dial out), or
-    voicemail: "voicemail" (the mailbox of department `own`) or "voicemail:101"."""
+    voicemail: "voicemail" (the mailbox of department `own`) or "voicemail:101", or
+    "mobiles" (the members' mobile phones)."""
     written = raw.strip().lower()
-    if written == VOICEMAIL:
-        return VOICEMAIL
+    if written in (VOICEMAIL, MOBILES):
+        return written
     if written.startswith(VOICEMAIL_PREFIX):
         mailbox = written.removeprefix(VOICEMAIL_PREFIX)
         errors.need(field, mailbox in internal or mailbox == own, _(
@@ -563,7 +565,8 @@ def _options(data: Mapping[str, Any], number: str) -> dict[str, Any]:
                     for d in data["departments"] if d["number"] != number]
     destinations += [(e["number"], f'{e["number"]} {e["name"]}') for e in data["extensions"]]
     # Suggested for a step and the reserve number, which are typed: voicemail as written.
-    mailboxes = [(VOICEMAIL, _("Voicemail of this department"))] + [
+    mailboxes = [(MOBILES, _("The members' mobile phones, all at once")),
+                 (VOICEMAIL, _("Voicemail of this department"))] + [
         (VOICEMAIL_PREFIX + number, _("Voicemail: %(mailbox)s", mailbox=label))
         for number, label in destinations]
     return {

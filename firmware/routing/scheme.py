@@ -5,7 +5,8 @@
 steps, each a destination (another department, an employee, or an external number through the
 provider) with its own ring time, plus a reserve number used at once when every member is
 offline. The short forms `{action: transfer, to: "201"}`, `{action: forward, to: "7916..."}`
-and `{action: voicemail}` are one-step schemes. Voicemail is a destination like the others,
+and `{action: voicemail}` are one-step schemes. `mobiles` rings the members' mobile phones
+(each employee's `mobile`) at once through the provider. Voicemail is a destination like the others,
 written `voicemail` (the department's own mailbox) or `voicemail:101` (that employee's or
 department's mailbox); the box answers and records, so it can only be the last step.
 """
@@ -31,6 +32,14 @@ MAX_CALLBACK_CUSTOMER_RING_S = 25
 DTMF_KEYS = frozenset("0123456789*#")
 VOICEMAIL = "voicemail"
 VOICEMAIL_PREFIX = "voicemail:"
+MOBILES = "mobiles"  # the department members' mobile phones, all at once
+MOBILES_PREFIX = "mobiles:"
+
+
+def mobiles_of(destination: str) -> str | None:
+    """The department whose members' mobiles a `mobiles:NNN` destination rings."""
+    return destination.removeprefix(MOBILES_PREFIX) if destination.startswith(
+        MOBILES_PREFIX) else None
 
 
 def voicemail_box(destination: str) -> str | None:
@@ -192,6 +201,8 @@ def _destination(to: object, path: str, is_destination: Callable[[str], bool],
                  mailbox: str, mailboxes: Collection[str]) -> str:
     if to == VOICEMAIL and mailbox:
         return f"{VOICEMAIL_PREFIX}{mailbox}"
+    if to == MOBILES and mailbox:
+        return f"{MOBILES_PREFIX}{mailbox}"
     box = voicemail_box(to) if isinstance(to, str) else None
     if box is not None:
         if box not in mailboxes:
@@ -200,7 +211,7 @@ def _destination(to: object, path: str, is_destination: Callable[[str], bool],
         return str(to)
     if not isinstance(to, str) or not is_destination(to):
         raise SchemeError(path, f"unknown destination {to!r} (an extension, a department, an "
-                                "external number in quotes, or voicemail)")
+                                "external number in quotes, mobiles or voicemail)")
     return to
 
 

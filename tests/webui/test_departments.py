@@ -591,3 +591,13 @@ def test_a_delete_without_the_csrf_token_is_refused(admin: FlaskClient, app: Fla
 
     assert admin.post("/departments/300/delete").status_code == 400
     assert [d.number for d in store_config(app).departments] == ["200", "300"]
+
+
+def test_the_members_mobiles_are_a_step(admin: FlaskClient, app: Flask) -> None:
+    post(admin, "/departments/new", new_department(no_answer="steps", **{
+        "s-0-to": "Mobiles", "s-0-time_s": "20", "s-1-to": "voicemail", "s-1-time_s": ""}))
+
+    assert department(app, "300").extra == {"no_answer": {"steps": [
+        {"to": "mobiles", "time_s": 20}, {"to": "voicemail"}]}}
+    form = form_of(admin, "/departments/300", "department-form")
+    assert (form["s-0-to"], form["s-1-to"]) == ("mobiles", "voicemail")
