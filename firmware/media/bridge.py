@@ -31,8 +31,7 @@ class BridgeSide:
 
 
 def _transcode(payload: bytes, source: str, target: str) -> bytes:
-    pcm = g711.ulaw_decode(payload) if source == "PCMU" else g711.alaw_decode(payload)
-    return g711.ulaw_encode(pcm) if target == "PCMU" else g711.alaw_encode(pcm)
+    return payload.translate(g711.ALAW_TO_ULAW if source == "PCMA" else g711.ULAW_TO_ALAW)
 
 
 class MediaBridge:

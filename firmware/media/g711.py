@@ -115,3 +115,9 @@ def pcm_bytes(samples: array[int]) -> bytes:
         samples = array("h", samples)
         samples.byteswap()
     return samples.tobytes()
+
+
+# A-law ↔ µ-law code for code (through the linear value, as G.711 §3 defines both): a 20 ms
+# frame is then one bytes.translate, not a decode and an encode.
+ALAW_TO_ULAW = bytes(ulaw_encode(alaw_decode(bytes([code])))[0] for code in range(256))
+ULAW_TO_ALAW = bytes(alaw_encode(ulaw_decode(bytes([code])))[0] for code in range(256))

@@ -90,3 +90,9 @@ def test_sequence_numbers_compare_across_the_wrap() -> None:
     assert sequence_newer(5, 4)
     assert not sequence_newer(4, 5)
     assert not sequence_newer(4, 4)
+
+
+def test_the_law_to_law_tables_agree_with_decoding_and_encoding() -> None:
+    codes = bytes(range(256))
+    assert codes.translate(g711.ALAW_TO_ULAW) == g711.ulaw_encode(g711.alaw_decode(codes))
+    assert codes.translate(g711.ULAW_TO_ALAW) == g711.alaw_encode(g711.ulaw_decode(codes))
