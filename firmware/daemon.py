@@ -88,6 +88,9 @@ class SqliteRecorder(CallRecorder):
         # After the call's own record in the same queue: the row exists when this is written.
         self._pending.append(("callback", call_id, state))
 
+    def callback_pending(self, request: dict[str, object]) -> None:
+        self._pending.append(("pending", request))
+
     def voicemail(self, message: VoicemailMessage, wall_time: float) -> None:
         # Written at once, not with the next second's batch: a message is never held only in
         # memory for longer than it takes to reach the disk.
@@ -126,10 +129,9 @@ class SqliteRecorder(CallRecorder):
     @staticmethod
     def _write(store: Store, batch: list[Any]) -> list[Any]:
         statuses = [item for item in batch if item and item[0] == "status"]
-        callbacks = [item for item in batch if item and item[0] == "callback"]
         messages = [item for item in batch if item and item[0] == "voicemail"]
         calls = [item for item in batch
-                 if item and item[0] not in ("status", "callback", "voicemail")]
+                 if item and item[0] not in ("status", "callback", "voicemail", "pending")]
         try:
             while messages:
                 _, message, wall_time = messages[0]
@@ -148,11 +150,17 @@ class SqliteRecorder(CallRecorder):
             # (nor messages: those already written are not written twice).
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
             return [item for item in batch if item[0] != "voicemail"] + messages
-        for _, call_id, state in callbacks:
+        # In the order they came: a request saved, then (maybe) its final state.
+        for item in batch:
             try:
-                store.set_callback_state(call_id, state)
+                if item and item[0] == "pending":
+                    store.save_callback_request(item[1])
+                elif item and item[0] == "callback":
+                    _, call_id, state = item
+                    store.forget_callback_request(call_id)
+                    store.set_callback_state(call_id, state)
             except Exception:
-                LOGGER.exception("recording callback state %s of call %s failed", state, call_id)
+                LOGGER.exception("recording a callback request failed: %s", item[:2])
         return []
 
 
@@ -286,6 +294,11 @@ class Daemon:
         )
         self._restore_agent_statuses()
         self.gateway.crm_owners = store.crm_owners()
+        restored = self.gateway.restore_callbacks(store.pending_callback_requests(),
+                                                  self.loop.time())
+        if restored:
+            LOGGER.info("%d callback requests from before the restart are back in their "
+                        "queues", restored)
         self.tcp_connections: dict[tuple[str, int], _TcpProtocol] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.AbstractServer] = []

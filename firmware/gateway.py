@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 from .agents import AgentBook, StatusChanged
 from .anchor import CallMedia
@@ -59,6 +60,7 @@ from .sip.dialog import Dialog
 from .sip.errors import RemoteProtocolError
 from .sip.message import (
     KNOWN_METHODS,
+    Headers,
     Request,
     Response,
     error_response_bytes,
@@ -219,18 +221,27 @@ class CallRecorder:
         """Keep a message left in a mailbox (`wall_time`: when it was left, Unix seconds)."""
         raise NotImplementedError
 
+    def callback_pending(self, request: dict[str, object]) -> None:
+        """Keep a callback request still to be served (until its state becomes final)."""
+        raise NotImplementedError
+
 
 class MemoryRecorder(CallRecorder):
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, object], list[dict[str, object]]]] = []
         self.callback_states: dict[str, str] = {}
         self.voicemails: list[VoicemailMessage] = []
+        self.pending_callbacks: dict[str, dict[str, object]] = {}
 
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
         self.calls.append((call, legs))
 
     def callback_state(self, call_id: str, state: str) -> None:
         self.callback_states[call_id] = state
+        self.pending_callbacks.pop(call_id, None)
+
+    def callback_pending(self, request: dict[str, object]) -> None:
+        self.pending_callbacks[str(request["origin_call_id"])] = request
 
     def voicemail(self, message: VoicemailMessage, wall_time: float) -> None:
         self.voicemails.append(message)
@@ -1254,7 +1265,58 @@ class Gateway:
         callback.context = DepartmentCall(department=ctx.department, exclude=frozenset(),
                                           facts=ctx.facts, entered_at=ctx.entered_at)
         self.calls[callback.invite_tx] = callback
+        # Kept on disk until it is done, expired or failed: a restart must not forget it.
+        self.recorder.callback_pending({
+            "origin_call_id": callback.origin_call_id, "department": ctx.department,
+            "customer": callback.customer, "trunk": trunk, "dialed": info.dialed,
+            "number": info.number, "vip": int(ctx.facts.vip),
+            "entered_at": ctx.entered_at + self.wall_offset_s,
+            "expires_at": expires_at + self.wall_offset_s, "attempt": attempt,
+        })
         return callback
+
+    def restore_callbacks(self, requests: list[dict[str, Any]], now: float) -> int:
+        """Put callback requests saved before a restart back in their queues, in their
+        callers' order; one that expired meanwhile expires now (and is apologised for).
+        How many were restored."""
+        restored = 0
+        for saved in requests:
+            origin_id = str(saved["origin_call_id"])
+            department = self.departments.get(str(saved["department"]))
+            queue = self._settings(department).queue if department is not None else None
+            if department is None or queue is None or queue.callback is None:
+                LOGGER.warning("callback request %s: department %s no longer calls back",
+                               origin_id, saved["department"])
+                self.recorder.callback_state(origin_id, "failed")
+                continue
+            customer, dialed = str(saved["customer"]), str(saved["dialed"])
+            origin = Call(
+                services=self, invite=_restored_invite(customer, dialed, origin_id),
+                invite_tx=f"restored:{origin_id}", id=origin_id,
+                source=self.local, started_at=now,
+                info=CallInfo(direction="inbound", source="restored", caller=customer,
+                              dialed=dialed, number=saved.get("number")),
+            )
+            ctx = DepartmentCall(
+                department=department.number, exclude=frozenset(),
+                entered_at=float(saved["entered_at"]) - self.wall_offset_s,
+                facts=CallFacts(caller=customer, dialed=dialed, vip=bool(saved["vip"]),
+                                sticky_member=self._sticky_member(department, customer),
+                                crm_owner=self._crm_owner(department, customer)),
+            )
+            trunk = saved.get("trunk")
+            callback = self._new_callback(
+                origin, ctx, str(trunk) if trunk else None,
+                expires_at=float(saved["expires_at"]) - self.wall_offset_s,
+                attempt=int(saved["attempt"]), now=now,
+            )
+            restored += 1
+            if now >= callback.expires_at:
+                self._callback_expired(callback, now)
+                continue
+            self._enqueue(callback, department, queue, now)
+        self._serve_all_queues(now)
+        return restored
 
     def _callback_settings(self, callback: CallbackCall) -> CallbackSettings:
         queue = self._settings(self.departments[_context(callback).department]).queue
@@ -1747,6 +1809,19 @@ def _dialed_number(request: Request) -> str:
     if not user:
         user = request.to.uri.user_unescaped
     return user or ""
+
+
+def _restored_invite(customer: str, dialed: str, origin_id: str) -> Request:
+    """A stand-in for the INVITE of a call whose callback request outlived a restart: who the
+    customer is and what they dialled, for the legs the callback builds."""
+    return Request("INVITE", SipUri(user=dialed, host="restored.invalid"), Headers([
+        ("Via", "SIP/2.0/UDP restored.invalid;branch=z9hG4bKrestored"),
+        ("From", f"<sip:{customer}@restored.invalid>;tag=restored"),
+        ("To", f"<sip:{dialed}@restored.invalid>"),
+        ("Call-ID", f"restored-{origin_id}"),
+        ("CSeq", "1 INVITE"),
+        ("Max-Forwards", "70"),
+    ]))
 
 
 def _queue_turn(call: Call) -> tuple[bool, float]:

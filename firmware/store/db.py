@@ -233,6 +233,24 @@ _SCHEMA_V5: tuple[str, ...] = (
 )
 
 
+# Schema version 6: callback requests still waiting for their turn, so that a restart (a power
+# cut) does not forget a promise made to a caller. Times are Unix seconds.
+_SCHEMA_V6: tuple[str, ...] = (
+    """CREATE TABLE callback_requests (
+        origin_call_id TEXT PRIMARY KEY NOT NULL,
+        department TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        trunk TEXT,
+        dialed TEXT NOT NULL,
+        number TEXT,
+        vip INTEGER NOT NULL DEFAULT 0,
+        entered_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1
+    )""",
+)
+
+
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
         db.execute(statement)
@@ -258,6 +276,11 @@ def _add_voicemail(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_callback_requests(db: Database) -> None:
+    for statement in _SCHEMA_V6:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -266,6 +289,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_crm_owners,
     _add_extension_extra,
     _add_voicemail,
+    _add_callback_requests,
 )
 
 
@@ -755,6 +779,31 @@ class Store:
                 (extension,),
             )
         )
+
+    # --- pending callback requests -------------------------------------------------------------
+
+    CALLBACK_REQUEST_COLUMNS = ("origin_call_id", "department", "customer", "trunk", "dialed",
+                                "number", "vip", "entered_at", "expires_at", "attempt")
+
+    def save_callback_request(self, request: Mapping[str, object]) -> None:
+        """Keep (or update: its attempt, its expiry) a callback request still to be served."""
+        columns = self.CALLBACK_REQUEST_COLUMNS
+        with _write_transaction(self._db.conn):
+            self._db.execute(
+                f"INSERT OR REPLACE INTO callback_requests ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})",
+                [request.get(column) for column in columns],
+            )
+
+    def forget_callback_request(self, origin_call_id: str) -> None:
+        with _write_transaction(self._db.conn):
+            self._db.execute("DELETE FROM callback_requests WHERE origin_call_id = ?",
+                             (origin_call_id,))
+
+    def pending_callback_requests(self) -> list[dict[str, Any]]:
+        """Requests in the order the callers first came in."""
+        return list(self._db.query(
+            "SELECT * FROM callback_requests ORDER BY entered_at, origin_call_id"))
 
     # --- voicemail -----------------------------------------------------------------------------
 

@@ -293,3 +293,50 @@ def test_bad_callback_settings_are_refused_naming_the_key(
     )
     with pytest.raises(ConfigError, match=rf"queue\.callback\.{key}"):
         parse_config(config)
+
+
+# --- requests outlive a restart -------------------------------------------------------------
+
+def test_a_pending_request_is_kept_until_its_state_is_final() -> None:
+    o, _ = waiting_with_request()
+    origin_id = o.rows[-1][0]["id"]
+    [saved] = o.net.recorder.pending_callbacks.values()
+    assert (saved["origin_call_id"], saved["department"], saved["customer"], saved["trunk"]) == (
+        origin_id, "800", CUSTOMER, "provider")
+    o.net.advance(EXPIRE_S + 1.0)
+    assert o.net.recorder.pending_callbacks == {}
+
+
+def restarted_with(o: Office) -> Office:
+    """A new gateway (a restarted daemon) given what the old one saved; 50 s later."""
+    saved = list(o.net.recorder.pending_callbacks.values())
+    fresh = office(config=CALLBACK)
+    fresh.net.now = o.net.now + 50.0
+    fresh.net.gateway.set_agent_status("101", "break", source="cli")
+    assert fresh.net.gateway.restore_callbacks(saved, fresh.net.now) == len(saved)
+    fresh.net.pump()
+    return fresh
+
+
+def test_a_restart_puts_the_request_back_in_its_queue() -> None:
+    o, _ = waiting_with_request()
+    fresh = restarted_with(o)
+    assert [(e["caller"], e["callback"]) for e in queue_entries(fresh)] == [(CUSTOMER, True)]
+    back_on_line(fresh)
+    answer_with_sdp(fresh.phones["101"], MEMBER_SDP)
+    customer_invite = fresh.provider.ringing_invite()
+    assert customer_invite.uri.user == CUSTOMER  # type: ignore[union-attr]
+    assert fresh.net.recorder.pending_callbacks != {}  # until the customer answers
+
+
+def test_a_request_that_expired_during_the_restart_expires_at_once() -> None:
+    o, _ = waiting_with_request()
+    origin_id = o.rows[-1][0]["id"]
+    saved = list(o.net.recorder.pending_callbacks.values())
+    fresh = office(config=CALLBACK)
+    fresh.net.now = o.net.now + EXPIRE_S + 10.0
+    fresh.net.gateway.restore_callbacks(saved, fresh.net.now)
+    fresh.net.pump()
+    assert queue_entries(fresh) == []
+    assert fresh.net.recorder.callback_states == {origin_id: "expired"}
+    assert len(fresh.provider.invites()) == 1  # the apology call

@@ -80,3 +80,26 @@ def test_caller_presses_1_and_is_called_back_when_the_member_is_free(tmp_path: P
     assert "o=agent" in customer_log.split("INVITE sip:", 1)[1].split("SIP/2.0 180", 1)[0]
     ack_to_member = agent_log.split("ACK sip:", 1)[1].split("BYE sip:", 1)[0]
     assert "o=customer" in ack_to_member
+
+
+def test_a_callback_request_survives_a_restart_of_the_daemon(tmp_path: Path) -> None:
+    customer_port = free_port(PROVIDER_IP)
+    config = callback_config(customer_port)
+    workdir = tmp_path / "linebox"
+    with running_linebox(workdir, config) as linebox:
+        set_status(linebox, "break")
+        caller = provider_call(
+            linebox, tmp_path, scenario="provider_callback_request.xml",
+            variables={"caller_id": CUSTOMER}, name="caller",
+        ).run()
+        assert caller.ok, caller.describe()
+        linebox.wait_for(lambda: [e for q in linebox.status()["queues"] for e in q["waiting"]],
+                         5, "the callback request in the queue")
+        wait_for_records(linebox, 1)
+    # Stopped (as by a power cut's clean shutdown) and started again on the same database.
+    with running_linebox(workdir, config) as linebox:
+        waiting = linebox.wait_for(
+            lambda: [e for q in linebox.status()["queues"] for e in q["waiting"]],
+            5, "the request back in the queue")
+        assert [(e["caller"], e["callback"]) for e in waiting] == [(CUSTOMER, True)]
+        assert "1 callback requests from before the restart" in linebox.log()

@@ -44,3 +44,15 @@ def test_a_greeting_is_replaced_and_removed(store: Store) -> None:
     assert store.greetings() == {"200": {"duration_s": 2.0, "uploaded_at": 6.0}}
     store.set_greeting("200", None)
     assert store.greeting("200") is None
+
+
+def test_callback_requests_are_kept_updated_and_forgotten(store: Store) -> None:
+    request = {"origin_call_id": "c9", "department": "200", "customer": "79161234567",
+               "trunk": "provider", "dialed": "74951234567", "number": "74951234567",
+               "vip": 0, "entered_at": 1000.0, "expires_at": 1300.0, "attempt": 1}
+    store.save_callback_request(request)
+    store.save_callback_request({**request, "attempt": 2})
+    [saved] = store.pending_callback_requests()
+    assert saved["attempt"] == 2 and saved["trunk"] == "provider"
+    store.forget_callback_request("c9")
+    assert store.pending_callback_requests() == []
