@@ -220,7 +220,9 @@ class Call:
     # The box answered the call itself (voicemail); `local_side` is the party it talks to.
     local: LocalEnd | None = None
     local_side: str = "a"
-    local_answer: bytes = b""  # our SDP in the 200, again for a re-INVITE without an offer
+    # Our SDP for that party (in our 200, or our INVITE's offer), again for a re-INVITE
+    # without an offer.
+    local_answer: bytes = b""
     # The box answered the caller's SDP itself (early media in a queue): it holds the media.
     anchor: MediaAnchor | None = None
 
@@ -704,21 +706,12 @@ class Call:
             self._finish(now, "hangup by caller" if self.local_side == "a" else
                          "hangup by callee", local.outcome)
             return
-        if method == "INVITE":
-            # A re-INVITE: hold, a new address, or a session refresh (RFC 3264 §8).
-            body = self.local_answer
-            if request.body:
-                try:
-                    body = local.renegotiate(request.body)
-                except ValueError as exc:
-                    LOGGER.info("call %s: re-INVITE refused: %s", self.id, exc)
-                    self.services.send_response(tx_id, make_response(request, 488), now)
-                    return
-                self.local_answer = body
-            self.services.send_response(tx_id, make_response(
-                request, 200, headers=[("Contact", self._contact_for_caller()),
-                                       ("Allow", ALLOW), ("Content-Type", "application/sdp")],
-                body=body), now)
+        if _changes_the_session(request):
+            # Hold, a new address, or a session refresh (RFC 3264 §8).
+            answer = self._answer_offer(self.local_side, request, tx_id, now,
+                                        current=self.local_answer, renegotiate=local.renegotiate)
+            if answer is not None and request.body:
+                self.local_answer = answer
             return
         if method in ("INFO", "UPDATE", "OPTIONS", "NOTIFY", "MESSAGE"):
             headers = [("Allow", ALLOW)] if method == "OPTIONS" else []
@@ -769,10 +762,13 @@ class Call:
             self._send_bye(dialog, destination, now)
             self._finish(now, f"hangup by {'caller' if side == 'a' else 'callee'}", "answered")
             return
-        if self.anchor is not None and (method == "INVITE" or method == "UPDATE"
-                                        and request.body):
-            # RFC 3311: an UPDATE with an offer changes the session as a re-INVITE does.
-            self._answer_reinvite(side, request, tx_id, now)
+        anchor = self.anchor
+        if anchor is not None and _changes_the_session(request):
+            # Each party's session is with the box, which answers for that side alone.
+            self._answer_offer(
+                side, request, tx_id, now,
+                current=anchor.caller_answer if side == "a" else anchor.leg_offer(),
+                renegotiate=partial(anchor.renegotiate, side))
             return
         if method == "INVITE" or method in RELAYED_IN_DIALOG:
             pending_invite = any(r.request.method == "INVITE" for r in self.relays.values())
@@ -785,22 +781,22 @@ class Call:
             tx_id, make_response(request, 501, headers=[("Allow", ALLOW)]), now
         )
 
-    def _answer_reinvite(self, side: str, request: Request, tx_id: str, now: float) -> None:
-        """A re-INVITE in an anchored call: each party's session is with the box, which
-        answers for its own side (RFC 3264 §8) and moves or holds that side's media."""
-        anchor = self.anchor
-        assert anchor is not None
-        if not request.body:
-            # No offer: ours (the current one) goes in the 2xx; the ACK's answer changes
-            # nothing we need (the party keeps its address).
-            body = anchor.caller_answer if side == "a" else anchor.leg_offer()
-        else:
+    def _answer_offer(
+        self, side: str, request: Request, tx_id: str, now: float, *, current: bytes,
+        renegotiate: Callable[[bytes], bytes],
+    ) -> bytes | None:
+        """A re-INVITE (or an UPDATE with an offer) to a session the box holds with `side`:
+        answered by the box itself (RFC 3264 §8), 488 when the offer is unusable. Without an
+        offer the box's `current` SDP goes in the 2xx; the ACK's answer changes nothing it
+        needs (the party keeps its address). The SDP sent, or None."""
+        body = current
+        if request.body:
             try:
-                body = anchor.renegotiate(side, request.body)
+                body = renegotiate(request.body)
             except ValueError as exc:
-                LOGGER.info("call %s: re-INVITE refused: %s", self.id, exc)
+                LOGGER.info("call %s: %s refused: %s", self.id, request.method, exc)
                 self.services.send_response(tx_id, make_response(request, 488), now)
-                return
+                return None
         if side == "a" or self.winner is None:
             contact = self._contact_for_caller()
         else:
@@ -808,6 +804,7 @@ class Call:
         self.services.send_response(tx_id, make_response(
             request, 200, headers=[("Contact", contact), ("Allow", ALLOW),
                                    ("Content-Type", "application/sdp")], body=body), now)
+        return body
 
     def _relay(
         self, side: str, request: Request, tx_id: str, dialog: Dialog, destination: Address,
@@ -944,6 +941,11 @@ class OriginatedCall(Call):
             return
         self._stop_ringing(now)
         self._finish(now, cause, outcome)
+
+
+def _changes_the_session(request: Request) -> bool:
+    """A re-INVITE, or an UPDATE carrying an offer (RFC 3311 §5.2)."""
+    return request.method == "INVITE" or request.method == "UPDATE" and bool(request.body)
 
 
 def _result_of(status: int) -> str:

@@ -84,6 +84,7 @@ from .voicemail import (
     LocalParty,
     PromptCall,
     QueueScript,
+    Script,
     VoicemailMessage,
     VoicemailScript,
     VoicemailSettings,
@@ -1233,8 +1234,8 @@ class Gateway:
             LOGGER.info("call %s: no number to call %s back on", call.id, customer)
             return None
         callback = self._new_callback(
-            call, ctx, trunk, expires_at=ctx.entered_at + queue.callback.expire_s, attempt=1,
-            now=now,
+            invite=call.invite, info=call.info, origin_call_id=call.id, ctx=ctx, trunk=trunk,
+            expires_at=ctx.entered_at + queue.callback.expire_s, attempt=1, now=now,
         )
         call.callback_state = "requested"
         call.fail(480, "callback requested", now, outcome="callback")
@@ -1245,19 +1246,19 @@ class Gateway:
         return callback
 
     def _new_callback(
-        self, origin: Call, ctx: DepartmentCall, trunk: str | None, *, expires_at: float,
-        attempt: int, now: float,
+        self, *, invite: Request, info: CallInfo, origin_call_id: str, ctx: DepartmentCall,
+        trunk: str | None, expires_at: float, attempt: int, now: float,
     ) -> CallbackCall:
+        """One attempt at calling back `info.caller`, for the call `origin_call_id` (whose
+        INVITE, `invite`, says who they are and how they reached us)."""
         callback_id = uuid.uuid4().hex
-        info = origin.info
         callback = CallbackCall(
-            services=self, invite=origin.invite, invite_tx=f"callback:{callback_id}",
-            id=callback_id, source=origin.source, started_at=now,
+            services=self, invite=invite, invite_tx=f"callback:{callback_id}",
+            id=callback_id, source=self.local, started_at=now,
             info=CallInfo(direction="callback", source="callback", caller=info.caller,
                           dialed=info.dialed, number=info.number, department=ctx.department,
                           strategy=self.departments[ctx.department].strategy),
-            origin_call_id=(origin.origin_call_id if isinstance(origin, CallbackCall)
-                            else origin.id),
+            origin_call_id=origin_call_id,
             customer=info.caller, customer_trunk=trunk, expires_at=expires_at,
             attempt=attempt, dial_customer=self._dial_customer,
             customer_unreached=self._callback_unreached,
@@ -1290,13 +1291,6 @@ class Gateway:
                 self.recorder.callback_state(origin_id, "failed")
                 continue
             customer, dialed = str(saved["customer"]), str(saved["dialed"])
-            origin = Call(
-                services=self, invite=_restored_invite(customer, dialed, origin_id),
-                invite_tx=f"restored:{origin_id}", id=origin_id,
-                source=self.local, started_at=now,
-                info=CallInfo(direction="inbound", source="restored", caller=customer,
-                              dialed=dialed, number=saved.get("number")),
-            )
             ctx = DepartmentCall(
                 department=department.number, exclude=frozenset(),
                 entered_at=float(saved["entered_at"]) - self.wall_offset_s,
@@ -1306,7 +1300,10 @@ class Gateway:
             )
             trunk = saved.get("trunk")
             callback = self._new_callback(
-                origin, ctx, str(trunk) if trunk else None,
+                invite=_restored_invite(customer, dialed, origin_id),
+                info=CallInfo(direction="inbound", source="restored", caller=customer,
+                              dialed=dialed, number=saved.get("number")),
+                origin_call_id=origin_id, ctx=ctx, trunk=str(trunk) if trunk else None,
                 expires_at=float(saved["expires_at"]) - self.wall_offset_s,
                 attempt=int(saved["attempt"]), now=now,
             )
@@ -1369,7 +1366,8 @@ class Gateway:
             self.recorder.callback_state(previous.origin_call_id, "failed")
             return  # the configuration changed meanwhile
         callback = self._new_callback(
-            previous, ctx, previous.customer_trunk,
+            invite=previous.invite, info=previous.info,
+            origin_call_id=previous.origin_call_id, ctx=ctx, trunk=previous.customer_trunk,
             expires_at=max(previous.expires_at, now + queue.callback.expire_s),
             attempt=previous.attempt + 1, now=now,
         )
@@ -1422,11 +1420,8 @@ class Gateway:
             # RFC 3261 §21.4.26: no common format.
             call.fail(488, "no common audio format", now, outcome="missed")
             return
-        party = LocalParty(services=self, session=MediaSession(local_port=port, choice=choice,
-                                                               now=now),
-                           script=script, local_host=self.local_host,
-                           hang_up=call.hang_up_local, awaiting_answer=not offer)
-        self.route_media(port, party.receive)
+        party = self._local_party(port, choice, script, now, awaiting_answer=not offer)
+        party.on_hang_up(call.hang_up_local)
         LOGGER.info("call %s: voicemail for mailbox %s", call.id, mailbox)
         if call.answer_locally(party, body, now) and offer:
             party.start(now)
@@ -1459,12 +1454,19 @@ class Gateway:
             on_key=partial(self._key_pressed_while_waiting, call),
             announce_s=settings.announce_s,
         )
-        party = LocalParty(services=self, session=MediaSession(local_port=port, choice=choice,
-                                                               now=now),
-                           script=script, local_host=self.local_host, hang_up=_ignore)
-        self.route_media(port, party.receive)
+        party = self._local_party(port, choice, script, now)
         call.start_early_media(CallMedia(self, party, body, member_port=member_port), body, now)
         party.start(now)
+
+    def _local_party(self, port: int, choice: sdp.AudioChoice, script: Script, now: float, *,
+                     awaiting_answer: bool = False) -> LocalParty:
+        """The box's end of a call on `port`, taking the datagrams that arrive there."""
+        party = LocalParty(services=self,
+                           session=MediaSession(local_port=port, choice=choice, now=now),
+                           script=script, local_host=self.local_host,
+                           awaiting_answer=awaiting_answer)
+        self.route_media(port, party.receive)
+        return party
 
     def _queue_position(self, call: Call) -> int | None:
         ctx = call.context
@@ -1491,28 +1493,22 @@ class Gateway:
             return
         ctx = _context(callback)
         info = callback.info
-        party = LocalParty(
-            services=self,
-            session=MediaSession(local_port=port, choice=sdp.awaiting_answer(), now=now),
-            script=ApologyScript(VoicemailScript(
+        party = self._local_party(
+            port, sdp.awaiting_answer(), ApologyScript(VoicemailScript(
                 call_id=call_id, mailbox=ctx.department, caller=callback.customer,
                 settings=VoicemailSettings(), greet=False)),
-            local_host=self.local_host, hang_up=lambda t: None, awaiting_answer=True,
-        )
+            now, awaiting_answer=True)
         call = PromptCall(
             services=self, invite=callback.invite, invite_tx=f"apology:{call_id}", id=call_id,
             source=target.destination, started_at=now,
             info=CallInfo(direction="callback", source="apology", caller=info.caller,
                           dialed=info.dialed, number=info.number, department=ctx.department),
-            party=party, offer_body=sdp.offer(host=self.local_host, port=port),
+            local=party, local_side="b", local_answer=sdp.offer(host=self.local_host, port=port),
             caller_id=info.number or info.dialed, origin_call_id=callback.origin_call_id,
         )
         party.on_hang_up(call.hang_up_local)
-        call.local = party
-        call.local_side = "b"
         if channel is not None:
             call.channels.append(channel)
-        self.route_media(port, party.receive)
         self.calls[call.invite_tx] = call
         LOGGER.info("callback %s expired: calling %s to apologise", callback.origin_call_id,
                     callback.customer)

@@ -321,13 +321,13 @@ class LocalParty:
     prompt plays into the void."""
 
     def __init__(self, *, services: MediaServices, session: MediaSession, script: Script,
-                 local_host: str, hang_up: Callable[[float], None],
-                 awaiting_answer: bool = False) -> None:
+                 local_host: str, awaiting_answer: bool = False) -> None:
         self.services = services
         self.session = session
         self.script = script
         self.local_host = local_host
-        self._hang_up = hang_up
+        # Set by the call once it exists (`on_hang_up`); the queue's script never hangs up.
+        self._hang_up: Callable[[float], None] | None = None
         self._frame_timer: Timer | None = None
         self.awaiting_answer = awaiting_answer
         self.started = False
@@ -417,12 +417,12 @@ class LocalParty:
             self.script.on_event(self, DtmfReceived(key=key, via="info"), now)
 
     def on_hang_up(self, hang_up: Callable[[float], None]) -> None:
-        """Who hangs up for the script (set once the call exists)."""
+        """Who hangs up for the script: the call it is the far end of."""
         self._hang_up = hang_up
 
     def hang_up(self, now: float) -> None:
         """The script is done: the call sends BYE; `close` follows from it."""
-        if not self.closed:
+        if not self.closed and self._hang_up is not None:
             self._hang_up(now)
 
     def remote_hung_up(self, now: float) -> None:
@@ -452,8 +452,6 @@ class PromptCall(OriginatedCall):
     """A call the box places itself to say something (the apology for an expired callback):
     our INVITE carries our SDP offer, and the callee's 2xx its answer (RFC 3264 §5-6)."""
 
-    party: LocalParty
-    offer_body: bytes
     caller_id: str  # the number the callee sees: the office's
     origin_call_id: str
 
@@ -463,7 +461,7 @@ class PromptCall(OriginatedCall):
                                    f"{new_tag()}")
         invite.headers.remove("Content-Disposition")
         invite.headers.set("Content-Type", "application/sdp")
-        invite.body = self.offer_body
+        invite.body = self.local_answer  # our offer (RFC 3264 §5); the 2xx brings the answer
         return invite
 
     def _on_leg_answer(self, leg: OutboundLeg, response: Response, now: float) -> None:
@@ -471,6 +469,5 @@ class PromptCall(OriginatedCall):
         if dialog is None:
             return
         self._mark_answered(leg, response, dialog, now)
-        self.local_side = "b"
-        self.local_answer = self.offer_body
-        self.party.answer_received(response.body, now)
+        assert self.local is not None  # the gateway gives a PromptCall its LocalParty
+        self.local.answer_received(response.body, now)

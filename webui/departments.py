@@ -10,7 +10,7 @@ field with a message next to it and saves the whole configuration at once throug
 so nothing is half-saved. Deleting a department is refused, with the reason, while a phone
 number, a caller rule, a schedule or another department still sends calls to it.
 
-The helpers the employees page shares (`usages`, `member_extension`, `save_draft`) live here.
+The helpers the employees page shares (`usages`, `member_extension`) live here.
 """
 
 from __future__ import annotations
@@ -26,15 +26,27 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from firmware.store.config import (
+    MOBILES,
     RANK_MODES,
     RING_TIMEOUT_MAX_S,
     RING_TIMEOUT_MIN_S,
     STICKY_MODES,
     TIER_MODES,
+    VOICEMAIL,
+    VOICEMAIL_PREFIX,
 )
 
 from . import configedit
-from .forms import EXTENSION_RE, PHONE_RE, FormErrors, clean_phone, parse_skills, parse_whole, text
+from .forms import (
+    EXTENSION_RE,
+    PHONE_RE,
+    FormErrors,
+    clean_phone,
+    parse_skills,
+    parse_whole,
+    save_draft,
+    text,
+)
 from .security import admin_required
 from .strategies import STRATEGY_CHOICES, STRATEGY_NAMES
 
@@ -80,11 +92,6 @@ ACTION_FIELDS = {"transfer": "no_answer_to", "forward": "no_answer_number",
                  "voicemail": "no_answer_mailbox"}
 DEPARTMENT_FIELDS = ("name", "strategy", "ring_timeout_s", "schedule", *KNOB_DEFAULTS)
 STEP_PATH_RE = re.compile(r"no_answer\.steps\[(\d+)\]\.(to|time_s)")
-# A voicemail destination as docs/config.md writes it: "voicemail" is the department's own
-# mailbox, "voicemail:101" that of employee or department 101.
-VOICEMAIL = "voicemail"
-VOICEMAIL_PREFIX = "voicemail:"
-MOBILES = "mobiles"  # a step: every member's mobile phone at once, through the provider
 
 TIER_MODE_NAMES = {"add": _l("earlier tiers keep ringing"),
                    "replace": _l("earlier tiers stop ringing")}
@@ -106,27 +113,6 @@ NO_ANSWER_NAMES = {"none": _l("nothing: the caller hears \"unavailable\""),
 def member_extension(member: str | Mapping[str, Any]) -> str:
     """The extension of a member as the configuration writes it: "101" or {extension: ...}."""
     return member if isinstance(member, str) else str(member["extension"])
-
-
-def save_draft(draft: configedit.Draft, errors: FormErrors,
-               field_of: Callable[[str], str | None] | None = None) -> bool:
-    """Save `draft` whole; when refused, the reason goes beside the form field that
-    `field_of(path)` names for the refused key's path, else to `errors["form"]` (shown at the
-    top of the form), and nothing is saved."""
-    try:
-        configedit.save(draft)
-    except configedit.RevisionConflictError:
-        errors["form"] = _("Not saved: someone else changed the settings at the same time. "
-                           "Check the values and save again.")
-        return False
-    except configedit.ConfigError as error:
-        field = field_of(error.path) if field_of is not None else None
-        if field is None:
-            errors["form"] = _("Not saved: %(reason)s", reason=str(error))
-        else:
-            errors[field] = _("Not saved: %(reason)s", reason=error.message)
-        return False
-    return True
 
 
 def usages(data: Mapping[str, Any], number: str) -> list[str]:

@@ -29,7 +29,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from . import configedit
-from .departments import member_extension, save_draft, usages
+from .departments import member_extension, usages
 from .forms import (
     EXTENSION_RE,
     PHONE_RE,
@@ -37,6 +37,7 @@ from .forms import (
     clean_phone,
     new_sip_password,
     parse_skills,
+    save_draft,
     text,
 )
 from .security import admin_required

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flask_babel import gettext as _
 
 from firmware.store.config import SKILL_PATTERN
+
+from . import configedit
 
 EXTENSION_RE = re.compile(r"\d{2,6}")
 PHONE_RE = re.compile(r"\+?\d{3,15}")
@@ -69,3 +71,24 @@ def parse_skills(raw: str, field: str, errors: FormErrors) -> list[str]:
 def new_sip_password() -> str:
     """A generated phone password: shown once, good for digest authentication."""
     return secrets.token_urlsafe(SIP_PASSWORD_BYTES)
+
+
+def save_draft(draft: configedit.Draft, errors: FormErrors,
+               field_of: Callable[[str], str | None] | None = None) -> bool:
+    """Save `draft` whole; when refused, the reason goes beside the form field that
+    `field_of(path)` names for the refused key's path, else to `errors["form"]` (shown at the
+    top of the form), and nothing is saved."""
+    try:
+        configedit.save(draft)
+    except configedit.RevisionConflictError:
+        errors["form"] = _("Not saved: someone else changed the settings at the same time. "
+                           "Check the values and save again.")
+        return False
+    except configedit.ConfigError as error:
+        field = field_of(error.path) if field_of is not None else None
+        if field is None:
+            errors["form"] = _("Not saved: %(reason)s", reason=str(error))
+        else:
+            errors[field] = _("Not saved: %(reason)s", reason=error.message)
+        return False
+    return True

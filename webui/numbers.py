@@ -28,11 +28,12 @@ from firmware.store.config import (
     EXPIRES_MIN_S,
     TRANSPORTS,
     TRUNK_NAME_PATTERN,
+    VOICEMAIL_PREFIX,
     WEBHOOK_TIMEOUT_MAX_S,
 )
 
 from . import configedit, control
-from .forms import PHONE_RE, FormErrors, text, whole_number
+from .forms import PHONE_RE, FormErrors, save_draft, text, whole_number
 from .security import admin_required
 
 bp = Blueprint("numbers", __name__)
@@ -45,24 +46,8 @@ DEFAULT_TRUNK_CHANNELS = 10
 DEFAULT_TIMEOUT_S = 2.0
 TRANSPORT_CHOICES = (("udp", "UDP"), ("tcp", "TCP"))
 URL_RE = re.compile(r"https?://[^\s/]+\S*")
-VOICEMAIL_PREFIX = "voicemail:"  # "voicemail:101": the mailbox of extension or department 101
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def save(draft: configedit.Draft, errors: FormErrors) -> bool:
-    """Save `draft` whole; on refusal put the reason in `errors["form"]` and return False."""
-    try:
-        configedit.save(draft)
-    except configedit.RevisionConflictError:
-        errors["form"] = _("Someone saved another change meanwhile, so this one was not "
-                           "saved. Check the values and save again.")
-        return False
-    except configedit.ConfigError as error:
-        errors["form"] = _("Not saved, the configuration was refused: %(reason)s",
-                           reason=str(error))
-        return False
-    return True
 
 
 def destination_choices(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -299,7 +284,7 @@ def _trunk_form(name: str | None) -> Any:
                 for number in draft.data["numbers"]:  # a renamed trunk keeps its numbers
                     if number["trunk"] == old["name"]:
                         number["trunk"] = new["name"]
-            if save(draft, errors):
+            if save_draft(draft, errors):
                 flash(_("Provider account %(name)s saved.", name=new["name"]))
                 return redirect(url_for("numbers.page", _anchor="trunks"))
     return render_template("numbers_trunk.html", values=values, errors=errors,
@@ -350,7 +335,7 @@ def trunk_delete(name: str) -> Any:
                            "move or delete them first.", name=name, numbers=", ".join(users))
         return _page(errors)
     draft.data["trunks"] = [t for t in trunks if t["name"] != name]
-    if not save(draft, errors):
+    if not save_draft(draft, errors):
         return _page(errors)
     flash(_("Provider account %(name)s deleted.", name=name))
     return redirect(url_for("numbers.page", _anchor="trunks"))
@@ -405,7 +390,7 @@ def _number_form(number: str | None) -> Any:
                 numbers.append(new)
             else:
                 numbers[index] = new
-            if save(draft, errors):
+            if save_draft(draft, errors):
                 flash(_("Number %(number)s saved.", number=new["number"]))
                 return redirect(url_for("numbers.page", _anchor="numbers"))
     trunk_choices = [(t["name"], t["name"]) for t in draft.data["trunks"]]
@@ -461,7 +446,7 @@ def number_delete(number: str) -> Any:
         abort(404)
     draft.data["numbers"] = [n for n in numbers if n["number"] != number]
     errors = FormErrors()
-    if not save(draft, errors):
+    if not save_draft(draft, errors):
         return _page(errors)
     flash(_("Number %(number)s deleted.", number=number))
     return redirect(url_for("numbers.page", _anchor="numbers"))

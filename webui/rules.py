@@ -55,13 +55,12 @@ from firmware.store.config import (
 )
 
 from . import configedit, get_store
-from .forms import FormErrors, text
+from .forms import FormErrors, save_draft, text
 from .numbers import (
     check_destination,
     check_url,
     destination_choices,
     internal_numbers,
-    save,
     seconds,
     show_seconds,
     voicemail_choices,
@@ -274,7 +273,7 @@ def site() -> Any:
                 _("Choose a language from the list."))
     if not errors:
         draft.data["site"] = {"timezone": zone, "language": language}
-        if save(draft, errors):
+        if save_draft(draft, errors):
             flash(_("The site's time zone is now %(zone)s.", zone=zone))
             if language != before:
                 flash(_("The voice prompts are now in %(language)s.",
@@ -331,7 +330,7 @@ def _schedule_form(name: str | None) -> Any:
                 for user in (*data["departments"], *data["numbers"]):
                     if user.get("schedule") == name:  # a renamed schedule keeps its users
                         user["schedule"] = new["name"]
-            if save(draft, errors):
+            if save_draft(draft, errors):
                 flash(_("Schedule %(name)s saved.", name=new["name"]))
                 return redirect(url_for("rules.page", _anchor="schedules"))
     return render_template(
@@ -381,7 +380,7 @@ def schedule_delete(name: str) -> Any:
                            "there first.", name=name, users=", ".join(users))
         return _page(errors, {})
     draft.data["schedules"] = [s for s in schedules if s["name"] != name]
-    if not save(draft, errors):
+    if not save_draft(draft, errors):
         return _page(errors, {})
     flash(_("Schedule %(name)s deleted.", name=name))
     return redirect(url_for("rules.page", _anchor="schedules"))
@@ -444,7 +443,7 @@ def _rule_form(index: int | None) -> Any:
                 rules.append(new)
             else:
                 rules[index] = new
-            if save(draft, errors):
+            if save_draft(draft, errors):
                 flash(_("Caller rule for %(match)s saved.", match=new["match"]))
                 return redirect(url_for("rules.page", _anchor="rules"))
     return render_template(
@@ -520,7 +519,7 @@ def rule_delete(index: int) -> Any:
     draft, rules = _rules_for(index)
     errors = FormErrors()
     removed = rules.pop(index)
-    if not save(draft, errors):
+    if not save_draft(draft, errors):
         return _page(errors, {})
     flash(_("Caller rule for %(match)s deleted.", match=removed["match"]))
     return redirect(url_for("rules.page", _anchor="rules"))
@@ -535,7 +534,7 @@ def rule_move(index: int) -> Any:
     other = index - 1 if request.form.get("direction") == "up" else index + 1
     if 0 <= other < len(rules):
         rules[index], rules[other] = rules[other], rules[index]
-        if not save(draft, errors):
+        if not save_draft(draft, errors):
             return _page(errors, {})
     return redirect(url_for("rules.page", _anchor="rules"))
 
@@ -559,7 +558,7 @@ def crm() -> Any:
         if timeout_s is not None:
             section["timeout_s"] = timeout_s
         draft.data["crm"] = section
-        if save(draft, errors):
+        if save_draft(draft, errors):
             flash(_("CRM settings saved."))
             return redirect(url_for("rules.page", _anchor="crm"))
     return _page(errors, values)

@@ -51,7 +51,6 @@ PCM_BYTES_PER_S = 2 * 8000  # 16-bit 8 kHz mono, what to_pcm8k returns
 GREETING_LIMIT_CONFIG = "GREETING_MAX_CONTENT_LENGTH"
 TIME_FORMAT = "%d.%m.%Y %H:%M"
 FILE_TIME_FORMAT = "%Y%m%d-%H%M"
-MESSAGE_COLUMNS = "id, mailbox, caller, left_at, duration_s, heard"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +103,11 @@ def _greeting_mailboxes(config: Config) -> list[str]:
     return [extension] if extension in labels else []
 
 
-def _message_counts() -> dict[str, tuple[int, int]]:
-    """Mailbox → (messages, unheard) for every mailbox holding a message."""
-    rows = get_store().db.execute(
-        "SELECT mailbox, COUNT(*), SUM(heard = 0) FROM voicemails GROUP BY mailbox").fetchall()
-    return {str(mailbox): (int(total), int(unheard or 0)) for mailbox, total, unheard in rows}
-
-
 def unheard_count() -> int:
     """Unheard messages in the logged-in user's mailboxes (for the navigation bar)."""
     if session.get("role") not in (ADMIN, AGENT):
         return 0
-    counts = _message_counts()
+    counts = get_store().voicemail_counts()
     if not counts:
         return 0
     mine = None if session.get("role") == ADMIN else my_mailboxes(get_store().load_config())
@@ -139,12 +131,9 @@ def _site_zone(config: Config) -> ZoneInfo:
 def _message_row(message_id: int) -> dict[str, Any]:
     """The message `message_id` (without its audio) if the logged-in user may see it; 404 if
     there is none or it is in a mailbox not theirs (so its existence is not given away)."""
-    cursor = get_store().db.execute(
-        f"SELECT {MESSAGE_COLUMNS} FROM voicemails WHERE id = ?", (message_id,))
-    row = cursor.fetchone()
-    if row is None:
+    found = get_store().voicemail(message_id)
+    if found is None:
         abort(404)
-    found = dict(zip([column[0] for column in cursor.description], row, strict=True))
     mine = my_mailboxes(get_store().load_config())
     if mine is not None and found["mailbox"] not in mine:
         abort(404)
@@ -194,7 +183,7 @@ def _render(errors: FormErrors, code: int = 200, mailbox: str = "") -> tuple[str
     config = get_store().load_config()
     labels = mailbox_labels(config)
     mine = my_mailboxes(config)
-    counts = _message_counts()
+    counts = get_store().voicemail_counts()
     if mine is None:
         # Messages may outlive their mailbox (a deleted employee): they stay readable.
         shown = list(labels) + sorted(box for box in counts if box not in labels)

@@ -13,6 +13,7 @@ import logging
 import random
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import g711
 from .dtmf import EventDtmfReceiver, ToneDtmfDetector
@@ -26,6 +27,19 @@ SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz, one octet per sample in G.711
 BYTES_PER_PCM_FRAME = SAMPLES_PER_FRAME * 2
 MAX_CATCH_UP_FRAMES = 5  # late by more (a stalled loop): skip ahead rather than burst
 SPEECH_LEVEL = 500  # mean absolute sample value above which a frame counts as sound
+# Prompts and tones are encoded once for all sessions (each caller in a queue hears the same
+# ringback and numbers); what is longer, such as a long uploaded greeting, is not kept.
+MAX_CACHED_PCM_BYTES = 10 * 8000 * 2
+PROMPT_CACHE_SIZE = 64
+
+
+def _encode(codec: str, pcm: bytes) -> bytes:
+    return g711.ulaw_encode(pcm) if codec == "PCMU" else g711.alaw_encode(pcm)
+
+
+@lru_cache(maxsize=PROMPT_CACHE_SIZE)
+def _encoded_prompt(codec: str, pcm: bytes) -> bytes:
+    return _encode(codec, pcm)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +103,6 @@ class MediaSession:
         self._next_frame_at = now
         self._first = True
         self._playing: deque[_Playback] = deque()
-        self._encoded_cache: dict[str, bytes] = {}
         self._out: list[bytes] = []
         self._events: deque[MediaEvent] = deque()
         self._event_dtmf = EventDtmfReceiver()
@@ -109,14 +122,13 @@ class MediaSession:
         """The peer's address or format changed (a re-INVITE, or the answer to our offer):
         send there from now on, in the format agreed."""
         if choice.codec != self.choice.codec:
-            self._encoded_cache.clear()
             self._set_codec(choice.codec)
         if (choice.telephone_event_pt is None) != (self.choice.telephone_event_pt is None):
             self._tone_dtmf = ToneDtmfDetector() if choice.telephone_event_pt is None else None
         self.choice = choice
 
     def _set_codec(self, codec: str) -> None:
-        self._encode = g711.ulaw_encode if codec == "PCMU" else g711.alaw_encode
+        self._codec = codec
         self._decode = g711.ulaw_decode if codec == "PCMU" else g711.alaw_decode
         silence = g711.MULAW_SILENCE if codec == "PCMU" else g711.ALAW_SILENCE
         self._silence = bytes([silence]) * SAMPLES_PER_FRAME
@@ -127,10 +139,10 @@ class MediaSession:
 
     def play(self, name: str, pcm: bytes) -> None:
         """Queue `pcm` (16-bit 8 kHz mono) behind whatever is playing."""
-        encoded = self._encoded_cache.get(name)
-        if encoded is None or len(encoded) * 2 != len(pcm):
-            encoded = self._encode(pcm)
-            self._encoded_cache[name] = encoded
+        if len(pcm) <= MAX_CACHED_PCM_BYTES:
+            encoded = _encoded_prompt(self._codec, pcm)
+        else:  # a long uploaded greeting: encoded for this call only
+            encoded = _encode(self._codec, pcm)
         self._playing.append(_Playback(name, encoded))
 
     def stop_playing(self) -> None:

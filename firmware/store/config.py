@@ -41,6 +41,12 @@ from firmware.routing.schedule import (
     load_zone,
     parse_time_range,
 )
+
+# The destination words of no-answer schemes, re-exported for those who write configuration
+# (the web UI).
+from firmware.routing.scheme import MOBILES as MOBILES
+from firmware.routing.scheme import VOICEMAIL as VOICEMAIL
+from firmware.routing.scheme import VOICEMAIL_PREFIX as VOICEMAIL_PREFIX
 from firmware.routing.scheme import SchemeError, parse_no_answer, parse_queue, voicemail_box
 from firmware.store.errors import RevisionConflictError
 

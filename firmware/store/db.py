@@ -33,6 +33,7 @@ LOGGER = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 RECENT_CALLS_LIMIT = 50
+VOICEMAIL_COLUMNS = "id, call_id, mailbox, caller, left_at, duration_s, heard"  # not the audio
 
 CALL_COLUMNS = (
     "id", "started_at", "answered_at", "ended_at", "direction", "source", "caller", "dialed",
@@ -821,7 +822,7 @@ class Store:
     def voicemails(self, mailbox: str | None = None, *, limit: int = RECENT_CALLS_LIMIT
                    ) -> list[dict[str, Any]]:
         """Messages, newest first, without their audio: all, or one mailbox's."""
-        columns = "id, call_id, mailbox, caller, left_at, duration_s, heard"
+        columns = VOICEMAIL_COLUMNS
         if mailbox is None:
             return list(self._db.query(
                 f"SELECT {columns} FROM voicemails ORDER BY left_at DESC, id DESC LIMIT ?",
@@ -829,6 +830,18 @@ class Store:
         return list(self._db.query(
             f"SELECT {columns} FROM voicemails WHERE mailbox = ? "
             "ORDER BY left_at DESC, id DESC LIMIT ?", (mailbox, limit)))
+
+    def voicemail(self, voicemail_id: int) -> dict[str, Any] | None:
+        """One message without its audio, or None."""
+        return next(iter(self._db.query(
+            f"SELECT {VOICEMAIL_COLUMNS} FROM voicemails WHERE id = ?", (voicemail_id,))), None)
+
+    def voicemail_counts(self) -> dict[str, tuple[int, int]]:
+        """Mailbox → (messages, unheard) for every mailbox holding a message."""
+        rows = self._db.execute(
+            "SELECT mailbox, COUNT(*), SUM(heard = 0) FROM voicemails GROUP BY mailbox"
+        ).fetchall()
+        return {str(mailbox): (int(total), int(unheard or 0)) for mailbox, total, unheard in rows}
 
     def voicemail_audio(self, voicemail_id: int) -> bytes:
         row = self._db.execute("SELECT audio FROM voicemails WHERE id = ?",

@@ -16,7 +16,7 @@ from firmware.media.dtmf import detect_block
 from firmware.media.rtp import RtpPacket, TelephoneEvent, parse_rtp
 from firmware.sip.message import Request
 from firmware.store.config import ConfigError, parse_config
-from firmware.voicemail import DEFAULT_SILENCE_S
+from firmware.voicemail import DEFAULT_SILENCE_S, VoicemailMessage
 from tests.core.test_callback import (
     CALLBACK,
     CALLBACK_DID,
@@ -103,6 +103,10 @@ class Caller:
             self.o.net.advance(0.02)
             self.collect()
 
+    def wait_for_the_tone(self) -> None:
+        """Through the built-in greeting and the tone: what is said now is recorded."""
+        self.wait(GREETING_S + BEEP_S + 0.1)
+
     def heard_pcm(self) -> bytes:
         return b"".join(g711.alaw_decode(p.payload) for p in self.heard)
 
@@ -121,8 +125,18 @@ def reach_voicemail(config: dict[str, object] = VOICEMAIL, *, body: bytes = CALL
     return o, invite, caller
 
 
-def messages(o: Office) -> list[object]:
+def messages(o: Office) -> list[VoicemailMessage]:
     return list(o.net.recorder.voicemails)
+
+
+def leave_message(o: Office, invite: Request, caller: Caller, seconds: float
+                  ) -> VoicemailMessage:
+    """Wait for the tone, say a 440 Hz tone for `seconds`, hang up: the one message kept."""
+    caller.wait_for_the_tone()
+    caller.say(tone_pcm(440, seconds))
+    o.provider.bye(invite)
+    [message] = messages(o)
+    return message
 
 
 def test_unanswered_call_reaches_voicemail_which_answers_with_its_own_sdp() -> None:
@@ -159,10 +173,7 @@ def _dominant_frequency(samples: array[int]) -> float:
 
 def test_what_the_caller_says_after_the_tone_is_kept_until_they_hang_up() -> None:
     o, invite, caller = reach_voicemail()
-    caller.wait(GREETING_S + BEEP_S + 0.1)
-    caller.say(tone_pcm(440, 3.0))
-    o.provider.bye(invite)
-    [message] = messages(o)
+    message = leave_message(o, invite, caller, 3.0)
     assert message.mailbox == "900" and message.caller == "79161234567"
     assert 2.9 <= message.duration_s <= 3.1
     samples = g711.pcm_samples(message.pcm)
@@ -183,7 +194,7 @@ def test_speaking_during_the_greeting_is_not_recorded() -> None:
 
 def test_hash_by_rfc4733_ends_the_message_and_the_box_says_goodbye_and_hangs_up() -> None:
     o, invite, caller = reach_voicemail()
-    caller.wait(GREETING_S + BEEP_S + 0.1)
+    caller.wait_for_the_tone()
     caller.say(tone_pcm(440, 2.0))
     caller.press("#")
     [message] = messages(o)
@@ -218,7 +229,7 @@ def test_hash_by_sip_info_skips_the_greeting() -> None:
 
 def test_silence_after_speaking_ends_the_message() -> None:
     o, invite, caller = reach_voicemail()
-    caller.wait(GREETING_S + BEEP_S + 0.1)
+    caller.wait_for_the_tone()
     caller.say(tone_pcm(440, 1.0) + bytes(2 * 8000 * (DEFAULT_SILENCE_S + 1)))
     [message] = messages(o)
     assert DEFAULT_SILENCE_S <= message.duration_s <= DEFAULT_SILENCE_S + 1.5
@@ -228,7 +239,7 @@ def test_silence_after_speaking_ends_the_message() -> None:
 
 def test_a_caller_who_says_nothing_is_hung_up_on_without_a_message() -> None:
     o, invite, caller = reach_voicemail()
-    caller.wait(GREETING_S + BEEP_S + 0.1)
+    caller.wait_for_the_tone()
     caller.say(bytes(2 * 8000 * (DEFAULT_SILENCE_S + 1)))
     assert messages(o) == []
     assert [r for r in o.provider.requests("BYE") if r.call_id == invite.call_id]
@@ -281,11 +292,7 @@ def test_a_scheme_step_can_end_in_an_employees_mailbox() -> None:
         "steps": [{"to": "102", "time_s": 5}, {"to": "voicemail:101"}]}
     o, invite, caller = reach_voicemail(config, after_s=RING_S + 5)
     assert len(o.phones["102"].invites()) == 1
-    caller.wait(GREETING_S + BEEP_S + 0.1)
-    caller.say(tone_pcm(440, 1.2))
-    o.provider.bye(invite)
-    [message] = messages(o)
-    assert message.mailbox == "101"
+    assert leave_message(o, invite, caller, 1.2).mailbox == "101"
 
 
 def test_reaching_the_box_over_capacity_still_answers_486() -> None:
@@ -390,7 +397,7 @@ def test_the_apology_can_be_turned_off() -> None:
 def test_inband_dtmf_is_heard_when_telephone_event_was_not_agreed() -> None:
     no_events = CALLER_SDP.replace(b"RTP/AVP 8 0 101", b"RTP/AVP 8")
     o, invite, caller = reach_voicemail(body=no_events)
-    caller.wait(GREETING_S + BEEP_S + 0.1)
+    caller.wait_for_the_tone()
     caller.say(tone_pcm(440, 1.5))
     caller.say(_dtmf_pcm("#", 0.1))
     [message] = messages(o)
@@ -412,7 +419,7 @@ _ = PROVIDER
 
 def test_rtp_from_a_stranger_host_is_not_recorded() -> None:
     o, invite, caller = reach_voicemail()
-    caller.wait(GREETING_S + BEEP_S + 0.1)
+    caller.wait_for_the_tone()
     gateway = o.net.gateway
     speech = g711.alaw_encode(tone_pcm(440, 0.02))
     for i in range(100):  # 2 s: the caller's packets, and a stranger's in between
@@ -432,7 +439,7 @@ def test_rtp_from_a_stranger_host_is_not_recorded() -> None:
 def test_events_from_another_port_of_the_same_host_are_heard() -> None:
     # SIPp, for one, plays its RFC 4733 packets from another socket than its voice.
     o, invite, caller = reach_voicemail()
-    caller.wait(GREETING_S + BEEP_S + 0.1)
+    caller.wait_for_the_tone()
     speech = g711.alaw_encode(tone_pcm(440, 0.02))
     gateway = o.net.gateway
     for i in range(50):
@@ -451,16 +458,9 @@ def test_events_from_another_port_of_the_same_host_are_heard() -> None:
 def test_a_caller_rule_can_route_a_caller_to_a_mailbox() -> None:
     config = copy.deepcopy(VOICEMAIL)
     config["rules"] = [{"match": "7916*", "action": "route", "to": "voicemail:101"}]
-    o = office(config=config)
-    invite = o.provider.call(VOICEMAIL_DID, sdp=CALLER_SDP)
-    assert 200 in o.provider.final_statuses()  # the box answers at once
+    o, invite, caller = reach_voicemail(config, after_s=0)  # the box answers at once
     assert o.phones["101"].invites() == []
-    caller = Caller(o, sdp.accept_answer(o.provider.responses()[-1].body).remote_port)
-    caller.wait(GREETING_S + BEEP_S + 0.1)
-    caller.say(tone_pcm(440, 1.5))
-    o.provider.bye(invite)
-    [message] = messages(o)
-    assert message.mailbox == "101"
+    assert leave_message(o, invite, caller, 1.5).mailbox == "101"
 
 
 def test_a_vip_rule_cannot_go_to_voicemail() -> None:

@@ -56,3 +56,14 @@ def test_callback_requests_are_kept_updated_and_forgotten(store: Store) -> None:
     assert saved["attempt"] == 2 and saved["trunk"] == "provider"
     store.forget_callback_request("c9")
     assert store.pending_callback_requests() == []
+
+
+def test_one_message_and_the_counts_per_mailbox(store: Store) -> None:
+    first = add(store, mailbox="200")
+    add(store, mailbox="200")
+    add(store, mailbox="101")
+    store.mark_voicemail_heard(first)
+    message = store.voicemail(first)
+    assert message is not None and (message["mailbox"], message["heard"]) == ("200", 1)
+    assert "audio" not in message and store.voicemail(999) is None
+    assert store.voicemail_counts() == {"200": (2, 1), "101": (1, 1)}

@@ -297,8 +297,8 @@ def test_a_change_saved_meanwhile_elsewhere_is_not_overwritten(
     monkeypatch.setattr(configedit, "load", load_while_someone_else_saves)
     response = post(admin, "/numbers/new", NUMBER_FORM)
     assert response.status_code == 400
-    assert 'id="e-form">Someone saved another change meanwhile, so this one was not saved.' \
-        in response.get_data(as_text=True)
+    assert ('id="e-form">Not saved: someone else changed the settings at the same time.'
+            in response.get_data(as_text=True))
     assert [n.number for n in store_config(app).numbers] == ["74951234567"]
 
 
