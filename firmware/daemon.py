@@ -144,23 +144,16 @@ class SqliteRecorder(CallRecorder):
                     change.extension, change.status, reason=change.reason,
                     at=change.at + offset, source=change.source,
                 )
-            store.record_finished_calls(calls)
+            # Callback requests and states in the order they came (a request saved, then
+            # maybe its final state), with the calls they follow from, in one transaction.
+            store.record_finished_calls(calls, callback_events=[
+                item if item[0] == "pending" else ("state", *item[1:])
+                for item in batch if item and item[0] in ("pending", "callback")])
         except Exception:
             # Keep the rows for the next flush: a busy database must not lose call records
             # (nor messages: those already written are not written twice).
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
             return [item for item in batch if item[0] != "voicemail"] + messages
-        # In the order they came: a request saved, then (maybe) its final state.
-        for item in batch:
-            try:
-                if item and item[0] == "pending":
-                    store.save_callback_request(item[1])
-                elif item and item[0] == "callback":
-                    _, call_id, state = item
-                    store.forget_callback_request(call_id)
-                    store.set_callback_state(call_id, state)
-            except Exception:
-                LOGGER.exception("recording a callback request failed: %s", item[:2])
         return []
 
 

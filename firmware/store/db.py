@@ -54,6 +54,7 @@ CALL_OUTCOMES = frozenset({
     "abandoned", "voicemail", "callback", "forwarded", "blacklisted", "closed",
 })
 CALLBACK_STATES = frozenset({"requested", "done", "expired", "failed"})
+FINAL_CALLBACK_STATES = frozenset({"done", "expired", "failed"})
 AGENT_STATUS_SOURCES = frozenset({"cli", "phone", "web", "auto"})
 LEG_RESULTS = frozenset(
     {"answered", "no_answer", "busy", "declined", "cancelled", "failed", "unavailable"}
@@ -630,7 +631,8 @@ class Store:
     # Times are Unix seconds (time.time()). Each method is one transaction.
 
     def record_finished_calls(
-        self, batch: Sequence[tuple[Mapping[str, object], Sequence[Mapping[str, object]]]]
+        self, batch: Sequence[tuple[Mapping[str, object], Sequence[Mapping[str, object]]]],
+        *, callback_events: Sequence[tuple[Any, ...]] = (),
     ) -> None:
         """Write whole calls (one row each) with their legs, all in one transaction.
 
@@ -639,8 +641,14 @@ class Store:
         several per call keeps the event loop free at hundreds of calls per second.
 
         A column the mapping leaves out is NULL, or its default (`CALL_COLUMN_DEFAULTS`).
+
+        `callback_events`, applied in order after the calls and in the same transaction (so a
+        reader never sees a callback attempt without the state it gave its original call):
+        ("pending", request) keeps a callback request (`save_callback_request`), and
+        ("state", call_id, state) sets a call's callback state (`set_callback_state`; a call
+        with no record is logged and skipped rather than undo the batch).
         """
-        if not batch:
+        if not batch and not callback_events:
             return
         with _write_transaction(self._db.conn):
             for call, legs in batch:
@@ -661,6 +669,12 @@ class Store:
                     f"VALUES ({', '.join('?' for _ in LEG_COLUMNS)})",
                     [[leg.get(column) for column in LEG_COLUMNS] for leg in legs],
                 )
+            for event in callback_events:
+                if event[0] == "pending":
+                    self._save_callback_request(event[1])
+                elif not self._set_callback_state(event[1], event[2]):
+                    LOGGER.warning("callback state %s for call %s, which has no record",
+                                   event[2], event[1])
 
     def recent_calls(
         self, limit: int = RECENT_CALLS_LIMIT, *, outcomes: Collection[str] | None = None
@@ -720,15 +734,21 @@ class Store:
         return marked
 
     def set_callback_state(self, call_id: str, state: str | None) -> None:
-        """Record how the promised callback to a missed caller went (None: none promised)."""
+        """Record how the promised callback to a missed caller went (None: none promised).
+        A final state (done, expired, failed) ends the pending request too."""
+        with _write_transaction(self._db.conn):
+            if not self._set_callback_state(call_id, state):
+                raise RecordNotFoundError(f"calls has no row with id {call_id!r}")
+
+    def _set_callback_state(self, call_id: str, state: str | None) -> bool:
         if state is not None:
             _check_value("callback_state", state, CALLBACK_STATES)
-        self._update(
-            "calls",
-            call_id,
-            "UPDATE calls SET callback_state = ? WHERE id = ?",
-            (state, call_id),
-        )
+        found = self._db.execute("UPDATE calls SET callback_state = ? WHERE id = ?",
+                                 (state, call_id)).rowcount == 1
+        if state in FINAL_CALLBACK_STATES:
+            self._db.execute("DELETE FROM callback_requests WHERE origin_call_id = ?",
+                             (call_id,))
+        return found
 
     # --- agent statuses --------------------------------------------------------------------------
 
@@ -787,19 +807,18 @@ class Store:
                                 "number", "vip", "entered_at", "expires_at", "attempt")
 
     def save_callback_request(self, request: Mapping[str, object]) -> None:
-        """Keep (or update: its attempt, its expiry) a callback request still to be served."""
-        columns = self.CALLBACK_REQUEST_COLUMNS
+        """Keep (or update: its attempt, its expiry) a callback request still to be served,
+        until its original call's callback state becomes final."""
         with _write_transaction(self._db.conn):
-            self._db.execute(
-                f"INSERT OR REPLACE INTO callback_requests ({', '.join(columns)}) "
-                f"VALUES ({', '.join('?' for _ in columns)})",
-                [request.get(column) for column in columns],
-            )
+            self._save_callback_request(request)
 
-    def forget_callback_request(self, origin_call_id: str) -> None:
-        with _write_transaction(self._db.conn):
-            self._db.execute("DELETE FROM callback_requests WHERE origin_call_id = ?",
-                             (origin_call_id,))
+    def _save_callback_request(self, request: Mapping[str, object]) -> None:
+        columns = self.CALLBACK_REQUEST_COLUMNS
+        self._db.execute(
+            f"INSERT OR REPLACE INTO callback_requests ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})",
+            [request.get(column) for column in columns],
+        )
 
     def pending_callback_requests(self) -> list[dict[str, Any]]:
         """Requests in the order the callers first came in."""

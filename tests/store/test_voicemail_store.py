@@ -46,7 +46,7 @@ def test_a_greeting_is_replaced_and_removed(store: Store) -> None:
     assert store.greeting("200") is None
 
 
-def test_callback_requests_are_kept_updated_and_forgotten(store: Store) -> None:
+def test_callback_requests_are_kept_updated_and_ended_by_a_final_state(store: Store) -> None:
     request = {"origin_call_id": "c9", "department": "200", "customer": "79161234567",
                "trunk": "provider", "dialed": "74951234567", "number": "74951234567",
                "vip": 0, "entered_at": 1000.0, "expires_at": 1300.0, "attempt": 1}
@@ -54,8 +54,15 @@ def test_callback_requests_are_kept_updated_and_forgotten(store: Store) -> None:
     store.save_callback_request({**request, "attempt": 2})
     [saved] = store.pending_callback_requests()
     assert saved["attempt"] == 2 and saved["trunk"] == "provider"
-    store.forget_callback_request("c9")
+    store.record_finished_calls([({"id": "c9", "started_at": 1000.0, "direction": "inbound",
+                                    "source": "trunk:provider", "caller": "79161234567",
+                                    "dialed": "74951234567", "outcome": "callback",
+                                    "callback_state": "requested"}, [])],
+                                callback_events=[("state", "c9", "requested")])
+    assert len(store.pending_callback_requests()) == 1  # not a final state
+    store.record_finished_calls([], callback_events=[("state", "c9", "done")])
     assert store.pending_callback_requests() == []
+    assert store.recent_calls()[0]["callback_state"] == "done"
 
 
 def test_one_message_and_the_counts_per_mailbox(store: Store) -> None:
