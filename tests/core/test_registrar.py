@@ -6,8 +6,6 @@ Time is a number the test steps; nothing sleeps.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from firmware.registrar import (
@@ -21,8 +19,8 @@ from firmware.sip.errors import RemoteProtocolError
 from firmware.sip.message import Request, Response, parse_message
 from firmware.sip.transaction import Address
 from firmware.sip.uri import NameAddr, parse_name_addr
+from tests.sip import TORTURE_DIR
 
-TORTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "sip-torture"
 PHONE = Address("udp", "10.0.0.11", 5060)
 TAG = "registrar-tag"
 

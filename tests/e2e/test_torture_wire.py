@@ -1,7 +1,7 @@
 """RFC 4475 torture messages on the wire: every file, sent as it is, gets the answer a registrar and
 UAS like Linebox owes it, and the daemon keeps answering afterwards.
 
-Each file of ../shared/sip-torture goes to a real daemon as one UDP datagram from its own socket on
+Each file of tests/sip/torture goes to a real daemon as one UDP datagram from its own socket on
 127.0.0.1 (the gateway answers the packet's source, whatever the Via says). The expected status is
 worked out per file below from the RFC, the folder's README and what Linebox is: an authenticating
 registrar (REGISTER → 401 once the identity-independent checks pass), a UAS that challenges
@@ -35,8 +35,8 @@ from tests.e2e.linebox import (
     tcp_connection,
     udp_socket,
 )
+from tests.sip import TORTURE_DIR
 
-TORTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "sip-torture"
 # How long silence must last to count as "no answer" (loopback answers take milliseconds).
 NO_REPLY_WAIT_S = 0.5
 REPLY_TIMEOUT_S = 2.0

@@ -1,20 +1,17 @@
 """RFC 4475 torture messages through the parser: accepted, or rejected with the stated code.
 
-The expected outcome of every file comes from ../shared/sip-torture/README.md; the wire-level
+The expected outcome of every file comes from tests/sip/torture/README.md; the wire-level
 behaviour (responses actually sent by the daemon) is covered in tests/e2e/test_torture_wire.py.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from firmware.sip.errors import RemoteProtocolError
 from firmware.sip.message import Headers, Request, Response, parse_message
 from firmware.sip.uri import OtherUri, SipUri, unescape
-
-TORTURE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "sip-torture"
+from tests.sip import TORTURE_DIR
 
 ACCEPTED_REQUESTS = [
     "wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq", "semiuri",
