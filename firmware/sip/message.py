@@ -603,6 +603,14 @@ def error_response_bytes(
 # --------------------------------------------------------------------------------------------
 # Stream framing (RFC 3261 §18.3)
 
+# Bounds of one message on a stream. Phones' heads are 1-2 KiB and SDP a few hundred bytes; a
+# head or body beyond these is a peer holding the box's memory, not a phone.
+STREAM_MAX_HEAD_BYTES = 16 * 1024
+STREAM_MAX_BODY_BYTES = 64 * 1024
+# How far back a resumed head search starts: the end of a head (\r\n\r\n) may straddle segments.
+_HEAD_END_OVERLAP = 3
+_CR_LF = (0x0D, 0x0A)
+
 
 class FramingError(RemoteProtocolError):
     """The stream cannot be re-synchronised: answer if possible, then close the connection."""
@@ -616,16 +624,50 @@ class StreamFramer:
     """Cuts a TCP byte stream into whole messages using Content-Length.
 
     `feed` returns every message framed so far. When the stream turns out to be unframeable
-    (no or a bad Content-Length, an oversized head), the messages before the fault are still
-    returned and `error` is set: the transport handles those, answers the error if it can, and
-    closes the connection (RFC 3261 §18.3). Leading CRLFs are keep-alives (RFC 5626 §3.5.1);
-    `keepalive_pings` counts double-CRLF pings so the transport can answer each with a pong.
+    (no or a bad Content-Length, an oversized head or body), the messages before the fault are
+    still returned and `error` is set: the transport handles those, answers the error if it
+    can, and closes the connection (RFC 3261 §18.3). Leading CRLFs are keep-alives (RFC 5626
+    §3.5.1); `keepalive_pings` counts double-CRLF pings so the transport can answer each with
+    a pong.
+
+    The work is linear in the bytes fed: the search for the end of a head resumes where the
+    previous feed stopped (`bytes_scanned` counts what it examined), and a head is parsed once,
+    when it is complete. A head longer than `max_head_bytes` is refused with 513 Message Too
+    Large (§21.5.13: the message length exceeds the server's capabilities; 431 is HTTP's, not
+    SIP's), a Content-Length above `max_body_bytes` with 413 Request Entity Too Large
+    (§21.4.11), both before the body is read, so no more than `max_buffered_bytes` of a message
+    are ever held.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, max_head_bytes: int = STREAM_MAX_HEAD_BYTES,
+        max_body_bytes: int = STREAM_MAX_BODY_BYTES,
+    ) -> None:
+        self.max_head_bytes = max_head_bytes
+        self.max_body_bytes = max_body_bytes
         self._buffer = bytearray()
+        self._scanned = 0  # bytes of the current head already searched for its end
+        self._length: int | None = None  # size of the current message once its head is read
         self.keepalive_pings = 0
+        self.bytes_scanned = 0
         self.error: FramingError | None = None
+
+    @property
+    def max_buffered_bytes(self) -> int:
+        """The most a framer holds between feeds: the largest head, its blank line, the
+        largest body (a message is handed out as soon as its last byte is in)."""
+        return self.max_head_bytes + 4 + self.max_body_bytes
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of a message begun but not complete (0 between messages and keep-alives)."""
+        if not self._buffer or self._buffer[0] in _CR_LF:
+            return 0
+        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.error is not None:
@@ -633,35 +675,71 @@ class StreamFramer:
         self._buffer += data
         messages: list[bytes] = []
         while True:
-            crlfs = 0
-            while crlfs < len(self._buffer) and self._buffer[crlfs] in (0x0D, 0x0A):
-                crlfs += 1
-            if crlfs:
-                self.keepalive_pings += bytes(self._buffer[:crlfs]).count(b"\r\n\r\n")
-                del self._buffer[:crlfs]
-            if not self._buffer:
-                return messages
-            match = _HEAD_END_RE.search(self._buffer)
-            if match is None:
-                if len(self._buffer) > MAX_HEAD_BYTES:
-                    self.error = FramingError("message head too large", partial=bytes(self._buffer))
-                return messages
-            head = bytes(self._buffer[: match.start()])
-            try:
-                _, items = _header_lines(head.decode("utf-8", "surrogateescape"))
-                length = content_length(Headers.from_canonical(items))
-                if length is None:
-                    raise RemoteProtocolError("missing Content-Length on a stream transport")
-            except RemoteProtocolError as exc:
-                self.error = FramingError(
-                    str(exc), partial=head + b"\r\n\r\n", status_hint=exc.status_hint
-                )
-                return messages
-            end = match.end() + length
-            if len(self._buffer) < end:
+            if self._length is None:
+                if self._scanned == 0 and not self._take_keepalives():
+                    return messages
+                if not self._read_head():
+                    return messages
+            assert self._length is not None
+            if len(self._buffer) < self._length:
                 return messages  # RFC 4475 clerr on TCP: wait for the rest
-            messages.append(bytes(self._buffer[:end]))
-            del self._buffer[:end]
+            messages.append(bytes(self._buffer[: self._length]))
+            del self._buffer[: self._length]
+            self._length = None
+
+    def _take_keepalives(self) -> bool:
+        """Drop the CRLFs before a message, counting double-CRLF pings; True when a message
+        has begun. A trailing run is kept (at most 3 bytes): it may be half a ping."""
+        buffer = self._buffer
+        crlfs = 0
+        while crlfs < len(buffer) and buffer[crlfs] in _CR_LF:
+            crlfs += 1
+        if not crlfs:
+            return bool(buffer)
+        run = bytes(buffer[:crlfs])
+        self.keepalive_pings += run.count(b"\r\n\r\n")
+        if crlfs < len(buffer):
+            del buffer[:crlfs]
+            return True
+        last_ping = run.rfind(b"\r\n\r\n")
+        tail = run[last_ping + 4 :] if last_ping >= 0 else run
+        del buffer[: crlfs - len(tail[-_HEAD_END_OVERLAP:])]
+        return False
+
+    def _read_head(self) -> bool:
+        """Look for the end of the head from where the last search stopped; once found, read
+        Content-Length and set the message's size. False while the head is incomplete or
+        when the stream failed (`error`)."""
+        buffer = self._buffer
+        start = max(0, self._scanned - _HEAD_END_OVERLAP)
+        match = _HEAD_END_RE.search(buffer, start)
+        self.bytes_scanned += (match.end() if match else len(buffer)) - start
+        if match is None:
+            self._scanned = len(buffer)
+            if len(buffer) > self.max_head_bytes:
+                self._fail("message head too large", bytes(buffer[: self.max_head_bytes]), 513)
+            return False
+        self._scanned = 0
+        if match.start() > self.max_head_bytes:
+            self._fail("message head too large", bytes(buffer[: self.max_head_bytes]), 513)
+            return False
+        head = bytes(buffer[: match.start()])
+        try:
+            _, items = _header_lines(head.decode("utf-8", "surrogateescape"))
+            length = content_length(Headers.from_canonical(items))
+            if length is None:
+                raise RemoteProtocolError("missing Content-Length on a stream transport")
+            if length > self.max_body_bytes:
+                raise RemoteProtocolError("body too large", status_hint=413)
+        except RemoteProtocolError as exc:
+            self._fail(str(exc), head + b"\r\n\r\n", exc.status_hint)
+            return False
+        self._length = match.end() + length
+        return True
+
+    def _fail(self, reason: str, partial: bytes, status: int) -> None:
+        self.error = FramingError(reason, partial=partial, status_hint=status)
+        self._buffer.clear()
 
 
 def require_request(message: Request | Response) -> Request:
