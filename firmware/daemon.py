@@ -26,16 +26,16 @@ import urllib.request
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from .agents import StatusChanged
 from .gateway import CallRecorder, Gateway, WebhookRequested
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
 from .reports import conversion_by_manager
-from .sip.message import StreamFramer, error_response_bytes
 from .sip.transaction import Address
 from .store import Config, Store
+from .transport.tcp import TcpLimits, TcpTransport, descriptor_reserve
 from .voicemail import VoicemailMessage
 
 LOGGER = logging.getLogger(__name__)
@@ -169,54 +169,6 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         LOGGER.debug("UDP error: %s", exc)
 
 
-class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.framer = StreamFramer()
-        self.transport: asyncio.Transport | None = None
-        self.peer: Address | None = None
-        self.pending: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        stream = self.transport = cast(asyncio.Transport, transport)
-        host, port = stream.get_extra_info("peername")[:2]
-        self.peer = Address("tcp", host, port)
-        self.daemon.tcp_connections[(host, port)] = self
-        for data in self.pending:
-            stream.write(data)
-        self.pending.clear()
-
-    def data_received(self, data: bytes) -> None:
-        assert self.peer is not None and self.transport is not None
-        messages = self.framer.feed(data)
-        for _ in range(self.framer.keepalive_pings):
-            self.transport.write(b"\r\n")  # RFC 5626 §3.5.1 pong
-        self.framer.keepalive_pings = 0
-        for message in messages:
-            self.daemon.on_message(message, self.peer)
-        error = self.framer.error
-        if error is not None and not self.transport.is_closing():
-            # RFC 3261 §18.3: the stream cannot be re-synchronised; answer if we can, then close.
-            reply = error_response_bytes(error.partial, error.status_hint)
-            if reply is not None:
-                self.transport.write(reply)
-            LOGGER.info("closing TCP connection from %s: %s", self.peer.host, error)
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.peer is not None:
-            key = (self.peer.host, self.peer.port)
-            if self.daemon.tcp_connections.get(key) is self:
-                del self.daemon.tcp_connections[key]
-
-    def send(self, data: bytes) -> None:
-        if self.transport is None:
-            self.pending.append(data)
-        else:
-            self.transport.write(data)
-
-
 class SocketPorts:
     """RTP ports with a bound UDP socket each, read by the event loop (MediaPorts for the
     gateway). A port something else holds is skipped."""
@@ -292,7 +244,11 @@ class Daemon:
         if restored:
             LOGGER.info("%d callback requests from before the restart are back in their "
                         "queues", restored)
-        self.tcp_connections: dict[tuple[str, int], _TcpProtocol] = {}
+        self.tcp = TcpTransport(
+            self.loop, on_message=self.on_message, limits=tcp_limits(config),
+            in_use=self._registered_from, reserve_descriptors=descriptor_reserve(
+                len(range(self.media_ports.range.first, self.media_ports.range.last, 2))),
+        )
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -321,9 +277,7 @@ class Daemon:
         self._udp, _ = await self.loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self), sock=sock
         )
-        self._servers.append(await self.loop.create_server(
-            lambda: _TcpProtocol(self), self.sip_host, self.sip_port, reuse_address=True
-        ))
+        self._servers.append(await self.tcp.serve(self.sip_host, self.sip_port))
         sock_path = control_socket_path(self.db_path)
         with contextlib.suppress(FileNotFoundError):
             sock_path.unlink()
@@ -360,9 +314,7 @@ class Daemon:
             task.cancel()
         for server in self._servers:
             server.close()
-        for connection in list(self.tcp_connections.values()):
-            if connection.transport is not None:
-                connection.transport.close()
+        self.tcp.close_all()
         if self._udp is not None:
             self._udp.close()
         if self._timer is not None:
@@ -414,6 +366,7 @@ class Daemon:
             return
         config = self.store.load_config()
         self.gateway.apply_config(config, resolve_trunks(config), self.loop.time())
+        self.tcp.limits = tcp_limits(config)
         self.gateway.crm_owners = self.store.crm_owners()
         self.config_revision = revision
         LOGGER.info("configuration revision %d applied", revision)
@@ -467,27 +420,14 @@ class Daemon:
                 if self._udp is not None:
                     self._udp.sendto(data, (address.host, address.port))
             else:
-                self._send_tcp(data, address)
+                self.tcp.send(data, address)
         self._arm_timer()
 
-    def _send_tcp(self, data: bytes, address: Address) -> None:
-        connection = self.tcp_connections.get((address.host, address.port))
-        if connection is None:
-            connection = _TcpProtocol(self)
-            connection.pending.append(data)
-            self.tcp_connections[(address.host, address.port)] = connection
-            task = self.loop.create_task(self._connect(connection, address))
-            self._connecting.add(task)
-            task.add_done_callback(self._connecting.discard)
-            return
-        connection.send(data)
-
-    async def _connect(self, connection: _TcpProtocol, address: Address) -> None:
-        try:
-            await self.loop.create_connection(lambda: connection, address.host, address.port)
-        except OSError as exc:
-            LOGGER.warning("TCP connection to %s:%d failed: %s", address.host, address.port, exc)
-            self.tcp_connections.pop((address.host, address.port), None)
+    def _registered_from(self, peer: Address) -> bool:
+        """A live registration came over `peer`'s connection: the phone may be reachable only
+        through it (NAT, RFC 5626 connection reuse), so idleness does not close it."""
+        now = self.loop.time()
+        return any(b.source == peer for b in self.gateway.registrar.all_bindings(now))
 
     async def _ask_webhook(self, request: WebhookRequested) -> None:
         """POST the call's facts (with the caller's recent calls) and read where it goes, in a
@@ -615,6 +555,15 @@ def _advertised_host(bind_host: str) -> str:
         return "127.0.0.1"
     finally:
         probe.close()
+
+
+def tcp_limits(config: Config) -> TcpLimits:
+    security = config.security
+    return TcpLimits(
+        max_connections=security.tcp_max_connections,
+        max_per_address=security.tcp_max_connections_per_address,
+        idle_s=security.tcp_idle_s, message_timeout_s=security.tcp_message_timeout_s,
+    )
 
 
 def resolve_trunks(config: Config) -> dict[str, Address]:

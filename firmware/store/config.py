@@ -212,6 +212,14 @@ class Security:
     rate_limit_window_s: float = 2.0
     ban_s: float = 300.0
     scanner_user_agents: tuple[str, ...] = ("friendly-scanner", "sipvicious", "sipcli")
+    # SIP over TCP (RFC 3261 §18.3): connections in total (further capped so that descriptors
+    # stay free for calls) and per source address; a connection completing no message for
+    # `tcp_idle_s` is closed unless a registration uses it; a message must arrive whole within
+    # `tcp_message_timeout_s` of its first byte.
+    tcp_max_connections: int = 256
+    tcp_max_connections_per_address: int = 16
+    tcp_idle_s: float = 120.0
+    tcp_message_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -664,7 +672,9 @@ def _parse_security(value: object, path: str) -> Security:
         value,
         path,
         required=(),
-        optional=("rate_limit_requests", "rate_limit_window_s", "ban_s", "scanner_user_agents"),
+        optional=("rate_limit_requests", "rate_limit_window_s", "ban_s", "scanner_user_agents",
+                  "tcp_max_connections", "tcp_max_connections_per_address", "tcp_idle_s",
+                  "tcp_message_timeout_s"),
     )
     defaults = Security()
     agents_path = _at_key(path, "scanner_user_agents")
@@ -690,6 +700,22 @@ def _parse_security(value: object, path: str) -> Security:
         ),
         ban_s=_seconds(data.get("ban_s", defaults.ban_s), _at_key(path, "ban_s"), positive=False),
         scanner_user_agents=agents,
+        tcp_max_connections=_integer(
+            data.get("tcp_max_connections", defaults.tcp_max_connections),
+            _at_key(path, "tcp_max_connections"), low=1, high=65536,
+        ),
+        tcp_max_connections_per_address=_integer(
+            data.get("tcp_max_connections_per_address", defaults.tcp_max_connections_per_address),
+            _at_key(path, "tcp_max_connections_per_address"), low=1, high=65536,
+        ),
+        tcp_idle_s=_seconds(
+            data.get("tcp_idle_s", defaults.tcp_idle_s), _at_key(path, "tcp_idle_s"),
+            positive=True,
+        ),
+        tcp_message_timeout_s=_seconds(
+            data.get("tcp_message_timeout_s", defaults.tcp_message_timeout_s),
+            _at_key(path, "tcp_message_timeout_s"), positive=True,
+        ),
     )
 
 
@@ -1179,6 +1205,10 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
             "rate_limit_window_s": cfg.security.rate_limit_window_s,
             "ban_s": cfg.security.ban_s,
             "scanner_user_agents": list(cfg.security.scanner_user_agents),
+            "tcp_max_connections": cfg.security.tcp_max_connections,
+            "tcp_max_connections_per_address": cfg.security.tcp_max_connections_per_address,
+            "tcp_idle_s": cfg.security.tcp_idle_s,
+            "tcp_message_timeout_s": cfg.security.tcp_message_timeout_s,
         },
         "sip": {
             "realm": cfg.sip.realm,

@@ -1,0 +1,1 @@
+"""Tests of the asyncio transports, over real sockets on loopback."""
