@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages the test suite drives as real peers.
-DEB_TEST_PACKAGES := sip-tester chromium
+# Debian packages the test suite drives as real peers (SIPp, the browser, a softphone).
+DEB_TEST_PACKAGES := sip-tester chromium baresip
 DEB_BENCH_PACKAGES := sip-tester util-linux
 
 .PHONY: run test lint bench deb-test deb-bench clean

@@ -1,8 +1,9 @@
 """Start a real Linebox daemon (a subprocess, as `linebox run` would) for end-to-end tests.
 
 The daemon gets its own database in a temporary directory, a YAML configuration imported with
-`--config`, and a free port on 127.0.0.1. `LineboxProcess.status()` asks it over the control
-socket exactly as `linebox status --json` does. Only loopback addresses are used.
+`--config` (or none, as `make run` starts it: then the first start creates extension 101 and
+prints its password), and a free port on 127.0.0.1. `LineboxProcess.status()` asks it over the
+control socket exactly as `linebox status --json` does. Only loopback addresses are used.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from tests.e2e.sipp import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+
+# What `linebox run` prints once when it seeds an empty database (firmware/cli.py).
+FIRST_START_PASSWORD_RE = re.compile(r"^Extension 101 SIP password \(shown once\): (\S+)$",
+                                     re.MULTILINE)
 
 AGENT_PASSWORDS = {f"10{i}": f"secret-10{i}-pw" for i in range(1, 10)}
 
@@ -73,7 +78,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:
 
 
 class LineboxProcess:
-    def __init__(self, workdir: Path, config: dict[str, Any], *, port: int | None = None,
+    def __init__(self, workdir: Path, config: dict[str, Any] | None, *, port: int | None = None,
                  http_port: int | None = None) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +86,11 @@ class LineboxProcess:
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.config_path = workdir / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+        imported = []
+        if config is not None:
+            self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True),
+                                        encoding="utf-8")
+            imported = ["--config", str(self.config_path)]
         # The daemon's stdout and stderr (its own log file, beside the database, is
         # linebox.log; it holds the same lines).
         self.log_path = workdir / "stdout.log"
@@ -102,8 +111,7 @@ class LineboxProcess:
                     str(self.db),
                     "--sip",
                     self.address,
-                    "--config",
-                    str(self.config_path),
+                    *imported,
                     "--rtp-ports",
                     f"{first}-{first + 99}",
                     *http,
@@ -134,6 +142,12 @@ class LineboxProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def first_start_password(self) -> str:
+        """Extension 101's SIP password as the first start on an empty database prints it."""
+        match = FIRST_START_PASSWORD_RE.search(self.log())
+        assert match, f"no first-start password printed:\n{self.log()[-3000:]}"
+        return match.group(1)
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -194,7 +208,7 @@ class LineboxProcess:
 
 
 @contextmanager
-def running_linebox(workdir: Path, config: dict[str, Any], *,
+def running_linebox(workdir: Path, config: dict[str, Any] | None, *,
                     http_port: int | None = None) -> Iterator[LineboxProcess]:
     process = LineboxProcess(workdir, config, http_port=http_port)
     try:

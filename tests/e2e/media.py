@@ -1,12 +1,14 @@
 """Media helpers for end-to-end tests: a socket that collects the box's RTP where a SIPp peer's
-SDP points it, tone files for SIPp's rtp_stream, and scenario templates filled with file paths
-(SIPp reads rtp_stream and play_pcap_audio attributes when it loads a scenario)."""
+SDP points it, tone files for SIPp's rtp_stream and for softphones (WAV), measures of a tone in
+what a peer heard, and scenario templates filled with file paths (SIPp reads rtp_stream and
+play_pcap_audio attributes when it loads a scenario)."""
 
 from __future__ import annotations
 
 import math
 import socket
 import threading
+import wave
 from array import array
 from pathlib import Path
 
@@ -57,13 +59,54 @@ class RtpListener:
         return g711.pcm_samples(b"".join(payloads))
 
 
+SAMPLE_RATE_HZ = 8000  # G.711's, and so every peer's audio file here
+
+
+def tone_samples(seconds: float, frequency_hz: float) -> array[int]:
+    """A sine of amplitude 6000 (about -15 dBm0), 16-bit samples at 8 kHz."""
+    return array("h", (int(6000 * math.sin(2 * math.pi * frequency_hz * i / SAMPLE_RATE_HZ))
+                       for i in range(int(SAMPLE_RATE_HZ * seconds))))
+
+
 def tone_file(directory: Path, seconds: float, frequency_hz: float) -> Path:
     """A raw u-law file for SIPp's rtp_stream: a tone."""
-    samples = array("h", (int(6000 * math.sin(2 * math.pi * frequency_hz * i / 8000))
-                          for i in range(int(8000 * seconds))))
     path = directory / f"tone{frequency_hz:g}.ulaw"
-    path.write_bytes(g711.ulaw_encode(g711.pcm_bytes(samples)))
+    path.write_bytes(g711.ulaw_encode(g711.pcm_bytes(tone_samples(seconds, frequency_hz))))
     return path
+
+
+def tone_wav(path: Path, seconds: float, frequency_hz: float) -> Path:
+    """A tone as a WAV file: 8 kHz, mono, signed 16-bit little-endian (what baresip's aufile
+    source insists on)."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE_HZ)
+        out.writeframes(g711.pcm_bytes(tone_samples(seconds, frequency_hz)))
+    return path
+
+
+def read_wav(path: Path) -> array[int]:
+    """The samples of a mono 16-bit 8 kHz WAV file (as baresip's sndfile writes them)."""
+    with wave.open(str(path), "rb") as stream:
+        assert (stream.getnchannels(), stream.getsampwidth(), stream.getframerate()) == (
+            1, 2, SAMPLE_RATE_HZ), f"{path}: not mono 16-bit {SAMPLE_RATE_HZ} Hz"
+        return g711.pcm_samples(stream.readframes(stream.getnframes()))
+
+
+def tone_share(block: array[int], frequency_hz: float) -> float:
+    """How much of the block's energy is a tone of `frequency_hz`: about 1 for that tone alone,
+    about 0 for silence, another tone or noise (Goertzel, as firmware/media/dtmf.py)."""
+    energy = float(sum(s * s for s in block))
+    if energy == 0:
+        return 0.0
+    coefficient = 2.0 * math.cos(2.0 * math.pi * frequency_hz / SAMPLE_RATE_HZ)
+    s1 = s2 = 0.0
+    for sample in block:
+        s1, s2 = sample + coefficient * s1 - s2, s1
+    power = s1 * s1 + s2 * s2 - coefficient * s1 * s2
+    # A pure tone of amplitude A over N samples: power (A*N/2)^2, energy A^2*N/2.
+    return 2.0 * power / (len(block) * energy)
 
 
 def scenario(directory: Path, template: str, *, audio: Path | None = None,
