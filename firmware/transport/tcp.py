@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from ..sip.errors import SipError
 from ..sip.message import StreamFramer, error_response_bytes
 from ..sip.transaction import Address
 
@@ -212,7 +213,11 @@ class SipStreamConnection(asyncio.Protocol):
         error = self.framer.error
         if error is not None and not self.backlog and not stream.is_closing():
             # RFC 3261 §18.3: the stream cannot be re-synchronised; answer if we can, then close.
-            reply = error_response_bytes(error.partial, error.status_hint)
+            try:
+                reply = error_response_bytes(error.partial, error.status_hint)
+            except SipError as exc:  # the writer refused what the peer sent: close unanswered
+                LOGGER.warning("no %d answer to %s: %s", error.status_hint, peer.host, exc)
+                reply = None
             if reply is not None:
                 stream.write(reply)
             LOGGER.info("closing TCP connection from %s: %s", peer.host, error)

@@ -135,6 +135,11 @@ class Box:
 
     def __init__(self, limits: TcpLimits, *, answer: bytes = b"", in_use: bool = False) -> None:
         self.received: list[tuple[bytes, Address]] = []
+        # Whatever a callback raised (asyncio reports it to the loop's handler and closes the
+        # transport): none of the scenarios may raise.
+        self.errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: self.errors.append(context))
         self.answer = answer
         self.transport = TcpTransport(
             asyncio.get_running_loop(), on_message=self.on_message, limits=limits,
@@ -184,6 +189,7 @@ def run(request: pytest.FixtureRequest) -> Runner:
                 await asyncio.wait_for(test(started), 30)
             finally:
                 await started.close()
+            assert started.errors == []
 
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(main())
@@ -335,6 +341,26 @@ def test_an_oversized_body_gets_413_and_the_connection_is_closed(run: Runner) ->
         assert data.startswith(b"SIP/2.0 413 ")
         assert await closed_by_box(reader, WAIT_S)
         assert box.received == []
+
+    run(LIMITS, scenario)
+
+
+def test_an_unanswerable_broken_head_closes_its_connection_and_nothing_else(
+    run: Runner,
+) -> None:
+    # A bare CR in a header of a head too large to frame: whatever answer can or cannot be
+    # written from it (the writer refuses CR in a header), the box closes that connection and
+    # goes on serving others.
+    broken = OPTIONS.replace(b"Call-ID: tcp-test", b"Call-ID: tcp\rX-Evil: 1\rtest")
+    broken = broken.replace(b"Content-Length: 0\r\n\r\n", b"Subject: " + b"x" * 20_000)
+
+    async def scenario(box: Box) -> None:
+        reader, writer = await connect(box)
+        writer.write(broken)
+        assert await closed_by_box(reader, WAIT_S)
+        reader, writer = await connect(box)
+        writer.write(OPTIONS)
+        assert await wait_until(lambda: len(box.received) == 1)
 
     run(LIMITS, scenario)
 
