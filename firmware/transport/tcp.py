@@ -220,8 +220,9 @@ class SipStreamConnection(asyncio.Protocol):
                 reply = None
             if reply is not None:
                 stream.write(reply)
-            LOGGER.info("closing TCP connection from %s: %s", peer.host, error)
-            self.close(self.owner.loop.time())
+            now = self.owner.loop.time()
+            self.owner.cut_log.event(now, peer.host, str(error))
+            self.close(now)
 
     def pause_writing(self) -> None:
         # The peer is not reading our answers: stop reading its requests until it does.
