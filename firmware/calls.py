@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
+from .callerid import quoted_display
 from .routing.plan import RingPlan, RingStep
 from .sip.dialog import Dialog
 from .sip.errors import RemoteProtocolError
@@ -179,6 +180,7 @@ class CallInfo:
     number: str | None = None
     department: str | None = None
     strategy: str | None = None
+    display: str | None = None  # the caller's name, plain text (firmware.callerid.display_name)
 
 
 @dataclass(eq=False, slots=True, kw_only=True)
@@ -350,12 +352,12 @@ class Call:
     def _build_leg_invite(self, target: Target) -> Request:
         services = self.services
         caller = self.info.caller
-        display = self.invite.from_.display
+        display = self.info.display
         from_host = services.local_host
         transport = ";transport=tcp" if target.destination.reliable else ""
         from_value = f"<sip:{caller}@{from_host}>;tag={new_tag()}"
         if display:
-            from_value = f"{display} {from_value}"
+            from_value = f"{quoted_display(display)} {from_value}"
         max_forwards = self.invite.headers.get("Max-Forwards")
         hops = min(int(max_forwards) - 1, 70) if max_forwards and max_forwards.isdigit() else 70
         headers = Headers([

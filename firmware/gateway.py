@@ -15,6 +15,7 @@ import heapq
 import hmac
 import itertools
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Collection
@@ -25,6 +26,7 @@ from typing import Any
 from .agents import AgentBook, StatusChanged
 from .anchor import CallMedia
 from .callback import CallbackCall
+from .callerid import caller_number, display_name
 from .calls import ALLOW, Call, CallInfo, LegRecord, Target, TimeoutHandler, dtmf_key
 from .media import prompts, sdp
 from .media.ports import MediaPorts, PortRange
@@ -54,8 +56,9 @@ from .routing.scheme import (
     parse_queue,
     voicemail_box,
 )
-from .security import RateLimiter, is_scanner
-from .sip.auth import DigestChallenger, build_authorization, choose_challenge
+from .routing.tollguard import OutboundCallRefused, TollGuard
+from .security import AuthGuard, RateLimiter, is_scanner
+from .sip.auth import DigestChallenger, build_authorization, choose_challenge, parse_auth_header
 from .sip.dialog import Dialog
 from .sip.errors import RemoteProtocolError
 from .sip.message import (
@@ -103,6 +106,8 @@ FEATURE_CODES = {"*50": BREAK, "*51": ON_LINE, "*52": DND, "*53": OUTBOUND, "*54
 ALLOW_OUTSIDE_DIALOG = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
 SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # no SIP extensions are required of peers yet
 ACCEPTED_BODY_TYPES = ("application/sdp",)
+# What a phone may dial: digits, `+` in front, and the keypad's * and # (feature codes).
+DIALLABLE_RE = re.compile(r"\+?[0-9*#]{1,32}")
 
 ResponseCallback = Callable[[str, Response, float], None]
 
@@ -226,6 +231,10 @@ class CallRecorder:
         """Keep a callback request still to be served (until its state becomes final)."""
         raise NotImplementedError
 
+    def security_event(self, event: OutboundCallRefused) -> None:
+        """Keep a security event for the web UI (`event.at` is on the gateway's clock)."""
+        raise NotImplementedError
+
 
 class MemoryRecorder(CallRecorder):
     def __init__(self) -> None:
@@ -233,6 +242,7 @@ class MemoryRecorder(CallRecorder):
         self.callback_states: dict[str, str] = {}
         self.voicemails: list[VoicemailMessage] = []
         self.pending_callbacks: dict[str, dict[str, object]] = {}
+        self.security_events: list[OutboundCallRefused] = []
 
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
         self.calls.append((call, legs))
@@ -246,6 +256,9 @@ class MemoryRecorder(CallRecorder):
 
     def voicemail(self, message: VoicemailMessage, wall_time: float) -> None:
         self.voicemails.append(message)
+
+    def security_event(self, event: OutboundCallRefused) -> None:
+        self.security_events.append(event)
 
 
 class ChannelPool:
@@ -295,6 +308,7 @@ class Gateway:
         self.layer = TransactionLayer()
         self.registrar = Registrar()
         self.channels = ChannelPool()
+        self.toll_guard = TollGuard()  # not remade by apply_config: the hour's count stays
         self.calls: dict[str, Call] = {}  # by the caller's INVITE server transaction
         self.dialogs: dict[tuple[str, str, str | None], tuple[Call, str]] = {}
         self.trunk_registrations: dict[str, TrunkRegistration] = {}
@@ -331,6 +345,8 @@ class Gateway:
         self._next_housekeeping = now
         self._dialog_keys: dict[str, list[tuple[str, str, str | None]]] = {}
         self.now = now
+        self.limiter = RateLimiter()
+        self.auth_guard = AuthGuard.of(config.security)
         self.apply_config(config, trunk_addresses, now)
 
     # ------------------------------------------------------------------ configuration
@@ -346,14 +362,33 @@ class Gateway:
         self.numbers = {n.number: n for n in config.numbers}
         self.trunks = {t.name: t for t in config.trunks}
         self.trunk_addresses = dict(trunk_addresses)
+        # Over UDP a provider is known by the address *and* port it sends from, as providers
+        # document their signalling addresses (a port of its own on the same host is someone
+        # else), or by address alone where the trunk says so (`inbound_match: address`). Over
+        # TCP by address alone: the provider connects from any port, and a TCP peer's address
+        # cannot be spoofed.
+        self.trunk_by_source = {
+            _source_key(addr, any_port=self.trunks[name].inbound_match == "address"): name
+            for name, addr in trunk_addresses.items() if name in self.trunks
+        }
         self.trunk_by_host = {addr.host: name for name, addr in trunk_addresses.items()}
+        self.trunk_by_line = {
+            self._line_token(t.name): t.name
+            for t in config.trunks if t.register and t.name in trunk_addresses
+        }
         self.challenger = DigestChallenger(
             config.sip.realm, key=self.key, algorithms=config.sip.digest_algorithms
         )
         security = config.security
-        self.limiter = RateLimiter(
+        # Reconfigured in place: saving the configuration must not lift a ban.
+        self.limiter.configure(
             requests=security.rate_limit_requests, window_s=security.rate_limit_window_s,
             ban_s=security.ban_s,
+        )
+        self.auth_guard.configure(
+            per_source=security.auth_failures_per_source,
+            per_extension=security.auth_failures_per_extension,
+            window_s=security.auth_window_s, ban_s=security.ban_s,
         )
         self.scanners = tuple(s.lower() for s in security.scanner_user_agents)
         capacity = {f"number:{n.number}": n.channels for n in config.numbers}
@@ -371,6 +406,7 @@ class Gateway:
             account = TrunkAccount(
                 name=name, host=trunk.host, username=trunk.username, password=trunk.password,
                 expires_s=trunk.expires_s, from_domain=trunk.from_domain,
+                digest_algorithms=trunk.digest_algorithms, line_token=self._line_token(name),
             )
             existing = self.trunk_registrations.get(name)
             if existing is not None and existing.account == account:
@@ -384,7 +420,15 @@ class Gateway:
     def receive(self, data: bytes, source: Address, now: float) -> None:
         self.now = now
         host = source.host
-        trusted = host in self.trunk_by_host or host in self.registrar.registered_hosts()
+        if self.auth_guard.source_banned(host, now) and not self.registrar.is_binding_source(
+            source
+        ):
+            # A password guesser; phones registered from the same address (one office NAT)
+            # keep their exact source and are still served.
+            self.stats["dropped_banned"] += 1
+            return
+        trusted = (self._trunk_by_address(source) is not None
+                   or host in self.registrar.registered_hosts())
         if not trusted and not self.limiter.allow(host, now):
             self.stats["dropped_banned"] += 1
             return
@@ -401,6 +445,8 @@ class Gateway:
             message.headers.get("User-Agent"), self.scanners
         ):
             self.stats["dropped_scanner"] += 1
+            return
+        if isinstance(message, Request) and self._challenged_statelessly(message, source, now):
             return
         self.layer.receive(message, source, now)
         self._drain_events(now)
@@ -468,6 +514,7 @@ class Gateway:
                 LOGGER.info("registration of %s at %s expired", binding.extension,
                             binding.contact_text)
             self.limiter.prune(now)
+            self.auth_guard.prune(now)
         self._drain_events(now)
 
     def shutdown(self, now: float) -> None:
@@ -618,7 +665,7 @@ class Gateway:
         if trunk is None or not trunk.username:
             return None
         header = "WWW-Authenticate" if challenge.status == 401 else "Proxy-Authenticate"
-        chosen = choose_challenge(challenge.headers.get_all(header))
+        chosen = choose_challenge(challenge.headers.get_all(header), trunk.digest_algorithms)
         if chosen is None:
             return None
         value = build_authorization(
@@ -808,33 +855,93 @@ class Gateway:
         extension = self.extensions.get(username)
         return extension.password if extension else None
 
+    def _algorithms_of(self, username: str) -> tuple[str, ...] | None:
+        extension = self.extensions.get(username)
+        return extension.digest_algorithms if extension else None
+
+    def _without_qop(self, username: str) -> bool:
+        extension = self.extensions.get(username)
+        return extension.digest_without_qop if extension else False
+
+    def _challenge_headers(
+        self, request: Request, source: Address, now: float, *, status: int, stale: bool = False
+    ) -> list[tuple[str, str]]:
+        """The digest challenge for `request`: the algorithms of the extension it claims to
+        be (From for INVITE, To for REGISTER), a nonce bound to the source address."""
+        claimed = (request.to if request.method == "REGISTER" else request.from_).uri
+        algorithms = self._algorithms_of(claimed.user_unescaped or "")
+        name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+        return [(name, value) for value in self.challenger.challenge(
+            now, stale=stale, source=source.host, algorithms=algorithms
+        )]
+
+    def _challenged_statelessly(self, request: Request, source: Address, now: float) -> bool:
+        """An INVITE from a phone without credentials gets its 407 without a transaction: no
+        100 Trying and no retransmissions (RFC 3261 §17.2.1 Timer G) toward an address nothing
+        has verified yet, so a spoofed INVITE reflects one response, not twelve. The phone's
+        retransmission of the INVITE simply gets another 407."""
+        if (request.method != "INVITE" or request.to.tag is not None
+                or "Proxy-Authorization" in request.headers
+                or self._trunk_of(request, source) is not None
+                or self.layer.has_server_transaction(request)):
+            return False
+        try:
+            self._check_request(request, "INVITE")
+        except RemoteProtocolError:
+            return False  # the transaction path answers with the right code
+        response = make_response(
+            request, 407, to_tag=self._stable_tag(request),
+            headers=[*self._challenge_headers(request, source, now, status=407),
+                     ("User-Agent", self.user_agent)],
+        )
+        self._out.append((response.to_bytes(), source))
+        return True
+
     def _authenticate(
-        self, tx_id: str, request: Request, now: float, *, header: str, status: int
+        self, tx_id: str, request: Request, source: Address, now: float, *, header: str,
+        status: int,
     ) -> str | None:
-        """Digest-check `request`; on failure the response is sent and None returned."""
-        challenge_header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+        """Digest-check `request`; on failure the response is sent and None returned.
+
+        A wrong answer counts against the source address and the extension it names
+        (`AuthGuard`); an extension locked for guessing answers only its registered phones.
+        """
         credentials = request.headers.get(header)
         stale = False
         if credentials is not None:
-            result = self.challenger.verify(request.method, credentials, self._password_of, now)
-            if result.ok and result.username is not None:
+            result = self.challenger.verify(
+                request.method, credentials, self._password_of, now,
+                request_uri=str(request.uri), source=source.host,
+                algorithms=self._algorithms_of, without_qop=self._without_qop,
+            )
+            claimed = _credentials_user(credentials)
+            locked = (claimed is not None and self.auth_guard.extension_locked(claimed, now)
+                      and not self.registrar.is_binding_source(source, claimed))
+            if result.ok and result.username is not None and not locked:
                 return result.username
-            stale = result.stale
-            if not stale and credentials.lower().startswith("digest"):
-                LOGGER.warning("failed %s authentication from %s", request.method,
-                               request.from_.uri)
+            stale = result.stale and not locked
+            # RFC 4475 §3.3.5 regaut01: another scheme than Digest earns a fresh challenge.
+            if not stale and credentials[:6].lower() == "digest":
+                LOGGER.warning(
+                    "failed %s authentication as %r from %s:%d (%s)", request.method,
+                    claimed, source.host, source.port,
+                    "extension locked after guessing" if locked else result.reason,
+                )
+                if not locked:
+                    self.auth_guard.failed(source.host, claimed, now)
                 self._reply(tx_id, request, 403, now)
                 return None
-        self._reply(tx_id, request, status, now, headers=[
-            (challenge_header, value) for value in self.challenger.challenge(now, stale=stale)
-        ])
+        self._reply(tx_id, request, status, now,
+                    headers=self._challenge_headers(request, source, now, status=status,
+                                                    stale=stale))
         return None
 
     # ------------------------------------------------------------------ REGISTER
     def _on_register(self, tx_id: str, request: Request, source: Address, now: float) -> None:
         self.registrar.check_aor(request)
         _ = request.contacts  # malformed contacts are a 400 before any challenge
-        username = self._authenticate(tx_id, request, now, header="Authorization", status=401)
+        username = self._authenticate(tx_id, request, source, now, header="Authorization",
+                                      status=401)
         if username is None:
             return
         aor_user = request.to.uri.user_unescaped
@@ -851,16 +958,21 @@ class Gateway:
 
     # ------------------------------------------------------------------ INVITE
     def _on_invite(self, tx_id: str, request: Request, source: Address, now: float) -> None:
-        trunk_name = self.trunk_by_host.get(source.host)
+        trunk_name = self._trunk_of(request, source)
         if trunk_name is not None:
             self._on_trunk_invite(tx_id, request, source, trunk_name, now)
             return
         caller = self._authenticate(
-            tx_id, request, now, header="Proxy-Authorization", status=407
+            tx_id, request, source, now, header="Proxy-Authorization", status=407
         )
         if caller is None:
             return
         dialed = _dialed_number(request)
+        if not DIALLABLE_RE.fullmatch(dialed):
+            # Whatever else the user part holds (escaped line breaks, letters) is no number to
+            # ring or to hand to the provider.
+            self._reply(tx_id, request, 404, now)
+            return
         if dialed in FEATURE_CODES:
             status = FEATURE_CODES[dialed]
             self.set_agent_status(caller, status, reason="", source="phone")
@@ -870,10 +982,17 @@ class Gateway:
             return
         if dialed in self.extensions or dialed in self.departments:
             info = CallInfo(direction="internal", source="sip", caller=caller, dialed=dialed,
-                            department=dialed if dialed in self.departments else None)
+                            department=dialed if dialed in self.departments else None,
+                            display=display_name(request.from_.display))
             call = self._new_call(tx_id, request, source, info, [], now)
             self.agents.call_started(caller)
             self._route_internal(call, dialed, exclude=frozenset({caller}), now=now)
+            return
+        refusal = self.toll_guard.admit(self.config, caller, dialed, now)  # toll fraud
+        if refusal is not None:
+            self._reply(tx_id, request, refusal.status, now, reason=refusal.reason)
+            if refusal.event is not None:
+                self.recorder.security_event(refusal.event)
             return
         trunk = self._outbound_trunk()
         if trunk is None:
@@ -884,7 +1003,8 @@ class Gateway:
             self.stats["rejected_busy"] += 1
             self._reply(tx_id, request, 486, now, reason="Busy Here (all trunk channels in use)")
             return
-        info = CallInfo(direction="outbound", source="sip", caller=caller, dialed=dialed)
+        info = CallInfo(direction="outbound", source="sip", caller=caller, dialed=dialed,
+                        display=display_name(request.from_.display))
         call = self._new_call(tx_id, request, source, info, channels, now)
         self.agents.call_started(caller)
         call.ring_targets(
@@ -907,13 +1027,15 @@ class Gateway:
             self.recorder.record(
                 {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
                  "direction": "inbound", "source": f"trunk:{trunk_name}",
-                 "caller": request.from_.uri.user_unescaped or "", "dialed": dialed,
+                 "caller": caller_number(request.from_.uri.user_unescaped), "dialed": dialed,
                  "number": number.number, "end_cause": "over capacity",
                  "outcome": "over_capacity", "sip_call_id": request.call_id},
                 [],
             )
             return
-        caller = request.from_.uri.user_unescaped or "anonymous"
+        # The edge: from here on the caller is digits and "+" (or "anonymous"), the name plain
+        # text; nothing the provider — or whoever spoofed it — wrote reaches a phone verbatim.
+        caller = caller_number(request.from_.uri.user_unescaped)
         destination = number.destination
         wall_now = now + self.wall_offset_s
         rule = self.rules.match(caller, wall_now, self.timezone)
@@ -951,6 +1073,7 @@ class Gateway:
             direction="inbound", source=f"trunk:{trunk_name}", caller=caller, dialed=dialed,
             number=number.number,
             department=destination if destination in self.departments else None,
+            display=display_name(request.from_.display),
         )
         call = self._new_call(tx_id, request, source, info, channels, now)
         if number.webhook is not None and not closed and (rule is None or rule.to is None):
@@ -1696,6 +1819,29 @@ class Gateway:
             for b in self.registrar.bindings(extension, self.now)
         ]
 
+    def _line_token(self, trunk_name: str) -> str:
+        """The `line=` value of a registering trunk's Contact: known to the provider we
+        registered with, and to nobody who has not seen that REGISTER."""
+        mac = hmac.new(self.key, b"line\x00" + trunk_name.encode("utf-8"), hashlib.sha256)
+        return mac.hexdigest()[:16]
+
+    def _trunk_by_address(self, source: Address) -> str | None:
+        if source.reliable:
+            return self.trunk_by_host.get(source.host)
+        by_source = self.trunk_by_source
+        return by_source.get(_source_key(source)) or by_source.get(
+            _source_key(source, any_port=True)
+        )
+
+    def _trunk_of(self, request: Request, source: Address) -> str | None:
+        """The trunk a request comes from: its source (address, port, transport), or — for a
+        trunk that registers — the `line` token of our Contact in its Request-URI."""
+        name = self._trunk_by_address(source)
+        if name is None and self.trunk_by_line and isinstance(request.uri, SipUri):
+            token = request.uri.params.get("line")
+            name = self.trunk_by_line.get(token) if token else None
+        return name
+
     def _outbound_trunk(self) -> Trunk | None:
         for trunk in self.config.trunks:
             if trunk.name in self.trunk_addresses:
@@ -1771,7 +1917,7 @@ class Gateway:
             ],
             "bans": [
                 {"source": b.source, "since": b.since, "until": b.until, "requests": b.requests}
-                for b in self.limiter.bans(now)
+                for b in [*self.limiter.bans(now), *self.auth_guard.bans(now)]
             ],
             "agents": [
                 {"extension": number, "name": self.extensions[number].name,
@@ -1797,6 +1943,18 @@ class _RejectWith(RemoteProtocolError):
     def __init__(self, status: int, headers: list[tuple[str, str]]) -> None:
         super().__init__(f"rejected with {status}", status_hint=status)
         self.headers = headers
+
+
+def _source_key(address: Address, *, any_port: bool = False) -> tuple[str, str, int]:
+    return (address.transport, address.host, 0 if any_port else address.port)
+
+
+def _credentials_user(credentials: str) -> str | None:
+    """The username an Authorization header claims, for counting guesses (None: unreadable)."""
+    try:
+        return parse_auth_header(credentials)[1].get("username")
+    except RemoteProtocolError:
+        return None
 
 
 def _dialed_number(request: Request) -> str:

@@ -67,6 +67,8 @@ class Registrar:
         self.default_expires_s = default_expires_s
         self._bindings: dict[str, list[Binding]] = {}
         self._hosts: set[str] | None = None  # cache of registered source hosts
+        # Cache of (extension, transport, host, port) of live bindings' sources.
+        self._sources: set[tuple[str, str, str, int]] | None = None
 
     @staticmethod
     def check_aor(request: Request) -> None:
@@ -90,7 +92,7 @@ class Registrar:
                 if binding.call_id == call_id and cseq <= binding.cseq:
                     return make_response(request, 500, "Out of order CSeq", to_tag=to_tag)
             self._bindings.pop(extension, None)
-            self._hosts = None
+            self._hosts = self._sources = None
             LOGGER.info("extension %s unregistered every contact", extension)
             return self._ok(request, extension, now, to_tag=to_tag)
         updates: list[tuple[str, NameAddr, int]] = []
@@ -124,7 +126,7 @@ class Registrar:
             self._bindings[extension] = list(by_uri.values())
         else:
             self._bindings.pop(extension, None)
-        self._hosts = None
+        self._hosts = self._sources = None
         return self._ok(request, extension, now, to_tag=to_tag)
 
     def _requested_expires(self, contact: NameAddr, header_expires: int | None) -> int:
@@ -160,6 +162,20 @@ class Registrar:
             self._hosts = {b.source.host for bs in self._bindings.values() for b in bs}
         return self._hosts
 
+    def is_binding_source(self, source: Address, extension: str | None = None) -> bool:
+        """Whether `source` is exactly where a registered phone (of `extension`, if given)
+        sends from, as of the last `expire`: such a phone is served even while its address is
+        banned for someone else's guessing behind the same NAT."""
+        if self._sources is None:
+            self._sources = {
+                (ext, b.source.transport, b.source.host, b.source.port)
+                for ext, bs in self._bindings.items() for b in bs
+            }
+        if extension is not None:
+            return (extension, source.transport, source.host, source.port) in self._sources
+        return any(key[1:] == (source.transport, source.host, source.port)
+                   for key in self._sources)
+
     def expire(self, now: float) -> list[Binding]:
         """Drop expired bindings; returns them (for logging)."""
         gone: list[Binding] = []
@@ -172,10 +188,10 @@ class Registrar:
             else:
                 del self._bindings[extension]
         if gone:
-            self._hosts = None
+            self._hosts = self._sources = None
         return gone
 
     def forget(self, extension: str) -> None:
         """The extension was removed from the configuration."""
         self._bindings.pop(extension, None)
-        self._hosts = None
+        self._hosts = self._sources = None

@@ -1,15 +1,23 @@
-"""Flood protection: a per-source request counter with temporary bans (Kamailio pike's model).
+"""Flood and guessing protection: a per-source request counter with temporary bans (Kamailio
+pike's model), and a count of failed authentications per source and per extension in a sliding
+window (fail2ban's model, inside the box).
 
 Pure: the caller passes `now`. Trusted sources (trunk addresses, addresses with a live
-authenticated registration) are never counted; the caller decides who is trusted. Scanner
-User-Agents are recognised here so the transport can drop them without a reply, which is what
-makes a box uninteresting to sipvicious and friends.
+authenticated registration) are never counted by the request limiter — an office behind one NAT
+sends much — but every failed digest answer counts, whoever sends it. Scanner User-Agents are
+recognised here so the transport can drop them without a reply, which is what makes a box
+uninteresting to sipvicious and friends.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store.config import Security
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,6 +42,43 @@ class Ban:
     requests: int
 
 
+class BanList:
+    """Bans by key until their time, bounded in memory: under a scan from many (possibly
+    spoofed) addresses, ended bans go first, then the oldest tenth."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._bans: dict[str, Ban] = {}
+
+    def ban(self, key: str, now: float, ban_s: float, count: int) -> None:
+        if len(self._bans) >= MAX_TRACKED_SOURCES:
+            self.prune(now)
+            low_water = MAX_TRACKED_SOURCES - MAX_TRACKED_SOURCES // 10
+            if len(self._bans) > low_water:
+                _drop_oldest(self._bans, len(self._bans) - low_water)
+        self._bans[key] = Ban(source=key, since=now, until=now + ban_s, requests=count)
+
+    def is_banned(self, key: str, now: float) -> bool:
+        ban = self._bans.get(key)
+        if ban is None:
+            return False
+        if now >= ban.until:
+            del self._bans[key]
+            LOGGER.info("%s ban lifted for %s", self._what, key)
+            return False
+        return True
+
+    def prune(self, now: float) -> None:
+        self._bans = {k: b for k, b in self._bans.items() if now < b.until}
+
+    def bans(self, now: float) -> list[Ban]:
+        return [b for b in self._bans.values() if now < b.until]
+
+    def __len__(self) -> int:
+        """Bans held in memory, expired ones included until `prune`."""
+        return len(self._bans)
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -42,21 +87,19 @@ class RateLimiter:
         window_s: float = DEFAULT_WINDOW_S,
         ban_s: float = DEFAULT_BAN_S,
     ) -> None:
+        self._windows: dict[str, _Window] = {}
+        self._bans = BanList("request rate")
+        self.configure(requests=requests, window_s=window_s, ban_s=ban_s)
+
+    def configure(self, *, requests: int, window_s: float, ban_s: float) -> None:
+        """New limits; bans already given stand (a saved configuration must not free a
+        guesser)."""
         self.requests = requests
         self.window_s = window_s
         self.ban_s = ban_s
-        self._windows: dict[str, _Window] = {}
-        self._bans: dict[str, Ban] = {}
 
     def is_banned(self, source: str, now: float) -> bool:
-        ban = self._bans.get(source)
-        if ban is None:
-            return False
-        if now >= ban.until:
-            del self._bans[source]
-            LOGGER.info("ban lifted for %s", source)
-            return False
-        return True
+        return self._bans.is_banned(source, now)
 
     def allow(self, source: str, now: float) -> bool:
         """Count one request from an untrusted `source`; False once it is (or becomes) banned."""
@@ -71,14 +114,7 @@ class RateLimiter:
             return True
         window.count += 1
         if window.count > self.requests:
-            if len(self._bans) >= MAX_TRACKED_SOURCES:
-                self._bans = {s: b for s, b in self._bans.items() if now < b.until}
-                low_water = MAX_TRACKED_SOURCES - MAX_TRACKED_SOURCES // 10
-                if len(self._bans) > low_water:
-                    _drop_oldest(self._bans, len(self._bans) - low_water)
-            self._bans[source] = Ban(
-                source=source, since=now, until=now + self.ban_s, requests=window.count
-            )
+            self._bans.ban(source, now, self.ban_s, window.count)
             del self._windows[source]
             LOGGER.warning(
                 "banned %s for %.0f s: %d requests in %.1f s",
@@ -100,13 +136,89 @@ class RateLimiter:
         self._windows = {
             s: w for s, w in self._windows.items() if now - w.started_at < self.window_s
         }
-        self._bans = {s: b for s, b in self._bans.items() if now < b.until}
+        self._bans.prune(now)
 
     def bans(self, now: float) -> list[Ban]:
-        return [b for b in self._bans.values() if now < b.until]
+        return self._bans.bans(now)
 
 
-def _drop_oldest(table: dict[str, _Window] | dict[str, Ban], count: int) -> None:
+class AuthGuard:
+    """Failed digest answers in a sliding window of `window_s`, per source address and per
+    extension.
+
+    `per_source` failures ban the address for `ban_s`; the caller still serves, from a banned
+    address, the exact sources (address, port, transport) of phones registered there, so a
+    guesser behind the office's NAT does not cut the office's own phones off. `per_extension`
+    failures lock the extension for `ban_s` against every source but its registered phones: a
+    distributed guess from many addresses, each under its own limit, stops too. Only failures
+    count: a request that merely lacks credentials is answered with a challenge and costs
+    nothing.
+    """
+
+    def __init__(
+        self, *, per_source: int, per_extension: int, window_s: float, ban_s: float
+    ) -> None:
+        self._failures: dict[str, deque[float]] = {}  # "host" or "ext:NNN" → failure times
+        self._bans = BanList("authentication")
+        self.configure(per_source=per_source, per_extension=per_extension, window_s=window_s,
+                       ban_s=ban_s)
+
+    @classmethod
+    def of(cls, security: Security) -> AuthGuard:
+        return cls(per_source=security.auth_failures_per_source,
+                   per_extension=security.auth_failures_per_extension,
+                   window_s=security.auth_window_s, ban_s=security.ban_s)
+
+    def configure(
+        self, *, per_source: int, per_extension: int, window_s: float, ban_s: float
+    ) -> None:
+        """New limits; bans and counts already made stand."""
+        self.per_source = per_source
+        self.per_extension = per_extension
+        self.window_s = window_s
+        self.ban_s = ban_s
+
+    def failed(self, host: str, extension: str | None, now: float) -> None:
+        """Count one failed authentication from `host` for `extension` (None: unknown)."""
+        self._count(host, self.per_source, now, what=f"address {host}")
+        if extension:
+            self._count(f"ext:{extension}", self.per_extension, now,
+                        what=f"extension {extension}")
+
+    def source_banned(self, host: str, now: float) -> bool:
+        return self._bans.is_banned(host, now)
+
+    def extension_locked(self, extension: str, now: float) -> bool:
+        return self._bans.is_banned(f"ext:{extension}", now)
+
+    def _count(self, key: str, limit: int, now: float, *, what: str) -> None:
+        times = self._failures.get(key)
+        if times is None:
+            if len(self._failures) >= MAX_TRACKED_SOURCES:
+                self.prune(now)
+                if len(self._failures) >= MAX_TRACKED_SOURCES:
+                    _drop_oldest(self._failures, MAX_TRACKED_SOURCES // 10)
+            times = self._failures[key] = deque(maxlen=limit)
+        elif times.maxlen != limit:
+            times = self._failures[key] = deque(times, maxlen=limit)
+        times.append(now)
+        if len(times) >= limit and now - times[0] <= self.window_s:
+            self._bans.ban(key, now, self.ban_s, len(times))
+            del self._failures[key]
+            LOGGER.warning("banned %s for %.0f s: %d failed authentications in %.0f s",
+                           what, self.ban_s, limit, now - times[0])
+
+    def prune(self, now: float) -> None:
+        self._failures = {k: t for k, t in self._failures.items()
+                          if t and now - t[-1] < self.window_s}
+        self._bans.prune(now)
+
+    def bans(self, now: float) -> list[Ban]:
+        return self._bans.bans(now)
+
+
+def _drop_oldest(table: dict[str, _Window] | dict[str, Ban] | dict[str, deque[float]],
+                 count: int) -> None:
     for key in list(table)[: max(1, count)]:
         del table[key]
 

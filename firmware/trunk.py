@@ -32,6 +32,10 @@ class TrunkAccount:
     password: str
     expires_s: int
     from_domain: str | None = None
+    digest_algorithms: tuple[str, ...] = ("MD5",)
+    # Put in our Contact as `line=` (as Asterisk's `line` option does): the provider's INVITEs to
+    # that Contact carry it back in the Request-URI, which tells them from a stranger's.
+    line_token: str = ""
 
 
 class TrunkRegistration:
@@ -59,6 +63,10 @@ class TrunkRegistration:
         self._unregistering = False
 
     @property
+    def _line_param(self) -> str:
+        return f";line={self.account.line_token}" if self.account.line_token else ""
+
+    @property
     def domain(self) -> str:
         return self.account.from_domain or self.account.host
 
@@ -83,7 +91,8 @@ class TrunkRegistration:
             ("To", f"<{aor}>"),
             ("Call-ID", self.call_id),
             ("CSeq", f"{self.cseq} REGISTER"),
-            ("Contact", f"<sip:{self.account.username}@{self.local_host}:{self.local_port}>"),
+            ("Contact", f"<sip:{self.account.username}@{self.local_host}:{self.local_port}"
+                        f"{self._line_param}>"),
             ("Expires", str(expires)),
             ("User-Agent", self.user_agent),
         ])
@@ -98,7 +107,9 @@ class TrunkRegistration:
             return None
         if response.status in (401, 407):
             header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-            challenge = choose_challenge(response.headers.get_all(header))
+            challenge = choose_challenge(
+                response.headers.get_all(header), self.account.digest_algorithms
+            )
             stale = challenge is not None and "stale=true" in challenge.lower()
             # One answer per challenge, and one more when the provider says the nonce was only
             # stale; a provider that keeps saying so gets the backoff like any failure.

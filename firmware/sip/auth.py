@@ -278,14 +278,16 @@ class DigestChallenger:
     """Issues Digest challenges for one realm and verifies the credentials sent back.
 
     Nonces are stateless: base64url(issue time ‖ salt ‖ HMAC-SHA256(key, issue time ‖ salt ‖
-    realm)), so any nonce can be checked for origin and age without storing it. Only nonces that
-    have been used successfully with qop=auth are tracked, to enforce increasing nonce-counts
-    (RFC 7616 §3.4: nc, replay protection); that table is bounded by `max_tracked_nonces` and
-    entries older than the TTL are forgotten.
+    realm ‖ source)), so any nonce can be checked for origin, age and the address it was issued
+    to without storing it: an answer captured on the wire and replayed from another address is
+    refused (RFC 7616 §5.5 leaves the nonce's content to the server for exactly this). Only nonces
+    that have been used successfully are tracked, to enforce increasing nonce-counts (RFC 7616
+    §3.4: nc, replay protection); that table is bounded by `max_tracked_nonces` and entries older
+    than the TTL are forgotten.
 
-    Responses without qop (RFC 2069 style, still sent by old phones) are accepted, but they carry
-    no nonce-count, so within a nonce's TTL such a request can be replayed verbatim; the TTL is the
-    only limit on their reuse.
+    Responses without qop (RFC 2069 style) carry no nonce-count: they are refused unless the
+    caller of `verify` allows them for that user (an old phone), and then each nonce is good for
+    one request only.
     """
 
     def __init__(
@@ -342,14 +344,19 @@ class DigestChallenger:
         """How many nonces currently have a nonce-count record (bounded by max_tracked_nonces)."""
         return len(self._last_nc)
 
-    def challenge(self, now: float, *, stale: bool = False) -> list[str]:
+    def challenge(
+        self, now: float, *, stale: bool = False, source: str = "",
+        algorithms: tuple[str, ...] | None = None,
+    ) -> list[str]:
         """WWW-Authenticate / Proxy-Authenticate values, one per algorithm, in preference order.
 
-        All values share one fresh nonce (as in the RFC 7616 §3.9.1 example).
+        All values share one fresh nonce (as in the RFC 7616 §3.9.1 example), bound to the
+        `source` address the answer must come from. `algorithms` narrows the configured ones for
+        one user (an extension set to SHA-256 alone, say).
         """
-        nonce = self._make_nonce(now)
+        nonce = self._make_nonce(now, source)
         values: list[str] = []
-        for algorithm_key in self._algorithm_keys:
+        for algorithm_key in self._offered(algorithms):
             value = (
                 f"Digest realm={_quote(self.realm)}, nonce={_quote(nonce)}, "
                 f"opaque={_quote(self._opaque)}, "
@@ -367,11 +374,17 @@ class DigestChallenger:
         lookup_password: Callable[[str], str | None],
         now: float,
         *,
-        request_uri: str | None = None,
+        request_uri: str,
+        source: str = "",
+        algorithms: Callable[[str], tuple[str, ...] | None] = lambda username: None,
+        without_qop: Callable[[str], bool] = lambda username: False,
     ) -> AuthResult:
-        """Check an Authorization / Proxy-Authorization value sent in a `method` request.
+        """Check an Authorization / Proxy-Authorization value sent in a `method` request for
+        `request_uri` from the address `source`.
 
-        Never raises for anything the peer sent: a malformed header is an `ok=False` result.
+        `algorithms(username)` narrows what is accepted for that user as in `challenge`;
+        `without_qop(username)` says whether they may answer in the RFC 2069 form. Never raises
+        for anything the peer sent: a malformed header is an `ok=False` result.
         """
         try:
             scheme, params = parse_auth_header(authorization)
@@ -392,18 +405,19 @@ class DigestChallenger:
             return _reject("realm mismatch")
         # RFC 7616 §3.3: algorithm absent means MD5.
         algorithm_key = params.get("algorithm", "MD5").upper()
-        if algorithm_key not in self._algorithm_keys:
+        if algorithm_key not in self._offered(algorithms(username)):
             return _reject(f"algorithm {params.get('algorithm', 'MD5')!r} not offered")
         if "opaque" in params and not hmac.compare_digest(
             params["opaque"].encode("utf-8"), self._opaque.encode("ascii")
         ):
             return _reject("opaque mismatch")
-        # RFC 3261 §22.4: the digest-uri must be the Request-URI (exact string compare here).
-        if request_uri is not None and uri != request_uri:
+        # RFC 3261 §22.4, RFC 7616 §3.4.6: the digest-uri must be the Request-URI, or an answer
+        # captured for one request (INVITE sip:200) would authorise another (INVITE sip:00...).
+        if uri != request_uri:
             return _reject("uri does not match the Request-URI")
-        issued_at = self._check_nonce(nonce)
+        issued_at = self._check_nonce(nonce, source)
         if issued_at is None:
-            return _reject("nonce not issued by us")
+            return _reject("nonce not issued by us to this address")
 
         qop = params.get("qop")
         nc_text = params.get("nc", "")
@@ -421,6 +435,10 @@ class DigestChallenger:
         elif "nc" in params or "cnonce" in params:
             # RFC 7616 §3.4: nc and cnonce must not be sent without qop.
             return _reject("nc/cnonce without qop")
+        elif not without_qop(username):
+            # We always offer qop="auth"; an answer without it has no nonce count, so nothing
+            # tells a replay from the original (RFC 7616 §3.3 makes qop mandatory for clients).
+            return _reject("answer without qop")
 
         known_password = lookup_password(username)
         # Unknown users take the same path as wrong passwords so neither the result nor the time
@@ -451,31 +469,41 @@ class DigestChallenger:
         if age_s < 0 or age_s > self._nonce_ttl_s:
             self._last_nc.pop(nonce, None)
             return _reject("nonce expired", stale=True)
-        if qop is not None:
-            record = self._last_nc.get(nonce)
-            if record is None and issued_at <= self._forgotten_until:
-                return _reject("nonce-count record was evicted", stale=True)
-            last_nc = record[1] if record is not None else 0
-            # RFC 7616 §3.4: the server detects replays by nc not increasing. The digest was
-            # right, so ask for a fresh nonce instead of prompting the user.
-            if nc_value <= last_nc:
-                return _reject(f"nonce-count {nc_text} replayed", stale=True)
-            self._remember_nc(nonce, issued_at, nc_value, now)
+        record = self._last_nc.get(nonce)
+        if record is None and issued_at <= self._forgotten_until:
+            return _reject("nonce-count record was evicted", stale=True)
+        last_nc = record[1] if record is not None else 0
+        if qop is None:
+            # No nonce count to go by: the nonce itself is good for one request.
+            nc_value, nc_text = 1, "once"
+        # RFC 7616 §3.4: the server detects replays by nc not increasing. The digest was right,
+        # so ask for a fresh nonce instead of prompting the user.
+        if nc_value <= last_nc:
+            return _reject(f"nonce-count {nc_text} replayed", stale=True)
+        self._remember_nc(nonce, issued_at, nc_value, now)
         return AuthResult(ok=True, username=username, stale=False, reason="ok")
 
-    def _make_nonce(self, now: float) -> str:
+    def _offered(self, algorithms: tuple[str, ...] | None) -> tuple[str, ...]:
+        """The configured algorithm keys, narrowed to `algorithms` when given (and never to
+        nothing: a user's list that shares none with the box's falls back to the box's)."""
+        if algorithms is None:
+            return self._algorithm_keys
+        wanted = tuple(dict.fromkeys(a.upper() for a in algorithms if a.upper() in _HASH_NAMES))
+        return wanted or self._algorithm_keys
+
+    def _make_nonce(self, now: float, source: str) -> str:
         stamp = _NONCE_TS.pack(float(now))
         salt = self._token_bytes(NONCE_SALT_BYTES)
         if len(salt) != NONCE_SALT_BYTES:
             raise LocalProtocolError("token_bytes returned the wrong number of bytes")
-        return _b64(stamp + salt + self._nonce_mac(stamp, salt))
+        return _b64(stamp + salt + self._nonce_mac(stamp, salt, source))
 
-    def _nonce_mac(self, stamp: bytes, salt: bytes) -> bytes:
-        message = stamp + salt + self.realm.encode("utf-8")
+    def _nonce_mac(self, stamp: bytes, salt: bytes, source: str) -> bytes:
+        message = stamp + salt + self.realm.encode("utf-8") + b"\x00" + source.encode("utf-8")
         return hmac.new(self._key, message, "sha256").digest()
 
-    def _check_nonce(self, nonce: str) -> float | None:
-        """The issue time of one of our nonces, or None if we did not issue it."""
+    def _check_nonce(self, nonce: str, source: str) -> float | None:
+        """The issue time of one of our nonces issued to `source`, or None if we did not."""
         try:
             raw = base64.urlsafe_b64decode(_pad_b64(nonce.encode("ascii")))
         except (UnicodeEncodeError, binascii.Error, ValueError):
@@ -485,7 +513,7 @@ class DigestChallenger:
         stamp = raw[: _NONCE_TS.size]
         salt = raw[_NONCE_TS.size : _NONCE_TS.size + NONCE_SALT_BYTES]
         mac = raw[_NONCE_TS.size + NONCE_SALT_BYTES :]
-        if not hmac.compare_digest(mac, self._nonce_mac(stamp, salt)):
+        if not hmac.compare_digest(mac, self._nonce_mac(stamp, salt, source)):
             return None
         issued_at: float = _NONCE_TS.unpack(stamp)[0]
         return issued_at
@@ -553,20 +581,32 @@ def _usable_challenge(value: str) -> int | None:
     return _STRENGTH[algorithm_key]
 
 
-def choose_challenge(values: list[str]) -> str | None:
-    """Pick the strongest Digest challenge we support among WWW-/Proxy-Authenticate values.
+def choose_challenge(values: list[str], algorithms: tuple[str, ...] | None = None) -> str | None:
+    """Pick the Digest challenge to answer among WWW-/Proxy-Authenticate values.
 
-    SHA-256 beats MD5; among equals the topmost wins, which is the server's preference
-    (RFC 8760 §2.4, RFC 7616 §3.7). Unknown schemes, unknown algorithms and malformed values are
-    ignored. Returns None if nothing is usable.
+    With `algorithms` (the trunk's setting, in preference order) the first of those the server
+    offers wins and nothing else is answered; without, the strongest we support (SHA-256 beats
+    MD5). Among equals the topmost wins, which is the server's preference (RFC 8760 §2.4,
+    RFC 7616 §3.7). Unknown schemes, unknown algorithms and malformed values are ignored.
+    Returns None if nothing is usable.
     """
+    rank: dict[str, int] | None = None
+    if algorithms is not None:
+        keys = [a.upper() for a in algorithms]
+        rank = {key: len(keys) - i for i, key in enumerate(keys)}
     best: str | None = None
     best_strength = 0
     for value in values:
         strength = _usable_challenge(value)
+        if strength is not None and rank is not None:
+            strength = rank.get(_challenge_algorithm(value))
         if strength is not None and strength > best_strength:
             best, best_strength = value, strength
     return best
+
+
+def _challenge_algorithm(value: str) -> str:
+    return parse_auth_header(value)[1].get("algorithm", "MD5").upper()
 
 
 def build_authorization(

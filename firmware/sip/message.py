@@ -91,6 +91,11 @@ REASON_PHRASES = {
 _LINE_SPLIT_RE = re.compile(r"\r?\n")
 _VERSION_RE = re.compile(r"SIP/\d+\.\d+\Z", re.IGNORECASE)
 _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
+_UNSAFE_HEAD_CHARS_RE = re.compile(r"[\r\n\x00]")
+# RFC 3261 §25.1 allows a control character only as a quoted-pair inside a quoted string (RFC 4475
+# §3.1.1.3 intmeth: "BEL:\^G NUL:\^@ DEL:\^?"); a NUL anywhere else is no SIP at all.
+_BARE_NUL_RE = re.compile(r"(?<!\\)\x00")
+_QUOTED_CONTROL_RE = re.compile(r"\\?[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 T = TypeVar("T")
 
@@ -328,6 +333,19 @@ class Message:
         lines.append(f"Content-Length: {len(self.body)}")
         return lines
 
+    def _head_bytes(self, start_line: str) -> bytes:
+        lines = self._head_lines(start_line)
+        head = "\r\n".join(lines)
+        # RFC 3261 §7.3.1: a header value ends at CRLF. A CR, LF or NUL inside a start line or a
+        # value would start a header of someone else's choosing in the peer's parser (header
+        # injection), whatever the value's origin: refuse to write it. One count over the
+        # joined head instead of a check per value keeps the hot path cheap.
+        breaks = len(lines) - 1
+        if head.count("\n") != breaks or head.count("\r") != breaks or "\x00" in head:
+            bad = next(line for line in lines if _UNSAFE_HEAD_CHARS_RE.search(line))
+            raise LocalProtocolError(f"CR, LF or NUL in a header to send: {bad[:80]!r}")
+        return (head + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
     def to_bytes(self) -> bytes:
         raise NotImplementedError
 
@@ -343,8 +361,7 @@ class Request(Message):
         self.uri = uri
 
     def to_bytes(self) -> bytes:
-        lines = self._head_lines(f"{self.method} {self.uri} {SIP_VERSION}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
+        return self._head_bytes(f"{self.method} {self.uri} {SIP_VERSION}") + self.body
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"
@@ -362,8 +379,7 @@ class Response(Message):
         self.reason = REASON_PHRASES.get(status, "Unknown") if reason is None else reason
 
     def to_bytes(self) -> bytes:
-        lines = self._head_lines(f"{SIP_VERSION} {self.status} {self.reason}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
+        return self._head_bytes(f"{SIP_VERSION} {self.status} {self.reason}") + self.body
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
@@ -438,6 +454,11 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     if len(head_bytes) > MAX_HEAD_BYTES:
         raise RemoteProtocolError("message head too large", status_hint=513)
     head = head_bytes.decode("utf-8", "surrogateescape")
+    # A NUL or a CR that does not end a line is no part of any SIP grammar (RFC 3261 §25.1), and
+    # a value carrying one would end a line in some other parser down the way: refuse the message
+    # here rather than carry the character into what the box sends on.
+    if head.count("\r") != head.count("\r\n") or _BARE_NUL_RE.search(head):
+        raise RemoteProtocolError("NUL or bare CR in the message head")
     start_line, items = _header_lines(head)
     headers = Headers.from_canonical(items)
     body = _frame_body(headers, rest, stream=stream)
@@ -529,6 +550,14 @@ def _validate_common(message: Message) -> None:
 # Responses built by a UAS
 
 
+def echoed_address(value: str) -> str:
+    """A From/To value to echo in a response, without the control characters a quoted display
+    name may legally carry (RFC 4475 intmeth): the box never writes a NUL (header injection), and
+    display names take no part in matching From/To (RFC 3261 §19.3, §20.20), so the peer still
+    recognises its own header."""
+    return _QUOTED_CONTROL_RE.sub("", value) if _QUOTED_CONTROL_RE.search(value) else value
+
+
 def make_response(
     request: Request,
     status: int,
@@ -544,8 +573,8 @@ def make_response(
     out = Headers()
     for value in request.headers.get_all("Via"):
         out.add("Via", value)
-    out.add("From", request.headers.get("From") or "")
-    to_value = request.headers.get("To") or ""
+    out.add("From", echoed_address(request.headers.get("From") or ""))
+    to_value = echoed_address(request.headers.get("To") or "")
     if to_tag is not None and status != 100 and request.to.tag is None:
         to_value = f"{to_value};tag={to_tag}"
     out.add("To", to_value)
@@ -591,13 +620,16 @@ def error_response_bytes(
             headers.add(name, value)
         elif name in ("From", "To", "Call-ID", "CSeq") and name not in seen_single:
             seen_single.add(name)
+            value = echoed_address(value)
             if name == "To" and ";tag=" not in value.replace(" ", "").lower():
                 value = f"{value};tag={to_tag}"  # §8.2.6.2: every final response has a To tag
             headers.add(name, value)
     if not headers.get_all("Via"):
         return None
-    response = Response(status, reason, headers)
-    return response.to_bytes()
+    try:
+        return Response(status, reason, headers).to_bytes()
+    except LocalProtocolError:
+        return None  # a bare CR or NUL in what we would echo: no answer rather than injection
 
 
 # --------------------------------------------------------------------------------------------

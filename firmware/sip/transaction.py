@@ -688,6 +688,10 @@ class TransactionLayer:
         self._step(tx, inp, response, None, now)
         return True
 
+    def has_server_transaction(self, request: Request) -> bool:
+        """Whether `request` (not an ACK) matches a live server transaction: a retransmission."""
+        return _server_key(request, request.method) in self._server
+
     def send_stateless(self, message: Request | Response, destination: Address) -> None:
         """Send outside any transaction: an ACK for a 2xx (§13.2.2.4), a stateless response."""
         self._transmit(message.to_bytes(), destination)

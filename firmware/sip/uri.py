@@ -34,7 +34,10 @@ def unescape(text: str) -> str:
     """Decode %HH escapes (RFC 3261 §19.1.4: escaped and unescaped forms compare equal)."""
     if "%" not in text:
         return text
-    return unquote_to_bytes(text).decode("utf-8", "surrogateescape")
+    # The text may carry bytes that were not UTF-8 (kept as surrogates by the parser).
+    return unquote_to_bytes(text.encode("utf-8", "surrogateescape")).decode(
+        "utf-8", "surrogateescape"
+    )
 
 
 def split_quoted(text: str, sep: str) -> list[str]:

@@ -148,6 +148,10 @@ class Extension:
     password: str = field(repr=False)
     mobile: str | None = None  # the employee's mobile phone, an external number
     skills: tuple[str, ...] = ()  # "key:value" each, e.g. "lang:en"; the `skills` strategy
+    # Digest algorithms this phone is challenged with; None: `sip.digest_algorithms`.
+    digest_algorithms: tuple[str, ...] | None = None
+    # Accept RFC 2069 answers (no qop, so no nonce count): only for old phones that need it.
+    digest_without_qop: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +191,13 @@ class Trunk:
     expires_s: int = 3600
     channels: int = 10
     from_domain: str | None = None
+    # Which of the provider's challenges the box answers, in preference order (RFC 8760 §2.4).
+    digest_algorithms: tuple[str, ...] = ("MD5",)
+    # How the provider's own requests are told from a stranger's: by the address and port it
+    # sends from ("address_port", as providers document their signalling address), or by the
+    # address alone ("address", for a provider that sends from a pool of ports — weaker: any
+    # program on that host, or a spoofed UDP datagram, passes as the provider).
+    inbound_match: str = "address_port"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,6 +223,11 @@ class Security:
     rate_limit_window_s: float = 2.0
     ban_s: float = 300.0
     scanner_user_agents: tuple[str, ...] = ("friendly-scanner", "sipvicious", "sipcli")
+    # Password guessing: failed digest answers within `auth_window_s` (a sliding window) that
+    # ban a source address, or lock an extension against every source but its own phones.
+    auth_failures_per_source: int = 10
+    auth_failures_per_extension: int = 20
+    auth_window_s: float = 600.0
     # SIP over TCP (RFC 3261 §18.3): connections in total (further capped so that descriptors
     # stay free for calls) and per source address; a connection completing no message for
     # `tcp_idle_s` is closed unless a registration uses it; a message must arrive whole within
@@ -228,10 +244,11 @@ class SipSettings:
 
     realm: str = "linebox"
     user_agent: str = "Linebox/0.1"
-    # Offered in this order (RFC 7616 §3.7: a client uses the first it supports). MD5 first by
-    # default because many desk phones (and SIPp) only read the first challenge; offices whose
-    # phones all speak SHA-256 put it first.
-    digest_algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+    # Offered in this order (RFC 7616 §3.7). MD5 alone by default: many phones read only the
+    # first challenge, and some (baresip 1.0's libre) give up on a 401 that carries an algorithm
+    # they do not know instead of picking the one they do. SHA-256 (RFC 8760) is turned on per
+    # extension or for the whole box where the phones are known to speak it.
+    digest_algorithms: tuple[str, ...] = ("MD5",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -427,9 +444,11 @@ def _password(value: object, path: str) -> str:
 
 def _parse_extension(value: object, path: str) -> Extension:
     data = _mapping(
-        value, path, required=("number", "name", "password"), optional=("mobile", "skills")
+        value, path, required=("number", "name", "password"),
+        optional=("mobile", "skills", "digest_algorithms", "digest_without_qop"),
     )
     mobile = data.get("mobile")
+    algorithms = data.get("digest_algorithms")
     return Extension(
         number=_extension_number(data["number"], _at_key(path, "number")),
         name=_text(data["name"], _at_key(path, "name")),
@@ -444,6 +463,11 @@ def _parse_extension(value: object, path: str) -> Extension:
             plus=True,
         ),
         skills=_skills(data.get("skills", []), _at_key(path, "skills")),
+        digest_algorithms=None if algorithms is None
+        else _digest_algorithms(algorithms, _at_key(path, "digest_algorithms")),
+        digest_without_qop=_boolean(
+            data.get("digest_without_qop", False), _at_key(path, "digest_without_qop")
+        ),
     )
 
 
@@ -549,6 +573,7 @@ def _parse_department(value: object, path: str, extension_numbers: set[str]) -> 
 
 
 _TRUNK_DEFAULTS = Trunk(name="defaults", host="defaults")
+INBOUND_MATCHES = ("address_port", "address")
 
 
 def _parse_trunk(value: object, path: str) -> Trunk:
@@ -566,6 +591,8 @@ def _parse_trunk(value: object, path: str) -> Trunk:
             "expires_s",
             "channels",
             "from_domain",
+            "digest_algorithms",
+            "inbound_match",
         ),
     )
     defaults = _TRUNK_DEFAULTS
@@ -622,7 +649,22 @@ def _parse_trunk(value: object, path: str) -> Trunk:
         from_domain=None
         if from_domain is None
         else _token(from_domain, _at_key(path, "from_domain")),
+        digest_algorithms=_digest_algorithms(
+            data.get("digest_algorithms", list(defaults.digest_algorithms)),
+            _at_key(path, "digest_algorithms"),
+        ),
+        inbound_match=_choice(
+            data.get("inbound_match", defaults.inbound_match), _at_key(path, "inbound_match"),
+            INBOUND_MATCHES,
+        ),
     )
+
+
+def _choice(value: object, path: str, allowed: tuple[str, ...]) -> str:
+    text = _text(value, path)
+    if text not in allowed:
+        raise ConfigError(path, f'must be one of {", ".join(allowed)}, got "{text}"')
+    return text
 
 
 def _parse_number(
@@ -673,6 +715,7 @@ def _parse_security(value: object, path: str) -> Security:
         path,
         required=(),
         optional=("rate_limit_requests", "rate_limit_window_s", "ban_s", "scanner_user_agents",
+                  "auth_failures_per_source", "auth_failures_per_extension", "auth_window_s",
                   "tcp_max_connections", "tcp_max_connections_per_address", "tcp_idle_s",
                   "tcp_message_timeout_s"),
     )
@@ -700,6 +743,18 @@ def _parse_security(value: object, path: str) -> Security:
         ),
         ban_s=_seconds(data.get("ban_s", defaults.ban_s), _at_key(path, "ban_s"), positive=False),
         scanner_user_agents=agents,
+        auth_failures_per_source=_integer(
+            data.get("auth_failures_per_source", defaults.auth_failures_per_source),
+            _at_key(path, "auth_failures_per_source"), low=1, high=10000,
+        ),
+        auth_failures_per_extension=_integer(
+            data.get("auth_failures_per_extension", defaults.auth_failures_per_extension),
+            _at_key(path, "auth_failures_per_extension"), low=1, high=10000,
+        ),
+        auth_window_s=_seconds(
+            data.get("auth_window_s", defaults.auth_window_s), _at_key(path, "auth_window_s"),
+            positive=True,
+        ),
         tcp_max_connections=_integer(
             data.get("tcp_max_connections", defaults.tcp_max_connections),
             _at_key(path, "tcp_max_connections"), low=1, high=65536,
@@ -724,25 +779,30 @@ def _parse_sip(value: object, path: str) -> SipSettings:
         value, path, required=(), optional=("realm", "user_agent", "digest_algorithms")
     )
     defaults = SipSettings()
-    algorithms_path = _at_key(path, "digest_algorithms")
-    algorithms = _list(
-        data.get("digest_algorithms", list(defaults.digest_algorithms)), algorithms_path
-    )
-    if not algorithms:
-        raise ConfigError(algorithms_path, "at least one algorithm is required")
-    for index, algorithm in enumerate(algorithms):
-        if algorithm not in DIGEST_ALGORITHMS:
-            raise ConfigError(
-                _at_index(algorithms_path, index),
-                f"{_describe(algorithm)} is not one of {', '.join(DIGEST_ALGORITHMS)}",
-            )
-    if len(set(algorithms)) != len(algorithms):
-        raise ConfigError(algorithms_path, "an algorithm is listed twice")
     return SipSettings(
         realm=_token(data.get("realm", defaults.realm), _at_key(path, "realm")),
         user_agent=_text(data.get("user_agent", defaults.user_agent), _at_key(path, "user_agent")),
-        digest_algorithms=tuple(str(a) for a in algorithms),
+        digest_algorithms=_digest_algorithms(
+            data.get("digest_algorithms", list(defaults.digest_algorithms)),
+            _at_key(path, "digest_algorithms"),
+        ),
     )
+
+
+def _digest_algorithms(value: object, path: str) -> tuple[str, ...]:
+    """A non-empty list of digest algorithm names, each once, in preference order."""
+    algorithms = _list(value, path)
+    if not algorithms:
+        raise ConfigError(path, "at least one algorithm is required")
+    for index, algorithm in enumerate(algorithms):
+        if algorithm not in DIGEST_ALGORITHMS:
+            raise ConfigError(
+                _at_index(path, index),
+                f"{_describe(algorithm)} is not one of {', '.join(DIGEST_ALGORITHMS)}",
+            )
+    if len(set(algorithms)) != len(algorithms):
+        raise ConfigError(path, "an algorithm is listed twice")
+    return tuple(str(a) for a in algorithms)
 
 
 def _url(value: object, path: str) -> str:
@@ -1117,7 +1177,7 @@ def _member_to_data(member: Member) -> str | dict[str, Any]:
     return data
 
 
-def _extension_to_data(extension: Extension) -> dict[str, Any]:
+def extension_to_data(extension: Extension) -> dict[str, Any]:
     # `mobile` and `skills` only when set, so an export of a box that does not use them still
     # imports on firmware that predates them.
     data: dict[str, Any] = {
@@ -1129,13 +1189,24 @@ def _extension_to_data(extension: Extension) -> dict[str, Any]:
         data["mobile"] = extension.mobile
     if extension.skills:
         data["skills"] = list(extension.skills)
+    if extension.digest_algorithms is not None:
+        data["digest_algorithms"] = list(extension.digest_algorithms)
+    if extension.digest_without_qop:
+        data["digest_without_qop"] = True
     return data
 
 
-def _trunk_to_data(trunk: Trunk) -> dict[str, Any]:
+def trunk_to_data(trunk: Trunk) -> dict[str, Any]:
     data = dataclasses.asdict(trunk)
     if trunk.from_domain is None:
         del data["from_domain"]
+    # The newer keys only where they differ from their defaults (an export stays importable by
+    # firmware that predates them).
+    for key in ("digest_algorithms", "inbound_match"):
+        if data[key] == getattr(_TRUNK_DEFAULTS, key):
+            del data[key]
+        elif key == "digest_algorithms":
+            data[key] = list(trunk.digest_algorithms)
     return data
 
 
@@ -1196,15 +1267,18 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     exported by a box that does not use them still imports on firmware that predates them.
     """
     data: dict[str, Any] = {
-        "extensions": [_extension_to_data(extension) for extension in cfg.extensions],
+        "extensions": [extension_to_data(extension) for extension in cfg.extensions],
         "departments": [_department_to_data(department) for department in cfg.departments],
-        "trunks": [_trunk_to_data(trunk) for trunk in cfg.trunks],
+        "trunks": [trunk_to_data(trunk) for trunk in cfg.trunks],
         "numbers": [_number_to_data(number) for number in cfg.numbers],
         "security": {
             "rate_limit_requests": cfg.security.rate_limit_requests,
             "rate_limit_window_s": cfg.security.rate_limit_window_s,
             "ban_s": cfg.security.ban_s,
             "scanner_user_agents": list(cfg.security.scanner_user_agents),
+            "auth_failures_per_source": cfg.security.auth_failures_per_source,
+            "auth_failures_per_extension": cfg.security.auth_failures_per_extension,
+            "auth_window_s": cfg.security.auth_window_s,
             "tcp_max_connections": cfg.security.tcp_max_connections,
             "tcp_max_connections_per_address": cfg.security.tcp_max_connections_per_address,
             "tcp_idle_s": cfg.security.tcp_idle_s,

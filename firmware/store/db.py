@@ -21,7 +21,15 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from firmware.store.config import Config, Extension, config_to_dict, parse_config
+from firmware.store.config import (
+    Config,
+    Extension,
+    Trunk,
+    config_to_dict,
+    extension_to_data,
+    parse_config,
+    trunk_to_data,
+)
 from firmware.store.errors import (
     RecordNotFoundError,
     RevisionConflictError,
@@ -68,12 +76,20 @@ SETTING_RULES = "rules"
 SETTING_CRM = "crm"
 SETTING_NUMBER_SCHEDULES = "number_schedules"  # DID number -> schedule name
 SETTING_NUMBER_WEBHOOKS = "number_webhooks"  # DID number -> {webhook, webhook_timeout_s}
+# Trunk name -> the trunk keys the `trunks` table has no column for (digest_algorithms, ...).
+SETTING_TRUNK_EXTRA = "trunk_extra"
 SETTING_CONFIG_REVISION = "config_revision"
-RESERVED_SETTINGS = (SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS, SETTING_CONFIG_REVISION)
+RESERVED_SETTINGS = (SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS, SETTING_TRUNK_EXTRA,
+                     SETTING_CONFIG_REVISION)
 # Config sections kept whole as JSON in `settings`; the optional ones are absent at their default.
 CONFIG_SETTINGS = (
     SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES, SETTING_CRM,
 )
+
+# Columns of their own; every other key rides in `extra` (extensions) or SETTING_TRUNK_EXTRA.
+EXTENSION_COLUMNS = frozenset({"number", "name", "password"})
+TRUNK_COLUMNS = frozenset({"name", "type", "host", "port", "transport", "username", "password",
+                           "register", "expires_s", "channels", "from_domain"})
 
 # Tables holding the configuration, children before parents (the order rows are deleted in).
 CONFIG_TABLES = ("department_members", "numbers", "departments", "extensions", "trunks")
@@ -460,6 +476,8 @@ class Store:
                 {n.number: {"webhook": n.webhook, "webhook_timeout_s": n.webhook_timeout_s}
                  for n in checked.numbers if n.webhook is not None},
             )
+            self._put_setting(SETTING_TRUNK_EXTRA,
+                              {t.name: _trunk_extra(t) for t in checked.trunks})
             self._put_setting(SETTING_CONFIG_REVISION, revision + 1)
         LOGGER.info("configuration replaced, revision %d", revision + 1)
 
@@ -582,12 +600,16 @@ class Store:
             row["key"]: json.loads(row["value"])
             for row in self._db.query(
                 f"SELECT key, value FROM settings WHERE key IN "
-                f"({', '.join('?' for _ in CONFIG_SETTINGS)}, ?, ?)",
-                (*CONFIG_SETTINGS, SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS),
+                f"({', '.join('?' for _ in CONFIG_SETTINGS)}, ?, ?, ?)",
+                (*CONFIG_SETTINGS, SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS,
+                 SETTING_TRUNK_EXTRA),
             )
         }
         number_schedules = settings.pop(SETTING_NUMBER_SCHEDULES, {})
         number_webhooks = settings.pop(SETTING_NUMBER_WEBHOOKS, {})
+        trunk_extra = settings.pop(SETTING_TRUNK_EXTRA, {})
+        for trunk in trunks:
+            trunk.update(trunk_extra.get(trunk["name"], {}))
         numbers = []
         for row in self._db.query(
             "SELECT number, trunk, channels, destination FROM numbers ORDER BY rowid"
@@ -919,12 +941,14 @@ class Store:
 
 def _extension_extra(extension: Extension) -> dict[str, Any]:
     """An extension's optional keys as stored in `extensions.extra` (only those set)."""
-    extra: dict[str, Any] = {}
-    if extension.mobile is not None:
-        extra["mobile"] = extension.mobile
-    if extension.skills:
-        extra["skills"] = list(extension.skills)
-    return extra
+    return {key: value for key, value in extension_to_data(extension).items()
+            if key not in EXTENSION_COLUMNS}
+
+
+def _trunk_extra(trunk: Trunk) -> dict[str, Any]:
+    """A trunk's keys that have no column of their own, as kept in SETTING_TRUNK_EXTRA."""
+    return {key: value for key, value in trunk_to_data(trunk).items()
+            if key not in TRUNK_COLUMNS}
 
 
 def _call_value(call: Mapping[str, object], column: str) -> object:

@@ -9,6 +9,7 @@ from firmware.security import (
     DEFAULT_BAN_S,
     DEFAULT_REQUESTS,
     DEFAULT_WINDOW_S,
+    AuthGuard,
     RateLimiter,
     is_scanner,
 )
@@ -106,7 +107,7 @@ def test_prune_forgets_ended_windows_and_lifted_bans() -> None:
     limiter.prune(20.0)
     # Memory is what prune is for, so look at what it holds.
     assert limiter._windows == {}
-    assert limiter._bans == {}
+    assert len(limiter._bans) == 0
 
 
 def test_prune_keeps_windows_and_bans_still_running() -> None:
@@ -151,3 +152,47 @@ def test_configured_scanner_names_match_in_any_case() -> None:
 
 def test_only_the_configured_scanner_names_are_used() -> None:
     assert not is_scanner("friendly-scanner", ("sipsak",))
+
+
+# --- failed authentications (issue 9 item 9) ------------------------------------------------------
+
+
+def guard(**limits: float) -> AuthGuard:
+    settings = {"per_source": 10, "per_extension": 20, "window_s": 600.0, "ban_s": 300.0}
+    settings.update(limits)
+    return AuthGuard(**settings)  # type: ignore[arg-type]
+
+
+def test_ten_failures_within_the_window_ban_the_address() -> None:
+    g = guard()
+    for i in range(9):
+        g.failed(ATTACKER, "101", i * 10.0)
+    assert not g.source_banned(ATTACKER, 90.0)
+    g.failed(ATTACKER, "101", 95.0)
+    assert g.source_banned(ATTACKER, 95.0)
+    assert not g.source_banned(NEIGHBOUR, 95.0)
+    assert not g.source_banned(ATTACKER, 95.0 + 300.0)
+
+
+def test_failures_spread_wider_than_the_window_do_not_ban() -> None:
+    g = guard()
+    for i in range(30):
+        g.failed(ATTACKER, None, i * 70.0)  # 9 per 600 s at most
+    assert not g.source_banned(ATTACKER, 30 * 70.0)
+
+
+def test_failures_for_one_extension_from_many_addresses_lock_it() -> None:
+    g = guard()
+    for i in range(20):
+        g.failed(f"198.51.100.{i}", "102", float(i))
+    assert g.extension_locked("102", 20.0)
+    assert not g.extension_locked("101", 20.0)
+    assert not any(g.source_banned(f"198.51.100.{i}", 20.0) for i in range(20))
+
+
+def test_new_limits_keep_bans_already_given() -> None:
+    g = guard(per_source=2)
+    g.failed(ATTACKER, None, 0.0)
+    g.failed(ATTACKER, None, 1.0)
+    g.configure(per_source=50, per_extension=50, window_s=60.0, ban_s=300.0)
+    assert g.source_banned(ATTACKER, 2.0)

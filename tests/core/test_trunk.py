@@ -6,6 +6,9 @@ computes are checked the way a registrar checks them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from firmware.sip.auth import DigestChallenger, parse_auth_header
@@ -33,10 +36,10 @@ def account(expires_s: int = 3600) -> TrunkAccount:
     )
 
 
-def trunk(expires_s: int = 3600) -> TrunkRegistration:
+def trunk(expires_s: int = 3600, **account_fields: Any) -> TrunkRegistration:
     return TrunkRegistration(
-        account(expires_s), destination=PROVIDER, local_host="192.0.2.1", local_port=5060,
-        user_agent="Linebox/test",
+        replace(account(expires_s), **account_fields), destination=PROVIDER,
+        local_host="192.0.2.1", local_port=5060, user_agent="Linebox/test",
     )
 
 
@@ -135,13 +138,23 @@ def test_401_is_answered_at_once_with_credentials_the_provider_accepts() -> None
     assert provider.accepts(again, 0.1)
 
 
-def test_the_answer_to_a_challenge_uses_the_strongest_offered_algorithm() -> None:
+def test_the_answer_to_a_challenge_uses_md5_by_default() -> None:
     provider, registration = Provider(), trunk()
     first = registration.build_register(0.0)
     again = registration.on_response(provider.challenge(first, 0.0), 0.1)
     assert again is not None
     _, params = parse_auth_header(again.headers.get("Authorization") or "")
+    assert params["algorithm"].upper() == "MD5"
+
+
+def test_the_answer_uses_sha256_where_the_trunk_prefers_it() -> None:
+    provider, registration = Provider(), trunk(digest_algorithms=("SHA-256", "MD5"))
+    first = registration.build_register(0.0)
+    again = registration.on_response(provider.challenge(first, 0.0), 0.1)
+    assert again is not None
+    _, params = parse_auth_header(again.headers.get("Authorization") or "")
     assert params["algorithm"].upper() == "SHA-256"
+    assert provider.accepts(again, 0.1)
 
 
 def test_the_answer_to_a_challenge_keeps_call_id_and_increments_cseq() -> None:

@@ -64,6 +64,9 @@ def base_config(**overrides: Any) -> dict[str, Any]:
                 "password": "provider-pw",
                 "register": False,
                 "channels": 10,
+                # The tests' provider is several SIPp processes on 127.0.0.2, each on a port of
+                # its own; test_security checks the default, address *and* port.
+                "inbound_match": "address",
             },
         ],
         "numbers": [

@@ -18,7 +18,8 @@ TIMING_TOLERANCE_S = 0.2
 
 def trunk_config(port: int, **trunk: Any) -> dict[str, Any]:
     settings = {"name": "provider", "type": "sip", "host": PROVIDER_IP, "port": port,
-                "username": "box", "password": "provider-pw", "register": False, "channels": 10}
+                "username": "box", "password": "provider-pw", "register": False, "channels": 10,
+                "inbound_match": "address"}
     settings.update(trunk)
     return base_config(trunks=[settings])
 

@@ -78,9 +78,12 @@ def verify(
     now: float = NOW_S,
     *,
     method: str = "REGISTER",
-    request_uri: str | None = URI,
+    request_uri: str = URI,
+    source: str = "",
+    without_qop: bool = False,
 ) -> AuthResult:
-    return challenger.verify(method, authorization, USERS.get, now, request_uri=request_uri)
+    return challenger.verify(method, authorization, USERS.get, now, request_uri=request_uri,
+                             source=source, without_qop=lambda username: without_qop)
 
 
 def sha256_challenge(challenger: DigestChallenger, now: float = NOW_S) -> str:
@@ -302,12 +305,66 @@ def test_qop_auth_without_cnonce_is_rejected() -> None:
     assert not verify(challenger, authorization).ok
 
 
-def test_rfc2069_response_without_qop_is_accepted() -> None:
+def test_rfc2069_response_without_qop_is_refused_by_default() -> None:
+    # Without qop there is no nonce count: nothing tells a replay from the original.
     challenger = make_challenger(algorithms=("MD5",))
     challenge = challenger.challenge(NOW_S)[0].replace(', qop="auth"', "")
     authorization = answer(challenge)
     assert "qop" not in parse_auth_header(authorization)[1]
-    assert verify(challenger, authorization).ok
+    result = verify(challenger, authorization)
+    assert (result.ok, result.stale, result.reason) == (False, False, "answer without qop")
+
+
+def test_rfc2069_response_is_accepted_once_where_allowed() -> None:
+    challenger = make_challenger(algorithms=("MD5",))
+    challenge = challenger.challenge(NOW_S)[0].replace(', qop="auth"', "")
+    authorization = answer(challenge)
+    assert verify(challenger, authorization, without_qop=True).ok
+    replay = verify(challenger, authorization, NOW_S + 1, without_qop=True)
+    assert (replay.ok, replay.stale) == (False, True)
+
+
+def test_answer_for_another_request_uri_is_refused() -> None:
+    # RFC 3261 §22.4: an answer captured from INVITE sip:200 must not place a call elsewhere.
+    challenger = make_challenger()
+    authorization = answer(sha256_challenge(challenger), method="INVITE", uri="sip:200@box")
+    assert verify(challenger, authorization, method="INVITE", request_uri="sip:200@box").ok
+    other = answer(sha256_challenge(challenger), method="INVITE", uri="sip:200@box")
+    result = verify(challenger, other, method="INVITE", request_uri="sip:0088123@box")
+    assert (result.ok, result.reason) == (False, "uri does not match the Request-URI")
+
+
+def test_nonce_is_bound_to_the_address_it_was_issued_to() -> None:
+    challenger = make_challenger()
+    challenge = challenger.challenge(NOW_S, source="127.0.0.5")[0]
+    assert not verify(challenger, answer(challenge), source="127.0.0.66").ok
+    assert verify(challenger, answer(challenge), source="127.0.0.5").ok
+
+
+def test_qop_answer_is_good_once_per_nonce_count() -> None:
+    challenger = make_challenger()
+    challenge = sha256_challenge(challenger)
+    assert verify(challenger, answer(challenge, nc=1)).ok
+    assert verify(challenger, answer(challenge, nc=1), NOW_S + 1).stale
+    assert verify(challenger, answer(challenge, nc=2), NOW_S + 2).ok
+
+
+def test_per_user_algorithms_narrow_the_challenge_and_the_answers() -> None:
+    challenger = make_challenger(algorithms=("MD5", "SHA-256"))
+    values = challenger.challenge(NOW_S, algorithms=("SHA-256",))
+    assert [parse_auth_header(v)[1]["algorithm"] for v in values] == ["SHA-256"]
+    md5 = challenger.challenge(NOW_S, algorithms=("MD5",))[0]
+    result = challenger.verify("REGISTER", answer(md5), USERS.get, NOW_S, request_uri=URI,
+                               algorithms=lambda username: ("SHA-256",))
+    assert not result.ok
+
+
+def test_choose_challenge_follows_the_trunks_preference() -> None:
+    challenger = make_challenger(algorithms=("SHA-256", "MD5"))
+    sha256, md5 = challenger.challenge(NOW_S)
+    assert choose_challenge([sha256, md5], ("MD5",)) == md5
+    assert choose_challenge([sha256], ("MD5",)) is None
+    assert choose_challenge([sha256, md5], ("SHA-256", "MD5")) == sha256
 
 
 def test_nonce_count_table_stays_bounded() -> None:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from firmware.sip.errors import RemoteProtocolError
+from firmware.sip.errors import LocalProtocolError, RemoteProtocolError
 from firmware.sip.message import (
     FramingError,
+    Headers,
     Request,
+    Response,
     StreamFramer,
     error_response_bytes,
     make_response,
     parse_message,
 )
+from firmware.sip.uri import parse_uri
 
 INVITE = (
     b"INVITE sip:200@127.0.0.1 SIP/2.0\r\n"
@@ -120,3 +123,39 @@ def test_garbage_is_rejected_without_crashing() -> None:
     for garbage in (b"", b"\x00\xff" * 50, b"hello world", b"INVITE\r\n\r\n"):
         with pytest.raises(RemoteProtocolError):
             parse_message(garbage)
+
+
+# --- header injection (issue 9) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["x\r\nCall-Info: <sip:x>", "x\nInjected: 1", "x\rY", "x\x00y"])
+def test_the_writer_refuses_a_line_break_or_nul_in_a_header_value(value: str) -> None:
+    message = Request("OPTIONS", parse_uri("sip:box"), Headers([
+        ("Via", "SIP/2.0/UDP h;branch=z9hG4bK1"), ("From", "<sip:a@h>;tag=1"),
+        ("To", "<sip:box>"), ("Call-ID", "c"), ("CSeq", "1 OPTIONS"), ("Subject", value),
+    ]))
+    with pytest.raises(LocalProtocolError):
+        message.to_bytes()
+
+
+def test_the_writer_refuses_a_line_break_in_the_start_line() -> None:
+    response = Response(200, "OK\r\nInjected: 1", Headers([("Call-ID", "c")]))
+    with pytest.raises(LocalProtocolError):
+        response.to_bytes()
+
+
+def test_a_bare_cr_in_a_received_head_is_a_400() -> None:
+    data = (b"OPTIONS sip:box SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+            b"From: <sip:a@h>;tag=1\rInjected: 1\r\nTo: <sip:box>\r\nCall-ID: c\r\n"
+            b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n")
+    with pytest.raises(RemoteProtocolError) as caught:
+        parse_message(data)
+    assert caught.value.status_hint == 400
+    # ...and the stateless answer echoes nothing it cannot write safely.
+    reply = error_response_bytes(data, 400)
+    assert reply is None or b"Injected" not in reply
+
+
+def test_an_escaped_user_with_bytes_that_are_not_utf8_unescapes() -> None:
+    uri = parse_uri("sip:a%41\udc9f@host")
+    assert uri.user_unescaped == "aA\udc9f"
