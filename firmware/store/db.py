@@ -9,8 +9,10 @@ because an admin's config change must survive a power cut the moment `replace_co
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import secrets
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -79,6 +81,8 @@ SETTING_NUMBER_WEBHOOKS = "number_webhooks"  # DID number -> {webhook, webhook_t
 # Trunk name -> the trunk keys the `trunks` table has no column for (digest_algorithms, ...).
 SETTING_TRUNK_EXTRA = "trunk_extra"
 SETTING_CONFIG_REVISION = "config_revision"
+# The web UI administrator's password hash (scrypt): a setting, outside the exported YAML.
+SETTING_WEBUI_ADMIN_PASSWORD = "webui_admin_password"
 RESERVED_SETTINGS = (SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS, SETTING_TRUNK_EXTRA,
                      SETTING_CONFIG_REVISION)
 # Config sections kept whole as JSON in `settings`; the optional ones are absent at their default.
@@ -269,6 +273,48 @@ _SCHEMA_V6: tuple[str, ...] = (
 )
 
 
+# Schema version 7: the web UI's secrets and sessions, in tables of their own (issue 9 items 3,
+# 5 and 14). The session signing key and the first-run setup code are not configuration: no
+# export shows them and no import or restore replaces them. A row per login lets logout and a
+# password change end a user's sessions on the server; only a hash of the session id is kept,
+# so a copy of the database holds no usable session.
+_SCHEMA_V7: tuple[str, ...] = (
+    """CREATE TABLE webui_secrets (
+        name TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE webui_sessions (
+        id_hash TEXT PRIMARY KEY NOT NULL,
+        account TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX webui_sessions_account ON webui_sessions(account, created_at)",
+)
+# Until version 7 the session key was a setting (JSON text) beside the configuration's.
+_OLD_SESSION_KEY_SETTING = "webui_secret_key"
+SESSION_KEY_SECRET = "session_key"
+SETUP_CODE_SECRET = "setup_code"
+# The setup code's letters: Crockford's base32 (no I, L, O, U: nothing to misread on a console
+# or a label). 12 of them are 60 bits, far beyond what the wizard's attempt limit lets anyone
+# try; shown in groups of four.
+SETUP_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+SETUP_CODE_LENGTH = 12
+_SETUP_CODE_READS_AS = str.maketrans({"O": "0", "I": "1", "L": "1", "-": None, " ": None})
+
+
+def new_setup_code() -> str:
+    """A fresh one-time code for the first-run wizard, e.g. 7KQ2-M9XD-4PRT."""
+    letters = "".join(secrets.choice(SETUP_CODE_ALPHABET) for _ in range(SETUP_CODE_LENGTH))
+    return "-".join(letters[i:i + 4] for i in range(0, SETUP_CODE_LENGTH, 4))
+
+
+def normalise_setup_code(text: str) -> str:
+    """The code as typed, compared as written on the console: case, dashes and spaces do not
+    matter, and O, I, L read as 0, 1, 1 (Crockford's base32)."""
+    return text.upper().translate(_SETUP_CODE_READS_AS)
+
+
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
         db.execute(statement)
@@ -299,6 +345,19 @@ def _add_callback_requests(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_webui_secrets_and_sessions(db: Database) -> None:
+    for statement in _SCHEMA_V7:
+        db.execute(statement)
+    # Moved, not made anew: logins made before the upgrade stay signed with a known key (they
+    # end anyway: they name no session row).
+    row = db.execute("SELECT value FROM settings WHERE key = ?",
+                     (_OLD_SESSION_KEY_SETTING,)).fetchone()
+    if row is not None:
+        db.execute("INSERT INTO webui_secrets (name, value) VALUES (?, ?)",
+                   (SESSION_KEY_SECRET, str(json.loads(row[0]))))
+        db.execute("DELETE FROM settings WHERE key = ?", (_OLD_SESSION_KEY_SETTING,))
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -308,6 +367,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_extension_extra,
     _add_voicemail,
     _add_callback_requests,
+    _add_webui_secrets_and_sessions,
 )
 
 
@@ -496,8 +556,8 @@ class Store:
             "SELECT phone, extension FROM crm_owners"
         ).fetchall()}
 
-    # Settings that are not configuration (the web UI's admin password hash and session key):
-    # JSON values in `settings`, outside the exported YAML and the config revision.
+    # Settings that are not configuration (the web UI's admin password hash): JSON values in
+    # `settings`, outside the exported YAML and the config revision.
     def get_setting(self, key: str, default: Any = None) -> Any:
         if key in CONFIG_SETTINGS or key in RESERVED_SETTINGS:
             raise ValueError(f"{key} is part of the configuration")
@@ -514,6 +574,100 @@ class Store:
         self._db.table("settings").upsert(
             {"key": key, "value": json.dumps(value, ensure_ascii=False)}, pk="key"
         )
+
+    # --- the web UI's secrets and sessions (schema v7; never part of the configuration) ---------
+
+    def web_secret(self, name: str) -> str | None:
+        row = self._db.execute("SELECT value FROM webui_secrets WHERE name = ?",
+                               (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def web_secret_or_new(self, name: str, make: Callable[[], str]) -> str:
+        """The secret `name`, made with `make()` and kept if there is none yet. One transaction:
+        two processes starting at once (the daemon and its web UI) end up with the same one."""
+        with _write_transaction(self._db.conn):
+            return self._web_secret_or_new(name, make)
+
+    def _web_secret_or_new(self, name: str, make: Callable[[], str]) -> str:
+        value = self.web_secret(name)
+        if value is None:
+            value = make()
+            self._db.execute("INSERT INTO webui_secrets (name, value) VALUES (?, ?)",
+                             (name, value))
+        return value
+
+    def admin_password_hash(self) -> str | None:
+        value = self.get_setting(SETTING_WEBUI_ADMIN_PASSWORD)
+        return str(value) if value else None
+
+    def setup_code(self) -> str | None:
+        """The first-run wizard's one-time code while no administrator password is set (made
+        on the first call and kept until the wizard uses it); None once the admin exists."""
+        with _write_transaction(self._db.conn):
+            if self.admin_password_hash() is not None:
+                self._db.execute("DELETE FROM webui_secrets WHERE name = ?",
+                                 (SETUP_CODE_SECRET,))
+                return None
+            return self._web_secret_or_new(SETUP_CODE_SECRET, new_setup_code)
+
+    def claim_first_admin(self, password_hash: str, code: str) -> bool:
+        """Set the first administrator password if `code` is the setup code (compared in
+        constant time) and no administrator exists yet; the code is used up. False (nothing
+        changed) otherwise."""
+        with _write_transaction(self._db.conn):
+            stored = self.web_secret(SETUP_CODE_SECRET)
+            if self.admin_password_hash() is not None or stored is None:
+                return False
+            if not hmac.compare_digest(normalise_setup_code(code).encode(),
+                                       normalise_setup_code(stored).encode()):
+                return False
+            self._put_setting(SETTING_WEBUI_ADMIN_PASSWORD, password_hash)
+            self._db.execute("DELETE FROM webui_secrets WHERE name = ?", (SETUP_CODE_SECRET,))
+        LOGGER.info("web UI administrator password set by the first-run wizard")
+        return True
+
+    def set_admin_password(self, password_hash: str) -> None:
+        """A new administrator password; every admin session ends with the old one."""
+        with _write_transaction(self._db.conn):
+            self._put_setting(SETTING_WEBUI_ADMIN_PASSWORD, password_hash)
+            self._db.execute("DELETE FROM webui_secrets WHERE name = ?", (SETUP_CODE_SECRET,))
+            self._db.execute("DELETE FROM webui_sessions WHERE account = ?", ("admin",))
+
+    def add_web_session(self, id_hash: str, *, account: str, credential: str, at: float,
+                        expired_before: float, most_per_account: int) -> None:
+        """Keep a new login's session. Sessions created before `expired_before` go, and the
+        account's oldest beyond `most_per_account`, so logging in over and over cannot grow
+        the table."""
+        with _write_transaction(self._db.conn):
+            self._db.execute("DELETE FROM webui_sessions WHERE created_at < ?",
+                             (expired_before,))
+            self._db.execute(
+                "INSERT INTO webui_sessions (id_hash, account, credential, created_at) "
+                "VALUES (?, ?, ?, ?)", (id_hash, account, credential, at))
+            self._db.execute(
+                "DELETE FROM webui_sessions WHERE account = ? AND id_hash NOT IN ("
+                "SELECT id_hash FROM webui_sessions WHERE account = ? "
+                "ORDER BY created_at DESC, rowid DESC LIMIT ?)",
+                (account, account, most_per_account))
+
+    def web_session(self, id_hash: str) -> dict[str, Any] | None:
+        """{"account", "credential", "created_at"} of a live session, or None."""
+        return next(iter(self._db.query(
+            "SELECT account, credential, created_at FROM webui_sessions WHERE id_hash = ?",
+            (id_hash,))), None)
+
+    def end_web_sessions(self, account: str) -> int:
+        """End every session of `account` (logout, a password change); how many there were."""
+        with _write_transaction(self._db.conn):
+            cursor = self._db.execute("DELETE FROM webui_sessions WHERE account = ?",
+                                      (account,))
+        return int(cursor.rowcount)
+
+    def extension_password(self, number: str) -> str | None:
+        """An extension's SIP password (its web UI login), or None if there is no such one."""
+        row = self._db.execute("SELECT password FROM extensions WHERE number = ?",
+                               (number,)).fetchone()
+        return None if row is None else str(row[0])
 
     def _insert_config_rows(self, cfg: Config) -> None:
         self._db.table("extensions").insert_all(
