@@ -17,6 +17,7 @@ import json
 import logging
 import logging.handlers
 import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import date, tzinfo
@@ -25,11 +26,13 @@ from typing import Any
 
 from . import reports
 from .daemon import control_request, run_daemon
+from .display import terminal_json, terminal_text
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT
 from .routing.model import AGENT_STATUSES
 from .routing.rules import normalise_number
-from .store import ConfigError, Store, dump_yaml, load_yaml, seed_default
+from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml, seed_default
 from .store.errors import RecordNotFoundError
+from .store.files import log_path, secure_data_files, use_private_umask
 
 DEFAULT_DB = "var/linebox.db"
 DEFAULT_SIP = "127.0.0.1:5060"
@@ -38,6 +41,10 @@ GC_THRESHOLDS = (10_000, 1_000, 1_000_000)
 LOG_FILE_BYTES = 1_000_000  # the log beside the database: small, rotated (flash storage)
 LOG_FILE_BACKUPS = 3
 WEB_STOP_TIMEOUT_S = 5.0
+
+TRUSTED_PROXY_HELP = ("the address of a reverse proxy in front of the web UI (e.g. one "
+                      "ending HTTPS): its X-Forwarded-Proto and X-Forwarded-For are believed, "
+                      "nobody else's")
 
 LOGGER = logging.getLogger("linebox")
 
@@ -74,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rtp-ports", default=f"{DEFAULT_FIRST_PORT}-{DEFAULT_LAST_PORT}",
                      type=_port_range, metavar="FIRST-LAST",
                      help="UDP ports for the box's own media: voicemail, prompts")
+    run.add_argument("--trusted-proxy", metavar="ADDRESS", help=TRUSTED_PROXY_HELP)
 
     web = sub.add_parser("web", help="serve the web UI alone (the daemon may run elsewhere)")
     web.add_argument("--db", default=DEFAULT_DB)
     web.add_argument("--http", default=DEFAULT_HTTP, type=_hostport, metavar="HOST:PORT")
+    web.add_argument("--trusted-proxy", metavar="ADDRESS", help=TRUSTED_PROXY_HELP)
 
     config = sub.add_parser("config", help="configuration backup and restore (YAML)")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -152,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything is created: the database, its WAL and the log hold every password, so
+    # whatever this process creates is its user's alone (issue 9 item 3).
+    use_private_umask()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level),
@@ -188,6 +200,8 @@ def _import_file(store: Store, path: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    _log_to_file(args.db)
+    secure_data_files(args.db)
     store = Store.open(args.db)
     try:
         if args.config:
@@ -201,9 +215,9 @@ def _run(args: argparse.Namespace) -> int:
             print("First start: created department 200 \"Отдел продаж\" with extension 101.")
             print(f"Extension 101 SIP password (shown once): {password}")
             sys.stdout.flush()
+        _print_setup_code(store)
         host, port = args.sip
-        _log_to_file(args.db)
-        web = _start_web(args.db, args.http) if args.http else None
+        web = _start_web(args.db, args.http, args.trusted_proxy) if args.http else None
         _tune_garbage_collector()
         try:
             _event_loop_runner(run_daemon(store, sip_host=host, sip_port=port, db_path=args.db,
@@ -219,20 +233,31 @@ def _run(args: argparse.Namespace) -> int:
 def _log_to_file(db: str) -> None:
     """The daemon's log also goes to a file beside the database; the web UI's System page
     shows its last lines."""
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(
-        Path(db).with_suffix(".log"), maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
-        encoding="utf-8",
+        log_path(db), maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8",
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
 
 
-def _start_web(db: str, http: tuple[str, int]) -> subprocess.Popen[bytes]:
+def _print_setup_code(store: Store) -> None:
+    """While no web UI administrator exists: the one-time code the first-run page asks for,
+    so that only someone who sees this console (or can run `linebox status`) sets the box up."""
+    code = store.setup_code()
+    if code is not None:
+        print(f"Web UI setup code (the first-run page asks for it): {code}")
+        sys.stdout.flush()
+
+
+def _start_web(db: str, http: tuple[str, int],
+               trusted_proxy: str | None = None) -> subprocess.Popen[bytes]:
     """The web UI in a process of its own (a slow page never delays SIP)."""
     host, port = http
+    proxy = ["--trusted-proxy", trusted_proxy] if trusted_proxy else []
     web = subprocess.Popen(
         [sys.executable, "-m", "webui.serve", "--db", str(Path(db).resolve()),
-         "--host", host, "--port", str(port)],
+         "--host", host, "--port", str(port), *proxy],
         # Its own process group: Ctrl-C in a terminal reaches the daemon, which then stops
         # the web UI in order, rather than both at once.
         start_new_session=True,
@@ -257,8 +282,15 @@ def _stop_web(web: subprocess.Popen[bytes]) -> None:
 def _web(args: argparse.Namespace) -> int:
     from webui.serve import main as serve_main
 
+    secure_data_files(args.db)
+    store = Store.open(args.db)
+    try:
+        _print_setup_code(store)
+    finally:
+        store.close()
     host, port = args.http
-    return serve_main(["--db", args.db, "--host", host, "--port", str(port)])
+    proxy = ["--trusted-proxy", args.trusted_proxy] if args.trusted_proxy else []
+    return serve_main(["--db", args.db, "--host", host, "--port", str(port), *proxy])
 
 
 def _tune_garbage_collector() -> None:
@@ -370,19 +402,43 @@ def _agent(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    setup_code = _pending_setup_code(args.db)
     answer = _ask_daemon(args.db, {"command": "status"})
     if answer is None:
+        if setup_code is not None and not args.json:
+            print(_setup_code_line(setup_code))
         return 1
-    status = answer["status"]
+    status = {**answer["status"], "setup_code": setup_code}
     if args.json:
-        print(json.dumps(status, ensure_ascii=False, indent=2))
+        print(terminal_json(json.dumps(status, ensure_ascii=False, indent=2)))
         return 0
     print(format_status(status))
     return 0
 
 
+def _pending_setup_code(db: str) -> str | None:
+    """The web UI's first-run setup code while no administrator exists; None once one does,
+    or when this user may not read the database (the code is for the box's owner only)."""
+    if not Path(db).is_file():
+        return None
+    try:
+        with Store.open(db) as store:
+            return store.setup_code()
+    except (sqlite3.Error, OSError, StoreError):
+        return None
+
+
+def _setup_code_line(code: str) -> str:
+    return f"Web UI setup code (no administrator yet; the first-run page asks for it): {code}"
+
+
 def format_status(status: dict[str, Any]) -> str:
-    lines = [f"Linebox on {status['sip']} (pid {status['pid']})", "", "Registrations:"]
+    """The status as text for a terminal: every value from outside (caller numbers, phones'
+    User-Agent and Contact, names) has its control characters written out as escapes."""
+    lines = [f"Linebox on {status['sip']} (pid {status['pid']})", ""]
+    if status.get("setup_code"):
+        lines += [_setup_code_line(status["setup_code"]), ""]
+    lines.append("Registrations:")
     for reg in status["registrations"] or []:
         lines.append(f"  {reg['extension']:>6}  {reg['contact']}  via {reg['source']}  "
                      f"expires in {reg['expires_in_s']} s  {reg['user_agent']}")
@@ -415,7 +471,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"  {ban['source']} ({ban['requests']} requests)")
     if not status["bans"]:
         lines.append("  (none)")
-    return "\n".join(lines)
+    return "\n".join(terminal_text(line) for line in lines)
 
 
 # --- reports and call marks (read the database file directly; fine beside a running daemon) ----
@@ -531,8 +587,9 @@ def _voicemail_list(args: argparse.Namespace) -> int:
     print(f"{'id':>5}  {'left at':19}  {'mailbox':8}  {'caller':16}  {'length':>7}  new")
     for message in messages:
         left_at = datetime.datetime.fromtimestamp(message["left_at"], tz)
+        caller = terminal_text(str(message["caller"]))  # whatever the caller's From said
         print(f"{message['id']:>5}  {left_at:%Y-%m-%d %H:%M:%S}  {message['mailbox']:8}  "
-              f"{message['caller']:16}  {message['duration_s']:>6.1f}s  "
+              f"{caller:16}  {message['duration_s']:>6.1f}s  "
               f"{'' if message['heard'] else '*'}")
     return 0
 

@@ -22,6 +22,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from firmware.display import csv_cell, terminal_text
 from firmware.store import ConfigError, Store, StoreError
 from firmware.store.config import DEFAULT_TIMEZONE
 
@@ -418,6 +419,8 @@ def _text(value: object) -> str:
 def _csv_value(value: object) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):  # a caller number, a name: maybe chosen by an outsider
+        return csv_cell(value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, date):
@@ -493,6 +496,9 @@ def format_table(kind: str, rows: Sequence[Any], *, title: str | None = None) ->
 def render_table(
     title: str, headers: Sequence[str], aligns: Sequence[str], cells: Sequence[Sequence[str]]
 ) -> str:
+    """An aligned text table for a terminal; control characters in any cell are written out
+    as escapes (a caller number may carry ESC sequences)."""
+    cells = [[terminal_text(value) for value in line] for line in cells]
     widths = [
         max([display_width(header), *(display_width(line[i]) for line in cells)])
         for i, header in enumerate(headers)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import datetime
+import io
 import json
+import re
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -208,16 +214,22 @@ def test_run_with_http_serves_the_web_ui_and_stops_it_with_the_daemon(tmp_path: 
         probe.bind(("127.0.0.1", port))
 
 
-def test_web_serves_the_ui_alone(tmp_path: Path) -> None:
-    db = tmp_path / "box.db"
-    assert linebox("config", "import", str(write_config(tmp_path / "c.yaml", base_config())),
-                   "--db", str(db)).returncode == 0
+def start_web(db: Path) -> tuple[subprocess.Popen[str], int]:
+    """`linebox web` on a free port of 127.0.0.1, its output piped."""
     port = free_port(tcp=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "firmware", "web", "--db", str(db), "--http",
          f"127.0.0.1:{port}"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    return process, port
+
+
+def test_web_serves_the_ui_alone(tmp_path: Path) -> None:
+    db = tmp_path / "box.db"
+    assert linebox("config", "import", str(write_config(tmp_path / "c.yaml", base_config())),
+                   "--db", str(db)).returncode == 0
+    process, port = start_web(db)
     try:
         assert _wait_for_web(f"http://127.0.0.1:{port}/login", process) == (302, "/setup")
     finally:
@@ -246,3 +258,169 @@ def test_voicemail_list_and_save_read_the_mailboxes(tmp_path: Path) -> None:
     assert not linebox("voicemail", "list", "--db", str(db)).stdout.splitlines()[1].endswith("*")
     missing = linebox("voicemail", "save", "999", str(target), "--db", str(db))
     assert missing.returncode == 1 and "no message with id 999" in missing.stderr
+
+
+# --- issue 9: private files, the setup code, nothing from outside obeyed by the terminal ------
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e"  # retitle, clear, C1 CSI, bidi override
+EVIL_CALLER = f"7916{ESCAPES}1234567"
+SETUP_CODE_RE = re.compile(r"Web UI setup code \(the first-run page asks for it\): (\S+)")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def assert_private(folder: Path, db: Path) -> None:
+    assert mode(folder) == 0o700
+    files = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), db.with_suffix(".log")]
+    assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}
+
+
+def test_run_keeps_the_database_wal_and_log_private(tmp_path: Path) -> None:
+    folder = tmp_path / "data"  # made by the daemon, under its umask
+    db = folder / "linebox.db"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "firmware", "run", "--db", str(db), "--sip", f"127.0.0.1:{port}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while len(lines) < 40 and not any(SETUP_CODE_RE.search(line) for line in lines):
+            lines.append(process.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not db.with_suffix(".sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert_private(folder, db)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    code = next(SETUP_CODE_RE.search(line) for line in lines if SETUP_CODE_RE.search(line))
+    assert code is not None and len(code.group(1)) == 14  # what make run shows the newcomer
+
+
+def test_start_mends_loose_permissions_and_names_what_it_mended(tmp_path: Path) -> None:
+    from firmware.store import Store
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    db = folder / "linebox.db"
+    db.with_suffix(".log").write_text("an old log\n", encoding="utf-8")
+    write_config(tmp_path / "c.yaml", base_config())
+    assert linebox("config", "import", str(tmp_path / "c.yaml"), "--db", str(db)) \
+        .returncode == 0
+    # As files were made before this fix: 0644 in a 0755 folder. A reader holding the
+    # database open keeps its WAL and shared-memory files there (made 0644 beside it).
+    for path in (folder, db, db.with_suffix(".log")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    reader = Store.open(db)
+    wal, shm = Path(f"{db}-wal"), Path(f"{db}-shm")
+    for path in (wal, shm):
+        path.chmod(0o644)
+    process, port = start_web(db)
+    try:
+        _wait_for_web(f"http://127.0.0.1:{port}/login", process)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+        reader.close()
+    for path in (folder, db, wal, shm, db.with_suffix(".log")):
+        assert f"permissions of {path} mended" in output, output
+    assert mode(folder) == 0o700 and mode(db) == 0o600
+    assert mode(db.with_suffix(".log")) == 0o600
+
+
+def test_status_shows_the_setup_code_until_an_admin_exists(tmp_path: Path) -> None:
+    from firmware.store import Store
+    from webui.security import hash_password
+
+    with running_linebox(tmp_path / "box", base_config()) as daemon:
+        printed = SETUP_CODE_RE.search(daemon.log())
+        assert printed, daemon.log()
+        human = linebox("status", "--db", str(daemon.db))
+        assert f"Web UI setup code (no administrator yet; the first-run page asks for it): " \
+               f"{printed.group(1)}" in human.stdout
+        as_json = json.loads(linebox("status", "--db", str(daemon.db), "--json").stdout)
+        assert as_json["setup_code"] == printed.group(1)
+        with Store.open(daemon.db) as store:
+            assert store.claim_first_admin(hash_password("long enough"), printed.group(1))
+        assert json.loads(linebox("status", "--db", str(daemon.db), "--json").stdout)[
+            "setup_code"] is None
+        assert "setup code" not in linebox("status", "--db", str(daemon.db)).stdout
+
+
+def test_status_prints_outside_values_without_their_control_characters() -> None:
+    from firmware.cli import format_status
+
+    status = {
+        "sip": "127.0.0.1:5060", "pid": 1,
+        "registrations": [{"extension": "101", "contact": f"sip:101@x{ESCAPES}",
+                           "source": "udp:127.0.0.1:5062", "expires_in_s": 60,
+                           "user_agent": f"Phone{ESCAPES}"}],
+        "trunks": [{"name": "provider", "state": "failed", "error": f"403 {ESCAPES}"}],
+        "agents": [], "channels": [], "bans": [],
+        "calls": [{"caller": EVIL_CALLER, "dialed": "200", "state": "ringing",
+                   "answered_by": None, "ringing": ["101"], "duration_s": 3}],
+    }
+    text = format_status(status)
+    assert all(char not in text for char in "\x1b\x07\x9b\u202e")
+    assert "7916\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\u202e1234567" in text
+    assert "Phone\\x1b" in text
+
+
+def test_the_status_json_is_still_json_and_obeys_nothing() -> None:
+    from firmware.display import terminal_json
+
+    raw = json.dumps({"caller": EVIL_CALLER, "name": "Мария"}, ensure_ascii=False)
+    safe = terminal_json(raw)
+    assert all(char not in safe for char in "\x1b\x07\x9b\u202e")
+    assert json.loads(safe) == {"caller": EVIL_CALLER, "name": "Мария"}
+    assert "Мария" in safe
+
+
+def test_csv_cells_that_would_be_formulas_start_with_an_apostrophe() -> None:
+    from firmware.display import csv_cell
+
+    assert csv_cell("=1+1") == "'=1+1"
+    assert csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_cell("-2+3") == "'-2+3"
+    assert csv_cell("+7 916 =1") == "'+7 916 =1"
+    assert csv_cell("\r=1") == "'\r=1"
+    assert csv_cell("+79161234567") == "+79161234567"  # a caller's number stays usable
+    assert csv_cell("79161234567") == "79161234567"
+    assert csv_cell("Мария") == "Мария"
+
+
+def test_call_list_report_and_voicemail_list_escape_what_callers_sent(tmp_path: Path) -> None:
+    from firmware.store import Store, new_call_id
+
+    db = tmp_path / "linebox.db"
+    started = 1_795_000_000.0
+    with Store.open(db) as store:
+        call_id = new_call_id()
+        store.record_finished_calls([({
+            "id": call_id, "started_at": started, "ended_at": started + 20,
+            "direction": "inbound", "source": "trunk:provider", "caller": EVIL_CALLER,
+            "dialed": "=HYPERLINK(\"http://evil.example\")", "number": "74951234567",
+            "department": "200", "end_cause": "test", "outcome": "missed",
+            "sip_call_id": call_id,
+        }, [])])
+        store.add_voicemail(call_id=call_id, mailbox="200", caller=EVIL_CALLER,
+                            left_at=started, duration_s=1.0, audio=b"RIFF")
+    day = datetime.datetime.fromtimestamp(started, datetime.UTC).date().isoformat()
+    outputs = {
+        "call list": linebox("call", "list", "--db", str(db), "--tz", "UTC"),
+        "report": linebox("report", "--from", day, "--to", day, "--tz", "UTC", "--db",
+                          str(db)),
+        "voicemail list": linebox("voicemail", "list", "--db", str(db), "--tz", "UTC"),
+    }
+    for name, result in outputs.items():
+        assert result.returncode == 0, (name, result.stderr)
+        assert all(char not in result.stdout for char in "\x1b\x07\x9b\u202e"), name
+        assert "7916\\x1b]0;pwned" in result.stdout, name
+    as_csv = linebox("report", "--csv", "--kind", "missed", "--from", day, "--to", day,
+                     "--tz", "UTC", "--db", str(db))
+    row = next(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert row["caller"] == EVIL_CALLER  # digits first: no formula, kept as it came

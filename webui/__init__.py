@@ -18,12 +18,12 @@ from flask import Flask, g, session
 from flask_babel import Babel
 
 from firmware.store import Store
+from firmware.store.db import SESSION_KEY_SECRET
 
 from . import security
 
 DEFAULT_LOCALE = "ru"
 LOCALES = ("ru", "en")
-SECRET_KEY_SETTING = "webui_secret_key"
 TRANSLATIONS = Path(__file__).parent / "translations"
 
 
@@ -44,15 +44,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         BABEL_TRANSLATION_DIRECTORIES=";".join(
             str(path) for path in sorted(TRANSLATIONS.iterdir()) if path.is_dir()
         ),
+        # Failed logins (and setup codes) allowed in LOGIN_WINDOW_S: from one address, and on
+        # one account from anywhere (security.LoginLimiter says why both).
         LOGIN_ATTEMPTS=5,
+        LOGIN_ACCOUNT_ATTEMPTS=10,
         LOGIN_WINDOW_S=300.0,
+        # Logins kept per account (older ones end): bounds the session table.
+        SESSIONS_PER_ACCOUNT=20,
         CONTROL_TIMEOUT_S=2.0,
     )
     if test_config is not None:
         app.config.update(test_config)
     Path(app.config["DB"]).parent.mkdir(parents=True, exist_ok=True)
-    if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = _secret_key(app.config["DB"])
+    _prepare_store(app)
 
     Babel(app, locale_selector=_locale)
     security.init_app(app)
@@ -101,15 +105,15 @@ def _locale() -> str:
     return str(chosen) if chosen in LOCALES else DEFAULT_LOCALE
 
 
-def _secret_key(db_path: str) -> str:
-    """The session signing key: made once and kept in the store, so logins survive a restart
-    of the web UI process."""
-    store = Store.open(db_path)
+def _prepare_store(app: Flask) -> None:
+    """The session signing key: made once and kept in the store's own table (never in an
+    export, never replaced by a restore), so logins survive a restart of the web UI process.
+    And, while no administrator exists, the first-run setup code the wizard will ask for."""
+    store = Store.open(app.config["DB"])
     try:
-        key = store.get_setting(SECRET_KEY_SETTING)
-        if not key:
-            key = secrets.token_hex(32)
-            store.put_setting(SECRET_KEY_SETTING, key)
-        return str(key)
+        if not app.config.get("SECRET_KEY"):
+            app.config["SECRET_KEY"] = store.web_secret_or_new(
+                SESSION_KEY_SECRET, lambda: secrets.token_hex(32))
+        store.setup_code()
     finally:
         store.close()

@@ -7,6 +7,7 @@ change their own status."""
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from flask import (
@@ -26,24 +27,35 @@ from . import LOCALES, configedit, get_store
 from .forms import EXTENSION_RE, PHONE_RE, FormErrors, new_sip_password, text, whole_number
 from .security import (
     ADMIN,
-    ADMIN_PASSWORD_SETTING,
     AGENT,
     MIN_ADMIN_PASSWORD,
+    SETUP_CODE_ACCOUNT,
     admin_required,
     client_address,
     hash_password,
     limiter,
+    local_path,
     log_in,
+    log_out,
     password_matches,
 )
 from .strategies import STRATEGY_CHOICES
+
+LOGGER = logging.getLogger(__name__)
 
 bp = Blueprint("auth", __name__)
 
 
 def admin_password_hash() -> str | None:
-    value = get_store().get_setting(ADMIN_PASSWORD_SETTING)
-    return str(value) if value else None
+    return get_store().admin_password_hash()
+
+
+def _too_many_attempts(account: str) -> str | None:
+    """The message for a client that has to wait before trying `account` again, or None."""
+    wait_s = limiter().retry_after(account, client_address())
+    if not wait_s:
+        return None
+    return str(_("Too many failed attempts. Try again in %(seconds)d s.", seconds=wait_s))
 
 
 def index() -> Response:
@@ -64,38 +76,31 @@ def login() -> Any:
         return redirect(url_for("auth.setup"))
     errors = FormErrors()
     if request.method == "POST":
-        wait_s = limiter().retry_after(client_address())
-        if wait_s:
-            message = _("Too many failed attempts. Try again in %(seconds)d s.", seconds=wait_s)
-            return render_template("login.html", errors={"form": message}), 429
         user = text(request.form, "user")
+        waiting = _too_many_attempts(user)
+        if waiting:
+            return render_template("login.html", errors={"form": waiting}), 429
         password = request.form.get("password") or ""
-        if user == "admin" and password_matches(stored, password):
-            limiter().succeeded(client_address())
+        if user == ADMIN and password_matches(stored, password):
+            limiter().succeeded(user)
             log_in(ADMIN)
-            return redirect(_safe_next() or url_for("index"))
-        extension = get_store().load_config()
-        found = next((e for e in extension.extensions if e.number == user), None)
-        if found is not None and hmac.compare_digest(found.password.encode(),
-                                                     password.encode()):
-            limiter().succeeded(client_address())
-            log_in(AGENT, extension=found.number)
+            return redirect(local_path(request.args.get("next") or "") or url_for("index"))
+        secret = get_store().extension_password(user) if user else None
+        if secret is not None and hmac.compare_digest(secret.encode(), password.encode()):
+            limiter().succeeded(user)
+            log_in(AGENT, extension=user)
             return redirect(url_for("agent.page"))
-        limiter().failed(client_address())
+        limiter().failed(user, client_address())
+        # %r: the name as typed, its line breaks escaped (no forged log lines).
+        LOGGER.warning("web UI login failed for user %r from %s", user[:64], client_address())
         errors["form"] = _("Wrong user name or password.")
         return render_template("login.html", errors=errors), 401
     return render_template("login.html", errors=errors)
 
 
-def _safe_next() -> str | None:
-    target = request.args.get("next") or ""
-    # Only a path on this site: never an open redirect to another host.
-    return target if target.startswith("/") and not target.startswith("//") else None
-
-
 @bp.route("/logout", methods=["POST"])
 def logout() -> Response:
-    session.clear()
+    log_out()
     flash(_("You have logged out."))
     return redirect(url_for("auth.login"))
 
@@ -105,8 +110,7 @@ def language(code: str) -> Response:
     if code not in LOCALES:
         abort(404)
     session["locale"] = code
-    back = request.form.get("back") or "/"
-    return redirect(back if back.startswith("/") and not back.startswith("//") else "/")
+    return redirect(local_path(request.form.get("back") or "/") or "/")
 
 
 # --------------------------------------------------------------------------- first run
@@ -114,21 +118,38 @@ def language(code: str) -> Response:
 
 @bp.route("/setup", methods=["GET", "POST"])
 def setup() -> Any:
-    """Step 1: the admin password. Open only while none is set."""
+    """Step 1: the setup code and the admin password. Open only while no admin password is
+    set, and only to someone who can read the code the box printed on its console (or
+    `linebox status`): the first visitor of a box reachable from a network is not
+    necessarily its owner."""
     if admin_password_hash() is not None:
         return redirect(url_for("index"))
     errors = FormErrors()
+    status = 200
     if request.method == "POST":
+        waiting = _too_many_attempts(SETUP_CODE_ACCOUNT)
+        if waiting:
+            return render_template("setup_password.html", errors={"form": waiting}), 429
+        code = text(request.form, "code")
         password = request.form.get("password") or ""
+        errors.need("code", bool(code), _("Enter the setup code."))
         errors.need("password", len(password) >= MIN_ADMIN_PASSWORD,
                     _("At least %(count)d characters.", count=MIN_ADMIN_PASSWORD))
         errors.need("confirm", password == (request.form.get("confirm") or ""),
                     _("The two passwords differ."))
+        status = 400
         if not errors:
-            get_store().put_setting(ADMIN_PASSWORD_SETTING, hash_password(password))
-            log_in(ADMIN)
-            return redirect(url_for("auth.setup_provider"))
-    status = 400 if errors else 200
+            if get_store().claim_first_admin(hash_password(password), code):
+                limiter().succeeded(SETUP_CODE_ACCOUNT)
+                log_in(ADMIN)
+                return redirect(url_for("auth.setup_provider"))
+            if admin_password_hash() is not None:  # someone with the code was quicker
+                return redirect(url_for("index"))
+            limiter().failed(SETUP_CODE_ACCOUNT, client_address())
+            LOGGER.warning("web UI first-run setup code wrong, from %s", client_address())
+            errors["code"] = _("This is not the setup code. It is printed when the box "
+                               "starts and shown by linebox status.")
+            status = 403
     return render_template("setup_password.html", errors=errors), status
 
 

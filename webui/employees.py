@@ -40,7 +40,7 @@ from .forms import (
     save_draft,
     text,
 )
-from .security import admin_required
+from .security import AGENT, account_of, admin_required, end_sessions
 
 bp = Blueprint("employees", __name__)
 
@@ -194,6 +194,7 @@ def reset_password(number: str) -> Any:
     employee["password"] = new_sip_password()
     errors = FormErrors()
     if save_draft(draft, errors):
+        end_sessions(account_of(AGENT, number))  # the web UI login was the old password
         return _password_page(employee, new=False)
     fresh = configedit.load().data
     return _form_page(_values_of(fresh, _find(fresh, number)), errors, new=False, data=fresh)

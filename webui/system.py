@@ -1,5 +1,6 @@
 """The system page: the firmware's version, whether the service runs, a backup of the whole
-configuration and its restore, and the last lines of the daemon's log.
+configuration and its restore, the administrator's password, and the last lines of the
+daemon's log.
 
 The backup is exactly what `linebox config export` prints; a restore is checked exactly like
 `linebox config import` and replaces the whole configuration in one transaction, so a broken
@@ -30,10 +31,20 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from firmware.store import ConfigError, dump_yaml, load_yaml
+from firmware.store.files import log_path as daemon_log_path
 
 from . import control, get_store
 from .forms import FormErrors
-from .security import admin_required
+from .security import (
+    ADMIN,
+    MIN_ADMIN_PASSWORD,
+    admin_required,
+    client_address,
+    hash_password,
+    limiter,
+    log_in,
+    password_matches,
+)
 
 bp = Blueprint("system", __name__)
 
@@ -51,7 +62,7 @@ def version() -> str:
 
 
 def log_path() -> Path:
-    return Path(current_app.config["DB"]).with_suffix(".log")
+    return daemon_log_path(current_app.config["DB"])
 
 
 def tail_lines(path: Path, count: int = LOG_LINES,
@@ -140,6 +151,35 @@ def restore() -> Any:
         return _render(errors, 400)
     flash(_("The configuration was restored from %(file)s. The service applies it within a "
             "few seconds.", file=upload.filename))
+    return redirect(url_for("system.page"))
+
+
+@bp.route("/system/password", methods=["POST"])
+@admin_required
+def change_password() -> Any:
+    """A new administrator password: the current one first (a session left open on someone
+    else's screen cannot take the box over), then every admin session ends but this one."""
+    errors = FormErrors()
+    form = request.form
+    waiting = limiter().retry_after(ADMIN, client_address())
+    if waiting:
+        errors["current"] = _("Too many failed attempts. Try again in %(seconds)d s.",
+                              seconds=waiting)
+        return _render(errors, 429)
+    new = form.get("new_password") or ""
+    stored = get_store().admin_password_hash() or ""
+    if not password_matches(stored, form.get("current") or ""):
+        limiter().failed(ADMIN, client_address())
+        errors["current"] = _("This is not the current password.")
+    errors.need("new_password", len(new) >= MIN_ADMIN_PASSWORD,
+                _("At least %(count)d characters.", count=MIN_ADMIN_PASSWORD))
+    errors.need("confirm", new == (form.get("confirm") or ""), _("The two passwords differ."))
+    if errors:
+        return _render(errors, 400)
+    get_store().set_admin_password(hash_password(new))  # ends every admin session
+    log_in(ADMIN)
+    flash(_("The administrator's password has been changed. Every other administrator "
+            "session has ended."))
     return redirect(url_for("system.page"))
 
 

@@ -34,6 +34,9 @@ STOP_TIMEOUT_S = 10.0
 # What `linebox run` prints once when it seeds an empty database (firmware/cli.py).
 FIRST_START_PASSWORD_RE = re.compile(r"^Extension 101 SIP password \(shown once\): (\S+)$",
                                      re.MULTILINE)
+# What it prints at every start while the web UI has no administrator yet.
+SETUP_CODE_RE = re.compile(r"^Web UI setup code \(the first-run page asks for it\): (\S+)$",
+                           re.MULTILINE)
 
 AGENT_PASSWORDS = {f"10{i}": f"secret-10{i}-pw" for i in range(1, 10)}
 
@@ -150,6 +153,12 @@ class LineboxProcess:
         """Extension 101's SIP password as the first start on an empty database prints it."""
         match = FIRST_START_PASSWORD_RE.search(self.log())
         assert match, f"no first-start password printed:\n{self.log()[-3000:]}"
+        return match.group(1)
+
+    def setup_code(self) -> str:
+        """The web UI's first-run setup code, as the daemon printed it on its console."""
+        match = SETUP_CODE_RE.search(self.log())
+        assert match, f"no setup code printed:\n{self.log()[-3000:]}"
         return match.group(1)
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:

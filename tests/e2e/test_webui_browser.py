@@ -70,11 +70,13 @@ def open_ui(browser: Browser, box: LineboxProcess) -> Page:
     return page
 
 
-def run_wizard(page: Page) -> dict[str, str]:
-    """First run: admin password, provider, department 300 "in order" with three employees.
-    Returns each new employee's phone password, as the last page shows them (once)."""
+def run_wizard(page: Page, box: LineboxProcess) -> dict[str, str]:
+    """First run: the setup code the box printed, admin password, provider, department 300
+    "in order" with three employees. Returns each new employee's phone password, as the last
+    page shows them (once)."""
     expect(page.locator("h1")).to_have_text("Первый запуск: шаг 1 из 3")
     shot(page, "01-first-run-password")
+    page.fill("#f-code", box.setup_code())
     page.fill("#f-password", ADMIN_PASSWORD)
     page.fill("#f-confirm", ADMIN_PASSWORD)
     page.click("main button[type=submit]")
@@ -118,7 +120,7 @@ def test_first_run_department_call_monitor_and_report(
     browser: Browser, box: LineboxProcess, tmp_path: Path
 ) -> None:
     page = open_ui(browser, box)
-    passwords = run_wizard(page)
+    passwords = run_wizard(page, box)
     config = box.wait_for(  # the daemon applies the new configuration revision by itself
         lambda: any(a["extension"] == "104" for a in box.status()["agents"]), 5,
         "the wizard's employees in the daemon",

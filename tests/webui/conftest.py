@@ -68,6 +68,23 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+def setup_code_of(app: Flask) -> str:
+    """The first-run setup code, read from the box's store as `linebox status` reads it."""
+    with Store.open(app.config["DB"]) as store:
+        code = store.setup_code()
+    assert code is not None, "no setup code: an administrator exists"
+    return code
+
+
+def finish_first_step(client: FlaskClient, app: Flask,
+                      password: str = "long enough") -> FlaskClient:
+    """The first-run wizard's step 1 as the box's owner does it: setup code and password."""
+    response = post(client, "/setup", {"code": setup_code_of(app), "password": password,
+                                       "confirm": password})
+    assert response.headers["Location"] == "/setup/provider", response.get_data(as_text=True)
+    return client
+
+
 def csrf_of(client: FlaskClient, path: str = "/login") -> str:
     """The CSRF token of the client's session, as a page's form carries it."""
     page = client.get(path)

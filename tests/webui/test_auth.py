@@ -5,7 +5,14 @@ from __future__ import annotations
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.webui.conftest import ADMIN_PASSWORD, csrf_of, post, store_config
+from tests.webui.conftest import (
+    ADMIN_PASSWORD,
+    csrf_of,
+    finish_first_step,
+    post,
+    setup_code_of,
+    store_config,
+)
 from webui.security import LoginLimiter
 
 
@@ -42,12 +49,12 @@ def test_login_attempts_are_rate_limited(client: FlaskClient) -> None:
 
 
 def test_limiter_window_slides() -> None:
-    limiter = LoginLimiter(attempts=2, window_s=10.0)
-    limiter.failed("a", now=0.0)
-    limiter.failed("a", now=1.0)
-    assert limiter.retry_after("a", now=2.0) == 8
-    assert limiter.retry_after("b", now=2.0) == 0
-    assert limiter.retry_after("a", now=10.5) == 0  # the first failure left the window
+    limiter = LoginLimiter(attempts_per_address=2, attempts_per_account=10, window_s=10.0)
+    limiter.failed("admin", "a", now=0.0)
+    limiter.failed("admin", "a", now=1.0)
+    assert limiter.retry_after("admin", "a", now=2.0) == 8
+    assert limiter.retry_after("admin", "b", now=2.0) == 0
+    assert limiter.retry_after("admin", "a", now=10.5) == 0  # the first failure left the window
 
 
 def test_a_post_without_the_csrf_token_is_refused(client: FlaskClient) -> None:
@@ -104,12 +111,15 @@ def test_first_run_forces_an_admin_password(fresh_app: Flask) -> None:
     client = fresh_app.test_client()
     assert client.get("/").headers["Location"] == "/setup"
     assert client.get("/login").headers["Location"] == "/setup"
-    response = post(client, "/setup", {"password": "short", "confirm": "short"})
+    code = setup_code_of(fresh_app)
+    response = post(client, "/setup", {"code": code, "password": "short", "confirm": "short"})
     assert response.status_code == 400
     assert "Не короче 8 символов." in response.get_data(as_text=True)
-    response = post(client, "/setup", {"password": "long enough", "confirm": "different"})
+    response = post(client, "/setup", {"code": code, "password": "long enough",
+                                       "confirm": "different"})
     assert "Пароли не совпадают." in response.get_data(as_text=True)
-    response = post(client, "/setup", {"password": "long enough", "confirm": "long enough"})
+    response = post(client, "/setup", {"code": code, "password": "long enough",
+                                       "confirm": "long enough"})
     assert response.headers["Location"] == "/setup/provider"
     # Once set, the first-run page is closed.
     fresh = fresh_app.test_client()
@@ -117,8 +127,7 @@ def test_first_run_forces_an_admin_password(fresh_app: Flask) -> None:
 
 
 def test_first_run_provider_and_department_steps(fresh_app: Flask) -> None:
-    client = fresh_app.test_client()
-    post(client, "/setup", {"password": "long enough", "confirm": "long enough"})
+    client = finish_first_step(fresh_app.test_client(), fresh_app)
     bad = post(client, "/setup/provider", {"host": "", "port": "0", "trunk_channels": "2",
                                            "number": "abc", "channels": "101"})
     assert bad.status_code == 400
@@ -147,8 +156,7 @@ def test_first_run_provider_and_department_steps(fresh_app: Flask) -> None:
 
 
 def test_first_run_department_errors_are_shown_next_to_the_fields(fresh_app: Flask) -> None:
-    client = fresh_app.test_client()
-    post(client, "/setup", {"password": "long enough", "confirm": "long enough"})
+    client = finish_first_step(fresh_app.test_client(), fresh_app)
     response = post(client, "/setup/department", {
         "number": "x", "name": "", "strategy": "fastest", "employees": "abc Мария"})
     assert response.status_code == 400
