@@ -33,6 +33,7 @@ from .gateway import CallRecorder, Gateway, WebhookRequested
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
 from .reports import conversion_by_manager
+from .routing.tollguard import OutboundCallRefused
 from .sip.transaction import Address
 from .store import Config, Store
 from .transport.tcp import TcpLimits, TcpTransport, descriptor_reserve
@@ -101,6 +102,10 @@ class SqliteRecorder(CallRecorder):
         if batch:
             self._queue.put(batch)
 
+    def security_event(self, event: OutboundCallRefused) -> None:
+        # Written at once, like a voicemail message: the admin looks for it while it matters.
+        self._queue.put([("security", event, self.wall_offset_s)])
+
     def record_status(self, change: StatusChanged) -> None:
         """Agent statuses are written at once (in the writer thread): they must survive a
         restart, and an admin expects `linebox status` elsewhere to agree."""
@@ -130,8 +135,9 @@ class SqliteRecorder(CallRecorder):
     def _write(store: Store, batch: list[Any]) -> list[Any]:
         statuses = [item for item in batch if item and item[0] == "status"]
         messages = [item for item in batch if item and item[0] == "voicemail"]
-        calls = [item for item in batch
-                 if item and item[0] not in ("status", "callback", "voicemail", "pending")]
+        events = [item for item in batch if item and item[0] == "security"]
+        calls = [item for item in batch if item and item[0] not in (
+            "status", "callback", "voicemail", "pending", "security")]
         try:
             while messages:
                 _, message, wall_time = messages[0]
@@ -139,6 +145,13 @@ class SqliteRecorder(CallRecorder):
                                     caller=message.caller, left_at=wall_time,
                                     duration_s=message.duration_s, audio=wav_bytes(message.pcm))
                 messages.pop(0)
+            while events:
+                _, event, offset = events[0]
+                store.add_security_event(
+                    at=event.at + offset, kind=event.kind, extension=event.extension,
+                    number=event.number, detail=event.number_class, repeated=event.repeated,
+                )
+                events.pop(0)
             for _, change, offset in statuses:
                 store.set_agent_status(
                     change.extension, change.status, reason=change.reason,
@@ -151,9 +164,10 @@ class SqliteRecorder(CallRecorder):
                 for item in batch if item and item[0] in ("pending", "callback")])
         except Exception:
             # Keep the rows for the next flush: a busy database must not lose call records
-            # (nor messages: those already written are not written twice).
+            # (nor messages and security events: those already written are not written twice).
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
-            return [item for item in batch if item[0] != "voicemail"] + messages
+            return [item for item in batch
+                    if item[0] not in ("voicemail", "security")] + messages + events
         return []
 
 

@@ -48,6 +48,14 @@ from firmware.routing.scheme import MOBILES as MOBILES
 from firmware.routing.scheme import VOICEMAIL as VOICEMAIL
 from firmware.routing.scheme import VOICEMAIL_PREFIX as VOICEMAIL_PREFIX
 from firmware.routing.scheme import SchemeError, parse_no_answer, parse_queue, voicemail_box
+from firmware.routing.tollguard import (
+    CALLS_PER_HOUR_MAX,
+    DEFAULT_BOX_CALLS_PER_HOUR,
+    DEFAULT_EXTENSION_CALLS_PER_HOUR,
+    DEFAULT_OUTBOUND,
+    OUTBOUND_CLASSES,
+    DialPlan,
+)
 from firmware.store.errors import RevisionConflictError
 
 if TYPE_CHECKING:
@@ -152,6 +160,10 @@ class Extension:
     digest_algorithms: tuple[str, ...] | None = None
     # Accept RFC 2069 answers (no qop, so no nonce count): only for old phones that need it.
     digest_without_qop: bool = False
+    # The dearest class of external numbers this phone may dial (`firmware.routing.tollguard`)
+    # and how many external calls it may place in an hour.
+    outbound: str = DEFAULT_OUTBOUND
+    external_calls_per_hour: int = DEFAULT_EXTENSION_CALLS_PER_HOUR
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,6 +248,8 @@ class Security:
     tcp_max_connections_per_address: int = 16
     tcp_idle_s: float = 120.0
     tcp_message_timeout_s: float = 10.0
+    # External calls the phones together may place in an hour (toll fraud: a stolen password).
+    external_calls_per_hour: int = DEFAULT_BOX_CALLS_PER_HOUR
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,6 +271,9 @@ class Site:
 
     timezone: str = DEFAULT_TIMEZONE
     language: str = DEFAULT_LANGUAGE  # of the built-in voice prompts (voicemail, apology)
+    # How numbers are written here: which external calls are local, mobile, long distance or
+    # international (the `site` keys of DialPlan's field names).
+    dial_plan: DialPlan = field(default_factory=DialPlan)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -445,7 +462,8 @@ def _password(value: object, path: str) -> str:
 def _parse_extension(value: object, path: str) -> Extension:
     data = _mapping(
         value, path, required=("number", "name", "password"),
-        optional=("mobile", "skills", "digest_algorithms", "digest_without_qop"),
+        optional=("mobile", "skills", "digest_algorithms", "digest_without_qop", "outbound",
+                  "external_calls_per_hour"),
     )
     mobile = data.get("mobile")
     algorithms = data.get("digest_algorithms")
@@ -468,7 +486,17 @@ def _parse_extension(value: object, path: str) -> Extension:
         digest_without_qop=_boolean(
             data.get("digest_without_qop", False), _at_key(path, "digest_without_qop")
         ),
+        outbound=_choice(data.get("outbound", DEFAULT_OUTBOUND), _at_key(path, "outbound"),
+                         OUTBOUND_CLASSES),
+        external_calls_per_hour=_calls_per_hour(
+            data.get("external_calls_per_hour", DEFAULT_EXTENSION_CALLS_PER_HOUR),
+            _at_key(path, "external_calls_per_hour"),
+        ),
     )
+
+
+def _calls_per_hour(value: object, path: str) -> int:
+    return _integer(value, path, low=1, high=CALLS_PER_HOUR_MAX)
 
 
 def _skills(value: object, path: str) -> tuple[str, ...]:
@@ -717,7 +745,7 @@ def _parse_security(value: object, path: str) -> Security:
         optional=("rate_limit_requests", "rate_limit_window_s", "ban_s", "scanner_user_agents",
                   "auth_failures_per_source", "auth_failures_per_extension", "auth_window_s",
                   "tcp_max_connections", "tcp_max_connections_per_address", "tcp_idle_s",
-                  "tcp_message_timeout_s"),
+                  "tcp_message_timeout_s", "external_calls_per_hour"),
     )
     defaults = Security()
     agents_path = _at_key(path, "scanner_user_agents")
@@ -770,6 +798,10 @@ def _parse_security(value: object, path: str) -> Security:
         tcp_message_timeout_s=_seconds(
             data.get("tcp_message_timeout_s", defaults.tcp_message_timeout_s),
             _at_key(path, "tcp_message_timeout_s"), positive=True,
+        ),
+        external_calls_per_hour=_calls_per_hour(
+            data.get("external_calls_per_hour", defaults.external_calls_per_hour),
+            _at_key(path, "external_calls_per_hour"),
         ),
     )
 
@@ -827,8 +859,14 @@ def _parse_crm(value: object, path: str) -> Crm:
     )
 
 
+DIAL_PLAN_KEYS = tuple(f.name for f in dataclasses.fields(DialPlan))
+_DIAL_PLAN_DEFAULTS = DialPlan()
+NATIONAL_DIGITS_MIN = 4
+NATIONAL_DIGITS_MAX = 14  # with a country code of 1 digit, E.164's 15
+
+
 def _parse_site(value: object, path: str) -> Site:
-    data = _mapping(value, path, required=(), optional=("timezone", "language"))
+    data = _mapping(value, path, required=(), optional=("timezone", "language", *DIAL_PLAN_KEYS))
     language = data.get("language", DEFAULT_LANGUAGE)
     if language not in PROMPT_LANGUAGES:
         raise ConfigError(_at_key(path, "language"),
@@ -836,7 +874,61 @@ def _parse_site(value: object, path: str) -> Site:
     return Site(
         timezone=_timezone(data.get("timezone", DEFAULT_TIMEZONE), _at_key(path, "timezone")),
         language=str(language),
+        dial_plan=_dial_plan(data, path),
     )
+
+
+def _dial_plan(data: dict[str, object], path: str) -> DialPlan:
+    """The dial plan keys of `site` (each optional: Russia's by default)."""
+    defaults = _DIAL_PLAN_DEFAULTS
+
+    def given(key: str) -> object:
+        default = getattr(defaults, key)
+        return data.get(key, list(default) if isinstance(default, tuple) else default)
+
+    national_path = _at_key(path, "national_number_digits")
+    national = _integer(given("national_number_digits"), national_path,
+                        low=NATIONAL_DIGITS_MIN, high=NATIONAL_DIGITS_MAX)
+    country_path = _at_key(path, "country_code")
+    country_code = _dial_string(given("country_code"), country_path, min_digits=1,
+                                max_digits=3, plus=False)
+    if country_code.startswith("0"):
+        raise ConfigError(country_path, f'a country code never begins with 0, got "{country_code}"')
+    trunk_path = _at_key(path, "trunk_prefix")
+    trunk_prefix = _text(given("trunk_prefix"), trunk_path, allow_empty=True)
+    if trunk_prefix:
+        _dial_string(trunk_prefix, trunk_path, min_digits=1, max_digits=2, plus=False)
+
+    def prefixes(key: str, max_digits: int, *, min_count: int = 0) -> tuple[str, ...]:
+        return _digit_strings(given(key), _at_key(path, key), max_digits=max_digits,
+                              min_count=min_count)
+
+    return DialPlan(
+        country_code=country_code,
+        trunk_prefix=trunk_prefix,
+        international_prefixes=prefixes("international_prefixes", 4, min_count=1),
+        national_number_digits=national,
+        mobile_prefixes=prefixes("mobile_prefixes", national),
+        local_prefixes=prefixes("local_prefixes", national),
+        foreign_prefixes=prefixes("foreign_prefixes", national),
+        local_number_digits=_integer(given("local_number_digits"),
+                                     _at_key(path, "local_number_digits"), low=1,
+                                     high=national - 1),
+        emergency_numbers=prefixes("emergency_numbers", 6),
+    )
+
+
+def _digit_strings(value: object, path: str, *, max_digits: int,
+                   min_count: int) -> tuple[str, ...]:
+    """A list of quoted digit strings (prefixes or short numbers), each once."""
+    seen: dict[str, str] = {}
+    for index, item in enumerate(_list(value, path)):
+        item_path = _at_index(path, index)
+        digits = _dial_string(item, item_path, min_digits=1, max_digits=max_digits, plus=False)
+        _reject_duplicate(seen, digits, item_path, "entry")
+    if len(seen) < min_count:
+        raise ConfigError(path, f"list at least {min_count}")
+    return tuple(seen)
 
 
 def _timezone(value: object, path: str) -> str:
@@ -1193,6 +1285,10 @@ def extension_to_data(extension: Extension) -> dict[str, Any]:
         data["digest_algorithms"] = list(extension.digest_algorithms)
     if extension.digest_without_qop:
         data["digest_without_qop"] = True
+    if extension.outbound != DEFAULT_OUTBOUND:
+        data["outbound"] = extension.outbound
+    if extension.external_calls_per_hour != DEFAULT_EXTENSION_CALLS_PER_HOUR:
+        data["external_calls_per_hour"] = extension.external_calls_per_hour
     return data
 
 
@@ -1260,6 +1356,15 @@ def _rule_to_data(rule: CallerRule) -> dict[str, Any]:
     return data
 
 
+def _dial_plan_to_data(plan: DialPlan) -> dict[str, Any]:
+    """The dial plan keys that differ from their defaults (lists as lists)."""
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key in DIAL_PLAN_KEYS
+        if (value := getattr(plan, key)) != getattr(_DIAL_PLAN_DEFAULTS, key)
+    }
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """Plain data for `cfg`, the exact inverse of `parse_config`.
 
@@ -1283,6 +1388,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
             "tcp_max_connections_per_address": cfg.security.tcp_max_connections_per_address,
             "tcp_idle_s": cfg.security.tcp_idle_s,
             "tcp_message_timeout_s": cfg.security.tcp_message_timeout_s,
+            "external_calls_per_hour": cfg.security.external_calls_per_hour,
         },
         "sip": {
             "realm": cfg.sip.realm,
@@ -1294,6 +1400,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         data["site"] = {"timezone": cfg.site.timezone}
         if cfg.site.language != DEFAULT_LANGUAGE:
             data["site"]["language"] = cfg.site.language
+        data["site"].update(_dial_plan_to_data(cfg.site.dial_plan))
     if cfg.schedules:
         data["schedules"] = [_schedule_to_data(schedule, cfg.site) for schedule in cfg.schedules]
     if cfg.rules:

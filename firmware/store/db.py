@@ -315,6 +315,25 @@ def normalise_setup_code(text: str) -> str:
     return text.upper().translate(_SETUP_CODE_READS_AS)
 
 
+# Schema version 8: security events the web UI shows the admin (issue 9 item 2): an external call
+# refused by the toll guard, with what was dialled and why. `repeated` counts the refusals of the
+# same kind not reported on their own (the guard reports one a minute); only the newest
+# SECURITY_EVENTS_KEPT rows are kept.
+_SCHEMA_V8: tuple[str, ...] = (
+    """CREATE TABLE security_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        extension TEXT,
+        number TEXT,
+        detail TEXT,
+        repeated INTEGER NOT NULL DEFAULT 0
+    )""",
+)
+SECURITY_EVENTS_KEPT = 1000
+SECURITY_EVENT_COLUMNS = ("id", "at", "kind", "extension", "number", "detail", "repeated")
+
+
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
         db.execute(statement)
@@ -358,6 +377,11 @@ def _add_webui_secrets_and_sessions(db: Database) -> None:
         db.execute("DELETE FROM settings WHERE key = ?", (_OLD_SESSION_KEY_SETTING,))
 
 
+def _add_security_events(db: Database) -> None:
+    for statement in _SCHEMA_V8:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -368,6 +392,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_voicemail,
     _add_callback_requests,
     _add_webui_secrets_and_sessions,
+    _add_security_events,
 )
 
 
@@ -1080,6 +1105,26 @@ class Store:
                                  "uploaded_at": row["uploaded_at"]}
                 for row in self._db.query(
                     "SELECT mailbox, duration_s, uploaded_at FROM greetings")}
+
+    # --- security events -------------------------------------------------------------------------
+
+    def add_security_event(self, *, at: float, kind: str, extension: str | None = None,
+                           number: str | None = None, detail: str | None = None,
+                           repeated: int = 0) -> None:
+        """Keep one security event (Unix time `at`); the oldest beyond SECURITY_EVENTS_KEPT go."""
+        with _write_transaction(self._db.conn):
+            self._db.execute(
+                "INSERT INTO security_events (at, kind, extension, number, detail, repeated) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (at, kind, extension, number, detail, repeated))
+            self._db.execute(
+                "DELETE FROM security_events WHERE id <= (SELECT id FROM security_events "
+                "ORDER BY id DESC LIMIT 1 OFFSET ?)", (SECURITY_EVENTS_KEPT,))
+
+    def security_events(self, limit: int = RECENT_CALLS_LIMIT) -> list[dict[str, Any]]:
+        """The latest security events, newest first, as column → value dicts."""
+        return list(self._db.query(
+            f"SELECT {', '.join(SECURITY_EVENT_COLUMNS)} FROM security_events "
+            "ORDER BY id DESC LIMIT ?", (limit,)))
 
     def legs_of(self, call_id: str) -> list[dict[str, Any]]:
         """The legs of one call in the order they were started."""
