@@ -30,7 +30,7 @@ from .display import terminal_json, terminal_text
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT
 from .routing.model import AGENT_STATUSES
 from .routing.rules import normalise_number
-from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml, seed_default
+from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml_file, seed_default
 from .store.errors import RecordNotFoundError
 from .store.files import log_path, secure_data_files, use_private_umask
 
@@ -195,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _import_file(store: Store, path: str) -> None:
-    text = Path(path).read_text(encoding="utf-8")
-    store.replace_config(load_yaml(text))
+    # Read with the bounds of an import (size, UTF-8): a bad file is a ConfigError, not a crash.
+    store.replace_config(load_yaml_file(path))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -337,6 +337,9 @@ def _config_export(args: argparse.Namespace) -> int:
     store = Store.open(args.db)
     try:
         sys.stdout.write(dump_yaml(store.load_config()))
+    except ConfigError as exc:
+        print(f"linebox: the stored configuration cannot be exported: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     return 0

@@ -35,7 +35,7 @@ from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
 from .reports import conversion_by_manager
 from .routing.tollguard import OutboundCallRefused
 from .sip.transaction import Address
-from .store import Config, Store
+from .store import Config, ConfigError, Store
 from .transport.tcp import TcpLimits, TcpTransport, descriptor_reserve
 from .voicemail import VoicemailMessage
 
@@ -378,7 +378,14 @@ class Daemon:
         revision = self.store.config_revision()
         if revision == self.config_revision:
             return
-        config = self.store.load_config()
+        try:
+            config = self.store.load_config()
+        except ConfigError as error:
+            # Stored by other means than an import (older firmware, a hand-edited database):
+            # the running configuration stays, and this is said once, not at every poll.
+            LOGGER.error("configuration revision %d not applied: %s", revision, error)
+            self.config_revision = revision
+            return
         self.gateway.apply_config(config, resolve_trunks(config), self.loop.time())
         self.tcp.limits = tcp_limits(config)
         self.gateway.crm_owners = self.store.crm_owners()

@@ -14,6 +14,7 @@ from firmware.store.config import (
     config_to_dict,
     dump_yaml,
     load_yaml,
+    load_yaml_file,
     parse_config,
     seed_default,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "config_to_dict",
     "dump_yaml",
     "load_yaml",
+    "load_yaml_file",
     "new_call_id",
     "parse_config",
     "seed_default",

@@ -16,6 +16,7 @@ import re
 import secrets
 from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
@@ -132,6 +133,28 @@ SECTIONS = (
     "schedules",
     "rules",
     "crm",
+)
+
+# Bounds on what is read as a configuration (issue 9 item 8): a real one is a few kilobytes and
+# a few levels deep, and its numbers are counts and seconds. Past them a file (or what is stored
+# in the database) is refused at once, before it can take the time and memory of an import, or
+# stall the daemon's reload.
+CONFIG_MAX_BYTES = 1 << 20  # of a YAML file
+STORED_CONFIG_MAX_CHARS = 2 * CONFIG_MAX_BYTES  # of the database's config tables, as JSON
+CONFIG_MAX_DEPTH = 64  # nested lists and mappings
+CONFIG_MAX_ITEMS = 500_000  # values, keys included: more than any 1 MiB file holds
+# Whole numbers stay below 10**15, so a phone number written without quotes (E.164: at most 15
+# digits) still gets the "write it in quotes" message rather than this bound's.
+INTEGER_DIGITS_MAX = 15
+INTEGER_MAX = 10**INTEGER_DIGITS_MAX - 1
+# Characters no configured text may hold (issue 9 item 13), whatever the key: every text is one
+# line, so the C0 controls (TAB, CR, LF and NUL among them: CR LF in the User-Agent became a SIP
+# header), DEL and the C1 controls; the bidirectional marks, embeddings, overrides and isolates
+# (Unicode TR #9; U+202E shows "gpj.exe" as "exe.jpg") and the line and paragraph separators;
+# and lone surrogates, which are not text at all (no UTF-8 encoding exists for them). Passwords
+# are no exception: any printable character is fine in them, these are not.
+_FORBIDDEN_IN_TEXT = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
 
 
@@ -1114,8 +1137,75 @@ def _reject_duplicate(seen: dict[_Key, str], key: _Key, path: str, what: str) ->
     seen[key] = path
 
 
+def check_bounds(data: object) -> None:
+    """Refuse, naming the key path, data past the configuration's bounds: nested deeper than
+    CONFIG_MAX_DEPTH, holding more than CONFIG_MAX_ITEMS values or STORED_CONFIG_MAX_CHARS
+    characters of text (what an alias bomb expands to, or a structure that holds itself), a
+    whole number of more than INTEGER_DIGITS_MAX digits, a number that is not finite, or text
+    with a character of `_FORBIDDEN_IN_TEXT` (keys too).
+
+    One walk over everything, before any key is interpreted, so that every text of every
+    section is held to the same rule and no later message quotes such a character back."""
+    budget = [CONFIG_MAX_ITEMS, STORED_CONFIG_MAX_CHARS]
+    # Depth-first with an explicit stack: no recursion to run out of, whatever the input.
+    stack: list[tuple[object, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(path, f"the configuration holds more than {CONFIG_MAX_ITEMS} "
+                                    "values; a real one holds a few thousand")
+        if isinstance(value, str):
+            budget[1] -= len(value)
+            if budget[1] < 0:
+                raise ConfigError(path, f"the configuration's texts are longer than "
+                                        f"{STORED_CONFIG_MAX_CHARS} characters in all")
+            _check_characters(value, path)
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if abs(value) > INTEGER_MAX:
+                raise ConfigError(path, f"number too large: at most {INTEGER_DIGITS_MAX} digits "
+                                        "(write phone numbers in quotes)")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ConfigError(path, "must be a finite number")
+        elif isinstance(value, list | dict):
+            if depth >= CONFIG_MAX_DEPTH:
+                raise ConfigError(path, f"nested more than {CONFIG_MAX_DEPTH} levels deep")
+            # Pushed last to first, so the first offence in the file's order is the one named.
+            if isinstance(value, list):
+                stack.extend((value[index], _at_index(path, index), depth + 1)
+                             for index in range(len(value) - 1, -1, -1))
+                continue
+            for key in value:
+                if isinstance(key, str):
+                    _check_characters(key, path, key=True)
+            stack.extend((item, _at_key(path, key) if isinstance(key, str) else path, depth + 1)
+                         for key, item in reversed(value.items()))
+
+
+def _check_characters(text: str, path: str, *, key: bool = False) -> None:
+    found = _FORBIDDEN_IN_TEXT.search(text)
+    if found is None:
+        return
+    char = found.group()
+    if "\ud800" <= char <= "\udfff":
+        what = "a lone surrogate, which is not text (no UTF-8 encoding exists for it)"
+    elif char in "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
+        what = "a bidirectional control character, which can make text read backwards"
+    elif char in "\u2028\u2029":
+        what = "a line separator"
+    else:
+        what = "a control character (a line break, tab, NUL, escape and the like)"
+    where = "a key" if key else "the text"
+    raise ConfigError(path, f"{where} must not contain {what}: U+{ord(char):04X} at character "
+                            f"{found.start() + 1}")
+
+
 def parse_config(data: object) -> Config:
     """Validate plain data (as loaded from YAML) and build a `Config`; raise `ConfigError`."""
+    check_bounds(data)
     top = _mapping(data, "", required=(), optional=SECTIONS)
 
     extensions: list[Extension] = []
@@ -1414,12 +1504,72 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 # --- YAML ----------------------------------------------------------------------------------------
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """Well-formed YAML the configuration does not take (an alias, too deep, a huge number)."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(None, None, problem, mark)
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key repeated in one mapping is an error.
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error, and that
+    anchors and aliases, nesting past CONFIG_MAX_DEPTH and numbers past INTEGER_MAX are refused
+    where they are written (line and column).
 
     Plain PyYAML keeps the last of two `password:` lines without a word; a config file must not
-    lose a line silently.
+    lose a line silently. Aliases are refused outright rather than bounded: a kilobyte of nested
+    ones expands to gigabytes (the "billion laughs"), one that names itself makes a structure
+    that holds itself, and `dump_yaml` never writes them, so no export needs them.
     """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(f"an alias (*{event.anchor}) is not accepted; write the value out "
+                           "in full", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _Refused(f"an anchor (&{anchor}) is not accepted; write each value out in "
+                           "full", event.start_mark)
+        if self._depth >= CONFIG_MAX_DEPTH:
+            raise _Refused(f"nested more than {CONFIG_MAX_DEPTH} levels deep", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An explicit tag on the wrong text (`!!int abc`, `!!bool maybe`, a 30th of February)
+        # makes PyYAML's constructors raise plain Python errors; name the place instead.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as error:
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise _Refused(f"not a valid {tag}: {error}", node.start_mark) from None
+
+    def construct_yaml_int(self, node: yaml.nodes.ScalarNode) -> int:
+        # Checked before converting: Python refuses to read an integer of over 4300 digits
+        # (with a ValueError), and a long one in base 60 ("1:00:00:…") is slow to compute.
+        if len(str(self.construct_scalar(node))) > 2 * INTEGER_DIGITS_MAX:
+            raise _Refused(self._too_large, node.start_mark)
+        value = super().construct_yaml_int(node)
+        if abs(value) > INTEGER_MAX:
+            raise _Refused(self._too_large, node.start_mark)
+        return int(value)
+
+    def construct_yaml_float(self, node: yaml.nodes.ScalarNode) -> float:
+        value = super().construct_yaml_float(node)
+        if not math.isfinite(value):
+            raise _Refused("must be a finite number (no .inf, .nan or 1e999)", node.start_mark)
+        return float(value)
+
+    _too_large = (f"number too large: at most {INTEGER_DIGITS_MAX} digits (write phone "
+                  "numbers in quotes)")
 
     def construct_mapping(
         self, node: yaml.nodes.MappingNode, deep: bool = False
@@ -1441,10 +1591,40 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(text: str) -> Config:
-    """Parse and validate a YAML config file; syntax errors name the line and column."""
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_yaml_float)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, except that a value met twice is written out twice: never an
+    anchor and alias, which `load_yaml` refuses (an export must import as it is)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def load_yaml(text: str | bytes) -> Config:
+    """Parse and validate a YAML config file (its text, or its bytes as UTF-8); syntax errors
+    and refused values name the line and column, invalid settings their key path."""
+    if len(text) > CONFIG_MAX_BYTES or (
+        isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > CONFIG_MAX_BYTES
+    ):
+        raise ConfigError("", f"the file is larger than {CONFIG_MAX_BYTES // 1024} KiB; a "
+                              "configuration is a few kilobytes")
+    if isinstance(text, bytes):
+        raw = text
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = raw.count(b"\n", 0, error.start) + 1
+            raise ConfigError("", f"not UTF-8 text: line {line}, byte {error.start + 1} of the "
+                                  "file (save it as UTF-8)") from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _Refused as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError("", f"{where}{error.problem}") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -1457,10 +1637,18 @@ def load_yaml(text: str) -> Config:
     return parse_config(data)
 
 
+def load_yaml_file(path: str | Path) -> Config:
+    """`load_yaml` of the file at `path`, reading no more of it than the size it may have."""
+    with open(path, "rb") as handle:
+        data = handle.read(CONFIG_MAX_BYTES + 1)
+    return load_yaml(data)
+
+
 def dump_yaml(cfg: Config) -> str:
-    """YAML text for `cfg`, keys in schema order, Cyrillic left readable."""
-    return yaml.safe_dump(
-        config_to_dict(cfg), allow_unicode=True, sort_keys=False, default_flow_style=False
+    """YAML text for `cfg`, keys in schema order, Cyrillic left readable, no aliases."""
+    return yaml.dump(
+        config_to_dict(cfg), Dumper=_PlainDumper, allow_unicode=True, sort_keys=False,
+        default_flow_style=False,
     )
 
 

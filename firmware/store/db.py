@@ -24,7 +24,9 @@ from typing import Any
 from sqlite_utils import Database
 
 from firmware.store.config import (
+    STORED_CONFIG_MAX_CHARS,
     Config,
+    ConfigError,
     Extension,
     Trunk,
     config_to_dict,
@@ -524,10 +526,35 @@ class Store:
         return 0 if row is None else int(json.loads(row[0]))
 
     def load_config(self) -> Config:
-        """The stored configuration, read from one snapshot and validated like an import."""
+        """The stored configuration, read from one snapshot and validated like an import.
+
+        Refused (`ConfigError`) at once, before a row is read, when it is larger than any
+        configuration the import takes: one stored by older firmware from an alias bomb must
+        not stall every reload of the daemon (issue 9 item 8).
+        """
         with _read_transaction(self._db.conn):
+            size = self._stored_config_chars()
+            if size > STORED_CONFIG_MAX_CHARS:
+                raise ConfigError("", f"the stored configuration is {size} characters long, "
+                                      f"over the {STORED_CONFIG_MAX_CHARS} a configuration may "
+                                      "take; import a valid one (linebox config import)")
             data = self._config_data()
         return parse_config(data)
+
+    def _stored_config_chars(self) -> int:
+        """The length of every value in the configuration's tables and settings (text as
+        characters, numbers as digits): one query that reads no row into Python."""
+        parts = []
+        for table in CONFIG_TABLES:
+            columns = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+            lengths = " + ".join(f"coalesce(length({column}), 0)" for column in columns)
+            parts.append(f"(SELECT coalesce(sum({lengths}), 0) FROM {table})")
+        settings = (*CONFIG_SETTINGS, SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS,
+                    SETTING_TRUNK_EXTRA)
+        parts.append("(SELECT coalesce(sum(length(value)), 0) FROM settings WHERE key IN "
+                     f"({', '.join('?' for _ in settings)}))")
+        row = self._db.execute(f"SELECT {' + '.join(parts)}", settings).fetchone()
+        return int(row[0])
 
     def replace_config(self, cfg: Config, *, expected_revision: int | None = None) -> None:
         """Replace the whole configuration in one transaction: all of it is written, or nothing.
