@@ -1,5 +1,6 @@
 """Employees page: the office's phones (`extensions`) with their extension number, name, mobile
-number, skills and the departments they belong to.
+number, skills, the departments they belong to, and which external numbers each may call and
+how many calls an hour (the toll guard, `firmware.routing.tollguard`).
 
 An employee's SIP password is never typed in: it is generated when the employee is added (or
 reset) and shown once, on the page that follows. Every form is validated here with a message
@@ -12,7 +13,7 @@ with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flask import (
@@ -26,7 +27,19 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
+
+from firmware.routing.tollguard import (
+    CALLS_PER_HOUR_MAX,
+    DEFAULT_EXTENSION_CALLS_PER_HOUR,
+    DEFAULT_OUTBOUND,
+    INTERNAL,
+    INTERNATIONAL,
+    LOCAL,
+    LONG_DISTANCE,
+    MOBILE,
+)
 
 from . import configedit
 from .departments import member_extension, usages
@@ -37,12 +50,27 @@ from .forms import (
     clean_phone,
     new_sip_password,
     parse_skills,
+    parse_whole,
     save_draft,
     text,
 )
 from .security import AGENT, account_of, admin_required, end_sessions
 
 bp = Blueprint("employees", __name__)
+
+# The `outbound` classes as the form offers them, each including the ones before it.
+OUTBOUND_CHOICES = (
+    (INTERNAL, _l("Internal calls only")),
+    (LOCAL, _l("Local numbers")),
+    (MOBILE, _l("Local and mobile numbers")),
+    (LONG_DISTANCE, _l("Long distance within the country")),
+    (INTERNATIONAL, _l("International too")),
+)
+# The form's fields that an extension's configuration keys of the same name fill.
+GUARD_KEYS = ("outbound", "external_calls_per_hour")
+FORM_KEYS = ("name", "mobile", "skills", *GUARD_KEYS)
+NEW_GUARD_VALUES = {"outbound": DEFAULT_OUTBOUND,
+                    "external_calls_per_hour": str(DEFAULT_EXTENSION_CALLS_PER_HOUR)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -67,17 +95,22 @@ def _values_of(data: Mapping[str, Any], employee: Mapping[str, Any]) -> dict[str
         "mobile": employee.get("mobile", ""),
         "skills": ", ".join(employee.get("skills", [])),
         "departments": [d["number"] for d in departments_of(data, employee["number"])],
+        "outbound": employee.get("outbound", DEFAULT_OUTBOUND),
+        "external_calls_per_hour": str(employee.get("external_calls_per_hour",
+                                                    DEFAULT_EXTENSION_CALLS_PER_HOUR)),
     }
 
 
-def _read_form(data: Mapping[str, Any], errors: FormErrors, *,
-               new: bool) -> tuple[dict[str, Any], list[str]]:
-    """The submitted values (to show again) and the skills, with errors for what is wrong."""
+def _read_form(data: Mapping[str, Any], errors: FormErrors, *, new: bool,
+               before: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The submitted values (to show again) and the skills, with errors for what is wrong; the
+    toll guard's fields keep their `before` values when a form leaves them out."""
     form = request.form
     values: dict[str, Any] = {
         "number": text(form, "number"), "name": text(form, "name"),
         "mobile": clean_phone(text(form, "mobile")), "skills": text(form, "skills"),
         "departments": form.getlist("departments"),
+        **{key: text(form, key) if key in form else before[key] for key in GUARD_KEYS},
     }
     if new:
         number = values["number"]
@@ -96,6 +129,10 @@ def _read_form(data: Mapping[str, Any], errors: FormErrors, *,
     known = {d["number"] for d in data["departments"]}
     errors.need("departments", all(n in known for n in values["departments"]),
                 _("Choose departments from the list."))
+    errors.need("outbound", values["outbound"] in dict(OUTBOUND_CHOICES),
+                _("Choose which external numbers the employee may call from the list."))
+    parse_whole(values["external_calls_per_hour"], "external_calls_per_hour", errors, 1,
+                CALLS_PER_HOUR_MAX)
     return values, skills
 
 
@@ -108,6 +145,8 @@ def _apply(data: dict[str, Any], employee: dict[str, Any], values: Mapping[str, 
             employee[key] = value
         else:
             employee.pop(key, None)
+    employee["outbound"] = values["outbound"]
+    employee["external_calls_per_hour"] = int(values["external_calls_per_hour"])
     number = employee["number"]
     chosen = set(values["departments"])
     for department in data["departments"]:
@@ -122,7 +161,8 @@ def _apply(data: dict[str, Any], employee: dict[str, Any], values: Mapping[str, 
 def _form_page(values: Mapping[str, Any], errors: FormErrors, *, new: bool,
                data: Mapping[str, Any], reasons: Sequence[str] = ()) -> tuple[str, int]:
     page = render_template("employees_form.html", values=values, errors=errors, new=new,
-                           departments=data["departments"], reasons=reasons)
+                           departments=data["departments"], reasons=reasons,
+                           outbound_choices=OUTBOUND_CHOICES, calls_max=CALLS_PER_HOUR_MAX)
     return page, 400 if errors or reasons else 200
 
 
@@ -154,16 +194,18 @@ def new_page() -> Any:
     draft = configedit.load()
     errors = FormErrors()
     if request.method == "GET":
-        values: dict[str, Any] = {"number": _next_free_number(draft.data), "name": "",
-                                  "mobile": "", "skills": "", "departments": []}
+        values: dict[str, Any] = {
+            "number": _next_free_number(draft.data), "name": "", "mobile": "", "skills": "",
+            "departments": [], **NEW_GUARD_VALUES,
+        }
         return _form_page(values, errors, new=True, data=draft.data)
-    values, skills = _read_form(draft.data, errors, new=True)
+    values, skills = _read_form(draft.data, errors, new=True, before=NEW_GUARD_VALUES)
     if not errors:
         employee: dict[str, Any] = {"number": values["number"], "name": values["name"],
                                     "password": new_sip_password()}
         draft.data["extensions"].append(employee)
         _apply(draft.data, employee, values, skills)
-        if save_draft(draft, errors):
+        if save_draft(draft, errors, _field_of(draft.data, employee)):
             return _password_page(employee, new=True)
     return _form_page(values, errors, new=True, data=draft.data)
 
@@ -176,11 +218,12 @@ def edit_page(number: str) -> Any:
     errors = FormErrors()
     if request.method == "GET":
         return _form_page(_values_of(draft.data, employee), errors, new=False, data=draft.data)
-    values, skills = _read_form(draft.data, errors, new=False)
+    values, skills = _read_form(draft.data, errors, new=False,
+                                before=_values_of(draft.data, employee))
     values["number"] = number
     if not errors:
         _apply(draft.data, employee, values, skills)
-        if save_draft(draft, errors):
+        if save_draft(draft, errors, _field_of(draft.data, employee)):
             flash(_("Employee %(number)s %(name)s saved.", number=number, name=values["name"]))
             return redirect(url_for("employees.list_page"))
     return _form_page(values, errors, new=False, data=draft.data)
@@ -222,6 +265,19 @@ def delete(number: str) -> Response | tuple[str, int]:
                            "this extension. Change these first:", number=number)
     return _form_page(_values_of(fresh, _find(fresh, number)), errors, new=False, data=fresh,
                       reasons=reasons)
+
+
+def _field_of(data: Mapping[str, Any], employee: Mapping[str, Any]) -> Callable[[str], str | None]:
+    """The form field beside which a refusal of the saved configuration goes: the one filled
+    from the refused key of this employee (`extensions[N].name` → name), else none."""
+    index = next(i for i, e in enumerate(data["extensions"]) if e is employee)
+    prefix = f"extensions[{index}]."
+
+    def field_of(path: str) -> str | None:
+        key = path.removeprefix(prefix)
+        return key if path.startswith(prefix) and key in FORM_KEYS else None
+
+    return field_of
 
 
 def _next_free_number(data: Mapping[str, Any]) -> str:

@@ -7,24 +7,40 @@ carries in place, without reloading the page. Both go through `render_page` / `r
 which take the daemon's status as their input (the benchmark bench/webui_monitor.py times
 them). Each light is derived from the status by two small pure functions: `activities` (what the
 calls in progress say about each extension) and `light`.
+
+Below the live part, read from the database when the page is opened (not at every poll), are
+the security notices: the external calls the toll guard refused lately, which is how an admin
+learns that a phone's password may have been stolen.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 from flask_babel import lazy_gettext as _l
 
 from firmware.routing.model import BREAK, DND, LOGGED_OUT, OUTBOUND
+from firmware.routing.tollguard import (
+    BOX_LIMIT,
+    EXTENSION_LIMIT,
+    INTERNATIONAL,
+    LOCAL,
+    LONG_DISTANCE,
+    MOBILE,
+    NOT_ALLOWED,
+)
 
 from . import control, get_store
 from .security import admin_required
+from .voicemail import TIME_FORMAT, _site_zone
 
 bp = Blueprint("monitor", __name__)
 
 POLL_INTERVAL_MS = 1500
+SECURITY_NOTICES_SHOWN = 20
 DEPARTMENT_NAMES_CACHE = "linebox_monitor_department_names"
 
 
@@ -61,6 +77,17 @@ DIRECTIONS = {
     "outbound": _l("Outgoing"),
     "internal": _l("Internal"),
     "callback": _l("Callback"),
+}
+NOTICE_KINDS = {
+    NOT_ALLOWED: _l("Not allowed for this employee"),
+    EXTENSION_LIMIT: _l("The employee's hourly limit of external calls reached"),
+    BOX_LIMIT: _l("The office's hourly limit of external calls reached"),
+}
+NUMBER_CLASSES = {
+    LOCAL: _l("Local"),
+    MOBILE: _l("Mobile"),
+    LONG_DISTANCE: _l("Long distance"),
+    INTERNATIONAL: _l("International"),
 }
 TRUNK_STATES = {
     "idle": _l("Not registered yet"),
@@ -329,9 +356,34 @@ def _context(status: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def render_page(status: dict[str, Any] | None) -> str:
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A security event as the page lists it."""
+
+    at: str  # local time of the site
+    extension: str
+    number: str
+    number_class: str
+    why: str
+    repeated: int
+
+
+def security_notices(limit: int = SECURITY_NOTICES_SHOWN) -> list[Notice]:
+    """The latest security events from the database, newest first, in the site's time."""
+    store = get_store()
+    zone = _site_zone(store.load_config())
+    return [Notice(
+        at=datetime.fromtimestamp(float(row["at"]), zone).strftime(TIME_FORMAT),
+        extension=str(row["extension"] or ""), number=str(row["number"] or ""),
+        number_class=str(NUMBER_CLASSES.get(row["detail"], row["detail"] or "")),
+        why=str(NOTICE_KINDS.get(row["kind"], row["kind"])), repeated=int(row["repeated"]),
+    ) for row in store.security_events(limit)]
+
+
+def render_page(status: dict[str, Any] | None, notices: list[Notice] | None = None) -> str:
     """The whole monitor page for `status` (None: the daemon is not running)."""
-    return render_template("monitor.html", interval_ms=POLL_INTERVAL_MS, **_context(status))
+    return render_template("monitor.html", interval_ms=POLL_INTERVAL_MS, notices=notices or [],
+                           **_context(status))
 
 
 def render_data(status: dict[str, Any] | None) -> tuple[Response, int]:
@@ -348,7 +400,7 @@ def render_data(status: dict[str, Any] | None) -> tuple[Response, int]:
 @admin_required
 def page() -> str:
     status, _why = live_status()
-    return render_page(status)
+    return render_page(status, security_notices())
 
 
 @bp.route("/monitor/data")

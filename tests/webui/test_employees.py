@@ -224,7 +224,8 @@ def test_editing_changes_name_mobile_skills_and_departments(admin: FlaskClient,
         "sticky": "none", "sticky_ring_s": "10", "wrap_up_s": "0", "auto_break_after": "0",
         "no_answer": "none", "add": ["103", "102"]}, form_page="/departments/new")
     form = form_of(admin, "/employees/102", "employee-form")
-    assert form == {"name": "Иван", "mobile": "", "skills": "", "departments": ["200", "300"]}
+    assert form == {"name": "Иван", "mobile": "", "skills": "", "outbound": "long_distance",
+                    "external_calls_per_hour": "30", "departments": ["200", "300"]}
 
     response = post(admin, "/employees/102", {
         "name": "Иван Петров", "mobile": "89161234567", "skills": "lang:de",
@@ -373,3 +374,76 @@ def test_a_delete_the_configuration_refuses_is_shown_and_changes_nothing(
 def test_a_delete_without_the_csrf_token_is_refused(admin: FlaskClient, app: Flask) -> None:
     assert admin.post("/employees/101/delete").status_code == 400
     assert [e.number for e in store_config(app).extensions] == ["101", "102", "103"]
+
+
+# --------------------------------------------------------------------------- external calls
+
+
+def test_the_form_offers_the_external_call_classes_and_the_hourly_limit(
+    admin: FlaskClient,
+) -> None:
+    page = admin.get("/employees/101").get_data(as_text=True)
+
+    options = re.findall(r'<option value="(\w+)" (selected)?', page)
+    assert options == [("internal", ""), ("local", ""), ("mobile", ""),
+                       ("long_distance", "selected"), ("international", "")]
+    assert 'name="external_calls_per_hour" type="number" value="30"' in page
+
+
+def test_an_employee_may_be_allowed_international_calls_and_a_limit(admin: FlaskClient,
+                                                                      app: Flask) -> None:
+    form = form_of(admin, "/employees/101", "employee-form")
+    form.update(outbound="international", external_calls_per_hour="5")
+
+    assert post(admin, "/employees/101", form).headers["Location"] == "/employees"
+
+    saved = employee(app, "101")
+    assert (saved.outbound, saved.external_calls_per_hour) == ("international", 5)
+    assert form_of(admin, "/employees/101", "employee-form")["outbound"] == "international"
+
+
+def test_a_new_employee_gets_the_default_permission_unless_the_form_says_otherwise(
+    admin: FlaskClient, app: Flask,
+) -> None:
+    post(admin, "/employees/new", new_employee())
+    post(admin, "/employees/new", new_employee(number="105", outbound="internal",
+                                               external_calls_per_hour="1"))
+
+    assert (employee(app, "104").outbound, employee(app, "104").external_calls_per_hour) == (
+        "long_distance", 30)
+    assert (employee(app, "105").outbound, employee(app, "105").external_calls_per_hour) == (
+        "internal", 1)
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), [
+    ({"outbound": "everywhere"}, "outbound",
+     "Choose which external numbers the employee may call from the list."),
+    ({"external_calls_per_hour": "0"}, "external_calls_per_hour",
+     "Enter a whole number from 1 to 100000."),
+    ({"external_calls_per_hour": "lots"}, "external_calls_per_hour",
+     "Enter a whole number from 1 to 100000."),
+])
+def test_a_wrong_external_call_field_is_shown_beside_it(
+    admin: FlaskClient, app: Flask, fields: Form, field: str, message: str,
+) -> None:
+    before = store_config(app)
+    response = post(admin, "/employees/101", {"name": "Мария", **fields})
+
+    assert response.status_code == 400
+    assert f'<p class="error" id="e-{field}">{message}</p>' in response.get_data(as_text=True)
+    assert store_config(app) == before
+
+
+@pytest.mark.parametrize("name", ["Мария\x00", "Мария\u202eанна", "Ма\x1b[2Jрия"])
+def test_a_name_with_control_or_bidi_characters_is_refused_beside_the_field(
+    admin: FlaskClient, app: Flask, name: str,
+) -> None:
+    before = store_config(app)
+    response = post(admin, "/employees/101", {"name": name})
+
+    assert response.status_code == 400
+    error = re.search(r'<p class="error" id="e-name">([^<]*)</p>',
+                      response.get_data(as_text=True))
+    assert error is not None
+    assert error.group(1).startswith("Not saved: the text must not contain a ")
+    assert store_config(app) == before

@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from firmware.store import Store
 from tests.e2e.linebox import LineboxProcess
 from tests.webui.conftest import admin_of, post
 from webui import monitor
@@ -290,3 +291,36 @@ def test_the_monitor_follows_a_real_call_from_ringing_to_talking(
         assert caller.wait().ok
         assert first.wait().ok
     poll_until(client, "101", "free")
+
+
+# --- security notices -------------------------------------------------------------------------
+
+
+def test_the_page_lists_the_refused_external_calls_newest_first(admin: FlaskClient,
+                                                                app: Flask) -> None:
+    with Store.open(app.config["DB"]) as store:
+        store.add_security_event(at=1_767_258_000.0, kind="outbound_not_allowed",
+                                 extension="101", number="0088213374455",
+                                 detail="international")
+        store.add_security_event(at=1_767_258_060.0, kind="outbound_extension_limit",
+                                 extension="102", number="89161234567", detail="mobile",
+                                 repeated=7)
+    html = admin.get("/monitor").get_data(as_text=True)
+    rows = re.findall(r'<tr data-extension="(\d+)">(.*?)</tr>',
+                      html.split('id="security-notices"')[1], re.S)
+    cells = [[re.sub(r"<[^>]+>", "", cell).strip()
+              for cell in re.findall(r"<td>(.*?)</td>", row, re.S)] for _, row in rows]
+    assert cells == [
+        ["01.01.2026 12:01", "102", "89161234567", "Mobile",
+         "The employee&#39;s hourly limit of external calls reached "
+         "(7 more of the same before it, not listed)"],
+        ["01.01.2026 12:00", "101", "0088213374455", "International",
+         "Not allowed for this employee"],
+    ]
+
+
+def test_without_refusals_the_notices_say_so_in_russian(client: FlaskClient) -> None:
+    post(client, "/login", {"user": "admin", "password": "correct horse battery"})
+    html = client.get("/monitor").get_data(as_text=True)
+    assert "Предупреждения безопасности" in html
+    assert 'id="no-notices">Отклонённых внешних звонков нет.' in html
