@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .agents import StatusChanged
-from .gateway import CallRecorder, Gateway, WebhookRequested
+from .core import CallRecorder, Gateway, WebhookRequested
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
 from .reports import conversion_by_manager

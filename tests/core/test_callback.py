@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from firmware.gateway import dtmf_key
+from firmware.calls import dtmf_key
 from firmware.sip.message import Request, Response, make_response
 from firmware.store.config import ConfigError, parse_config
 from tests.core.test_gateway import GATEWAY, Office, Peer, office, request

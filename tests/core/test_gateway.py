@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from firmware.gateway import Gateway, MemoryRecorder
+from firmware.core import Gateway, MemoryRecorder
 from firmware.sip.auth import build_authorization, choose_challenge
 from firmware.sip.message import Headers, Request, Response, make_response, parse_message
 from firmware.sip.transaction import T1_S, Address

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from sqlite_utils import Database
 
-from firmware.gateway import Gateway, MemoryRecorder
+from firmware.core import Gateway, MemoryRecorder
 from firmware.sip.transaction import Address
 from firmware.store import ConfigError, Store, config_to_dict, dump_yaml, load_yaml, parse_config
 from firmware.store.db import MIGRATIONS, apply_migrations
@@ -205,7 +205,7 @@ def skills_of(config_data: Data) -> dict[str, frozenset[str]]:
         recorder=MemoryRecorder(), key=b"k" * 32, now=0.0,
     )
     department = gateway.departments["200"]
-    return {m.extension: m.skills for m in gateway._snapshot(department, 0.0).members}
+    return {m.extension: m.skills for m in gateway.distribution.snapshot(department, 0.0).members}
 
 
 def test_a_member_without_own_skills_has_the_employees_skills() -> None:

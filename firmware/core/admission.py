@@ -1,0 +1,180 @@
+"""INVITE admission: a phone's call (feature codes, colleagues, departments, the outside through a
+line) or a line's call to one of the office's numbers (channels, caller rules, schedules), each
+refused call recorded once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import TYPE_CHECKING
+
+from ..callerid import caller_number, display_name
+from ..calls import CallInfo
+from ..routing.model import (
+    BREAK,
+    DND,
+    LOGGED_OUT,
+    ON_LINE,
+    OUTBOUND,
+)
+from ..routing.rules import reply_status
+from ..routing.schedule import is_open
+from ..sip.message import (
+    Request,
+)
+from ..sip.transaction import (
+    Address,
+)
+from ..sip.uri import OtherUri, SipUri
+from .distribution import EXTERNAL_RING_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+LOGGER = logging.getLogger(__name__)
+
+# Dialled from a phone to change its own status (documented in docs/agents.md).
+FEATURE_CODES = {"*50": BREAK, "*51": ON_LINE, "*52": DND, "*53": OUTBOUND, "*54": LOGGED_OUT}
+# What a phone may dial: digits, `+` in front, and the keypad's * and # (feature codes).
+DIALLABLE_RE = re.compile(r"\+?[0-9*#]{1,32}")
+def _dialed_number(request: Request) -> str:
+    uri = request.uri
+    user = uri.user_unescaped if isinstance(uri, (SipUri, OtherUri)) else None
+    if not user:
+        user = request.to.uri.user_unescaped
+    return user or ""
+
+
+class Admission:
+    def __init__(self, core: Gateway) -> None:
+        self.core = core
+
+    def on_invite(self, tx_id: str, request: Request, source: Address, now: float) -> None:
+        trunk_name = self.core.lines.trunk_of(request, source)
+        if trunk_name is not None:
+            self._on_trunk_invite(tx_id, request, source, trunk_name, now)
+            return
+        caller = self.core.edge.authenticate(
+            tx_id, request, source, now, header="Proxy-Authorization", status=407
+        )
+        if caller is None:
+            return
+        dialed = _dialed_number(request)
+        if not DIALLABLE_RE.fullmatch(dialed):
+            # Whatever else the user part holds (escaped line breaks, letters) is no number to
+            # ring or to hand to the provider.
+            self.core.reply(tx_id, request, 404, now)
+            return
+        if dialed in FEATURE_CODES:
+            status = FEATURE_CODES[dialed]
+            self.core.set_agent_status(caller, status, reason="", source="phone")
+            # No media yet to play a confirmation: the reason phrase, which phones display,
+            # says what was done, and the call ends there.
+            self.core.reply(tx_id, request, 480, now, reason=f"Status set: {status}")
+            return
+        if dialed in self.core.extensions or dialed in self.core.departments:
+            info = CallInfo(direction="internal", source="sip", caller=caller, dialed=dialed,
+                            department=dialed if dialed in self.core.departments else None,
+                            display=display_name(request.from_.display))
+            call = self.core.new_call(tx_id, request, source, info, [], now)
+            self.core.agents.call_started(caller)
+            self.core.distribution.route_internal(call, dialed, exclude=frozenset({caller}),
+                                                  now=now)
+            return
+        refusal = self.core.toll_guard.admit(self.core.config, caller, dialed, now)  # toll fraud
+        if refusal is not None:
+            self.core.reply(tx_id, request, refusal.status, now, reason=refusal.reason)
+            if refusal.event is not None:
+                self.core.recorder.security_event(refusal.event)
+            return
+        trunk = self.core.lines.outbound_trunk()
+        if trunk is None:
+            self.core.reply(tx_id, request, 404, now)
+            return
+        channels = [f"trunk:{trunk.name}"]
+        if not self.core.channels.acquire(channels):
+            self.core.stats["rejected_busy"] += 1
+            self.core.reply(tx_id, request, 486, now,
+                            reason="Busy Here (all trunk channels in use)")
+            return
+        info = CallInfo(direction="outbound", source="sip", caller=caller, dialed=dialed,
+                        display=display_name(request.from_.display))
+        call = self.core.new_call(tx_id, request, source, info, channels, now)
+        self.core.agents.call_started(caller)
+        call.ring_targets(
+            [self.core.lines.external_target(trunk, dialed)], EXTERNAL_RING_TIMEOUT_S, now
+        )
+
+    def _on_trunk_invite(
+        self, tx_id: str, request: Request, source: Address, trunk_name: str, now: float
+    ) -> None:
+        dialed = _dialed_number(request)
+        number = self.core.numbers.get(dialed) or self.core.numbers.get(dialed.lstrip("+"))
+        if number is None:
+            self.core.reply(tx_id, request, 404, now)
+            return
+        channels = [f"number:{number.number}", f"trunk:{trunk_name}"]
+        if not self.core.channels.acquire(channels):
+            # Over capacity: busy at once, before anything rings (the product promise).
+            self.core.stats["rejected_busy"] += 1
+            self.core.reply(tx_id, request, 486, now)
+            self.core.recorder.record(
+                {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
+                 "direction": "inbound", "source": f"trunk:{trunk_name}",
+                 "caller": caller_number(request.from_.uri.user_unescaped), "dialed": dialed,
+                 "number": number.number, "end_cause": "over capacity",
+                 "outcome": "over_capacity", "sip_call_id": request.call_id},
+                [],
+            )
+            return
+        # The edge: from here on the caller is digits and "+" (or "anonymous"), the name plain
+        # text; nothing the provider — or whoever spoofed it — wrote reaches a phone verbatim.
+        caller = caller_number(request.from_.uri.user_unescaped)
+        destination = number.destination
+        wall_now = now + self.core.wall_offset_s
+        rule = self.core.rules.match(caller, wall_now, self.core.timezone)
+        vip = False
+        if rule is not None and rule.action == "blacklist":
+            self.core.channels.release(channels)
+            self.core.reply(tx_id, request, reply_status(rule), now)
+            self.core.recorder.record(
+                {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
+                 "direction": "inbound", "source": f"trunk:{trunk_name}", "caller": caller,
+                 "dialed": dialed, "number": number.number, "end_cause": f"blacklist {rule.match}",
+                 "outcome": "blacklisted", "sip_call_id": request.call_id},
+                [],
+            )
+            return
+        if rule is not None and rule.to is not None:
+            destination = rule.to  # vip straight to an employee, or a route rule
+        vip = rule is not None and rule.action == "vip"
+        schedule = self.core.schedules.get(number.schedule or "")
+        closed = schedule is not None and not is_open(schedule, wall_now)
+        if closed and schedule is not None:
+            if schedule.after_hours is None:
+                self.core.channels.release(channels)
+                self.core.reply(tx_id, request, 480, now, reason="Closed")
+                self.core.recorder.record(
+                    {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
+                     "direction": "inbound", "source": f"trunk:{trunk_name}", "caller": caller,
+                     "dialed": dialed, "number": number.number, "end_cause": "after hours",
+                     "outcome": "closed", "sip_call_id": request.call_id},
+                    [],
+                )
+                return
+            destination = schedule.after_hours
+        info = CallInfo(
+            direction="inbound", source=f"trunk:{trunk_name}", caller=caller, dialed=dialed,
+            number=number.number,
+            department=destination if destination in self.core.departments else None,
+            display=display_name(request.from_.display),
+        )
+        call = self.core.new_call(tx_id, request, source, info, channels, now)
+        if number.webhook is not None and not closed and (rule is None or rule.to is None):
+            self.core.lookups.ask_webhook(call, number.webhook, number.webhook_timeout_s,
+                                          destination, vip, now)
+            return
+        self.core.distribution.route_internal(call, destination, exclude=frozenset(), now=now,
+                                              vip=vip)

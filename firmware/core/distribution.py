@@ -1,0 +1,450 @@
+"""Distribution: a department's call offered to its members by the routing plan, the queue while
+nobody is free, and the no-answer scheme (steps, forwarding, members' mobiles, the reserve).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import TYPE_CHECKING
+
+from ..callback import CallbackCall
+from ..calls import Call, Target
+from ..routing import strategies
+from ..routing.model import (
+    LOGGED_OUT,
+    ON_LINE,
+    CallFacts,
+    DepartmentSnapshot,
+    MemberState,
+    RoutingMemory,
+)
+from ..routing.plan import RingPlan, UnknownStrategyError
+from ..routing.rules import normalise_number
+from ..routing.schedule import is_open
+from ..routing.scheme import (
+    NoAnswerScheme,
+    QueueSettings,
+    mobiles_of,
+    parse_no_answer,
+    parse_queue,
+    voicemail_box,
+)
+from ..store.config import Department
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+LOGGER = logging.getLogger(__name__)
+
+DIRECT_RING_TIMEOUT_S = 60.0
+RESERVE_RING_S = 60.0
+EXTERNAL_RING_TIMEOUT_S = 180.0
+@dataclass(slots=True, kw_only=True)
+class DepartmentCall:
+    """A call's routing state while a department (or its no-answer scheme) handles it."""
+
+    department: str
+    exclude: frozenset[str]
+    facts: CallFacts
+    entered_at: float
+    step: int = -1  # index into the no-answer steps; -1 while still with the department
+def department_call(call: Call) -> DepartmentCall:
+    ctx = call.context
+    assert isinstance(ctx, DepartmentCall), "a department call without its routing state"
+    return ctx
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepartmentSettings:
+    """A department's routing settings, parsed once per configuration."""
+
+    queue: QueueSettings | None
+    no_answer: NoAnswerScheme
+    step_delay_s: float = 5.0
+    tier_time_s: float = 15.0
+    tier_mode: str = "add"
+    rank_mode: str = "manual"
+    sticky: str = "none"
+    sticky_ring_s: float = 10.0
+    wrap_up_s: float = 0.0
+    auto_break_after: int = 0
+
+    @classmethod
+    def of(cls, department: Department, *, is_destination: Callable[[str], bool],
+           mailboxes: Collection[str] = ()) -> DepartmentSettings:
+        extra = department.extra
+        path = f"department {department.number}"
+        queue = parse_queue(extra["queue"], f"{path}.queue") if "queue" in extra else None
+        no_answer = (
+            parse_no_answer(extra["no_answer"], f"{path}.no_answer", is_destination=is_destination,
+                            mailbox=department.number, mailboxes=mailboxes)
+            if "no_answer" in extra else NoAnswerScheme()
+        )
+        return cls(
+            queue=queue, no_answer=no_answer,
+            step_delay_s=float(extra.get("step_delay_s", 5)),
+            tier_time_s=float(extra.get("tier_time_s", 15)),
+            tier_mode=str(extra.get("tier_mode", "add")),
+            rank_mode="auto" if extra.get("rank") == "auto" else "manual",
+            sticky=str(extra.get("sticky", "none")),
+            sticky_ring_s=float(extra.get("sticky_ring_s", 10)),
+            wrap_up_s=float(extra.get("wrap_up_s", 0)),
+            auto_break_after=int(extra.get("auto_break_after", 0)),
+        )
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def is_dialable(text: str) -> bool:
+    digits = text[1:] if text.startswith("+") else text
+    return digits.isdigit() and 3 <= len(digits) <= 15
+def _queue_turn(call: Call) -> tuple[bool, float]:
+    """The order of a queue: VIP callers first, then by arrival (a callback by its caller's)."""
+    ctx = department_call(call)
+    return (not ctx.facts.vip, ctx.entered_at)
+def _queue_deadline(call: Call, settings: QueueSettings) -> float:
+    if isinstance(call, CallbackCall):
+        return call.expires_at
+    return department_call(call).entered_at + settings.max_wait_s
+
+
+class Distribution:
+    def __init__(self, core: Gateway) -> None:
+        self.core = core
+
+    def route_internal(
+        self, call: Call, destination: str, *, exclude: frozenset[str], now: float,
+        vip: bool = False,
+    ) -> None:
+        department = self.core.departments.get(destination)
+        if department is not None and department.schedule:
+            schedule = self.core.schedules.get(department.schedule)
+            if schedule is not None and not is_open(schedule, now + self.core.wall_offset_s):
+                if schedule.after_hours is None:
+                    # As for a closed number: the same answer, the same record.
+                    call.fail(480, "after hours", now, outcome="closed", reason="Closed")
+                    return
+                destination = schedule.after_hours
+                department = self.core.departments.get(destination)
+        mailbox = voicemail_box(destination)
+        if mailbox is not None:  # after hours, a rule or a webhook chose voicemail
+            call.info.department = mailbox if mailbox in self.core.departments else None
+            self.core.box_media.voicemail(call, mailbox, now)
+            return
+        # The call is recorded under the department that actually takes it (after hours, a
+        # VIP rule or a webhook may have chosen another), or none when a person or an outside
+        # number does.
+        call.info.department = destination if department is not None else None
+        if department is None:
+            if destination in self.core.extensions:
+                call.ring_targets(self.extension_targets(destination), DIRECT_RING_TIMEOUT_S,
+                                  now)
+            else:
+                self._forward(call, destination, EXTERNAL_RING_TIMEOUT_S, now)
+            return
+        call.info.strategy = department.strategy
+        call.context = DepartmentCall(
+            department=destination, exclude=exclude, entered_at=now,
+            facts=CallFacts(caller=call.info.caller, dialed=call.info.dialed, vip=vip,
+                            sticky_member=self.sticky_member(department, call.info.caller),
+                            crm_owner=self.crm_owner(department, call.info.caller)),
+        )
+        crm = self.core.config.crm
+        if crm.url is not None and self.settings(department).sticky == "crm_owner":
+            self.core.lookups.ask_crm(call, crm.url, crm.timeout_s, now)
+            return
+        self.offer(call, now)
+
+    def settings(self, department: Department) -> DepartmentSettings:
+        settings = self.core._department_settings.get(department.number)
+        if settings is None:
+            settings = self.core._department_settings[department.number] = DepartmentSettings.of(
+                department, is_destination=self.is_destination,
+                mailboxes=self.core.extensions.keys() | self.core.departments.keys(),
+            )
+        return settings
+
+    def is_destination(self, text: str) -> bool:
+        mailbox = voicemail_box(text)
+        if mailbox is not None:
+            return mailbox in self.core.extensions or mailbox in self.core.departments
+        return text in self.core.extensions or text in self.core.departments or is_dialable(text)
+
+    def offer(self, call: Call, now: float) -> None:
+        """Offer a department call to its members now; otherwise queue or no-answer scheme."""
+        ctx = department_call(call)
+        department = self.core.departments[ctx.department]
+        settings = self.settings(department)
+        plan = self._plan(department, ctx, now)
+        if not plan.is_empty:
+            call.ring(plan, self.extension_targets, now, on_no_answer=self._department_no_answer)
+            return
+        reserve = settings.no_answer.reserve
+        if reserve is not None and ctx.step < 0 and not self._anyone_online(department, now):
+            # Every member is offline (logged out, not registered): straight to the reserve.
+            ctx.step = len(settings.no_answer.steps)  # the scheme is skipped: reserve is final
+            self._ring_destination(call, reserve, RESERVE_RING_S, now)
+            return
+        self._department_no_answer(call, now)
+
+    def _department_no_answer(self, call: Call, now: float) -> None:
+        """The department did not answer (or nobody was free): wait in its queue while the
+        caller may still wait, else the next step of the no-answer scheme."""
+        ctx = department_call(call)
+        department = self.core.departments[ctx.department]
+        queue_settings = self.settings(department).queue
+        if isinstance(call, CallbackCall):
+            # Nobody took the callback this time: it keeps its place until it expires.
+            if queue_settings is not None and now < call.expires_at:
+                self.enqueue(call, department, queue_settings, now)
+            else:
+                self.core.callbacks.callback_expired(call, now)
+            return
+        if ctx.step < 0 and queue_settings is not None:
+            waiting = self.core.queues.setdefault(department.number, [])
+            may_wait = now - ctx.entered_at < queue_settings.max_wait_s
+            has_room = call in waiting or len(waiting) < queue_settings.max_callers
+            if may_wait and has_room:
+                self.enqueue(call, department, queue_settings, now)
+                return
+        self._next_step(call, now)
+
+    def enqueue(
+        self, call: Call, department: Department, settings: QueueSettings, now: float
+    ) -> None:
+        waiting = self.core.queues.setdefault(department.number, [])
+        if not isinstance(call, CallbackCall):
+            self.core.box_media.start_queue_media(call, settings, now)
+        if call not in waiting:
+            # VIP callers go ahead of everyone who is not VIP; otherwise arrival order, so a
+            # caller offered in vain (or a callback tried in vain) keeps their place.
+            turn = _queue_turn(call)
+            position = next((i for i, other in enumerate(waiting) if _queue_turn(other) > turn),
+                            len(waiting))
+            waiting.insert(position, call)
+        call.wait_in_queue(now)
+        call.timers.append(self.core.call_at(now + settings.retry_s, partial(self._retry, call)))
+        call.timers.append(self.core.call_at(_queue_deadline(call, settings),
+                                        partial(self._queue_timeout, call)))
+
+    def _retry(self, call: Call, now: float) -> None:
+        if call.state != "queued":
+            return
+        ctx = department_call(call)
+        self.serve_queue(ctx.department, now)
+        if call.state == "queued":
+            settings = self.settings(self.core.departments[ctx.department]).queue
+            assert settings is not None
+            call.timers.append(
+                self.core.call_at(now + settings.retry_s, partial(self._retry, call))
+            )
+
+    def _queue_timeout(self, call: Call, now: float) -> None:
+        if call.state != "queued":
+            return
+        self.remove_from_queue(call)
+        if isinstance(call, CallbackCall):
+            self.core.callbacks.callback_expired(call, now)
+            return
+        self._next_step(call, now)
+
+    def remove_from_queue(self, call: Call) -> None:
+        ctx = call.context
+        if isinstance(ctx, DepartmentCall):
+            waiting = self.core.queues.get(ctx.department)
+            if waiting and call in waiting:
+                waiting.remove(call)
+
+    def serve_queue(self, number: str, now: float) -> None:
+        """Offer waiting callers, in queue order, to whoever is free now."""
+        waiting = self.core.queues.get(number)
+        department = self.core.departments.get(number)
+        if not waiting or department is None:
+            return
+        for call in list(waiting):
+            if call.state != "queued":
+                waiting.remove(call)
+                continue
+            plan = self._plan(department, department_call(call), now)
+            if plan.is_empty:
+                break  # nobody free for the head of the queue: those behind wait too
+            waiting.remove(call)
+            call.ring(plan, self.extension_targets, now, on_no_answer=self._department_no_answer)
+
+    def serve_all_queues(self, now: float) -> None:
+        for number in [n for n, waiting in self.core.queues.items() if waiting]:
+            self.serve_queue(number, now)
+
+    def _next_step(self, call: Call, now: float) -> None:
+        """The next destination of the no-answer scheme, or the end: the call is missed."""
+        ctx = department_call(call)
+        self.remove_from_queue(call)
+        steps = self.settings(self.core.departments[ctx.department]).no_answer.steps
+        ctx.step += 1
+        if ctx.step >= len(steps):
+            # Everyone busy → 486; someone declined → 603; otherwise 480 (RFC 3261 §21.4).
+            call.fail(call.failure_status(), "no answer", now, outcome="missed")
+            return
+        step = steps[ctx.step]
+        self._ring_destination(call, step.to, step.time_s, now)
+
+    def _ring_destination(self, call: Call, to: str, time_s: float, now: float) -> None:
+        """Ring a no-answer step's destination for `time_s`: a department (its own strategy),
+        an employee's phones, or an external number through the provider (forwarding); or
+        take a message (voicemail, the last step)."""
+        mailbox = voicemail_box(to)
+        if mailbox is not None:
+            self.core.box_media.voicemail(call, mailbox, now)
+            return
+        of_department = mobiles_of(to)
+        if of_department is not None:
+            self._ring_mobiles(call, of_department, time_s, now)
+            return
+        department = self.core.departments.get(to)
+        if department is not None:
+            facts = department_call(call).facts
+            sub = DepartmentCall(department=to, exclude=department_call(call).exclude, facts=facts,
+                                 entered_at=now)
+            plan = self._plan(department, sub, now)
+            if plan.give_up_at_s > time_s:
+                plan = replace(plan, give_up_at_s=time_s)
+            call.ring(plan, self.extension_targets, now, on_no_answer=self._next_step)
+            return
+        if to in self.core.extensions:
+            call.ring_targets(self.extension_targets(to), time_s, now,
+                              on_no_answer=self._next_step)
+            return
+        self._forward(call, to, time_s, now, on_no_answer=self._next_step)
+
+    def _ring_mobiles(self, call: Call, number: str, time_s: float, now: float) -> None:
+        """Ring at once, through the provider, the mobiles of the department's members who
+        are On line and not on a call (away from their desk phone, not on a break); each
+        ringing mobile holds a trunk channel until it stops ringing."""
+        department = self.core.departments.get(number)
+        trunk = self.core.lines.outbound_trunk()
+        mobiles: dict[str, str] = {}  # mobile number → whose
+        if department is not None and trunk is not None:
+            for member in department.members:
+                extension = self.core.extensions.get(member.extension)
+                state = self.core.agents.agent(member.extension)
+                if (extension is not None and extension.mobile and state.status == ON_LINE
+                        and state.calls_in_progress == 0
+                        and member.extension not in department_call(call).exclude):
+                    mobiles.setdefault(extension.mobile, extension.number)
+        targets: list[Target] = []
+        channels: list[str] = []
+        if trunk is not None:
+            key = f"trunk:{trunk.name}"
+            for mobile, employee in mobiles.items():
+                if not self.core.channels.acquire([key]):
+                    LOGGER.warning("call %s: no free trunk channel for the mobile %s", call.id,
+                                   mobile)
+                    break
+                target = self.core.lines.external_target(trunk, mobile)
+                targets.append(replace(target, employee=employee))
+                channels.append(key)
+        if not targets:
+            LOGGER.info("call %s: no member's mobile to ring for department %s", call.id,
+                        number)
+            self._next_step(call, now)
+            return
+        call.ring_targets(targets, time_s, now, on_no_answer=self._next_step, channels=channels)
+
+    def _forward(
+        self, call: Call, to: str, time_s: float, now: float, *,
+        on_no_answer: Callable[[Call, float], None] | None = None,
+    ) -> None:
+        """Ring an external number through the provider (a trunk channel for the call)."""
+        trunk = self.core.lines.outbound_trunk()
+        key = f"trunk:{trunk.name}" if trunk is not None else ""
+        # A forwarded inbound call holds two trunk channels: the caller's and ours out.
+        if trunk is None or not self.core.channels.acquire([key]):
+            LOGGER.warning("call %s: cannot forward to %s (no free trunk channel)", call.id, to)
+            if on_no_answer is not None:
+                on_no_answer(call, now)
+            else:
+                call.fail(503, "no trunk channel", now, outcome="failed")
+            return
+        call.channels.append(key)
+        call.ring_targets([self.core.lines.external_target(trunk, to)], time_s, now,
+                          on_no_answer=on_no_answer)
+
+    def _plan(self, department: Department, ctx: DepartmentCall, now: float) -> RingPlan:
+        snapshot = self.snapshot(department, now)
+        memory = self.core.routing_memory.setdefault(department.number, RoutingMemory())
+        try:
+            return strategies.plan(snapshot, ctx.facts, memory, now, exclude=ctx.exclude)
+        except UnknownStrategyError:
+            LOGGER.error("department %s: unknown strategy %s; ringing everyone",
+                         department.number, department.strategy)
+            return strategies.plan(replace(snapshot, strategy="ring_all"), ctx.facts, memory,
+                                   now, exclude=ctx.exclude)
+
+    def snapshot(self, department: Department, now: float) -> DepartmentSnapshot:
+        settings = self.settings(department)
+        # With a queue, a member ringing for one caller is not offered another at the same
+        # time (FreeSWITCH's agent states); without one, every caller may ring them.
+        ringing = self._ringing_extensions() if settings.queue is not None else set()
+        members = []
+        for member in department.members:
+            extension = member.extension
+            state = self.core.agents.agent(extension)
+            extra = member.extra
+            # The member's own skills when the department sets them, else the employee's.
+            employee = self.core.extensions.get(extension)
+            skills = (
+                frozenset(str(skill) for skill in extra["skills"] or []) if "skills" in extra
+                else frozenset(employee.skills) if employee is not None else frozenset()
+            )
+            members.append(MemberState(
+                extension=extension, ring_time_s=member.ring_time_s,
+                registered=self.core.registrar.is_registered(extension, now),
+                status=state.status,
+                busy=state.calls_in_progress > 0 or extension in ringing,
+                wrap_up_until=state.wrap_up_until,
+                rank=_optional_int(extra.get("rank")),
+                tier=_optional_int(extra.get("tier")) or 1,
+                weight=float(extra.get("weight", 0) or 0),
+                skills=skills,
+                last_call_ended_at=state.last_call_ended_at,
+                talk_time_s=state.talk_time_s, calls_answered=state.calls_answered,
+                conversion=self.core.conversion.get(extension),
+            ))
+        return DepartmentSnapshot(
+            number=department.number, strategy=department.strategy,
+            ring_timeout_s=department.ring_timeout_s, members=tuple(members),
+            step_delay_s=settings.step_delay_s, tier_time_s=settings.tier_time_s,
+            tier_mode=settings.tier_mode, rank_mode=settings.rank_mode,
+            sticky_ring_s=settings.sticky_ring_s,
+        )
+
+    def _ringing_extensions(self) -> set[str]:
+        return {
+            leg.target.label for call in self.core.calls.values() if call.state == "ringing"
+            for leg in call.legs.values() if leg.active
+        }
+
+    def _anyone_online(self, department: Department, now: float) -> bool:
+        return any(
+            self.core.registrar.is_registered(m.extension, now)
+            and self.core.agents.agent(m.extension).status not in (LOGGED_OUT,)
+            for m in department.members
+        )
+
+    def crm_owner(self, department: Department, caller: str) -> str | None:
+        if self.settings(department).sticky != "crm_owner":
+            return None
+        return self.core.crm_owners.get(normalise_number(caller))
+
+    def sticky_member(self, department: Department, caller: str) -> str | None:
+        if self.settings(department).sticky != "last_agent":
+            return None
+        return self.core.last_agent.get(caller)
+
+    def extension_targets(self, extension: str) -> list[Target]:
+        return [
+            Target(
+                kind="extension", label=extension, request_uri=b.contact_text,
+                destination=b.destination, to_uri=f"sip:{extension}@{self.core.local_host}",
+            )
+            for b in self.core.registrar.bindings(extension, self.core.now)
+        ]

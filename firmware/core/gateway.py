@@ -1,0 +1,657 @@
+"""The gateway core: SIP in, decisions, SIP out — sans-IO, driven by the daemon's event loop.
+
+`Gateway.receive(data, source, now)` takes one datagram or one framed TCP message; the daemon then
+drains `datagrams_to_send()` and re-arms one timer at `get_timer()`, calling `handle_timer(now)`
+when it fires (the aioquic shape). Inside, the transaction layer matches retransmissions, the
+registrar keeps the phones' bindings, the rate limiter keeps scanners out, and each new INVITE
+becomes a `Call` that the routing plan drives. Where a call came from (a phone, the provider, and
+later a GSM or FXO line) only matters here, at the edge; routing sees numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import itertools
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from ..agents import AgentBook, StatusChanged
+from ..callback import CallbackCall
+from ..calls import Call, CallInfo, Target, TimeoutHandler
+from ..media import prompts
+from ..media.ports import MediaPorts, PortRange
+from ..registrar import Registrar
+from ..routing.model import (
+    ON_LINE,
+    RoutingMemory,
+)
+from ..routing.rules import compile_rules
+from ..routing.tollguard import TollGuard
+from ..security import AuthGuard, RateLimiter, is_scanner
+from ..sip.auth import DigestChallenger, build_authorization, choose_challenge
+from ..sip.dialog import Dialog
+from ..sip.errors import RemoteProtocolError
+from ..sip.message import (
+    Request,
+    Response,
+    error_response_bytes,
+    make_response,
+    parse_message,
+)
+from ..sip.transaction import (
+    AckTimedOut,
+    Address,
+    RequestReceived,
+    ResponseReceived,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimedOut,
+)
+from ..store.config import Config
+from ..trunk import TrunkAccount, TrunkRegistration
+from ..voicemail import (
+    VoicemailMessage,
+)
+from .admission import Admission
+from .box_media import BoxMedia
+from .callbacks import Callbacks
+from .distribution import DepartmentSettings, Distribution, department_call
+from .lines import ChannelPool, Lines, source_key
+from .lookups import Lookups, WebhookRequested
+from .records import CallRecorder, call_row, leg_row
+from .sip_edge import RejectWith, SipEdge
+
+LOGGER = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL_S = 1.0
+RTP_RELATCH_S = 2.0
+ResponseCallback = Callable[[str, Response, float], None]
+@dataclass(order=True, slots=True)
+class _AppTimer:
+    when: float
+    seq: int
+    callback: Callable[[float], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        # Drop the callback too: a cancelled timer waits in the heap until its time comes, and
+        # must not keep a finished call (and its messages) alive until then.
+        self.cancelled = True
+        self.callback = _ignore
+def _ignore(now: float) -> None:
+    pass
+def _no_greeting(mailbox: str) -> bytes | None:
+    return None
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        local: Address,
+        trunk_addresses: dict[str, Address],
+        recorder: CallRecorder,
+        key: bytes | None = None,
+        now: float,
+        wall_offset_s: float = 0.0,
+        media_ports: MediaPorts | None = None,
+        greetings: Callable[[str], bytes | None] | None = None,
+    ) -> None:
+        self.local = local
+        self.local_host = local.host
+        self.local_port = local.port
+        self.recorder = recorder
+        self.key = key or secrets.token_bytes(32)
+        self.layer = TransactionLayer()
+        self.registrar = Registrar()
+        self.channels = ChannelPool()
+        self.toll_guard = TollGuard()  # not remade by apply_config: the hour's count stays
+        self.calls: dict[str, Call] = {}  # by the caller's INVITE server transaction
+        self.dialogs: dict[tuple[str, str, str | None], tuple[Call, str]] = {}
+        self.trunk_registrations: dict[str, TrunkRegistration] = {}
+        # `now` is the monotonic clock; schedules and rules are wall-clock matters.
+        self.wall_offset_s = wall_offset_s
+        self.agents = AgentBook(started_at=now)
+        self.queues: dict[str, list[Call]] = {}  # department → waiting calls, in turn order
+        self.routing_memory: dict[str, RoutingMemory] = {}
+        self.last_agent: dict[str, str] = {}  # caller → who answered them last (today)
+        self.crm_owners: dict[str, str] = {}  # normalised phone → responsible extension
+        self.conversion: dict[str, float] = {}  # extension → sales / target calls (rank: auto)
+        self._department_settings: dict[str, DepartmentSettings] = {}
+        self.webhook_requests: list[WebhookRequested] = []  # drained by the daemon
+        self._awaiting_webhook: dict[str, tuple[Call, str, bool]] = {}
+        self._awaiting_crm: dict[str, Call] = {}
+        self.status_changes: list[StatusChanged] = []  # drained by the daemon to persist
+        self.stats: dict[str, int] = {
+            "calls": 0, "answered": 0, "rejected_busy": 0, "parse_errors": 0,
+            "dropped_scanner": 0, "dropped_banned": 0, "internal_errors": 0,
+            "rtp_foreign": 0,
+        }
+        self._out: list[tuple[bytes, Address]] = []
+        # The box's own media (voicemail, prompts): sessions by local RTP port.
+        self.media_ports: MediaPorts = media_ports or PortRange()
+        self.greetings = greetings or _no_greeting
+        # Who takes the datagrams arriving on each of the box's RTP ports in use.
+        self.local_media: dict[int, Callable[[bytes, float], None]] = {}
+        self._media_open: set[int] = set()
+        self._rtp_owners: dict[int, tuple[str, float]] = {}  # port → owner host, last heard
+        self._rtp_out: list[tuple[int, bytes, tuple[str, int]]] = []
+        self._handlers: dict[str, tuple[ResponseCallback, TimeoutHandler]] = {}
+        self._timers: list[_AppTimer] = []
+        self._timer_seq = itertools.count()
+        self._next_housekeeping = now
+        self._dialog_keys: dict[str, list[tuple[str, str, str | None]]] = {}
+        self.now = now
+        # The rooms: each concern in a module of its own, sharing this core's state.
+        self.edge = SipEdge(self)
+        self.admission = Admission(self)
+        self.lookups = Lookups(self)
+        self.distribution = Distribution(self)
+        self.callbacks = Callbacks(self)
+        self.box_media = BoxMedia(self)
+        self.lines = Lines(self)
+        self.limiter = RateLimiter()
+        self.auth_guard = AuthGuard.of(config.security)
+        self.apply_config(config, trunk_addresses, now)
+
+    def apply_config(self, config: Config, trunk_addresses: dict[str, Address], now: float) -> None:
+        self.config = config
+        self.user_agent = config.sip.user_agent
+        self.extensions = {e.number: e for e in config.extensions}
+        self.departments = {d.number: d for d in config.departments}
+        self._department_settings = {}
+        self.schedules = {schedule.name: schedule for schedule in config.schedules}
+        self.rules = compile_rules(config.rules)
+        self.timezone = config.site.timezone
+        self.numbers = {n.number: n for n in config.numbers}
+        self.trunks = {t.name: t for t in config.trunks}
+        self.trunk_addresses = dict(trunk_addresses)
+        # Over UDP a provider is known by the address *and* port it sends from, as providers
+        # document their signalling addresses (a port of its own on the same host is someone
+        # else), or by address alone where the trunk says so (`inbound_match: address`). Over
+        # TCP by address alone: the provider connects from any port, and a TCP peer's address
+        # cannot be spoofed.
+        self.trunk_by_source = {
+            source_key(addr, any_port=self.trunks[name].inbound_match == "address"): name
+            for name, addr in trunk_addresses.items() if name in self.trunks
+        }
+        self.trunk_by_host = {addr.host: name for name, addr in trunk_addresses.items()}
+        self.trunk_by_line = {
+            self.lines.line_token(t.name): t.name
+            for t in config.trunks if t.register and t.name in trunk_addresses
+        }
+        self.challenger = DigestChallenger(
+            config.sip.realm, key=self.key, algorithms=config.sip.digest_algorithms
+        )
+        security = config.security
+        # Reconfigured in place: saving the configuration must not lift a ban.
+        self.limiter.configure(
+            requests=security.rate_limit_requests, window_s=security.rate_limit_window_s,
+            ban_s=security.ban_s,
+        )
+        self.auth_guard.configure(
+            per_source=security.auth_failures_per_source,
+            per_extension=security.auth_failures_per_extension,
+            window_s=security.auth_window_s, ban_s=security.ban_s,
+        )
+        self.scanners = tuple(s.lower() for s in security.scanner_user_agents)
+        capacity = {f"number:{n.number}": n.channels for n in config.numbers}
+        capacity.update({f"trunk:{t.name}": t.channels for t in config.trunks})
+        self.channels.configure(capacity)
+        for extension in list(self.registrar._bindings):
+            if extension not in self.extensions:
+                self.registrar.forget(extension)
+        wanted = {t.name for t in config.trunks if t.register and t.name in trunk_addresses}
+        for name in list(self.trunk_registrations):
+            if name not in wanted:
+                del self.trunk_registrations[name]
+        for name in wanted:
+            trunk = self.trunks[name]
+            account = TrunkAccount(
+                name=name, host=trunk.host, username=trunk.username, password=trunk.password,
+                expires_s=trunk.expires_s, from_domain=trunk.from_domain,
+                digest_algorithms=trunk.digest_algorithms, line_token=self.lines.line_token(name),
+            )
+            existing = self.trunk_registrations.get(name)
+            if existing is not None and existing.account == account:
+                continue
+            self.trunk_registrations[name] = TrunkRegistration(
+                account, destination=trunk_addresses[name], local_host=self.local_host,
+                local_port=self.local_port, user_agent=self.user_agent,
+            )
+
+    def receive(self, data: bytes, source: Address, now: float) -> None:
+        self.now = now
+        host = source.host
+        if self.auth_guard.source_banned(host, now) and not self.registrar.is_binding_source(
+            source
+        ):
+            # A password guesser; phones registered from the same address (one office NAT)
+            # keep their exact source and are still served.
+            self.stats["dropped_banned"] += 1
+            return
+        trusted = (self.lines.trunk_by_address(source) is not None
+                   or host in self.registrar.registered_hosts())
+        if not trusted and not self.limiter.allow(host, now):
+            self.stats["dropped_banned"] += 1
+            return
+        try:
+            message = parse_message(data, stream=source.reliable)
+        except RemoteProtocolError as exc:
+            self.stats["parse_errors"] += 1
+            LOGGER.info("unparseable message from %s:%d: %s", host, source.port, exc)
+            reply = error_response_bytes(data, exc.status_hint)
+            if reply is not None:
+                self._out.append((reply, source))
+            return
+        if isinstance(message, Request) and is_scanner(
+            message.headers.get("User-Agent"), self.scanners
+        ):
+            self.stats["dropped_scanner"] += 1
+            return
+        if isinstance(message, Request) and self.edge.challenged_statelessly(message, source, now):
+            return
+        self.layer.receive(message, source, now)
+        self._drain_events(now)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        out = self._out + self.layer.datagrams_to_send()
+        self._out = []
+        return out
+
+    def receive_rtp(self, port: int, data: bytes, now: float,
+                    source: tuple[str, int] | None = None) -> None:
+        """A datagram on the RTP port of one of the box's own media sessions. The first host
+        to send to a port owns it (as Asterisk's strictrtp, but by address only: a gateway
+        may send its RFC 4733 events from another socket than its voice): datagrams from
+        other hosts are dropped, unless the owner has been silent for RTP_RELATCH_S (the peer
+        moved)."""
+        self.now = now
+        receiver = self.local_media.get(port)
+        if receiver is None:
+            return
+        if source is not None:
+            host = source[0]
+            owner = self._rtp_owners.get(port)
+            if owner is not None and owner[0] != host and now - owner[1] < RTP_RELATCH_S:
+                self.stats["rtp_foreign"] += 1
+                return
+            self._rtp_owners[port] = (host, now)
+        self._guarded(partial(receiver, data), now)
+
+    def rtp_to_send(self) -> list[tuple[int, bytes, tuple[str, int]]]:
+        """(local port, datagram, destination) for the box's own media sessions."""
+        out, self._rtp_out = self._rtp_out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        candidates = [self._next_housekeeping]
+        layer_timer = self.layer.get_timer()
+        if layer_timer is not None:
+            candidates.append(layer_timer)
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+        if self._timers:
+            candidates.append(self._timers[0].when)
+        for registration in self.trunk_registrations.values():
+            when = registration.get_timer()
+            if when is not None:
+                candidates.append(when)
+        return min(candidates)
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        self.layer.handle_timer(now)
+        self._drain_events(now)
+        while self._timers and self._timers[0].when <= now:
+            timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                self._guarded(timer.callback, now)
+        self._drain_events(now)
+        for registration in self.trunk_registrations.values():
+            if registration.due(now):
+                self.edge.send_registration(registration, registration.build_register(now), now)
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL_S
+            for binding in self.registrar.expire(now):
+                LOGGER.info("registration of %s at %s expired", binding.extension,
+                            binding.contact_text)
+            self.limiter.prune(now)
+            self.auth_guard.prune(now)
+        self._drain_events(now)
+
+    def shutdown(self, now: float) -> None:
+        """Hang up every call and unregister from the provider (Ctrl-C, SIGTERM)."""
+        for call in list(self.calls.values()):
+            call.hang_up(now, "shutdown")
+        for registration in self.trunk_registrations.values():
+            request = registration.unregister(now)
+            if request is not None:
+                self.edge.send_registration(registration, request, now)
+
+    def send_rtp(self, port: int, data: bytes, destination: tuple[str, int]) -> None:
+        self._rtp_out.append((port, data, destination))
+
+    def close_media(self, port: int) -> None:
+        self.local_media.pop(port, None)
+        self._rtp_owners.pop(port, None)
+        if port in self._media_open:
+            self._media_open.discard(port)
+            self.media_ports.close(port)
+
+    def open_media_port(self) -> int | None:
+        port = self.media_ports.open()
+        if port is None:
+            LOGGER.warning("no free RTP port for the box's own media")
+            return None
+        self._media_open.add(port)
+        return port
+
+    def route_media(self, port: int, receiver: Callable[[bytes, float], None]) -> None:
+        self.local_media[port] = receiver
+
+    def prompt(self, name: str) -> bytes:
+        return prompts.prompt(self.config.site.language, name)
+
+    def greeting(self, mailbox: str) -> bytes | None:
+        try:
+            return self.greetings(mailbox)
+        except Exception:  # a broken upload must not lose the caller's message
+            LOGGER.exception("greeting of mailbox %s unreadable; the built-in one plays",
+                             mailbox)
+            return None
+
+    def voicemail_left(self, message: VoicemailMessage, now: float) -> None:
+        self.recorder.voicemail(message, message.started_at + self.wall_offset_s)
+
+    def send_request(
+        self, request: Request, destination: Address, now: float, *,
+        on_response: ResponseCallback, on_timeout: TimeoutHandler,
+    ) -> str:
+        tx_id = self.layer.send_request(request, destination, now)
+        self._handlers[tx_id] = (on_response, on_timeout)
+        return tx_id
+
+    def send_response(self, transaction_id: str, response: Response, now: float) -> None:
+        self.layer.send_response(transaction_id, response, now)
+
+    def send_stateless(self, message: Request, destination: Address) -> None:
+        self.layer.send_stateless(message, destination)
+
+    def cancel_sent(self, transaction_id: str, now: float) -> None:
+        self.layer.cancel_sent(transaction_id, now)
+
+    def call_at(self, when: float, callback: Callable[[float], None]) -> _AppTimer:
+        timer = _AppTimer(when, next(self._timer_seq), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def dialog_opened(self, dialog: Dialog, call: Call, side: str) -> None:
+        self.dialogs[dialog.id] = (call, side)
+        self._dialog_keys.setdefault(call.id, []).append(dialog.id)
+        if side == "b" and call.answered_by in self.extensions:
+            self.agents.offer_answered(call.answered_by, self.now)
+
+    def call_finished(self, call: Call, now: float) -> None:
+        self.channels.release(call.channels)
+        call.channels = []
+        # Legs that already had their final response need nothing from the call any more; a
+        # leg still waiting (a CANCEL may cross a 200) keeps its handler, so a late answer is
+        # still ACKed and hung up.
+        for tx_id, leg in call.legs.items():
+            if leg.record.sip_status is not None:
+                self._handlers.pop(tx_id, None)
+        self.calls.pop(call.invite_tx, None)
+        for key in self._dialog_keys.pop(call.id, []):
+            self.dialogs.pop(key, None)
+        if call.outcome == "answered":
+            self.stats["answered"] += 1
+        self.distribution.remove_from_queue(call)
+        self._awaiting_webhook.pop(call.id, None)
+        self._awaiting_crm.pop(call.id, None)
+        spoke = call.answered_at is not None and call.info.direction in ("inbound", "callback")
+        if spoke and call.answered_by in self.extensions:
+            self.last_agent[call.info.caller] = call.answered_by
+        self._update_agents(call, now)
+        # Someone may be free now (or when their wrap-up ends): offer the waiting callers.
+        if any(self.queues.values()):
+            self.distribution.serve_all_queues(now)
+            wrap_up_end = self.agents.next_wrap_up_end(now)
+            if wrap_up_end is not None:
+                self.call_at(wrap_up_end, self.distribution.serve_all_queues)
+        if isinstance(call, CallbackCall):
+            if call.outcome == "answered":
+                self.recorder.callback_state(call.origin_call_id, "done")
+            if not call.leg_records:
+                return  # a request that waited and was never tried is not a call
+        self.recorder.record(call_row(call), [leg_row(call.id, r) for r in call.leg_records])
+
+    def _update_agents(self, call: Call, now: float) -> None:
+        talk_s = now - call.answered_at if call.answered_at is not None else 0.0
+        department = self.departments.get(call.info.department or "")
+        settings = self.distribution.settings(department) if department is not None else None
+        if call.answered_by in self.extensions:
+            wrap_up_s = settings.wrap_up_s if settings is not None else 0.0
+            self.agents.call_ended(call.answered_by, now, talk_s=talk_s, wrap_up_s=wrap_up_s)
+        if call.info.direction in ("internal", "outbound") and call.info.caller in self.extensions:
+            self.agents.call_ended(call.info.caller, now, talk_s=talk_s)
+        if settings is None or settings.auto_break_after <= 0:
+            return
+        for record in call.leg_records:
+            # Only an offer that rang out counts against the agent (Asterisk autopause): a leg
+            # cancelled because a colleague answered, or the caller hung up, does not.
+            if record.result == "no_answer" and record.target in self.extensions:
+                change = self.agents.offer_unanswered(
+                    record.target, now, auto_break_after=settings.auto_break_after
+                )
+                if change is not None:
+                    self.status_changes.append(change)
+
+    # ------------------------------------------------------------------ the daemon's results
+    def webhook_answered(self, call_id: str, destination: str | None, now: float,
+                         *, error: str = "") -> None:
+        """A webhook's or the CRM's answer (`WebhookRequested`), or None with its error."""
+        self.lookups.webhook_answered(call_id, destination, now, error=error)
+
+    def restore_callbacks(self, requests: list[dict[str, Any]], now: float) -> int:
+        """Callback requests saved before a restart, back in their queues; how many."""
+        return self.callbacks.restore_callbacks(requests, now)
+
+    def set_agent_status(
+        self, extension: str, status: str, *, reason: str = "", source: str
+    ) -> StatusChanged:
+        if extension not in self.extensions:
+            raise ValueError(f"no extension {extension}")
+        change = self.agents.set_status(extension, status, self.now, reason=reason,
+                                        source=source)
+        self.status_changes.append(change)
+        if status == ON_LINE:
+            self.distribution.serve_all_queues(self.now)
+        return change
+
+    def invite_authorization(
+        self, target: Target, challenge: Response, request: Request
+    ) -> tuple[str, str] | None:
+        trunk = self.trunks.get(target.trunk or "")
+        if trunk is None or not trunk.username:
+            return None
+        header = "WWW-Authenticate" if challenge.status == 401 else "Proxy-Authenticate"
+        chosen = choose_challenge(challenge.headers.get_all(header), trunk.digest_algorithms)
+        if chosen is None:
+            return None
+        value = build_authorization(
+            chosen, method="INVITE", uri=str(request.uri), username=trunk.username,
+            password=trunk.password, cnonce=secrets.token_hex(8), nc=1,
+        )
+        return ("Authorization" if challenge.status == 401 else "Proxy-Authorization", value)
+
+    def _drain_events(self, now: float) -> None:
+        while (event := self.layer.next_event()) is not None:
+            if isinstance(event, RequestReceived):
+                self._guarded(partial(self._on_request_event, event), now)
+            elif isinstance(event, ResponseReceived):
+                handlers = self._handlers.get(event.transaction_id)
+                if handlers is not None:
+                    self._guarded(
+                        partial(handlers[0], event.transaction_id, event.response), now
+                    )
+            elif isinstance(event, TransactionTimedOut):
+                handlers = self._handlers.pop(event.transaction_id, None)
+                if handlers is not None:
+                    self._guarded(partial(handlers[1], event.transaction_id), now)
+            elif isinstance(event, AckTimedOut):
+                call = self.calls.get(event.transaction_id)
+                if call is not None:
+                    self._guarded(partial(call.hang_up, cause="no ACK from caller"), now)
+            elif isinstance(event, TransactionTerminated):
+                self._handlers.pop(event.transaction_id, None)
+
+    def _guarded(self, action: Callable[[float], None], now: float) -> None:
+        """Run one event handler; a bug in it must not take the daemon down."""
+        try:
+            action(now)
+        except Exception:
+            self.stats["internal_errors"] += 1
+            LOGGER.exception("internal error while handling an event")
+
+    def _on_request_event(self, event: RequestReceived, now: float) -> None:
+        request = event.request
+        if event.transaction_id is None:
+            self._on_ack(request, now)
+            return
+        tx_id = event.transaction_id
+        try:
+            self.edge.on_request(tx_id, request, event.source, now)
+        except RemoteProtocolError as exc:
+            LOGGER.info("%s from %s refused: %s", request.method, event.source.host, exc)
+            headers = exc.headers if isinstance(exc, RejectWith) else None
+            self.reply(tx_id, request, exc.status_hint, now, headers=headers)
+        except Exception:
+            # A bug must still leave the caller with an answer and the transaction with an end.
+            self.stats["internal_errors"] += 1
+            LOGGER.exception("internal error on %s from %s", request.method, event.source.host)
+            call = self.calls.get(tx_id)
+            try:
+                if call is not None:
+                    call.fail(500, "internal error", now, outcome="failed")
+                else:
+                    self.reply(tx_id, request, 500, now)
+            except Exception:
+                LOGGER.exception("could not answer after an internal error")
+
+    def _on_ack(self, ack: Request, now: float) -> None:
+        entry = self.dialogs.get((ack.call_id, ack.to.tag or "", ack.from_.tag))
+        if entry is not None:
+            call, side = entry
+            call.ack_received(side, ack, now)
+
+    def reply(
+        self, tx_id: str, request: Request, status: int, now: float, *,
+        headers: list[tuple[str, str]] | None = None, reason: str | None = None,
+    ) -> None:
+        response = make_response(
+            request, status, reason, to_tag=self.stable_tag(request),
+            headers=[*(headers or []), ("User-Agent", self.user_agent)],
+        )
+        self.layer.send_response(tx_id, response, now)
+
+    def stable_tag(self, request: Request) -> str:
+        # A To tag derived from the request, not random: a failed authentication for a known
+        # and for an unknown extension then answer byte for byte alike (no enumeration).
+        digest = hmac.new(self.key, request.call_id.encode("utf-8", "surrogateescape"),
+                          hashlib.sha256)
+        return digest.hexdigest()[:16]
+
+    def new_call(
+        self, tx_id: str, request: Request, source: Address, info: CallInfo,
+        channels: list[str], now: float,
+    ) -> Call:
+        call = Call(
+            services=self, invite=request, invite_tx=tx_id, source=source, info=info,
+            started_at=now, channels=channels,
+        )
+        self.calls[tx_id] = call
+        self.stats["calls"] += 1
+        # Our 18x will make an early dialog with this To tag (RFC 3261 §12.1); the caller may
+        # send DTMF (a callback key) or BYE in it while waiting.
+        early = (request.call_id, call.to_tag, request.from_.tag)
+        self.dialogs[early] = (call, "a")
+        self._dialog_keys[call.id] = [early]
+        return call
+
+    def release_channel(self, key: str) -> None:
+        self.channels.release([key])
+
+    def status(self, now: float) -> dict[str, object]:
+        return {
+            "registrations": [
+                {"extension": b.extension, "contact": b.contact_text,
+                 "source": f"{b.source.transport}:{b.source.host}:{b.source.port}",
+                 "expires_in_s": round(b.expires_at - now), "user_agent": b.user_agent}
+                for b in self.registrar.all_bindings(now)
+            ],
+            "trunks": [r.status(now) for r in self.trunk_registrations.values()] + [
+                {"name": t.name, "state": "static" if t.name in self.trunk_addresses
+                 else "unresolved"}
+                for t in self.config.trunks if t.name not in self.trunk_registrations
+            ],
+            "calls": [
+                {"id": c.id, "state": c.state, "direction": c.info.direction,
+                 "caller": c.info.caller, "dialed": c.info.dialed,
+                 "department": c.info.department, "answered_by": c.answered_by,
+                 "duration_s": round(now - c.started_at, 1),
+                 "answered_s": (round(now - c.answered_at, 1)
+                                if c.answered_at is not None else None),
+                 # The box itself on the line: its voicemail, or its media in the middle.
+                 "media": ("box" if c.local is not None else
+                           "anchored" if c.anchor is not None else "direct"),
+                 "ringing": sorted({leg.target.label for leg in c.legs.values() if leg.active}),
+                 # How long each ringing extension (or number) has been offered this call.
+                 # (several phones of one extension: the earliest, written last, counts)
+                 "ringing_s": {leg.target.label: round(now - leg.record.started_at, 1)
+                               for leg in sorted(c.legs.values(),
+                                                 key=lambda leg: -leg.record.started_at)
+                               if leg.active}}
+                for c in self.calls.values()
+            ],
+            "queues": [
+                {"department": number, "waiting": [
+                    {"position": i + 1, "caller": c.info.caller,
+                     "wait_s": round(now - department_call(c).entered_at, 1),
+                     "vip": department_call(c).facts.vip, "callback": isinstance(c, CallbackCall)}
+                    for i, c in enumerate(waiting)]}
+                for number, waiting in self.queues.items() if waiting
+            ],
+            "channels": [
+                {"key": key, "in_use": self.channels.in_use.get(key, 0), "capacity": cap}
+                for key, cap in sorted(self.channels.capacity.items())
+            ],
+            "bans": [
+                {"source": b.source, "since": b.since, "until": b.until, "requests": b.requests}
+                for b in [*self.limiter.bans(now), *self.auth_guard.bans(now)]
+            ],
+            "agents": [
+                {"extension": number, "name": self.extensions[number].name,
+                 "status": state.status, "reason": state.reason,
+                 "since_s": round(now - state.since, 1),
+                 "registered": self.registrar.is_registered(number, now),
+                 "on_call": state.calls_in_progress > 0,
+                 "wrap_up_s": (round(state.wrap_up_until - now, 1)
+                               if state.wrap_up_until and state.wrap_up_until > now else 0),
+                 "call_ended_s": (round(now - state.last_call_ended_at, 1)
+                                  if state.last_call_ended_at is not None else None),
+                 "calls_answered_today": state.calls_answered,
+                 "talk_time_today_s": round(state.talk_time_s)}
+                for number in self.extensions
+                for state in (self.agents.agent(number),)
+            ],
+            "stats": dict(self.stats),
+            "transactions": self.layer.transaction_count,
+        }
