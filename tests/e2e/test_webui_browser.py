@@ -140,7 +140,9 @@ def test_first_run_department_call_monitor_and_report(
         monitor_row = page.locator("[data-extension='104']")
         expect(monitor_row).to_be_visible()
         shot(page, "05-monitor-idle")
-        caller = provider_call(box, trace, service=DID,
+        # The provider sends from the address and port the wizard was given, as a real one
+        # does (the box knows its provider by both).
+        caller = provider_call(box, trace, service=DID, local_port=5060,
                                variables={"hold_ms": HOLD_MS}).start()
         # The monitor follows the call by itself: no reload from here on.
         expect(monitor_row).to_have_attribute("data-state", "ringing")
