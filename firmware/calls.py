@@ -181,6 +181,7 @@ class CallInfo:
     department: str | None = None
     strategy: str | None = None
     display: str | None = None  # the caller's name, plain text (firmware.callerid.display_name)
+    line: str | None = None  # the line the call came in on (None: one of the office's phones)
 
 
 @dataclass(eq=False, slots=True, kw_only=True)

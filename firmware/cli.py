@@ -453,6 +453,12 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"  {trunk['name']}: {trunk['state']}{extra}")
     if not status["trunks"]:
         lines.append("  (none)")
+    lines.append("Lines:")
+    for line in status.get("lines") or []:
+        lines.append(f"  {line['name']} ({line['kind']}): {line['state']}, {line['reason']}; "
+                     f"{line['channels_in_use']} of {line['channels']} channels in use")
+    if not status.get("lines"):
+        lines.append("  (none)")
     lines.append("Agents:")
     for agent in status.get("agents", []):
         state = agent["status"] + (f" ({agent['reason']})" if agent["reason"] else "")

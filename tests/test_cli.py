@@ -83,6 +83,24 @@ def test_status_reads_the_running_daemon_over_its_control_socket(tmp_path: Path)
         assert "number:74951234567: 0/3" in human.stdout
 
 
+def test_status_lists_the_lines_with_their_state_and_channels(tmp_path: Path) -> None:
+    config = base_config()
+    config["trunks"].append({"name": "nowhere", "host": "nowhere.invalid", "register": False,
+                             "channels": 5})
+    with running_linebox(tmp_path / "box", config) as daemon:
+        status = json.loads(linebox("status", "--db", str(daemon.db), "--json").stdout)
+        assert status["lines"] == [
+            {"name": "provider", "kind": "sip", "state": "up",
+             "reason": "no registration (calls by address)", "channels_in_use": 0,
+             "channels": 10},
+            {"name": "nowhere", "kind": "sip", "state": "down",
+             "reason": "cannot resolve nowhere.invalid", "channels_in_use": 0, "channels": 5},
+        ]
+        human = linebox("status", "--db", str(daemon.db)).stdout
+        assert "provider (sip): up, no registration (calls by address); 0 of 10 channels" in human
+        assert "nowhere (sip): down, cannot resolve nowhere.invalid" in human
+
+
 def test_status_without_a_daemon_says_so(tmp_path: Path) -> None:
     result = linebox("status", "--db", str(tmp_path / "nothing.db"))
     assert result.returncode == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..callerid import caller_number, display_name
@@ -29,6 +30,7 @@ from ..sip.transaction import (
 )
 from ..sip.uri import OtherUri, SipUri
 from .distribution import EXTERNAL_RING_TIMEOUT_S
+from .lines import Line
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -47,14 +49,25 @@ def _dialed_number(request: Request) -> str:
     return user or ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefusedCall:
+    """What the record of a call refused at the door says."""
+
+    request: Request
+    line: Line
+    caller: str
+    dialed: str
+    number: str
+
+
 class Admission:
     def __init__(self, core: Gateway) -> None:
         self.core = core
 
     def on_invite(self, tx_id: str, request: Request, source: Address, now: float) -> None:
-        trunk_name = self.core.lines.trunk_of(request, source)
-        if trunk_name is not None:
-            self._on_trunk_invite(tx_id, request, source, trunk_name, now)
+        line = self.core.lines.of_request(request, source)
+        if line is not None:
+            self._on_line_invite(tx_id, request, source, line, now)
             return
         caller = self.core.edge.authenticate(
             tx_id, request, source, now, header="Proxy-Authorization", status=407
@@ -89,11 +102,11 @@ class Admission:
             if refusal.event is not None:
                 self.core.recorder.security_event(refusal.event)
             return
-        trunk = self.core.lines.outbound_trunk()
-        if trunk is None:
+        line = self.core.lines.outbound(now)
+        if line is None:
             self.core.reply(tx_id, request, 404, now)
             return
-        channels = [f"trunk:{trunk.name}"]
+        channels = [line.channel_key]
         if not self.core.channels.acquire(channels):
             self.core.stats["rejected_busy"] += 1
             self.core.reply(tx_id, request, 486, now,
@@ -104,34 +117,29 @@ class Admission:
         call = self.core.new_call(tx_id, request, source, info, channels, now)
         self.core.agents.call_started(caller)
         call.ring_targets(
-            [self.core.lines.external_target(trunk, dialed)], EXTERNAL_RING_TIMEOUT_S, now
+            [line.place(dialed, now)], EXTERNAL_RING_TIMEOUT_S, now
         )
 
-    def _on_trunk_invite(
-        self, tx_id: str, request: Request, source: Address, trunk_name: str, now: float
+    def _on_line_invite(
+        self, tx_id: str, request: Request, source: Address, line: Line, now: float
     ) -> None:
         dialed = _dialed_number(request)
         number = self.core.numbers.get(dialed) or self.core.numbers.get(dialed.lstrip("+"))
         if number is None:
             self.core.reply(tx_id, request, 404, now)
             return
-        channels = [f"number:{number.number}", f"trunk:{trunk_name}"]
+        # The edge: from here on the caller is digits and "+" (or "anonymous"), the name plain
+        # text; nothing the provider — or whoever spoofed it — wrote reaches a phone verbatim.
+        caller = caller_number(request.from_.uri.user_unescaped)
+        refused = RefusedCall(request=request, line=line, caller=caller, dialed=dialed,
+                              number=number.number)
+        channels = [f"number:{number.number}", line.channel_key]
         if not self.core.channels.acquire(channels):
             # Over capacity: busy at once, before anything rings (the product promise).
             self.core.stats["rejected_busy"] += 1
             self.core.reply(tx_id, request, 486, now)
-            self.core.recorder.record(
-                {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
-                 "direction": "inbound", "source": f"trunk:{trunk_name}",
-                 "caller": caller_number(request.from_.uri.user_unescaped), "dialed": dialed,
-                 "number": number.number, "end_cause": "over capacity",
-                 "outcome": "over_capacity", "sip_call_id": request.call_id},
-                [],
-            )
+            self._record_refused(refused, "over capacity", "over_capacity", now)
             return
-        # The edge: from here on the caller is digits and "+" (or "anonymous"), the name plain
-        # text; nothing the provider — or whoever spoofed it — wrote reaches a phone verbatim.
-        caller = caller_number(request.from_.uri.user_unescaped)
         destination = number.destination
         wall_now = now + self.core.wall_offset_s
         rule = self.core.rules.match(caller, wall_now, self.core.timezone)
@@ -139,13 +147,7 @@ class Admission:
         if rule is not None and rule.action == "blacklist":
             self.core.channels.release(channels)
             self.core.reply(tx_id, request, reply_status(rule), now)
-            self.core.recorder.record(
-                {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
-                 "direction": "inbound", "source": f"trunk:{trunk_name}", "caller": caller,
-                 "dialed": dialed, "number": number.number, "end_cause": f"blacklist {rule.match}",
-                 "outcome": "blacklisted", "sip_call_id": request.call_id},
-                [],
-            )
+            self._record_refused(refused, f"blacklist {rule.match}", "blacklisted", now)
             return
         if rule is not None and rule.to is not None:
             destination = rule.to  # vip straight to an employee, or a route rule
@@ -156,18 +158,12 @@ class Admission:
             if schedule.after_hours is None:
                 self.core.channels.release(channels)
                 self.core.reply(tx_id, request, 480, now, reason="Closed")
-                self.core.recorder.record(
-                    {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
-                     "direction": "inbound", "source": f"trunk:{trunk_name}", "caller": caller,
-                     "dialed": dialed, "number": number.number, "end_cause": "after hours",
-                     "outcome": "closed", "sip_call_id": request.call_id},
-                    [],
-                )
+                self._record_refused(refused, "after hours", "closed", now)
                 return
             destination = schedule.after_hours
         info = CallInfo(
-            direction="inbound", source=f"trunk:{trunk_name}", caller=caller, dialed=dialed,
-            number=number.number,
+            direction="inbound", source=line.source_label, caller=caller, dialed=dialed,
+            number=number.number, line=line.name,
             department=destination if destination in self.core.departments else None,
             display=display_name(request.from_.display),
         )
@@ -178,3 +174,14 @@ class Admission:
             return
         self.core.distribution.route_internal(call, destination, exclude=frozenset(), now=now,
                                               vip=vip)
+
+    def _record_refused(self, refused: RefusedCall, cause: str, outcome: str, now: float) -> None:
+        """A call from a line turned away before anything rang still gets its record: the owner
+        asks who was told busy, closed or blacklisted."""
+        self.core.recorder.record(
+            {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
+             "direction": "inbound", "source": refused.line.source_label,
+             "caller": refused.caller, "dialed": refused.dialed, "number": refused.number,
+             "end_cause": cause, "outcome": outcome, "sip_call_id": refused.request.call_id},
+            [],
+        )

@@ -57,8 +57,7 @@ class Callbacks:
         queue = self.core.distribution.settings(department).queue
         if queue is None or queue.callback is None or call.state not in ("queued", "ringing"):
             return None
-        source = call.info.source
-        trunk = source.removeprefix("trunk:") if source.startswith("trunk:") else None
+        trunk = call.info.line  # called back the way they came in
         customer = call.info.caller
         if customer not in self.core.extensions if trunk is None else not is_dialable(customer):
             LOGGER.info("call %s: no number to call %s back on", call.id, customer)
@@ -172,13 +171,12 @@ class Callbacks:
             if not targets:
                 return None, "customer's phone not registered"
             return targets[0], None
-        trunk = self.core.trunks.get(callback.customer_trunk)
-        key = f"trunk:{callback.customer_trunk}"
-        if trunk is None or trunk.name not in self.core.trunk_addresses:
-            return None, f"trunk {callback.customer_trunk} is gone"
-        if not self.core.channels.acquire([key]):
-            return None, "no free trunk channel"
-        return self.core.lines.external_target(trunk, callback.customer), key
+        line = self.core.lines.named(callback.customer_trunk)
+        if line is None or line.address is None:
+            return None, f"line {callback.customer_trunk} is gone"
+        if not self.core.channels.acquire([line.channel_key]):
+            return None, "no free line channel"
+        return line.place(callback.customer, self.core.now), line.channel_key
 
     def _callback_unreached(self, callback: CallbackCall, now: float) -> None:
         """The customer did not answer (or could not be called): try again later, a set

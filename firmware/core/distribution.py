@@ -320,9 +320,9 @@ class Distribution:
         are On line and not on a call (away from their desk phone, not on a break); each
         ringing mobile holds a trunk channel until it stops ringing."""
         department = self.core.departments.get(number)
-        trunk = self.core.lines.outbound_trunk()
+        line = self.core.lines.outbound(now)
         mobiles: dict[str, str] = {}  # mobile number → whose
-        if department is not None and trunk is not None:
+        if department is not None and line is not None:
             for member in department.members:
                 extension = self.core.extensions.get(member.extension)
                 state = self.core.agents.agent(member.extension)
@@ -332,16 +332,14 @@ class Distribution:
                     mobiles.setdefault(extension.mobile, extension.number)
         targets: list[Target] = []
         channels: list[str] = []
-        if trunk is not None:
-            key = f"trunk:{trunk.name}"
+        if line is not None:
             for mobile, employee in mobiles.items():
-                if not self.core.channels.acquire([key]):
-                    LOGGER.warning("call %s: no free trunk channel for the mobile %s", call.id,
-                                   mobile)
+                if not self.core.channels.acquire([line.channel_key]):
+                    LOGGER.warning("call %s: no free channel on %s for the mobile %s", call.id,
+                                   line.name, mobile)
                     break
-                target = self.core.lines.external_target(trunk, mobile)
-                targets.append(replace(target, employee=employee))
-                channels.append(key)
+                targets.append(replace(line.place(mobile, now), employee=employee))
+                channels.append(line.channel_key)
         if not targets:
             LOGGER.info("call %s: no member's mobile to ring for department %s", call.id,
                         number)
@@ -354,19 +352,17 @@ class Distribution:
         on_no_answer: Callable[[Call, float], None] | None = None,
     ) -> None:
         """Ring an external number through the provider (a trunk channel for the call)."""
-        trunk = self.core.lines.outbound_trunk()
-        key = f"trunk:{trunk.name}" if trunk is not None else ""
-        # A forwarded inbound call holds two trunk channels: the caller's and ours out.
-        if trunk is None or not self.core.channels.acquire([key]):
+        line = self.core.lines.outbound(now)
+        # A forwarded inbound call holds two line channels: the caller's and ours out.
+        if line is None or not self.core.channels.acquire([line.channel_key]):
             LOGGER.warning("call %s: cannot forward to %s (no free trunk channel)", call.id, to)
             if on_no_answer is not None:
                 on_no_answer(call, now)
             else:
                 call.fail(503, "no trunk channel", now, outcome="failed")
             return
-        call.channels.append(key)
-        call.ring_targets([self.core.lines.external_target(trunk, to)], time_s, now,
-                          on_no_answer=on_no_answer)
+        call.channels.append(line.channel_key)
+        call.ring_targets([line.place(to, now)], time_s, now, on_no_answer=on_no_answer)
 
     def _plan(self, department: Department, ctx: DepartmentCall, now: float) -> RingPlan:
         snapshot = self.snapshot(department, now)

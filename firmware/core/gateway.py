@@ -54,7 +54,6 @@ from ..sip.transaction import (
     TransactionTimedOut,
 )
 from ..store.config import Config
-from ..trunk import TrunkAccount, TrunkRegistration
 from ..voicemail import (
     VoicemailMessage,
 )
@@ -62,7 +61,7 @@ from .admission import Admission
 from .box_media import BoxMedia
 from .callbacks import Callbacks
 from .distribution import DepartmentSettings, Distribution, department_call
-from .lines import ChannelPool, Lines, source_key
+from .lines import ChannelPool, Lines
 from .lookups import Lookups, WebhookRequested
 from .records import CallRecorder, call_row, leg_row
 from .sip_edge import RejectWith, SipEdge
@@ -115,7 +114,6 @@ class Gateway:
         self.toll_guard = TollGuard()  # not remade by apply_config: the hour's count stays
         self.calls: dict[str, Call] = {}  # by the caller's INVITE server transaction
         self.dialogs: dict[tuple[str, str, str | None], tuple[Call, str]] = {}
-        self.trunk_registrations: dict[str, TrunkRegistration] = {}
         # `now` is the monotonic clock; schedules and rules are wall-clock matters.
         self.wall_offset_s = wall_offset_s
         self.agents = AgentBook(started_at=now)
@@ -171,22 +169,7 @@ class Gateway:
         self.rules = compile_rules(config.rules)
         self.timezone = config.site.timezone
         self.numbers = {n.number: n for n in config.numbers}
-        self.trunks = {t.name: t for t in config.trunks}
-        self.trunk_addresses = dict(trunk_addresses)
-        # Over UDP a provider is known by the address *and* port it sends from, as providers
-        # document their signalling addresses (a port of its own on the same host is someone
-        # else), or by address alone where the trunk says so (`inbound_match: address`). Over
-        # TCP by address alone: the provider connects from any port, and a TCP peer's address
-        # cannot be spoofed.
-        self.trunk_by_source = {
-            source_key(addr, any_port=self.trunks[name].inbound_match == "address"): name
-            for name, addr in trunk_addresses.items() if name in self.trunks
-        }
-        self.trunk_by_host = {addr.host: name for name, addr in trunk_addresses.items()}
-        self.trunk_by_line = {
-            self.lines.line_token(t.name): t.name
-            for t in config.trunks if t.register and t.name in trunk_addresses
-        }
+        self.lines.configure(config, trunk_addresses)
         self.challenger = DigestChallenger(
             config.sip.realm, key=self.key, algorithms=config.sip.digest_algorithms
         )
@@ -203,29 +186,11 @@ class Gateway:
         )
         self.scanners = tuple(s.lower() for s in security.scanner_user_agents)
         capacity = {f"number:{n.number}": n.channels for n in config.numbers}
-        capacity.update({f"trunk:{t.name}": t.channels for t in config.trunks})
+        capacity.update({line.channel_key: line.channels for line in self.lines})
         self.channels.configure(capacity)
         for extension in list(self.registrar._bindings):
             if extension not in self.extensions:
                 self.registrar.forget(extension)
-        wanted = {t.name for t in config.trunks if t.register and t.name in trunk_addresses}
-        for name in list(self.trunk_registrations):
-            if name not in wanted:
-                del self.trunk_registrations[name]
-        for name in wanted:
-            trunk = self.trunks[name]
-            account = TrunkAccount(
-                name=name, host=trunk.host, username=trunk.username, password=trunk.password,
-                expires_s=trunk.expires_s, from_domain=trunk.from_domain,
-                digest_algorithms=trunk.digest_algorithms, line_token=self.lines.line_token(name),
-            )
-            existing = self.trunk_registrations.get(name)
-            if existing is not None and existing.account == account:
-                continue
-            self.trunk_registrations[name] = TrunkRegistration(
-                account, destination=trunk_addresses[name], local_host=self.local_host,
-                local_port=self.local_port, user_agent=self.user_agent,
-            )
 
     def receive(self, data: bytes, source: Address, now: float) -> None:
         self.now = now
@@ -237,7 +202,7 @@ class Gateway:
             # keep their exact source and are still served.
             self.stats["dropped_banned"] += 1
             return
-        trusted = (self.lines.trunk_by_address(source) is not None
+        trusted = (self.lines.by_address(source) is not None
                    or host in self.registrar.registered_hosts())
         if not trusted and not self.limiter.allow(host, now):
             self.stats["dropped_banned"] += 1
@@ -300,7 +265,7 @@ class Gateway:
             heapq.heappop(self._timers)
         if self._timers:
             candidates.append(self._timers[0].when)
-        for registration in self.trunk_registrations.values():
+        for registration in self.lines.registrations():
             when = registration.get_timer()
             if when is not None:
                 candidates.append(when)
@@ -315,7 +280,7 @@ class Gateway:
             if not timer.cancelled:
                 self._guarded(timer.callback, now)
         self._drain_events(now)
-        for registration in self.trunk_registrations.values():
+        for registration in self.lines.registrations():
             if registration.due(now):
                 self.edge.send_registration(registration, registration.build_register(now), now)
         if now >= self._next_housekeeping:
@@ -331,7 +296,7 @@ class Gateway:
         """Hang up every call and unregister from the provider (Ctrl-C, SIGTERM)."""
         for call in list(self.calls.values()):
             call.hang_up(now, "shutdown")
-        for registration in self.trunk_registrations.values():
+        for registration in self.lines.registrations():
             request = registration.unregister(now)
             if request is not None:
                 self.edge.send_registration(registration, request, now)
@@ -479,7 +444,8 @@ class Gateway:
     def invite_authorization(
         self, target: Target, challenge: Response, request: Request
     ) -> tuple[str, str] | None:
-        trunk = self.trunks.get(target.trunk or "")
+        line = self.lines.named(target.trunk)
+        trunk = line.trunk if line is not None else None
         if trunk is None or not trunk.username:
             return None
         header = "WWW-Authenticate" if challenge.status == 401 else "Proxy-Authenticate"
@@ -597,11 +563,13 @@ class Gateway:
                  "expires_in_s": round(b.expires_at - now), "user_agent": b.user_agent}
                 for b in self.registrar.all_bindings(now)
             ],
-            "trunks": [r.status(now) for r in self.trunk_registrations.values()] + [
-                {"name": t.name, "state": "static" if t.name in self.trunk_addresses
+            "trunks": [
+                line.registration.status(now) if line.registration is not None else
+                {"name": line.name, "state": "static" if line.address is not None
                  else "unresolved"}
-                for t in self.config.trunks if t.name not in self.trunk_registrations
+                for line in self.lines
             ],
+            "lines": [status.as_dict() for status in self.lines.statuses(now)],
             "calls": [
                 {"id": c.id, "state": c.state, "direction": c.info.direction,
                  "caller": c.info.caller, "dialed": c.info.dialed,

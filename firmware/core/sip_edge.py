@@ -178,7 +178,7 @@ class SipEdge:
         retransmission of the INVITE simply gets another 407."""
         if (request.method != "INVITE" or request.to.tag is not None
                 or "Proxy-Authorization" in request.headers
-                or self.core.lines.trunk_of(request, source) is not None
+                or self.core.lines.of_request(request, source) is not None
                 or self.core.layer.has_server_transaction(request)):
             return False
         try:
