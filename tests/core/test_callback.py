@@ -8,80 +8,36 @@ from __future__ import annotations
 import pytest
 
 from firmware.calls import dtmf_key
-from firmware.sip.message import Request, Response, make_response
+from firmware.sip.message import Request
 from firmware.store.config import ConfigError, parse_config
-from tests.core.test_gateway import GATEWAY, Office, Peer, office, request
-from tests.core.test_queue_and_no_answer import config_with
-
-CALLBACK_DID = "+74950000800"
-CUSTOMER = "79161234567"  # the provider peer's caller number
-CUSTOMER_RING_S = 5
-RETRY_S = 10
-EXPIRE_S = 60
-
-CALLBACK = config_with(
-    [{"number": "800", "name": "Service", "strategy": "ring_all", "ring_timeout_s": 15,
-      "members": ["101"],
-      "queue": {"max_callers": 5, "max_wait_s": 120, "retry_s": 5,
-                "callback": {"key": "1", "expire_s": EXPIRE_S,
-                             "customer_ring_s": CUSTOMER_RING_S, "attempts": 2,
-                             "retry_s": RETRY_S}}}],
-    [{"number": CALLBACK_DID, "trunk": "provider", "channels": 5, "destination": "800"}],
+from tests.core.network import (
+    CALLBACK,
+    CALLBACK_DID,
+    CUSTOMER_RING_S,
+    EXPIRE_S,
+    GATEWAY,
+    RETRY_S,
+    Office,
+    Peer,
+    answer_with_sdp,
+    config_with,
+    office,
+    press,
+    request,
+    waiting_with_request,
 )
+
+CUSTOMER = "79161234567"  # the provider peer's caller number
 MEMBER_SDP = b"v=0\r\no=101 1 1 IN IP4 10.0.0.11\r\ns=-\r\nc=IN IP4 10.0.0.11\r\n" \
              b"t=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\na=sendrecv\r\n"
 CUSTOMER_SDP = b"v=0\r\no=c 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\n" \
                b"t=0 0\r\nm=audio 50000 RTP/AVP 0\r\na=sendrecv\r\n"
 
 
-def answer_with_sdp(peer: Peer, sdp: bytes) -> Response:
-    invite = peer.ringing_invite()
-    entry = peer.incoming[invite.top_via.branch or ""]
-    response = make_response(invite, 200, to_tag=entry.tag, headers=[
-        ("Contact", f"<sip:{peer.user}@{peer.address.host}:{peer.address.port}>"),
-        ("Content-Type", "application/sdp"),
-    ], body=sdp)
-    entry.last = response
-    peer.send(response)
-    return response
-
-
-def press(peer: Peer, invite: Request, key: str, *,
-          content_type: str = "application/dtmf-relay") -> int:
-    """Send DTMF as INFO in the early dialog of `invite` (To tag from our 180); return the
-    INFO's final status."""
-    ringing = [r for r in peer.responses() if r.call_id == invite.call_id and r.status == 180]
-    assert ringing, "no early dialog: the caller has not heard ringing"
-    body = f"Signal={key}\r\nDuration=160\r\n" if content_type.endswith("relay") else key
-    info = request("INFO", f"sip:linebox@{GATEWAY.host}:{GATEWAY.port}", [
-        ("Via", peer.via()),
-        ("Max-Forwards", "70"),
-        ("From", invite.headers.get("From") or ""),
-        ("To", ringing[-1].headers.get("To") or ""),
-        ("Call-ID", invite.call_id),
-        ("CSeq", "2 INFO"),
-        ("Content-Type", content_type),
-    ], body.encode())
-    before = len(peer.responses("INFO"))
-    peer.send(info)
-    replies = peer.responses("INFO")[before:]
-    assert replies, "INFO unanswered"
-    return replies[-1].status
-
-
 def final_of(peer: Peer, invite: Request) -> int | None:
     finals = [r.status for r in peer.responses()
               if r.call_id == invite.call_id and r.status >= 200]
     return finals[-1] if finals else None
-
-
-def waiting_with_request() -> tuple[Office, Request]:
-    """Member 101 is on break; the customer calls, waits, and presses 1."""
-    o = office(config=CALLBACK)
-    o.net.gateway.set_agent_status("101", "break", source="cli")
-    invite = o.provider.call(CALLBACK_DID)
-    assert press(o.provider, invite, "1") == 200
-    return o, invite
 
 
 def back_on_line(o: Office) -> None:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import secrets
 
-import pytest
-
 from firmware.sip.auth import build_authorization, choose_challenge
-from firmware.sip.message import Request, Response
+from firmware.sip.message import Request
 from firmware.sip.transaction import Address
 from firmware.store.config import parse_config
-from tests.core.test_gateway import (
+from tests.core.network import (
     CONFIG,
     GATEWAY,
     PASSWORDS,
@@ -26,16 +24,12 @@ from tests.core.test_gateway import (
     Network,
     Office,
     Peer,
+    authorised_call,
     office,
     request,
 )
 
 EXTERNAL_NUMBER = "0088213374455"  # what the replayed answer was used to call
-
-
-@pytest.fixture
-def o() -> Office:
-    return office()
 
 
 def injected_invite(peer: Peer, from_value: str) -> Request:
@@ -49,30 +43,6 @@ def injected_invite(peer: Peer, from_value: str) -> Request:
         ("Contact", f"<sip:x@{peer.address.host}:{peer.address.port}>"),
     ]
     return request("INVITE", f"sip:{RING_ALL_DID}@{GATEWAY.host}", headers)
-
-
-def authorised_call(phone: Peer, dialed: str, *, password: str | None = None
-                    ) -> tuple[Request, Response]:
-    """A phone's INVITE, challenged and sent again with Proxy-Authorization (RFC 3261 §22.3);
-    returns the second INVITE and the last response to it."""
-    first = phone.call(dialed)
-    challenge = phone.responses()[-1]
-    assert challenge.status == 407, challenge
-    chosen = choose_challenge(challenge.headers.get_all("Proxy-Authenticate"))
-    assert chosen is not None
-    authorization = build_authorization(
-        chosen, method="INVITE", uri=str(first.uri), username=phone.user,
-        password=password or PASSWORDS[phone.user], cnonce=secrets.token_hex(4), nc=1,
-    )
-    invite = request("INVITE", str(first.uri), [
-        ("Via", phone.via()),
-        *[(name, value) for name, value in first.headers
-          if name not in ("Via", "CSeq", "Content-Length")],
-        ("CSeq", "2 INVITE"),
-        ("Proxy-Authorization", authorization),
-    ])
-    phone.send(invite)
-    return invite, phone.responses()[-1]
 
 
 def replay(attacker: Peer, captured: Request, dialed: str) -> Request:

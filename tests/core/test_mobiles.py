@@ -9,8 +9,7 @@ import pytest
 
 from firmware.sip.message import Request
 from firmware.store.config import ConfigError, parse_config
-from tests.core.test_gateway import Office, office
-from tests.core.test_queue_and_no_answer import config_with
+from tests.core.network import Office, config_with, office
 
 MOBILES_DID = "+74950000980"
 MOBILE = {"101": "+79160000101", "102": "+79160000102"}

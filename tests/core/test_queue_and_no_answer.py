@@ -1,6 +1,7 @@
 """Queue, no-answer scheme, agent statuses and wrap-up, through the sans-IO gateway.
 
-Reuses the scripted office of test_gateway.py: phones 101..103 and a provider, time stepped.
+Runs on the scripted office of tests/core/network.py: phones 101..103 and a provider, time
+stepped.
 """
 
 from __future__ import annotations
@@ -9,20 +10,11 @@ import copy
 
 import pytest
 
-from tests.core.test_gateway import CONFIG, RING_ALL_DID, Office, office
+from tests.core.network import RING_ALL_DID, Office, config_with, office
 
 QUEUE_DID = "+74950000500"
 STEPS_DID = "+74950000600"
 RESERVE_DID = "+74950000700"
-
-
-def config_with(departments: list[dict[str, object]], numbers: list[dict[str, object]],
-                **extra: object) -> dict[str, object]:
-    config = copy.deepcopy(CONFIG)
-    config["departments"] = [*config["departments"], *departments]  # type: ignore[misc]
-    config["numbers"] = [*config["numbers"], *numbers]  # type: ignore[misc]
-    config.update(extra)
-    return config
 
 
 QUEUED = config_with(

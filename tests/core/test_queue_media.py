@@ -14,9 +14,15 @@ import pytest
 from firmware.media import g711, prompts, sdp, tones
 from firmware.media.rtp import RtpPacket, TelephoneEvent, parse_rtp
 from firmware.sip.message import Request
-from tests.core.test_callback import answer_with_sdp
-from tests.core.test_gateway import GATEWAY, PHONE_ADDRESSES, Office, office, request
-from tests.core.test_queue_and_no_answer import config_with
+from tests.core.network import (
+    GATEWAY,
+    PHONE_ADDRESSES,
+    Office,
+    answer_with_sdp,
+    config_with,
+    office,
+    request,
+)
 
 QUEUE_DID = "+74950000950"
 CALLER_RTP = ("127.0.0.2", 50000)

@@ -12,8 +12,7 @@ import pytest
 
 from firmware.routing.tollguard import BOX_LIMIT, EXTENSION_LIMIT, NOT_ALLOWED
 from firmware.sip.message import Request, Response
-from tests.core.test_gateway import CONFIG, Office, Peer, office
-from tests.core.test_hardening import authorised_call
+from tests.core.network import CONFIG, Office, Peer, authorised_call, office
 
 INTERNATIONAL_NUMBER = "0088213374455"
 MOBILE_NUMBER = "89161234567"

@@ -17,16 +17,20 @@ from firmware.media.rtp import RtpPacket, TelephoneEvent, parse_rtp
 from firmware.sip.message import Request
 from firmware.store.config import ConfigError, parse_config
 from firmware.voicemail import DEFAULT_SILENCE_S, VoicemailMessage
-from tests.core.test_callback import (
+from tests.core.network import (
     CALLBACK,
     CALLBACK_DID,
     EXPIRE_S,
+    GATEWAY,
+    PROVIDER,
+    Office,
     answer_with_sdp,
+    config_with,
+    office,
     press,
+    request,
     waiting_with_request,
 )
-from tests.core.test_gateway import GATEWAY, PROVIDER, Office, office, request
-from tests.core.test_queue_and_no_answer import config_with
 
 VOICEMAIL_DID = "+74950000900"
 CALLER_RTP = ("127.0.0.2", 50000)

@@ -12,10 +12,9 @@ import pytest
 import yaml
 from sqlite_utils import Database
 
-from firmware.core import Gateway, MemoryRecorder
-from firmware.sip.transaction import Address
 from firmware.store import ConfigError, Store, config_to_dict, dump_yaml, load_yaml, parse_config
 from firmware.store.db import MIGRATIONS, apply_migrations
+from tests.core.network import Network
 from tests.store.conftest import VALID_YAML, valid_config_data, write_config_as_older_firmware
 
 Data = dict[str, Any]
@@ -200,10 +199,7 @@ def test_an_upgraded_database_stores_mobile_and_skills(db_path: Path) -> None:
 
 
 def skills_of(config_data: Data) -> dict[str, frozenset[str]]:
-    gateway = Gateway(
-        parse_config(config_data), local=Address("udp", "127.0.0.1", 5060), trunk_addresses={},
-        recorder=MemoryRecorder(), key=b"k" * 32, now=0.0,
-    )
+    gateway = Network(config_data).gateway
     department = gateway.departments["200"]
     return {m.extension: m.skills for m in gateway.distribution.snapshot(department, 0.0).members}
 
