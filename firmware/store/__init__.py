@@ -1,4 +1,5 @@
-"""Persistent state of the gateway: the SQLite store (`db`), the configuration model (`config`)."""
+"""Persistent state of the gateway: the SQLite store (`db`), the configuration model (`config`) and
+first-boot seeding (`seed`)."""
 
 from firmware.store.config import (
     STRATEGIES,
@@ -16,7 +17,6 @@ from firmware.store.config import (
     load_yaml,
     load_yaml_file,
     parse_config,
-    seed_default,
 )
 from firmware.store.db import Store, new_call_id
 from firmware.store.errors import (
@@ -25,6 +25,7 @@ from firmware.store.errors import (
     SchemaTooNewError,
     StoreError,
 )
+from firmware.store.seed import seed_default
 
 __all__ = [
     "STRATEGIES",

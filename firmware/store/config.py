@@ -1,10 +1,10 @@
 """The configuration model of the gateway: frozen dataclasses for extensions, departments, trunks,
 DID numbers, the site and the scalar settings sections (opening-hour schedules and caller rules
 are `firmware.routing`'s own types), a validating parser from the plain data an admin
-writes in YAML (`parse_config`, `load_yaml`), its exact inverse (`config_to_dict`, `dump_yaml`),
-and `seed_default`, which gives a fresh box one department with one extension so a phone can be
-registered before anyone edits anything. Every validation failure is a `ConfigError` naming the
-key path, so an import can refuse a file and tell the admin exactly which line to fix.
+writes in YAML (`parse_config`, `load_yaml`) and its exact inverse (`config_to_dict`, `dump_yaml`).
+Every validation failure is a `ConfigError` naming the key path, so an import can refuse a file
+and tell the admin exactly which line to fix. The model knows nothing of the database (first-boot
+seeding, which writes through the store, is `firmware.store.seed`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import dataclasses
 import datetime
 import math
 import re
-import secrets
 from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 import yaml.nodes
@@ -57,10 +56,6 @@ from firmware.routing.tollguard import (
     OUTBOUND_CLASSES,
     DialPlan,
 )
-from firmware.store.errors import RevisionConflictError
-
-if TYPE_CHECKING:
-    from firmware.store.db import Store
 
 _Key = TypeVar("_Key", bound=Hashable)
 
@@ -119,7 +114,6 @@ TRUNK_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 # attributes (e.g. "lang:en"): no spaces, commas or further colons, so a list of them can be
 # written (and typed in the web UI) as "lang:en, product:windows".
 SKILL_PATTERN = re.compile(r"[^\s:,]+:[^\s:,]+")
-SEED_PASSWORD_BYTES = 9  # token_urlsafe(9) is 12 characters
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 SECTIONS = (
@@ -1651,51 +1645,3 @@ def dump_yaml(cfg: Config) -> str:
         default_flow_style=False,
     )
 
-
-# --- first boot ----------------------------------------------------------------------------------
-
-SEED_DEPARTMENT_NUMBER = "200"
-SEED_DEPARTMENT_NAME = "Отдел продаж"
-SEED_EXTENSION_NUMBER = "101"
-SEED_EXTENSION_NAME = "Сотрудник 101"
-SEED_RING_TIMEOUT_S = 20
-
-
-def generate_password() -> str:
-    """A random 12-character SIP password (URL-safe alphabet, 72 bits)."""
-    return secrets.token_urlsafe(SEED_PASSWORD_BYTES)
-
-
-def seed_default(
-    store: Store, *, password_factory: Callable[[], str] = generate_password
-) -> str | None:
-    """Give an unconfigured box one department with one extension.
-
-    Returns the new extension's password (to be shown once), or None when the store already has
-    extensions or departments, including when another process configured it meanwhile.
-    """
-    revision = store.config_revision()
-    current = store.load_config()
-    if current.extensions or current.departments:
-        return None
-    password = password_factory()
-    seeded = dataclasses.replace(
-        current,
-        extensions=(
-            Extension(number=SEED_EXTENSION_NUMBER, name=SEED_EXTENSION_NAME, password=password),
-        ),
-        departments=(
-            Department(
-                number=SEED_DEPARTMENT_NUMBER,
-                name=SEED_DEPARTMENT_NAME,
-                strategy="ring_all",
-                ring_timeout_s=SEED_RING_TIMEOUT_S,
-                members=(Member(extension=SEED_EXTENSION_NUMBER),),
-            ),
-        ),
-    )
-    try:
-        store.replace_config(seeded, expected_revision=revision)
-    except RevisionConflictError:
-        return None
-    return password
