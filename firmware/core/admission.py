@@ -13,21 +13,11 @@ from typing import TYPE_CHECKING
 
 from ..callerid import caller_number, display_name
 from ..calls import CallInfo
-from ..routing.model import (
-    BREAK,
-    DND,
-    LOGGED_OUT,
-    ON_LINE,
-    OUTBOUND,
-)
+from ..routing.model import BREAK, DND, LOGGED_OUT, ON_LINE, OUTBOUND
 from ..routing.rules import reply_status
 from ..routing.schedule import is_open
-from ..sip.message import (
-    Request,
-)
-from ..sip.transaction import (
-    Address,
-)
+from ..sip.message import Request
+from ..sip.transaction import Address
 from ..sip.uri import OtherUri, SipUri
 from .distribution import EXTERNAL_RING_TIMEOUT_S
 from .lines import Line

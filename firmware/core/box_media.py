@@ -14,9 +14,7 @@ from ..callback import CallbackCall
 from ..calls import Call, CallInfo
 from ..media import sdp
 from ..media.session import MediaSession
-from ..routing.scheme import (
-    QueueSettings,
-)
+from ..routing.scheme import QueueSettings
 from ..voicemail import (
     ApologyScript,
     LocalParty,
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
     from .gateway import Gateway
 
 LOGGER = logging.getLogger(__name__)
-
 
 
 class BoxMedia:

@@ -11,16 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..callback import CallbackCall
 from ..calls import Call, CallInfo, Target
-from ..routing.model import (
-    CallFacts,
-)
-from ..routing.scheme import (
-    CallbackSettings,
-)
-from ..sip.message import (
-    Headers,
-    Request,
-)
+from ..routing.model import CallFacts
+from ..routing.scheme import CallbackSettings
+from ..sip.message import Headers, Request
 from ..sip.uri import SipUri
 from .distribution import DepartmentCall, department_call, is_dialable
 
@@ -28,6 +21,7 @@ if TYPE_CHECKING:
     from .gateway import Gateway
 
 LOGGER = logging.getLogger(__name__)
+
 
 def _restored_invite(customer: str, dialed: str, origin_id: str) -> Request:
     """A stand-in for the INVITE of a call whose callback request outlived a restart: who the

@@ -27,23 +27,14 @@ from ..calls import Call, CallInfo, Target, TimeoutHandler
 from ..media import prompts
 from ..media.ports import MediaPorts, PortRange
 from ..registrar import Registrar
-from ..routing.model import (
-    ON_LINE,
-    RoutingMemory,
-)
+from ..routing.model import ON_LINE, RoutingMemory
 from ..routing.rules import compile_rules
 from ..routing.tollguard import TollGuard
 from ..security import AuthGuard, RateLimiter, is_scanner
 from ..sip.auth import DigestChallenger, build_authorization, choose_challenge
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
-from ..sip.message import (
-    Request,
-    Response,
-    error_response_bytes,
-    make_response,
-    parse_message,
-)
+from ..sip.message import Request, Response, error_response_bytes, make_response, parse_message
 from ..sip.transaction import (
     AckTimedOut,
     Address,
@@ -54,17 +45,16 @@ from ..sip.transaction import (
     TransactionTimedOut,
 )
 from ..store.config import Config
-from ..voicemail import (
-    VoicemailMessage,
-)
+from ..voicemail import VoicemailMessage
 from .admission import Admission
 from .box_media import BoxMedia
 from .callbacks import Callbacks
-from .distribution import DepartmentSettings, Distribution, department_call
+from .distribution import DepartmentSettings, Distribution
 from .lines import ChannelPool, Lines
 from .lookups import Lookups, WebhookRequested
 from .records import CallRecorder, call_row, leg_row
 from .sip_edge import RejectWith, SipEdge
+from .status import gateway_status
 
 LOGGER = logging.getLogger(__name__)
 
@@ -556,70 +546,5 @@ class Gateway:
         self.channels.release([key])
 
     def status(self, now: float) -> dict[str, object]:
-        return {
-            "registrations": [
-                {"extension": b.extension, "contact": b.contact_text,
-                 "source": f"{b.source.transport}:{b.source.host}:{b.source.port}",
-                 "expires_in_s": round(b.expires_at - now), "user_agent": b.user_agent}
-                for b in self.registrar.all_bindings(now)
-            ],
-            "trunks": [
-                line.registration.status(now) if line.registration is not None else
-                {"name": line.name, "state": "static" if line.address is not None
-                 else "unresolved"}
-                for line in self.lines
-            ],
-            "lines": [status.as_dict() for status in self.lines.statuses(now)],
-            "calls": [
-                {"id": c.id, "state": c.state, "direction": c.info.direction,
-                 "caller": c.info.caller, "dialed": c.info.dialed,
-                 "department": c.info.department, "answered_by": c.answered_by,
-                 "duration_s": round(now - c.started_at, 1),
-                 "answered_s": (round(now - c.answered_at, 1)
-                                if c.answered_at is not None else None),
-                 # The box itself on the line: its voicemail, or its media in the middle.
-                 "media": ("box" if c.local is not None else
-                           "anchored" if c.anchor is not None else "direct"),
-                 "ringing": sorted({leg.target.label for leg in c.legs.values() if leg.active}),
-                 # How long each ringing extension (or number) has been offered this call.
-                 # (several phones of one extension: the earliest, written last, counts)
-                 "ringing_s": {leg.target.label: round(now - leg.record.started_at, 1)
-                               for leg in sorted(c.legs.values(),
-                                                 key=lambda leg: -leg.record.started_at)
-                               if leg.active}}
-                for c in self.calls.values()
-            ],
-            "queues": [
-                {"department": number, "waiting": [
-                    {"position": i + 1, "caller": c.info.caller,
-                     "wait_s": round(now - department_call(c).entered_at, 1),
-                     "vip": department_call(c).facts.vip, "callback": isinstance(c, CallbackCall)}
-                    for i, c in enumerate(waiting)]}
-                for number, waiting in self.queues.items() if waiting
-            ],
-            "channels": [
-                {"key": key, "in_use": self.channels.in_use.get(key, 0), "capacity": cap}
-                for key, cap in sorted(self.channels.capacity.items())
-            ],
-            "bans": [
-                {"source": b.source, "since": b.since, "until": b.until, "requests": b.requests}
-                for b in [*self.limiter.bans(now), *self.auth_guard.bans(now)]
-            ],
-            "agents": [
-                {"extension": number, "name": self.extensions[number].name,
-                 "status": state.status, "reason": state.reason,
-                 "since_s": round(now - state.since, 1),
-                 "registered": self.registrar.is_registered(number, now),
-                 "on_call": state.calls_in_progress > 0,
-                 "wrap_up_s": (round(state.wrap_up_until - now, 1)
-                               if state.wrap_up_until and state.wrap_up_until > now else 0),
-                 "call_ended_s": (round(now - state.last_call_ended_at, 1)
-                                  if state.last_call_ended_at is not None else None),
-                 "calls_answered_today": state.calls_answered,
-                 "talk_time_today_s": round(state.talk_time_s)}
-                for number in self.extensions
-                for state in (self.agents.agent(number),)
-            ],
-            "stats": dict(self.stats),
-            "transactions": self.layer.transaction_count,
-        }
+        """Everything `linebox status` and the web UI's monitor show (firmware/core/status.py)."""
+        return gateway_status(self, now)

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING
 
 from ..calls import Call, LegRecord
 from ..routing.tollguard import OutboundCallRefused
-from ..voicemail import (
-    VoicemailMessage,
-)
+from ..voicemail import VoicemailMessage
 
 if TYPE_CHECKING:
     pass
 
 LOGGER = logging.getLogger(__name__)
+
 
 class CallRecorder:
     """Where finished calls go; the daemon's implementation writes them to SQLite in batches."""

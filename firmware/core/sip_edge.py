@@ -12,15 +12,8 @@ from ..callback import CallbackCall
 from ..calls import ALLOW, Call, dtmf_key
 from ..sip.auth import parse_auth_header
 from ..sip.errors import RemoteProtocolError
-from ..sip.message import (
-    KNOWN_METHODS,
-    Request,
-    Response,
-    make_response,
-)
-from ..sip.transaction import (
-    Address,
-)
+from ..sip.message import KNOWN_METHODS, Request, Response, make_response
+from ..sip.transaction import Address
 from ..sip.uri import OtherUri
 from ..trunk import TrunkRegistration
 from .distribution import DepartmentCall
