@@ -285,6 +285,18 @@ def test_a_restart_puts_the_request_back_in_its_queue() -> None:
     assert fresh.net.recorder.pending_callbacks != {}  # until the customer answers
 
 
+def test_a_restored_request_expires_when_its_saved_wait_runs_out() -> None:
+    o, _ = waiting_with_request()
+    origin_id = o.rows[-1][0]["id"]
+    fresh = restarted_with(o)
+    fresh.net.run_until(EXPIRE_S - 0.01)
+    assert len(queue_entries(fresh)) == 1 and fresh.provider.invites() == []
+    fresh.net.run_until(EXPIRE_S)
+    assert queue_entries(fresh) == []
+    assert fresh.net.recorder.callback_states == {origin_id: "expired"}
+    assert len(fresh.provider.invites()) == 1  # the apology call
+
+
 def test_a_request_that_expired_during_the_restart_expires_at_once() -> None:
     o, _ = waiting_with_request()
     origin_id = o.rows[-1][0]["id"]
