@@ -31,6 +31,8 @@ LOGGER = logging.getLogger(__name__)
 FEATURE_CODES = {"*50": BREAK, "*51": ON_LINE, "*52": DND, "*53": OUTBOUND, "*54": LOGGED_OUT}
 # What a phone may dial: digits, `+` in front, and the keypad's * and # (feature codes).
 DIALLABLE_RE = re.compile(r"\+?[0-9*#]{1,32}")
+
+
 def _dialed_number(request: Request) -> str:
     uri = request.uri
     user = uri.user_unescaped if isinstance(uri, (SipUri, OtherUri)) else None

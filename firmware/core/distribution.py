@@ -42,6 +42,8 @@ LOGGER = logging.getLogger(__name__)
 DIRECT_RING_TIMEOUT_S = 60.0
 RESERVE_RING_S = 60.0
 EXTERNAL_RING_TIMEOUT_S = 180.0
+
+
 @dataclass(slots=True, kw_only=True)
 class DepartmentCall:
     """A call's routing state while a department (or its no-answer scheme) handles it."""
@@ -51,10 +53,14 @@ class DepartmentCall:
     facts: CallFacts
     entered_at: float
     step: int = -1  # index into the no-answer steps; -1 while still with the department
+
+
 def department_call(call: Call) -> DepartmentCall:
     ctx = call.context
     assert isinstance(ctx, DepartmentCall), "a department call without its routing state"
     return ctx
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DepartmentSettings:
     """A department's routing settings, parsed once per configuration."""
@@ -92,15 +98,23 @@ class DepartmentSettings:
             wrap_up_s=float(extra.get("wrap_up_s", 0)),
             auto_break_after=int(extra.get("auto_break_after", 0)),
         )
+
+
 def _optional_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def is_dialable(text: str) -> bool:
     digits = text[1:] if text.startswith("+") else text
     return digits.isdigit() and 3 <= len(digits) <= 15
+
+
 def _queue_turn(call: Call) -> tuple[bool, float]:
     """The order of a queue: VIP callers first, then by arrival (a callback by its caller's)."""
     ctx = department_call(call)
     return (not ctx.facts.vip, ctx.entered_at)
+
+
 def _queue_deadline(call: Call, settings: QueueSettings) -> float:
     if isinstance(call, CallbackCall):
         return call.expires_at

@@ -61,6 +61,8 @@ LOGGER = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_S = 1.0
 RTP_RELATCH_S = 2.0
 ResponseCallback = Callable[[str, Response, float], None]
+
+
 @dataclass(order=True, slots=True)
 class _AppTimer:
     when: float
@@ -73,8 +75,12 @@ class _AppTimer:
         # must not keep a finished call (and its messages) alive until then.
         self.cancelled = True
         self.callback = _ignore
+
+
 def _ignore(now: float) -> None:
     pass
+
+
 def _no_greeting(mailbox: str) -> bytes | None:
     return None
 

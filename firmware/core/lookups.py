@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 WEBHOOK_GRACE_S = 0.25  # beyond the webhook's own timeout, for the daemon to report it
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebhookRequested:
     """Ask `url` about call `call_id`: the daemon POSTs `payload` as JSON and hands the answer's

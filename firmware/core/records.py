@@ -39,6 +39,8 @@ class CallRecorder:
     def security_event(self, event: OutboundCallRefused) -> None:
         """Keep a security event for the web UI (`event.at` is on the gateway's clock)."""
         raise NotImplementedError
+
+
 class MemoryRecorder(CallRecorder):
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, object], list[dict[str, object]]]] = []
@@ -62,6 +64,8 @@ class MemoryRecorder(CallRecorder):
 
     def security_event(self, event: OutboundCallRefused) -> None:
         self.security_events.append(event)
+
+
 def call_row(call: Call) -> dict[str, object]:
     info = call.info
     return {
@@ -75,6 +79,8 @@ def call_row(call: Call) -> dict[str, object]:
         "talk_s": (round(call.ended_at - call.answered_at, 3)
                    if call.answered_at is not None and call.ended_at is not None else None),
     }
+
+
 def leg_row(call_id: str, record: LegRecord) -> dict[str, object]:
     return {
         "call_id": call_id, "target": record.target, "contact": record.contact,

@@ -26,10 +26,14 @@ LOGGER = logging.getLogger(__name__)
 ALLOW_OUTSIDE_DIALOG = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
 SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # no SIP extensions are required of peers yet
 ACCEPTED_BODY_TYPES = ("application/sdp",)
+
+
 class RejectWith(RemoteProtocolError):
     def __init__(self, status: int, headers: list[tuple[str, str]]) -> None:
         super().__init__(f"rejected with {status}", status_hint=status)
         self.headers = headers
+
+
 def _credentials_user(credentials: str) -> str | None:
     """The username an Authorization header claims, for counting guesses (None: unreadable)."""
     try:
