@@ -26,6 +26,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from firmware.store.config import (
+    DEPARTMENT_DEFAULTS,
     MOBILES,
     RANK_MODES,
     RING_TIMEOUT_MAX_S,
@@ -52,12 +53,17 @@ from .strategies import STRATEGY_CHOICES, STRATEGY_NAMES
 
 bp = Blueprint("departments", __name__)
 
-# Defaults and ranges as docs/config.md gives them (the routing code's own constants live in
-# firmware.routing, which the web UI does not import).
+# Defaults as the configuration model gives them (one place: firmware.routing.scheme, re-exported
+# by firmware.store.config) and ranges as docs/config.md gives them.
 DEFAULT_RING_TIMEOUT_S = 20
 KNOB_DEFAULTS: dict[str, int | str] = {
-    "step_delay_s": 5, "tier_time_s": 15, "tier_mode": "add", "rank": "manual",
-    "sticky": "none", "sticky_ring_s": 10, "wrap_up_s": 0, "auto_break_after": 0,
+    "step_delay_s": int(DEPARTMENT_DEFAULTS.step_delay_s),
+    "tier_time_s": int(DEPARTMENT_DEFAULTS.tier_time_s),
+    "tier_mode": DEPARTMENT_DEFAULTS.tier_mode, "rank": DEPARTMENT_DEFAULTS.rank_mode,
+    "sticky": DEPARTMENT_DEFAULTS.sticky,
+    "sticky_ring_s": int(DEPARTMENT_DEFAULTS.sticky_ring_s),
+    "wrap_up_s": int(DEPARTMENT_DEFAULTS.wrap_up_s),
+    "auto_break_after": DEPARTMENT_DEFAULTS.auto_break_after,
 }
 KNOB_RANGES = {
     "step_delay_s": (1, RING_TIMEOUT_MAX_S), "tier_time_s": (1, RING_TIMEOUT_MAX_S),

@@ -5,7 +5,7 @@ nobody is free, and the no-answer scheme (steps, forwarding, members' mobiles, t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
@@ -25,11 +25,9 @@ from ..routing.plan import RingPlan, UnknownStrategyError
 from ..routing.rules import normalise_number
 from ..routing.schedule import is_open
 from ..routing.scheme import (
-    NoAnswerScheme,
+    DepartmentSettings,
     QueueSettings,
     mobiles_of,
-    parse_no_answer,
-    parse_queue,
     voicemail_box,
 )
 from ..store.config import Department
@@ -59,45 +57,6 @@ def department_call(call: Call) -> DepartmentCall:
     ctx = call.context
     assert isinstance(ctx, DepartmentCall), "a department call without its routing state"
     return ctx
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DepartmentSettings:
-    """A department's routing settings, parsed once per configuration."""
-
-    queue: QueueSettings | None
-    no_answer: NoAnswerScheme
-    step_delay_s: float = 5.0
-    tier_time_s: float = 15.0
-    tier_mode: str = "add"
-    rank_mode: str = "manual"
-    sticky: str = "none"
-    sticky_ring_s: float = 10.0
-    wrap_up_s: float = 0.0
-    auto_break_after: int = 0
-
-    @classmethod
-    def of(cls, department: Department, *, is_destination: Callable[[str], bool],
-           mailboxes: Collection[str] = ()) -> DepartmentSettings:
-        extra = department.extra
-        path = f"department {department.number}"
-        queue = parse_queue(extra["queue"], f"{path}.queue") if "queue" in extra else None
-        no_answer = (
-            parse_no_answer(extra["no_answer"], f"{path}.no_answer", is_destination=is_destination,
-                            mailbox=department.number, mailboxes=mailboxes)
-            if "no_answer" in extra else NoAnswerScheme()
-        )
-        return cls(
-            queue=queue, no_answer=no_answer,
-            step_delay_s=float(extra.get("step_delay_s", 5)),
-            tier_time_s=float(extra.get("tier_time_s", 15)),
-            tier_mode=str(extra.get("tier_mode", "add")),
-            rank_mode="auto" if extra.get("rank") == "auto" else "manual",
-            sticky=str(extra.get("sticky", "none")),
-            sticky_ring_s=float(extra.get("sticky_ring_s", 10)),
-            wrap_up_s=float(extra.get("wrap_up_s", 0)),
-            auto_break_after=int(extra.get("auto_break_after", 0)),
-        )
 
 
 def _optional_int(value: object) -> int | None:
@@ -169,13 +128,8 @@ class Distribution:
         self.offer(call, now)
 
     def settings(self, department: Department) -> DepartmentSettings:
-        settings = self.core._department_settings.get(department.number)
-        if settings is None:
-            settings = self.core._department_settings[department.number] = DepartmentSettings.of(
-                department, is_destination=self.is_destination,
-                mailboxes=self.core.extensions.keys() | self.core.departments.keys(),
-            )
-        return settings
+        """Parsed once with the configuration (`firmware.routing.scheme`)."""
+        return department.settings
 
     def is_destination(self, text: str) -> bool:
         mailbox = voicemail_box(text)

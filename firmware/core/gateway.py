@@ -49,7 +49,7 @@ from ..voicemail import VoicemailMessage
 from .admission import Admission
 from .box_media import BoxMedia
 from .callbacks import Callbacks
-from .distribution import DepartmentSettings, Distribution
+from .distribution import Distribution
 from .lines import ChannelPool, Lines
 from .lookups import Lookups, WebhookRequested
 from .records import CallRecorder, call_row, leg_row
@@ -118,7 +118,6 @@ class Gateway:
         self.last_agent: dict[str, str] = {}  # caller → who answered them last (today)
         self.crm_owners: dict[str, str] = {}  # normalised phone → responsible extension
         self.conversion: dict[str, float] = {}  # extension → sales / target calls (rank: auto)
-        self._department_settings: dict[str, DepartmentSettings] = {}
         self.webhook_requests: list[WebhookRequested] = []  # drained by the daemon
         self._awaiting_webhook: dict[str, tuple[Call, str, bool]] = {}
         self._awaiting_crm: dict[str, Call] = {}
@@ -160,7 +159,6 @@ class Gateway:
         self.user_agent = config.sip.user_agent
         self.extensions = {e.number: e for e in config.extensions}
         self.departments = {d.number: d for d in config.departments}
-        self._department_settings = {}
         self.schedules = {schedule.name: schedule for schedule in config.schedules}
         self.rules = compile_rules(config.rules)
         self.timezone = config.site.timezone

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .scheme import DEPARTMENT_DEFAULTS
+
 # Agent statuses (the product's words: On line / Break / Do not disturb / Outbound / Logged out).
 ON_LINE = "on_line"
 BREAK = "break"
@@ -55,11 +57,12 @@ class DepartmentSnapshot:
     strategy: str
     ring_timeout_s: float
     members: tuple[MemberState, ...]  # in configured order (position 1 first)
-    step_delay_s: float = 5.0  # cascading: a new phone joins every step_delay_s
-    tier_time_s: float = 15.0  # tiers: how long a tier rings before the next joins
-    tier_mode: str = "add"  # tiers: "add" keeps earlier tiers ringing, "replace" stops them
-    rank_mode: str = "manual"  # by_rank: "manual" or "auto" (from conversion)
-    sticky_ring_s: float = 10.0  # sticky overlays: how long the sticky member rings alone
+    # The department's knobs (firmware.routing.scheme.DepartmentSettings says what each is).
+    step_delay_s: float = DEPARTMENT_DEFAULTS.step_delay_s
+    tier_time_s: float = DEPARTMENT_DEFAULTS.tier_time_s
+    tier_mode: str = DEPARTMENT_DEFAULTS.tier_mode
+    rank_mode: str = DEPARTMENT_DEFAULTS.rank_mode
+    sticky_ring_s: float = DEPARTMENT_DEFAULTS.sticky_ring_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

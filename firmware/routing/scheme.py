@@ -220,3 +220,55 @@ def _step(value: object, path: str, destination: Callable[[object, str], str]) -
     to = destination(data.get("to"), f"{path}.to")
     return Step(to=to, time_s=_int(data.get("time_s", DEFAULT_STEP_TIME_S), f"{path}.time_s",
                                    5, 600))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepartmentSettings:
+    """A department's routing settings as the configuration gives them, parsed once when the
+    configuration is read. Each default here is the only one: the ring plan's snapshot and the
+    web UI's form take theirs from `DEPARTMENT_DEFAULTS`."""
+
+    queue: QueueSettings | None = None
+    no_answer: NoAnswerScheme = NoAnswerScheme()
+    step_delay_s: float = 5.0  # cascading: a new phone joins every step_delay_s
+    tier_time_s: float = 15.0  # tiers: how long a tier rings before the next joins
+    tier_mode: str = "add"  # tiers: "add" keeps earlier tiers ringing, "replace" stops them
+    rank_mode: str = "manual"  # by_rank: "manual" or "auto" (from conversion)
+    sticky: str = "none"  # "none", "last_agent" or "crm_owner"
+    sticky_ring_s: float = 10.0  # sticky overlays: how long the sticky member rings alone
+    wrap_up_s: float = 0.0  # after-call work before the next offer
+    auto_break_after: int = 0  # offers rung out in a row that put an agent on a break; 0 never
+
+
+DEPARTMENT_DEFAULTS = DepartmentSettings()
+
+
+def parse_department_settings(
+    number: str, extra: Mapping[str, object], path: str, *,
+    is_destination: Callable[[str], bool], mailboxes: Collection[str] = (),
+) -> DepartmentSettings:
+    """The settings of department `number` from its configured keys (`extra`), defaults for
+    the rest; the configuration checks the knobs' ranges first, naming their keys."""
+    defaults = DEPARTMENT_DEFAULTS
+    queue = parse_queue(extra["queue"], f"{path}.queue") if "queue" in extra else None
+    no_answer = (
+        parse_no_answer(extra["no_answer"], f"{path}.no_answer", is_destination=is_destination,
+                        mailbox=number, mailboxes=mailboxes)
+        if "no_answer" in extra else defaults.no_answer
+    )
+
+    def number_of(key: str, default: float) -> float:
+        value = extra.get(key, default)
+        return float(value) if isinstance(value, int | float) else default
+
+    return DepartmentSettings(
+        queue=queue, no_answer=no_answer,
+        step_delay_s=number_of("step_delay_s", defaults.step_delay_s),
+        tier_time_s=number_of("tier_time_s", defaults.tier_time_s),
+        tier_mode=str(extra.get("tier_mode", defaults.tier_mode)),
+        rank_mode="auto" if extra.get("rank") == "auto" else defaults.rank_mode,
+        sticky=str(extra.get("sticky", defaults.sticky)),
+        sticky_ring_s=number_of("sticky_ring_s", defaults.sticky_ring_s),
+        wrap_up_s=number_of("wrap_up_s", defaults.wrap_up_s),
+        auto_break_after=int(number_of("auto_break_after", defaults.auto_break_after)),
+    )

@@ -41,13 +41,19 @@ from firmware.routing.schedule import (
     load_zone,
     parse_time_range,
 )
+from firmware.routing.scheme import DEPARTMENT_DEFAULTS as DEPARTMENT_DEFAULTS
 
 # The destination words of no-answer schemes, re-exported for those who write configuration
 # (the web UI).
 from firmware.routing.scheme import MOBILES as MOBILES
 from firmware.routing.scheme import VOICEMAIL as VOICEMAIL
 from firmware.routing.scheme import VOICEMAIL_PREFIX as VOICEMAIL_PREFIX
-from firmware.routing.scheme import SchemeError, parse_no_answer, parse_queue, voicemail_box
+from firmware.routing.scheme import (
+    DepartmentSettings,
+    SchemeError,
+    parse_department_settings,
+    voicemail_box,
+)
 from firmware.routing.tollguard import (
     CALLS_PER_HOUR_MAX,
     DEFAULT_BOX_CALLS_PER_HOUR,
@@ -203,6 +209,8 @@ class Department:
     members: tuple[Member, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     schedule: str | None = None  # name of a schedule; None: always open
+    # `extra` parsed, set when the configuration is read (parse_config); not exported.
+    settings: DepartmentSettings = field(default=DEPARTMENT_DEFAULTS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1275,9 +1283,13 @@ def parse_config(data: object) -> Config:
         digits = text[1:] if text.startswith("+") else text
         return text in destinations or (digits.isdigit() and 3 <= len(digits) <= 15)
 
-    for index, department in enumerate(departments):
-        _check_department_routing(department, _at_index("departments", index), is_destination,
-                                  destinations)
+    # Checked here, naming each bad key, and kept parsed: the gateway reads `settings` and
+    # never parses `extra` again.
+    departments = [
+        dataclasses.replace(department, settings=_check_department_routing(
+            department, _at_index("departments", index), is_destination, destinations))
+        for index, department in enumerate(departments)
+    ]
 
     return Config(
         extensions=tuple(extensions),
@@ -1296,19 +1308,11 @@ def parse_config(data: object) -> Config:
 def _check_department_routing(
     department: Department, path: str, is_destination: Callable[[str], bool],
     mailboxes: Collection[str],
-) -> None:
+) -> DepartmentSettings:
     """The routing keys of a department and its members (queue, no-answer scheme, strategy
-    knobs), checked here so a bad value is refused at import, naming its key."""
+    knobs), checked here so a bad value is refused at import, naming its key; the department's
+    parsed settings."""
     extra = department.extra
-    try:
-        if "queue" in extra:
-            parse_queue(extra["queue"], _at_key(path, "queue"))
-        if "no_answer" in extra:
-            parse_no_answer(extra["no_answer"], _at_key(path, "no_answer"),
-                            is_destination=is_destination, mailbox=department.number,
-                            mailboxes=mailboxes)
-    except SchemeError as exc:
-        raise ConfigError(exc.path, exc.message) from None
     for key in ("step_delay_s", "tier_time_s", "sticky_ring_s"):
         if key in extra:
             _integer(extra[key], _at_key(path, key), low=1, high=RING_TIMEOUT_MAX_S)
@@ -1338,10 +1342,14 @@ def _check_department_routing(
             if not isinstance(skills, list) or not all(isinstance(x, str) for x in skills):
                 raise ConfigError(_at_key(member_path, "skills"),
                                   'must be a list of texts like "lang:en"')
+    try:
+        return parse_department_settings(department.number, extra, path,
+                                         is_destination=is_destination, mailboxes=mailboxes)
+    except SchemeError as exc:
+        raise ConfigError(exc.path, exc.message) from None
 
 
 # --- serialising ---------------------------------------------------------------------------------
-
 
 def _member_to_data(member: Member) -> str | dict[str, Any]:
     if member.ring_time_s is None and not member.extra:

@@ -15,7 +15,7 @@ import yaml
 from firmware.routing.rules import CallerRule
 from firmware.routing.schedule import Schedule
 from firmware.store import Config, ConfigError, Store, config_to_dict, dump_yaml, load_yaml
-from firmware.store.config import Crm, Site, parse_config
+from firmware.store.config import DEPARTMENT_DEFAULTS, Crm, Site, parse_config
 from tests.store.conftest import VALID_YAML
 
 Data = dict[str, Any]
@@ -527,3 +527,26 @@ def test_routing_snippets_in_the_admin_docs_are_valid() -> None:
     assert len(snippets) == 3
     for snippet in snippets:
         parse_config({**full, **snippet})
+
+
+# --- department settings, parsed once ------------------------------------------------------------
+
+
+def test_a_departments_routing_keys_are_parsed_once_with_the_configuration() -> None:
+    data = routing_data()
+    data["departments"][0].update({
+        "step_delay_s": 7, "sticky": "last_agent", "wrap_up_s": 30,
+        "queue": {"max_wait_s": 90, "max_callers": 4},
+        "no_answer": {"steps": [{"to": "103", "time_s": 15}]},
+    })
+    department = parse_config(data).departments[0]
+    settings = department.settings
+    assert (settings.step_delay_s, settings.sticky, settings.wrap_up_s) == (7.0, "last_agent", 30.0)
+    assert settings.queue is not None and settings.queue.max_wait_s == 90
+    assert [step.to for step in settings.no_answer.steps] == ["103"]
+    # What is not configured takes the one set of defaults.
+    assert settings.tier_time_s == DEPARTMENT_DEFAULTS.tier_time_s
+
+
+def test_an_unconfigured_department_has_the_defaults() -> None:
+    assert parse_config(routing_data()).departments[1].settings == DEPARTMENT_DEFAULTS
