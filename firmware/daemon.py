@@ -512,6 +512,7 @@ class Daemon:
         change = self.gateway.set_agent_status(
             str(request.get("extension", "")), str(request.get("status", "")),
             reason=str(request.get("reason", "")), source=str(request.get("source", "cli")),
+            now=self.loop.time(),
         )
         self.flush()
         return {"ok": True, "extension": change.extension, "status": change.status}

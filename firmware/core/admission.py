@@ -74,7 +74,8 @@ class Admission:
             return
         if dialed in FEATURE_CODES:
             status = FEATURE_CODES[dialed]
-            self.core.set_agent_status(caller, status, reason="", source="phone")
+            self.core.set_agent_status(caller, status, reason="", source="phone",
+                                        now=now)
             # No media yet to play a confirmation: the reason phrase, which phones display,
             # says what was done, and the call ends there.
             self.core.reply(tx_id, request, 480, now, reason=f"Status set: {status}")

@@ -336,12 +336,13 @@ class Distribution:
         snapshot = self.snapshot(department, now)
         memory = self.core.routing_memory.setdefault(department.number, RoutingMemory())
         try:
-            return strategies.plan(snapshot, ctx.facts, memory, now, exclude=ctx.exclude)
+            return strategies.plan(snapshot, ctx.facts, memory, now, exclude=ctx.exclude,
+                                   rng=self.core.rng)
         except UnknownStrategyError:
             LOGGER.error("department %s: unknown strategy %s; ringing everyone",
                          department.number, department.strategy)
             return strategies.plan(replace(snapshot, strategy="ring_all"), ctx.facts, memory,
-                                   now, exclude=ctx.exclude)
+                                   now, exclude=ctx.exclude, rng=self.core.rng)
 
     def snapshot(self, department: Department, now: float) -> DepartmentSnapshot:
         settings = self.settings(department)

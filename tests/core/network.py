@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
@@ -97,12 +98,14 @@ def request(method: str, uri: str, headers: list[tuple[str, str]], body: bytes =
 
 
 class Network:
-    def __init__(self, config: dict[str, object] | None = None) -> None:
+    def __init__(self, config: dict[str, object] | None = None, *, seed: int | None = None
+                 ) -> None:
         self.now = 0.0
         self.recorder = MemoryRecorder()
         self.gateway = Gateway(
             parse_config(config or CONFIG), local=GATEWAY, trunk_addresses={"provider": PROVIDER},
             recorder=self.recorder, key=b"k" * 32, now=0.0,
+            rng=random.Random(seed) if seed is not None else None,
         )
         self.peers: dict[Address, Peer] = {}
         self.lost: list[tuple[Message, Address]] = []
@@ -538,7 +541,7 @@ CALLBACK = config_with(
 def waiting_with_request() -> tuple[Office, Request]:
     """Member 101 is on break; the customer calls, waits, and presses 1."""
     o = office(config=CALLBACK)
-    o.net.gateway.set_agent_status("101", "break", source="cli")
+    o.net.gateway.set_agent_status("101", "break", source="cli", now=o.net.now)
     invite = o.provider.call(CALLBACK_DID)
     assert press(o.provider, invite, "1") == 200
     return o, invite

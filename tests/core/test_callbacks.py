@@ -41,7 +41,7 @@ def final_of(peer: Peer, invite: Request) -> int | None:
 
 
 def back_on_line(o: Office) -> None:
-    o.net.gateway.set_agent_status("101", "on_line", source="cli")
+    o.net.gateway.set_agent_status("101", "on_line", source="cli", now=o.net.now)
     o.net.pump()
 
 
@@ -78,7 +78,7 @@ def test_pressing_the_key_ends_the_wait_and_records_a_requested_callback() -> No
 
 def test_another_key_does_nothing() -> None:
     o = office(config=CALLBACK)
-    o.net.gateway.set_agent_status("101", "break", source="cli")
+    o.net.gateway.set_agent_status("101", "break", source="cli", now=o.net.now)
     invite = o.provider.call(CALLBACK_DID)
     assert press(o.provider, invite, "5") == 200
     assert press(o.provider, invite, "1", content_type="text/plain") == 200
@@ -93,7 +93,7 @@ def test_a_department_without_callback_ignores_the_key() -> None:
         [{"number": CALLBACK_DID, "trunk": "provider", "channels": 5, "destination": "800"}],
     )
     o = office(config=config)
-    o.net.gateway.set_agent_status("101", "break", source="cli")
+    o.net.gateway.set_agent_status("101", "break", source="cli", now=o.net.now)
     invite = o.provider.call(CALLBACK_DID)
     assert press(o.provider, invite, "1") == 200
     assert final_of(o.provider, invite) is None
@@ -219,7 +219,7 @@ def test_the_caller_may_ask_while_members_ring() -> None:
 
 def test_a_bye_in_the_early_dialog_ends_the_wait() -> None:
     o = office(config=CALLBACK)
-    o.net.gateway.set_agent_status("101", "break", source="cli")
+    o.net.gateway.set_agent_status("101", "break", source="cli", now=o.net.now)
     invite = o.provider.call(CALLBACK_DID)
     ringing = [r for r in o.provider.responses() if r.status == 180][-1]
     o.provider.send(request("BYE", f"sip:linebox@{GATEWAY.host}", [
@@ -268,7 +268,7 @@ def restarted_with(o: Office) -> Office:
     saved = list(o.net.recorder.pending_callbacks.values())
     fresh = office(config=CALLBACK)
     fresh.net.now = o.net.now + 50.0
-    fresh.net.gateway.set_agent_status("101", "break", source="cli")
+    fresh.net.gateway.set_agent_status("101", "break", source="cli", now=fresh.net.now)
     assert fresh.net.gateway.restore_callbacks(saved, fresh.net.now) == len(saved)
     fresh.net.pump()
     return fresh

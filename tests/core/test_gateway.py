@@ -19,6 +19,7 @@ from tests.core.network import (
     IN_ORDER_DID,
     IN_ORDER_TIMEOUT_S,
     PHONE_ADDRESSES,
+    PROVIDER,
     RING_ALL_DID,
     RING_ALL_TIMEOUT_S,
     SLOW_DID,
@@ -26,6 +27,7 @@ from tests.core.network import (
     Network,
     Office,
     Peer,
+    config_with,
     office,
 )
 
@@ -510,3 +512,33 @@ def test_status_says_how_long_ago_each_agent_ended_a_call() -> None:
     agents = agents_by_extension(o.net)
     assert agents["101"]["call_ended_s"] == 4.0 and agents["101"]["wrap_up_s"] == 26.0
     assert agents["102"]["call_ended_s"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# Randomness
+
+
+RANDOM_DID = "+74950000500"
+
+
+def first_rung_by_random(seed: int) -> str:
+    config = config_with(
+        [{"number": "500", "name": "Random", "strategy": "random", "ring_timeout_s": 20,
+          "members": ["101", "102", "103"]}],
+        [{"number": RANDOM_DID, "trunk": "provider", "channels": 3, "destination": "500"}],
+    )
+    net = Network(config, seed=seed)
+    provider = Peer(net, PROVIDER, "79161234567")
+    phones = {n: Peer(net, address, n) for n, address in PHONE_ADDRESSES.items()}
+    for phone in phones.values():
+        assert phone.register().status == 200
+    provider.call(RANDOM_DID)
+    rung = [n for n, phone in phones.items() if phone.invites()]
+    assert len(rung) == 1
+    return rung[0]
+
+
+def test_the_random_strategy_repeats_itself_under_a_seeded_gateway() -> None:
+    choices = [first_rung_by_random(seed) for seed in range(8)]
+    assert choices == [first_rung_by_random(seed) for seed in range(8)]
+    assert len(set(choices)) > 1  # and the seed does choose

@@ -67,7 +67,7 @@ def test_unanswered_mobiles_give_way_to_the_next_step() -> None:
 
 def test_a_member_on_break_is_not_rung_on_the_mobile_either() -> None:
     o = office(registered=(), config=MOBILES)
-    o.net.gateway.set_agent_status("102", "break", source="cli")
+    o.net.gateway.set_agent_status("102", "break", source="cli", now=o.net.now)
     o.provider.call(MOBILES_DID)
     assert [str(r.uri.user) for r in mobile_invites(o)] == [  # type: ignore[union-attr]
         "+79160000101"]

@@ -111,7 +111,7 @@ def test_reserve_number_rings_at_once_when_every_member_is_offline() -> None:
 
 def test_member_on_break_is_skipped() -> None:
     o = office()
-    o.net.gateway.set_agent_status("101", "break", reason="lunch", source="cli")
+    o.net.gateway.set_agent_status("101", "break", reason="lunch", source="cli", now=o.net.now)
     o.provider.call(RING_ALL_DID)
     assert o.phones["101"].invites() == []
     assert len(o.phones["102"].invites()) == 1
@@ -119,10 +119,10 @@ def test_member_on_break_is_skipped() -> None:
 
 def test_status_back_on_line_serves_the_waiting_caller() -> None:
     o = office(config=QUEUED)
-    o.net.gateway.set_agent_status("101", "dnd", source="cli")
+    o.net.gateway.set_agent_status("101", "dnd", source="cli", now=o.net.now)
     o.provider.call(QUEUE_DID)
     assert o.phones["101"].invites() == []
-    o.net.gateway.set_agent_status("101", "on_line", source="cli")
+    o.net.gateway.set_agent_status("101", "on_line", source="cli", now=o.net.now)
     o.net.pump()
     assert len(o.phones["101"].invites()) == 1
 

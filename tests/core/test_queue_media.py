@@ -49,7 +49,7 @@ QUEUE = config_with(
 def waiting_caller(config: dict[str, object] = QUEUE) -> tuple[Office, Request, int]:
     """Member 101 is on break; a caller with SDP comes in and waits. Returns the box's port."""
     o = office(config=config)
-    o.net.gateway.set_agent_status("101", "break", source="cli")
+    o.net.gateway.set_agent_status("101", "break", source="cli", now=o.net.now)
     invite = o.provider.call(QUEUE_DID, sdp=CALLER_SDP)
     early = [r for r in o.provider.responses() if r.status == 183]
     assert early, "no early media"
@@ -112,7 +112,7 @@ def test_a_key_in_the_rtp_requests_the_callback() -> None:
 
 def answered_by_member() -> tuple[Office, Request, int, int]:
     o, invite, port = waiting_caller()
-    o.net.gateway.set_agent_status("101", "on_line", source="cli")
+    o.net.gateway.set_agent_status("101", "on_line", source="cli", now=o.net.now)
     o.net.pump()
     leg_invite = o.phones["101"].ringing_invite()
     answer_with_sdp(o.phones["101"], MEMBER_SDP)
@@ -122,7 +122,7 @@ def answered_by_member() -> tuple[Office, Request, int, int]:
 
 def test_the_member_gets_the_boxes_offer_preferring_the_callers_law() -> None:
     o, invite, port = waiting_caller()
-    o.net.gateway.set_agent_status("101", "on_line", source="cli")
+    o.net.gateway.set_agent_status("101", "on_line", source="cli", now=o.net.now)
     o.net.pump()
     offer = sdp.SessionDescription.parse(o.phones["101"].ringing_invite().body)
     assert offer.connection == GATEWAY.host
@@ -210,7 +210,7 @@ def test_announcements_can_be_turned_off_for_plain_ringing() -> None:
     config = copy.deepcopy(QUEUE)
     config["departments"][-1]["queue"]["announce_s"] = 0  # type: ignore[index]
     o = office(config=config)
-    o.net.gateway.set_agent_status("101", "break", source="cli")
+    o.net.gateway.set_agent_status("101", "break", source="cli", now=o.net.now)
     invite = o.provider.call(QUEUE_DID, sdp=CALLER_SDP)
     statuses = [r.status for r in o.provider.responses() if r.call_id == invite.call_id]
     assert 180 in statuses and 183 not in statuses

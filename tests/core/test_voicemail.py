@@ -391,7 +391,7 @@ def test_the_apology_can_be_turned_off() -> None:
     config = copy.deepcopy(CALLBACK)
     config["departments"][-1]["queue"]["callback"]["apology"] = False  # type: ignore[index]
     o = office(config=config)
-    o.net.gateway.set_agent_status("101", "break", source="cli")
+    o.net.gateway.set_agent_status("101", "break", source="cli", now=o.net.now)
     invite = o.provider.call(CALLBACK_DID)
     assert press(o.provider, invite, "1") == 200
     o.net.advance(EXPIRE_S + 1.0)
