@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .agents import StatusChanged
-from .core import CallRecorder, Gateway, WebhookRequested
+from .core import CallRecorder, Gateway, WebhookRequested, write_record
+from .core.events import DatagramToSend, RtpToSend
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
 from .reports import conversion_by_manager
@@ -247,12 +248,12 @@ class Daemon:
         self.media_ports = SocketPorts(self, PortRange(*rtp_ports))
         self.gateway = Gateway(
             config, local=Address("udp", self.advertised_host, sip_port),
-            trunk_addresses=resolve_trunks(config), recorder=self.recorder,
+            trunk_addresses=resolve_trunks(config),
             now=self.loop.time(), wall_offset_s=time.time() - self.loop.time(),
             media_ports=self.media_ports, greetings=self._greeting,
         )
         self._restore_agent_statuses()
-        self.gateway.crm_owners = store.crm_owners()
+        self.gateway.set_crm_owners(store.crm_owners())
         restored = self.gateway.restore_callbacks(store.pending_callback_requests(),
                                                   self.loop.time())
         if restored:
@@ -362,14 +363,13 @@ class Daemon:
         zone = _zone(self.gateway.timezone)
         today = datetime.datetime.now(zone).date()
         if self._today is not None and today != self._today:
-            self.gateway.agents.new_day()
-            self.gateway.last_agent.clear()
+            self.gateway.new_day()
             LOGGER.info("new day %s: daily agent figures reset", today)
         self._today = today
         until = time.time()
-        self.gateway.conversion = conversion_by_manager(
+        self.gateway.set_conversion(conversion_by_manager(
             self.store, until - CONVERSION_WINDOW_S, until
-        )
+        ))
 
     def _flush_records(self) -> None:
         self.recorder.flush()
@@ -388,7 +388,7 @@ class Daemon:
             return
         self.gateway.apply_config(config, resolve_trunks(config), self.loop.time())
         self.tcp.limits = tcp_limits(config)
-        self.gateway.crm_owners = self.store.crm_owners()
+        self.gateway.set_crm_owners(self.store.crm_owners())
         self.config_revision = revision
         LOGGER.info("configuration revision %d applied", revision)
         self.flush()
@@ -424,24 +424,27 @@ class Daemon:
             return None
 
     def flush(self) -> None:
-        for port, data, destination in self.gateway.rtp_to_send():
-            self.media_ports.send(port, data, destination)
-        if self.gateway.webhook_requests:
-            for request in self.gateway.webhook_requests:
-                task = self.loop.create_task(self._ask_webhook(request))
+        """Perform what the core asks for (its one output, `next_event`), then re-arm its
+        timer."""
+        gateway = self.gateway
+        while (event := gateway.next_event()) is not None:
+            if isinstance(event, DatagramToSend):
+                address = event.destination
+                if address.transport == "udp":
+                    if self._udp is not None:
+                        self._udp.sendto(event.data, (address.host, address.port))
+                else:
+                    self.tcp.send(event.data, address)
+            elif isinstance(event, RtpToSend):
+                self.media_ports.send(event.port, event.data, event.destination)
+            elif isinstance(event, WebhookRequested):
+                task = self.loop.create_task(self._ask_webhook(event))
                 self._connecting.add(task)
                 task.add_done_callback(self._connecting.discard)
-            self.gateway.webhook_requests.clear()
-        if self.gateway.status_changes:
-            for change in self.gateway.status_changes:
-                self.recorder.record_status(change)
-            self.gateway.status_changes.clear()
-        for data, address in self.gateway.datagrams_to_send():
-            if address.transport == "udp":
-                if self._udp is not None:
-                    self._udp.sendto(data, (address.host, address.port))
-            else:
-                self.tcp.send(data, address)
+            elif isinstance(event, StatusChanged):
+                self.recorder.record_status(event)
+            elif not write_record(self.recorder, event):
+                LOGGER.error("the core asked for something unknown: %r", event)
         self._arm_timer()
 
     def _registered_from(self, peer: Address) -> bool:

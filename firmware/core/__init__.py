@@ -1,7 +1,7 @@
 """The gateway core, a room per concern: see docs/design.md."""
 
+from .events import Event, WebhookRequested
 from .gateway import Gateway
-from .lookups import WebhookRequested
-from .records import CallRecorder, MemoryRecorder
+from .records import CallRecorder, MemoryRecorder, write_record
 
-__all__ = ["CallRecorder", "Gateway", "MemoryRecorder", "WebhookRequested"]
+__all__ = ["CallRecorder", "Event", "Gateway", "MemoryRecorder", "WebhookRequested", "write_record"]

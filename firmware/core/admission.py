@@ -20,6 +20,7 @@ from ..sip.message import Request
 from ..sip.transaction import Address
 from ..sip.uri import OtherUri, SipUri
 from .distribution import EXTERNAL_RING_TIMEOUT_S
+from .events import CallRecorded, SecurityNoticed
 from .lines import Line
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class Admission:
         if refusal is not None:
             self.core.reply(tx_id, request, refusal.status, now, reason=refusal.reason)
             if refusal.event is not None:
-                self.core.recorder.security_event(refusal.event)
+                self.core.emit(SecurityNoticed(event=refusal.event))
             return
         line = self.core.lines.outbound(now)
         if line is None:
@@ -171,10 +172,11 @@ class Admission:
     def _record_refused(self, refused: RefusedCall, cause: str, outcome: str, now: float) -> None:
         """A call from a line turned away before anything rang still gets its record: the owner
         asks who was told busy, closed or blacklisted."""
-        self.core.recorder.record(
-            {"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
-             "direction": "inbound", "source": refused.line.source_label,
-             "caller": refused.caller, "dialed": refused.dialed, "number": refused.number,
-             "end_cause": cause, "outcome": outcome, "sip_call_id": refused.request.call_id},
-            [],
-        )
+        self.core.emit(CallRecorded(
+            call={"id": secrets.token_hex(16), "started_at": now, "ended_at": now,
+                  "direction": "inbound", "source": refused.line.source_label,
+                  "caller": refused.caller, "dialed": refused.dialed, "number": refused.number,
+                  "end_cause": cause, "outcome": outcome,
+                  "sip_call_id": refused.request.call_id},
+            legs=[],
+        ))

@@ -16,6 +16,7 @@ from ..routing.scheme import CallbackSettings
 from ..sip.message import Headers, Request
 from ..sip.uri import SipUri
 from .distribution import DepartmentCall, department_call, is_dialable
+from .events import CallbackPending, CallbackStateChanged
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -90,13 +91,13 @@ class Callbacks:
                                           facts=ctx.facts, entered_at=ctx.entered_at)
         self.core.calls[callback.invite_tx] = callback
         # Kept on disk until it is done, expired or failed: a restart must not forget it.
-        self.core.recorder.callback_pending({
+        self.core.emit(CallbackPending(request={
             "origin_call_id": callback.origin_call_id, "department": ctx.department,
             "customer": callback.customer, "trunk": trunk, "dialed": info.dialed,
             "number": info.number, "vip": int(ctx.facts.vip),
             "entered_at": ctx.entered_at + self.core.wall_offset_s,
             "expires_at": expires_at + self.core.wall_offset_s, "attempt": attempt,
-        })
+        }))
         return callback
 
     def restore_callbacks(self, requests: list[dict[str, Any]], now: float) -> int:
@@ -113,7 +114,7 @@ class Callbacks:
             if department is None or queue is None or queue.callback is None:
                 LOGGER.warning("callback request %s: department %s no longer calls back",
                                origin_id, saved["department"])
-                self.core.recorder.callback_state(origin_id, "failed")
+                self.core.emit(CallbackStateChanged(call_id=origin_id, state="failed"))
                 continue
             customer, dialed = str(saved["customer"]), str(saved["dialed"])
             ctx = DepartmentCall(
@@ -179,7 +180,9 @@ class Callbacks:
         if callback.attempt >= settings.attempts:
             LOGGER.info("callback %s to %s failed after %d attempts", callback.origin_call_id,
                         callback.customer, callback.attempt)
-            self.core.recorder.callback_state(callback.origin_call_id, "failed")
+            self.core.emit(
+                CallbackStateChanged(call_id=callback.origin_call_id, state="failed")
+            )
             return
         self.core.call_at(now + settings.retry_s, partial(self._callback_retry, callback))
 
@@ -189,7 +192,9 @@ class Callbacks:
         queue = (self.core.distribution.settings(department).queue
                  if department is not None else None)
         if department is None or queue is None or queue.callback is None:
-            self.core.recorder.callback_state(previous.origin_call_id, "failed")
+            self.core.emit(
+                CallbackStateChanged(call_id=previous.origin_call_id, state="failed")
+            )
             return  # the configuration changed meanwhile
         callback = self._new_callback(
             invite=previous.invite, info=previous.info,
@@ -208,6 +213,6 @@ class Callbacks:
         LOGGER.info("callback request %s for %s expired", callback.origin_call_id,
                     callback.customer)
         callback.fail(480, "callback expired", now, outcome="missed")
-        self.core.recorder.callback_state(callback.origin_call_id, "expired")
+        self.core.emit(CallbackStateChanged(call_id=callback.origin_call_id, state="expired"))
         if self.callback_settings(callback).apology:
             self.core.box_media.apologise(callback, now)

@@ -1,11 +1,13 @@
 """The gateway core: SIP in, decisions, SIP out — sans-IO, driven by the daemon's event loop.
 
 `Gateway.receive(data, source, now)` takes one datagram or one framed TCP message; the daemon then
-drains `datagrams_to_send()` and re-arms one timer at `get_timer()`, calling `handle_timer(now)`
-when it fires (the aioquic shape). Inside, the transaction layer matches retransmissions, the
-registrar keeps the phones' bindings, the rate limiter keeps scanners out, and each new INVITE
-becomes a `Call` that the routing plan drives. Where a call came from (a phone, the provider, and
-later a GSM or FXO line) only matters here, at the edge; routing sees numbers.
+drains `next_event()` (datagrams to send, webhook questions, records to write, status changes:
+firmware/core/events.py) and re-arms one timer at `get_timer()`, calling `handle_timer(now)` when
+it fires (the aioquic shape). The daemon never writes the core's attributes; results go back
+through methods (`webhook_answered`, `set_agent_status`, ...). Inside, the transaction layer
+matches retransmissions, the registrar keeps the phones' bindings, the rate limiter keeps
+scanners out, and each new INVITE becomes a `Call` that the routing plan drives. Where a call
+came from (a phone, a line) only matters at the edge; routing sees numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import itertools
 import logging
 import random
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -51,9 +54,17 @@ from .admission import Admission
 from .box_media import BoxMedia
 from .callbacks import Callbacks
 from .distribution import Distribution
+from .events import (
+    CallbackStateChanged,
+    CallRecorded,
+    DatagramToSend,
+    Event,
+    RtpToSend,
+    VoicemailLeft,
+)
 from .lines import ChannelPool, Lines
-from .lookups import Lookups, WebhookRequested
-from .records import CallRecorder, call_row, leg_row
+from .lookups import Lookups
+from .records import call_row, leg_row
 from .sip_edge import RejectWith, SipEdge
 from .status import gateway_status
 
@@ -93,7 +104,6 @@ class Gateway:
         *,
         local: Address,
         trunk_addresses: dict[str, Address],
-        recorder: CallRecorder,
         key: bytes | None = None,
         now: float,
         wall_offset_s: float = 0.0,
@@ -104,7 +114,6 @@ class Gateway:
         self.local = local
         self.local_host = local.host
         self.local_port = local.port
-        self.recorder = recorder
         # The `random` strategy's only randomness; a test passes a seeded one.
         self.rng = rng or random.Random()
         self.key = key or secrets.token_bytes(32)
@@ -122,16 +131,14 @@ class Gateway:
         self.last_agent: dict[str, str] = {}  # caller → who answered them last (today)
         self.crm_owners: dict[str, str] = {}  # normalised phone → responsible extension
         self.conversion: dict[str, float] = {}  # extension → sales / target calls (rank: auto)
-        self.webhook_requests: list[WebhookRequested] = []  # drained by the daemon
         self._awaiting_webhook: dict[str, tuple[Call, str, bool]] = {}
         self._awaiting_crm: dict[str, Call] = {}
-        self.status_changes: list[StatusChanged] = []  # drained by the daemon to persist
         self.stats: dict[str, int] = {
             "calls": 0, "answered": 0, "rejected_busy": 0, "parse_errors": 0,
             "dropped_scanner": 0, "dropped_banned": 0, "internal_errors": 0,
             "rtp_foreign": 0,
         }
-        self._out: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()  # for the daemon, in order (next_event)
         # The box's own media (voicemail, prompts): sessions by local RTP port.
         self.media_ports: MediaPorts = media_ports or PortRange()
         self.greetings = greetings or _no_greeting
@@ -139,7 +146,6 @@ class Gateway:
         self.local_media: dict[int, Callable[[bytes, float], None]] = {}
         self._media_open: set[int] = set()
         self._rtp_owners: dict[int, tuple[str, float]] = {}  # port → owner host, last heard
-        self._rtp_out: list[tuple[int, bytes, tuple[str, int]]] = []
         self._handlers: dict[str, tuple[ResponseCallback, TimeoutHandler]] = {}
         self._timers: list[_AppTimer] = []
         self._timer_seq = itertools.count()
@@ -212,7 +218,7 @@ class Gateway:
             LOGGER.info("unparseable message from %s:%d: %s", host, source.port, exc)
             reply = error_response_bytes(data, exc.status_hint)
             if reply is not None:
-                self._out.append((reply, source))
+                self.emit(DatagramToSend(data=reply, destination=source))
             return
         if isinstance(message, Request) and is_scanner(
             message.headers.get("User-Agent"), self.scanners
@@ -224,10 +230,18 @@ class Gateway:
         self.layer.receive(message, source, now)
         self._drain_events(now)
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        out = self._out + self.layer.datagrams_to_send()
-        self._out = []
-        return out
+    def emit(self, event: Event) -> None:
+        """Hand `event` to the daemon (the rooms' one way out)."""
+        self._events.append(event)
+
+    def next_event(self) -> Event | None:
+        """The next thing for the daemon to do, or None when there is nothing."""
+        if not self._events:
+            for data, destination in self.layer.datagrams_to_send():
+                self._events.append(DatagramToSend(data=data, destination=destination))
+            if not self._events:
+                return None
+        return self._events.popleft()
 
     def receive_rtp(self, port: int, data: bytes, now: float,
                     source: tuple[str, int] | None = None) -> None:
@@ -248,11 +262,6 @@ class Gateway:
                 return
             self._rtp_owners[port] = (host, now)
         self._guarded(partial(receiver, data), now)
-
-    def rtp_to_send(self) -> list[tuple[int, bytes, tuple[str, int]]]:
-        """(local port, datagram, destination) for the box's own media sessions."""
-        out, self._rtp_out = self._rtp_out, []
-        return out
 
     def get_timer(self) -> float | None:
         candidates = [self._next_housekeeping]
@@ -300,7 +309,7 @@ class Gateway:
                 self.edge.send_registration(registration, request, now)
 
     def send_rtp(self, port: int, data: bytes, destination: tuple[str, int]) -> None:
-        self._rtp_out.append((port, data, destination))
+        self.emit(RtpToSend(port=port, data=data, destination=destination))
 
     def close_media(self, port: int) -> None:
         self.local_media.pop(port, None)
@@ -332,7 +341,7 @@ class Gateway:
             return None
 
     def voicemail_left(self, message: VoicemailMessage, now: float) -> None:
-        self.recorder.voicemail(message, message.started_at + self.wall_offset_s)
+        self.emit(VoicemailLeft(message=message, wall_time=message.started_at + self.wall_offset_s))
 
     def send_request(
         self, request: Request, destination: Address, now: float, *,
@@ -391,10 +400,11 @@ class Gateway:
                 self.call_at(wrap_up_end, self.distribution.serve_all_queues)
         if isinstance(call, CallbackCall):
             if call.outcome == "answered":
-                self.recorder.callback_state(call.origin_call_id, "done")
+                self.emit(CallbackStateChanged(call_id=call.origin_call_id, state="done"))
             if not call.leg_records:
                 return  # a request that waited and was never tried is not a call
-        self.recorder.record(call_row(call), [leg_row(call.id, r) for r in call.leg_records])
+        self.emit(CallRecorded(call=call_row(call),
+                               legs=[leg_row(call.id, r) for r in call.leg_records]))
 
     def _update_agents(self, call: Call, now: float) -> None:
         talk_s = now - call.answered_at if call.answered_at is not None else 0.0
@@ -415,9 +425,23 @@ class Gateway:
                     record.target, now, auto_break_after=settings.auto_break_after
                 )
                 if change is not None:
-                    self.status_changes.append(change)
+                    self.emit(change)
 
     # ------------------------------------------------------------------ the daemon's results
+    def new_day(self) -> None:
+        """Midnight in the site's time zone: daily agent figures and "today's" last agent
+        start again."""
+        self.agents.new_day()
+        self.last_agent.clear()
+
+    def set_conversion(self, rates: dict[str, float]) -> None:
+        """Sales per target call by extension, from the call records (`rank: auto`)."""
+        self.conversion = dict(rates)
+
+    def set_crm_owners(self, owners: dict[str, str]) -> None:
+        """The imported phone → responsible extension table (`sticky: crm_owner`)."""
+        self.crm_owners = dict(owners)
+
     def webhook_answered(self, call_id: str, destination: str | None, now: float,
                          *, error: str = "") -> None:
         """A webhook's or the CRM's answer (`WebhookRequested`), or None with its error."""
@@ -434,7 +458,7 @@ class Gateway:
             raise ValueError(f"no extension {extension}")
         self.now = now
         change = self.agents.set_status(extension, status, now, reason=reason, source=source)
-        self.status_changes.append(change)
+        self.emit(change)
         if status == ON_LINE:
             self.distribution.serve_all_queues(now)
         return change

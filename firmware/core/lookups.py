@@ -5,12 +5,13 @@ and the CRM's responsible manager, each with its fallback on a timer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
 from ..calls import Call
 from .distribution import department_call
+from .events import WebhookRequested
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -18,19 +19,6 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 WEBHOOK_GRACE_S = 0.25  # beyond the webhook's own timeout, for the daemon to report it
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WebhookRequested:
-    """Ask `url` about call `call_id`: the daemon POSTs `payload` as JSON and hands the answer's
-    `answer_key` to `Gateway.webhook_answered` — where the call goes ("destination"), or who
-    the caller's responsible manager is ("extension", a CRM lookup)."""
-
-    call_id: str
-    url: str
-    payload: dict[str, object]
-    timeout_s: float
-    answer_key: str = "destination"
 
 
 class Lookups:
@@ -44,7 +32,7 @@ class Lookups:
         had 100 Trying); nothing else does: the daemon asks in the background, and the
         fallback route is taken by a timer if no answer comes in time."""
         self.core._awaiting_webhook[call.id] = (call, fallback, vip)
-        self.core.webhook_requests.append(WebhookRequested(
+        self.core.emit(WebhookRequested(
             call_id=call.id, url=url, timeout_s=timeout_s,
             payload={
                 "call_id": call.id, "caller": call.info.caller, "called": call.info.dialed,
@@ -93,7 +81,7 @@ class Lookups:
         only this call waits; the imported table's owner (if any) stands when the CRM errs,
         answers nonsense or is slow."""
         self.core._awaiting_crm[call.id] = call
-        self.core.webhook_requests.append(WebhookRequested(
+        self.core.emit(WebhookRequested(
             call_id=call.id, url=url, timeout_s=timeout_s, answer_key="extension",
             payload={"call_id": call.id, "caller": call.info.caller,
                      "called": call.info.dialed, "department": department_call(call).department},

@@ -5,14 +5,17 @@ tests, and the rows a finished call becomes.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from ..calls import Call, LegRecord
 from ..routing.tollguard import OutboundCallRefused
 from ..voicemail import VoicemailMessage
-
-if TYPE_CHECKING:
-    pass
+from .events import (
+    CallbackPending,
+    CallbackStateChanged,
+    CallRecorded,
+    SecurityNoticed,
+    VoicemailLeft,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -64,6 +67,23 @@ class MemoryRecorder(CallRecorder):
 
     def security_event(self, event: OutboundCallRefused) -> None:
         self.security_events.append(event)
+
+
+def write_record(recorder: CallRecorder, event: object) -> bool:
+    """Hand a record event of the core's to `recorder`; False for an event of another kind."""
+    if isinstance(event, CallRecorded):
+        recorder.record(event.call, event.legs)
+    elif isinstance(event, CallbackStateChanged):
+        recorder.callback_state(event.call_id, event.state)
+    elif isinstance(event, CallbackPending):
+        recorder.callback_pending(event.request)
+    elif isinstance(event, VoicemailLeft):
+        recorder.voicemail(event.message, event.wall_time)
+    elif isinstance(event, SecurityNoticed):
+        recorder.security_event(event.event)
+    else:
+        return False
+    return True
 
 
 def call_row(call: Call) -> dict[str, object]:

@@ -17,6 +17,7 @@ from ..sip.transaction import Address
 from ..sip.uri import OtherUri
 from ..trunk import TrunkRegistration
 from .distribution import DepartmentCall
+from .events import DatagramToSend
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -187,7 +188,7 @@ class SipEdge:
             headers=[*self._challenge_headers(request, source, now, status=407),
                      ("User-Agent", self.core.user_agent)],
         )
-        self.core._out.append((response.to_bytes(), source))
+        self.core.emit(DatagramToSend(data=response.to_bytes(), destination=source))
         return True
 
     def authenticate(

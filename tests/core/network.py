@@ -20,7 +20,9 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-from firmware.core import Gateway, MemoryRecorder
+from firmware.agents import StatusChanged
+from firmware.core import Gateway, MemoryRecorder, WebhookRequested, write_record
+from firmware.core.events import DatagramToSend, RtpToSend
 from firmware.sip.auth import build_authorization, choose_challenge
 from firmware.sip.message import Headers, Request, Response, make_response, parse_message
 from firmware.sip.transaction import T1_S, Address
@@ -101,14 +103,18 @@ class Network:
     def __init__(self, config: dict[str, object] | None = None, *, seed: int | None = None
                  ) -> None:
         self.now = 0.0
-        self.recorder = MemoryRecorder()
+        self._recorder = MemoryRecorder()
         self.gateway = Gateway(
             parse_config(config or CONFIG), local=GATEWAY, trunk_addresses={"provider": PROVIDER},
-            recorder=self.recorder, key=b"k" * 32, now=0.0,
+            key=b"k" * 32, now=0.0,
             rng=random.Random(seed) if seed is not None else None,
         )
         self.peers: dict[Address, Peer] = {}
         self.lost: list[tuple[Message, Address]] = []
+        # What the core asked the daemon for, besides SIP and records (see pump).
+        self.rtp_out: list[tuple[int, bytes, tuple[str, int]]] = []
+        self.webhook_requests: list[WebhookRequested] = []
+        self.status_changes: list[StatusChanged] = []
         self._to_gateway: deque[tuple[bytes, Address]] = deque()
 
     def send(self, peer: Peer, message: Message) -> None:
@@ -118,7 +124,7 @@ class Network:
     def pump(self) -> None:
         """Deliver everything in flight, in order, until the wire is quiet."""
         for _ in range(10_000):
-            outgoing = self.gateway.datagrams_to_send()
+            outgoing = self._perform_events()
             for data, destination in outgoing:
                 message = parse_message(data)
                 peer = self.peers.get(destination)
@@ -132,6 +138,35 @@ class Network:
             elif not outgoing:
                 return
         raise AssertionError("the wire never went quiet")
+
+    def _perform_events(self) -> list[tuple[bytes, Address]]:
+        """Do what the daemon does with the core's events; the SIP datagrams to deliver."""
+        datagrams: list[tuple[bytes, Address]] = []
+        while (event := self.gateway.next_event()) is not None:
+            if isinstance(event, DatagramToSend):
+                datagrams.append((event.data, event.destination))
+            elif isinstance(event, RtpToSend):
+                self.rtp_out.append((event.port, event.data, event.destination))
+            elif isinstance(event, WebhookRequested):
+                self.webhook_requests.append(event)
+            elif isinstance(event, StatusChanged):
+                self.status_changes.append(event)
+            else:
+                assert write_record(self._recorder, event), f"unexpected event {event!r}"
+        return datagrams
+
+    @property
+    def recorder(self) -> MemoryRecorder:
+        """The records written so far: everything the core has emitted, as the daemon would
+        have performed it right after the call that caused it."""
+        self.pump()
+        return self._recorder
+
+    def rtp_to_send(self) -> list[tuple[int, bytes, tuple[str, int]]]:
+        """(local port, datagram, destination) the box sent from its own RTP ports so far."""
+        self.pump()
+        out, self.rtp_out = self.rtp_out, []
+        return out
 
     def run_until(self, until: float) -> None:
         """Step time to `until`, running each gateway timer at its own deadline on the way."""

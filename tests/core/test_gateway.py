@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from firmware.core.events import DatagramToSend
 from firmware.sip.message import Response
 from firmware.sip.transaction import Address
 from tests.core.network import (
@@ -542,3 +543,22 @@ def test_the_random_strategy_repeats_itself_under_a_seeded_gateway() -> None:
     choices = [first_rung_by_random(seed) for seed in range(8)]
     assert choices == [first_rung_by_random(seed) for seed in range(8)]
     assert len(set(choices)) > 1  # and the seed does choose
+
+
+# --------------------------------------------------------------------------------------------
+# The one output
+
+
+def test_what_the_core_asks_of_the_daemon_comes_through_next_event_alone() -> None:
+    net = Network()
+    gateway = net.gateway
+    source = Address("udp", "127.0.0.9", 5060)
+    garbage = b"OPTIONS sip:box SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKx\r\n\r\n"
+    gateway.receive(garbage, source, 0.0)
+    event = gateway.next_event()
+    assert isinstance(event, DatagramToSend) and event.destination == source
+    assert event.data.startswith(b"SIP/2.0 400 ")
+    assert gateway.next_event() is None
+    for old_output in ("datagrams_to_send", "rtp_to_send", "webhook_requests", "status_changes",
+                       "recorder"):
+        assert not hasattr(gateway, old_output)

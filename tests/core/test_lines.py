@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from firmware.core import Gateway, MemoryRecorder
+from firmware.core import Gateway
 from firmware.core.lines import LineState
 from firmware.sip.message import Headers, Request
 from firmware.sip.transaction import Address
@@ -22,8 +22,7 @@ def gateway(addresses: dict[str, Address], **second: object) -> Gateway:
              "channels": 6, **second},
         ],
     })
-    return Gateway(config, local=BOX, trunk_addresses=addresses, recorder=MemoryRecorder(),
-                   key=b"k" * 32, now=0.0)
+    return Gateway(config, local=BOX, trunk_addresses=addresses, key=b"k" * 32, now=0.0)
 
 
 def invite(uri: str = "sip:100@127.0.0.1") -> Request:

@@ -262,7 +262,7 @@ CRM_LOOKUP = config_with(
 def crm_lookup_call(o: Office) -> str:
     """Call department 950 and return the call id the CRM is asked about (nothing rings yet)."""
     o.provider.call("+74950000950")
-    requests = o.net.gateway.webhook_requests
+    requests = o.net.webhook_requests
     assert [(r.url, r.answer_key, r.payload["caller"], r.payload["department"])
             for r in requests] == [("http://127.0.0.1:9/owner", "extension", CALLER, "950")]
     assert o.phones["101"].invites() == [] and o.phones["102"].invites() == []

@@ -57,7 +57,7 @@ def waiting_caller(config: dict[str, object] = QUEUE) -> tuple[Office, Request, 
 
 
 def heard_by(o: Office, destination: tuple[str, int]) -> list[tuple[int, RtpPacket]]:
-    return [(port, parse_rtp(data)) for port, data, to in o.net.gateway.rtp_to_send()
+    return [(port, parse_rtp(data)) for port, data, to in o.net.rtp_to_send()
             if to == destination]
 
 
@@ -139,7 +139,7 @@ def test_the_callers_200_repeats_the_183s_answer() -> None:
 
 def test_media_is_bridged_both_ways_transcoding_between_the_laws() -> None:
     o, invite, port, member_port = answered_by_member()
-    o.net.gateway.rtp_to_send()
+    o.net.rtp_to_send()
     tone = g711.pcm_bytes(array("h", (int(6000 * math.sin(2 * math.pi * 440 * i / 8000))
                                       for i in range(160))))
     o.net.gateway.receive_rtp(port, RtpPacket(payload_type=8, sequence=1, timestamp=160,
@@ -175,7 +175,7 @@ def test_a_hold_offer_from_the_member_is_answered_by_the_box(method: str) -> Non
     answer = [r for r in member.responses(method) if r.call_id == entry.invite.call_id][-1]
     assert answer.status == 200 and b"a=recvonly" in answer.body
     assert len(o.provider.requests(method)) == before  # the caller is not bothered
-    o.net.gateway.rtp_to_send()
+    o.net.rtp_to_send()
     o.net.gateway.receive_rtp(port, RtpPacket(payload_type=8, sequence=2, timestamp=320,
                                               ssrc=7, payload=b"\xd5" * 160).to_bytes(),
                               o.net.now)

@@ -68,7 +68,7 @@ class Caller:
         self.heard: list[RtpPacket] = []
 
     def collect(self) -> None:
-        for port, data, destination in self.o.net.gateway.rtp_to_send():
+        for port, data, destination in self.o.net.rtp_to_send():
             assert port == self.port and destination == CALLER_RTP
             self.heard.append(parse_rtp(data))
 
@@ -270,7 +270,7 @@ def test_an_invite_without_sdp_gets_our_offer_and_the_ack_brings_the_answer() ->
     assert offer.media[0].formats == ("0", "8", "101")
     port = offer.media[0].port
     o.net.advance(1.0)
-    assert o.net.gateway.rtp_to_send() == []  # nothing is played before the answer
+    assert o.net.rtp_to_send() == []  # nothing is played before the answer
     o.provider.send(request("ACK", str(answer.contacts[0].uri), [
         ("Via", o.provider.via()), ("Max-Forwards", "70"),
         ("From", invite.headers.get("From") or ""), ("To", answer.headers.get("To") or ""),

@@ -1,0 +1,87 @@
+"""What the core hands the daemon, one event at a time through `Gateway.next_event()` (the
+aioquic shape): datagrams to send, webhook and CRM questions, records to write, status changes.
+Each is a frozen fact; the daemon performs it and feeds any result back through a method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..agents import StatusChanged
+from ..routing.tollguard import OutboundCallRefused
+from ..sip.transaction import Address
+from ..voicemail import VoicemailMessage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatagramToSend:
+    """A SIP message for `destination` (UDP, or the TCP connection to it)."""
+
+    data: bytes
+    destination: Address
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtpToSend:
+    """A datagram from the box's RTP port `port` (its own media) to `destination`."""
+
+    port: int
+    data: bytes
+    destination: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookRequested:
+    """Ask `url` about call `call_id`: the daemon POSTs `payload` as JSON and hands the answer's
+    `answer_key` to `Gateway.webhook_answered` — where the call goes ("destination"), or who
+    the caller's responsible manager is ("extension", a CRM lookup)."""
+
+    call_id: str
+    url: str
+    payload: dict[str, object]
+    timeout_s: float
+    answer_key: str = "destination"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRecorded:
+    """A finished call and its legs, as rows (`firmware.core.records`)."""
+
+    call: dict[str, object]
+    legs: list[dict[str, object]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackStateChanged:
+    """How the callback promised on an already recorded call went: done, expired or failed."""
+
+    call_id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackPending:
+    """A callback request still to be served, to keep until its state becomes final."""
+
+    request: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoicemailLeft:
+    """A message left in a mailbox; `wall_time` is when (Unix seconds)."""
+
+    message: VoicemailMessage
+    wall_time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityNoticed:
+    """A security event for the web UI (`event.at` is on the gateway's clock)."""
+
+    event: OutboundCallRefused
+
+
+# The record events a `CallRecorder` writes (firmware.core.records.write).
+RecordEvent = (
+    CallRecorded | CallbackStateChanged | CallbackPending | VoicemailLeft | SecurityNoticed
+)
+Event = DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | RecordEvent
