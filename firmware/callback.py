@@ -20,14 +20,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .calls import ALLOW, Call, OriginatedCall, OutboundLeg, Target
+from .calls import ALLOW, Call, CallState, OriginatedCall, OutboundLeg, Target
 from .sip.dialog import Dialog
 from .sip.message import Request, Response, make_response
 from .sip.transaction import new_tag
 
 LOGGER = logging.getLogger(__name__)
 
-CONNECTING = "connecting"  # the member answered; the customer's phone rings
+CONNECTING = CallState.CONNECTING  # the member answered; the customer's phone rings
 
 
 @dataclass(eq=False, slots=True, kw_only=True)
@@ -82,9 +82,9 @@ class CallbackCall(OriginatedCall):
         if leg is self.customer_leg:
             self._on_customer_answer(leg, response, now)
             return
-        if self.state != "ringing" or self.winner is not None or not response.body:
+        if self.state != CallState.RINGING or self.winner is not None or not response.body:
             # Lost the race, or answered without the offer flow I needs: ACK and hang up.
-            useless = self.state == "ringing" and self.winner is None
+            useless = self.state == CallState.RINGING and self.winner is None
             if useless:
                 LOGGER.warning("callback %s: %s answered without SDP", self.id, leg.target.label)
             self._ack_and_hang_up(leg, response, now, result="failed" if useless else "cancelled")
@@ -105,7 +105,7 @@ class CallbackCall(OriginatedCall):
             if other is not leg and other.active:
                 self._cancel_leg(other, now, result="cancelled")
         self._cancel_timers()
-        self.state = CONNECTING
+        self.move_to(CONNECTING)
         assert self.dial_customer is not None
         self.dial_customer(self, now)
 
@@ -160,7 +160,7 @@ class CallbackCall(OriginatedCall):
         self._ack_member(response.body, response.headers.get("Content-Type"))
         self._cancel_timers()
         self.inbound_dialog = dialog
-        self.state = "answered"
+        self.move_to(CallState.ANSWERED)
         self.answered_at = now
         self.services.dialog_opened(dialog, self, "a")
 

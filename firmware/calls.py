@@ -21,6 +21,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import partial
 from typing import Protocol
 
@@ -169,6 +170,34 @@ class PendingRelay:
     final_2xx_seen: bool = False
 
 
+class CallState(StrEnum):
+    """Where a call is in its life (a StrEnum: the status JSON and the web UI read the value)."""
+
+    ROUTING = "routing"  # admitted; a webhook, the CRM or the plan decides where it goes
+    QUEUED = "queued"  # nobody free: waiting in the department's queue
+    RINGING = "ringing"  # legs are ringing
+    CONNECTING = "connecting"  # a callback: the member answered, the customer's phone rings
+    ANSWERED = "answered"  # two parties (or the box itself) are talking
+    ENDED = "ended"
+
+
+_S = CallState
+# Every move a call may make (h2's stream.py shape): a move not in the table is a bug in the box
+# and raises, instead of leaving a call in a state nothing expects.
+CALL_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
+    _S.ROUTING: frozenset({_S.RINGING, _S.QUEUED, _S.ANSWERED, _S.ENDED}),
+    _S.QUEUED: frozenset({_S.RINGING, _S.QUEUED, _S.ANSWERED, _S.ENDED}),
+    _S.RINGING: frozenset({_S.RINGING, _S.QUEUED, _S.CONNECTING, _S.ANSWERED, _S.ENDED}),
+    _S.CONNECTING: frozenset({_S.ANSWERED, _S.ENDED}),
+    _S.ANSWERED: frozenset({_S.ENDED}),
+    _S.ENDED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """A call was told to move where its table does not let it (a bug in the box)."""
+
+
 @dataclass(slots=True, kw_only=True)
 class CallInfo:
     """The facts recorded about a call; written once when it ends."""
@@ -195,7 +224,7 @@ class Call:
     channels: list[str] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     to_tag: str = field(default_factory=new_tag)
-    state: str = "routing"  # routing → ringing → answered → ended
+    state: CallState = CallState.ROUTING
     legs: dict[str, OutboundLeg] = field(default_factory=dict)
     winner: OutboundLeg | None = None
     inbound_dialog: Dialog | None = None
@@ -230,6 +259,11 @@ class Call:
     anchor: MediaAnchor | None = None
 
     # ------------------------------------------------------------------ ringing the targets
+    def move_to(self, state: CallState) -> None:
+        if state not in CALL_TRANSITIONS[self.state]:
+            raise IllegalTransition(f"call {self.id}: {self.state} → {state}")
+        self.state = state
+
     def ring(
         self, plan: RingPlan, resolve: Callable[[str], list[Target]], now: float, *,
         on_no_answer: Callable[[Call, float], None] | None = None,
@@ -245,7 +279,7 @@ class Call:
         if plan.is_empty:
             self._no_answer(now, "no member available")
             return
-        self.state = "ringing"
+        self.move_to(CallState.RINGING)
         self.ring_started_at = now
         self.timers.append(self.services.call_at(now + plan.give_up_at_s, self._give_up))
         self._schedule_step(0, now)
@@ -277,7 +311,7 @@ class Call:
         if not targets:
             self._no_answer(now, "not registered")
             return
-        self.state = "ringing"
+        self.move_to(CallState.RINGING)
         self.timers.append(self.services.call_at(now + give_up_after_s, self._give_up))
         for index, target in enumerate(targets):
             self._start_leg(target, now, channel=channels[index] if channels else None)
@@ -287,7 +321,7 @@ class Call:
         self._cancel_timers()
         if self.queued_since is None:
             self.queued_since = now
-        self.state = "queued"
+        self.move_to(CallState.QUEUED)
         if not self.relayed_18x:
             self.relayed_18x = True
             self._respond(180, now)
@@ -311,7 +345,7 @@ class Call:
             self.fail(self.failure_status(), cause, now, outcome="missed")
 
     def _run_step(self, index: int, now: float) -> None:
-        if self.state != "ringing" or self.plan is None or index < self.step_index:
+        if self.state != CallState.RINGING or self.plan is None or index < self.step_index:
             return
         self.step_index = index + 1
         step: RingStep = self.plan.steps[index]
@@ -327,7 +361,7 @@ class Call:
         # An earlier run (a step advanced when every leg failed) leaves its timer behind; it
         # finds step_index past it and does nothing.
         self._schedule_step(index + 1, now)
-        if self.state == "ringing" and not any(leg.active for leg in self.legs.values()):
+        if self.state == CallState.RINGING and not any(leg.active for leg in self.legs.values()):
             self._after_leg_failure(now)
 
     def _start_leg(self, target: Target, now: float, *, channel: str | None = None) -> None:
@@ -411,7 +445,7 @@ class Call:
         if leg.state == "calling":
             leg.state = "ringing"
             leg.record.ringing_at = now
-        if self.state != "ringing" or self.anchor is not None:
+        if self.state != CallState.RINGING or self.anchor is not None:
             return
         # Relay ringing once, and early media whenever it carries SDP (RFC 3261 §13.3.1.1).
         if response.body or not self.relayed_18x:
@@ -473,7 +507,7 @@ class Call:
                 self.services.send_stateless(leg.ack, leg.target.destination)
             return None
         dialog = self._confirm_leg(leg, response)
-        if self.state != "ringing" or self.winner is not None:
+        if self.state != CallState.RINGING or self.winner is not None:
             leg.state = "done"
             leg.record.result = "cancelled"
             leg.record.ended_at = now
@@ -490,7 +524,7 @@ class Call:
         leg.record.result = "answered"
         leg.record.sip_status = response.status
         self.winner = leg
-        self.state = "answered"
+        self.move_to(CallState.ANSWERED)
         self.answered_at = now
         self.services.dialog_opened(dialog, self, "b")
         for other in self.legs.values():
@@ -540,7 +574,7 @@ class Call:
             leg.record.result = result
         leg.record.sip_status = status
         leg.record.ended_at = now
-        if was_active and self.state == "ringing":
+        if was_active and self.state == CallState.RINGING:
             self._after_leg_failure(now)
 
     def _after_leg_failure(self, now: float) -> None:
@@ -567,7 +601,7 @@ class Call:
         return 480
 
     def _give_up(self, now: float) -> None:
-        if self.state != "ringing":
+        if self.state != CallState.RINGING:
             return
         for leg in self.legs.values():
             if leg.active:
@@ -613,16 +647,16 @@ class Call:
     # ------------------------------------------------------------------ caller side
     def caller_cancelled(self, now: float) -> None:
         """CANCEL from the caller (RFC 3261 §9.2): 487 to the INVITE, cancel every leg."""
-        if self.state not in ("routing", "ringing", "queued"):
+        if self.state not in (CallState.ROUTING, CallState.RINGING, CallState.QUEUED):
             return
-        abandoned = self.state == "queued"
+        abandoned = self.state == CallState.QUEUED
         self.fail(487, "caller hung up in the queue" if abandoned else "caller cancelled", now,
                   outcome="abandoned" if abandoned else "missed")
 
     def fail(self, status: int, cause: str, now: float, *, outcome: str,
              reason: str | None = None) -> None:
         """End an unanswered call with a final response to the caller."""
-        if self.state in ("answered", "ended"):
+        if self.state in (CallState.ANSWERED, CallState.ENDED):
             return
         self._stop_ringing(now)
         self.final_status = status
@@ -678,7 +712,7 @@ class Call:
         self.local = local
         self.local_side = "a"
         self.local_answer = body
-        self.state = "answered"
+        self.move_to(CallState.ANSWERED)
         self.inbound_dialog = dialog
         self.services.dialog_opened(dialog, self, "a")
         self.services.send_response(self.invite_tx, make_response(
@@ -731,7 +765,7 @@ class Call:
     def hang_up_local(self, now: float) -> None:
         """The box is done with the call (the message is saved): BYE, and the end."""
         local = self.local
-        if local is None or self.state != "answered":
+        if local is None or self.state != CallState.ANSWERED:
             return
         peer = self._local_peer()
         if peer is not None:
@@ -750,7 +784,7 @@ class Call:
     def in_dialog_request(self, side: str, request: Request, tx_id: str, now: float) -> None:
         """A request inside the established call from side "a" (caller) or "b" (answerer)."""
         method = request.method
-        if self.state != "answered":
+        if self.state != CallState.ANSWERED:
             status = 200 if method == "BYE" else 481
             self.services.send_response(tx_id, make_response(request, status), now)
             return
@@ -881,16 +915,16 @@ class Call:
 
     def hang_up(self, now: float, cause: str) -> None:
         """End the call from our side: BYE to both parties, or a final answer if unanswered."""
-        if self.local is not None and self.state == "answered":
+        if self.local is not None and self.state == CallState.ANSWERED:
             self.hang_up_local(now)
             return
-        if self.state == "answered":
+        if self.state == CallState.ANSWERED:
             for side in ("a", "b"):
                 peer = self.other_side("b" if side == "a" else "a")
                 if peer is not None:
                     self._send_bye(peer[0], peer[1], now)
             self._finish(now, cause, "answered")
-        elif self.state in ("routing", "ringing", "queued"):
+        elif self.state in (CallState.ROUTING, CallState.RINGING, CallState.QUEUED):
             self.fail(480, cause, now, outcome="failed")
 
     def _send_bye(self, dialog: Dialog, destination: Address, now: float) -> None:
@@ -908,9 +942,9 @@ class Call:
         self.timers.clear()
 
     def _finish(self, now: float, cause: str, outcome: str) -> None:
-        if self.state == "ended":
+        if self.state == CallState.ENDED:
             return
-        self.state = "ended"
+        self.move_to(CallState.ENDED)
         self.ended_at = now
         self.end_cause = cause
         self.outcome = outcome
@@ -940,7 +974,7 @@ class OriginatedCall(Call):
 
     def fail(self, status: int, cause: str, now: float, *, outcome: str,
              reason: str | None = None) -> None:
-        if self.state in ("answered", "ended"):
+        if self.state in (CallState.ANSWERED, CallState.ENDED):
             return
         self._stop_ringing(now)
         self._finish(now, cause, outcome)

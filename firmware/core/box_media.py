@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..anchor import CallMedia
 from ..callback import CallbackCall
-from ..calls import Call, CallInfo
+from ..calls import Call, CallInfo, CallState
 from ..media import sdp
 from ..media.session import MediaSession
 from ..routing.scheme import QueueSettings
@@ -123,7 +123,7 @@ class BoxMedia:
         ctx = call.context
         waiting = (self.core.queues.get(ctx.department, []) if isinstance(ctx, DepartmentCall)
                    else [])
-        if call.state != "queued" or call not in waiting:
+        if call.state != CallState.QUEUED or call not in waiting:
             return None
         return waiting.index(call) + 1
 

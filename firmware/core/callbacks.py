@@ -10,7 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..callback import CallbackCall
-from ..calls import Call, CallInfo, Target
+from ..calls import Call, CallInfo, CallState, Target
 from ..routing.model import CallFacts
 from ..routing.scheme import CallbackSettings
 from ..sip.message import Headers, Request
@@ -50,7 +50,8 @@ class Callbacks:
             return None
         department = self.core.departments[ctx.department]
         queue = self.core.distribution.settings(department).queue
-        if queue is None or queue.callback is None or call.state not in ("queued", "ringing"):
+        waiting = call.state in (CallState.QUEUED, CallState.RINGING)
+        if queue is None or queue.callback is None or not waiting:
             return None
         trunk = call.info.line  # called back the way they came in
         customer = call.info.caller

@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ..callback import CallbackCall
-from ..calls import Call, Target
+from ..calls import Call, CallState, Target
 from ..routing import strategies
 from ..routing.model import (
     LOGGED_OUT,
@@ -195,11 +195,11 @@ class Distribution:
                                         partial(self._queue_timeout, call)))
 
     def _retry(self, call: Call, now: float) -> None:
-        if call.state != "queued":
+        if call.state != CallState.QUEUED:
             return
         ctx = department_call(call)
         self.serve_queue(ctx.department, now)
-        if call.state == "queued":
+        if call.state == CallState.QUEUED:
             settings = self.settings(self.core.departments[ctx.department]).queue
             assert settings is not None
             call.timers.append(
@@ -207,7 +207,7 @@ class Distribution:
             )
 
     def _queue_timeout(self, call: Call, now: float) -> None:
-        if call.state != "queued":
+        if call.state != CallState.QUEUED:
             return
         self.remove_from_queue(call)
         if isinstance(call, CallbackCall):
@@ -229,7 +229,7 @@ class Distribution:
         if not waiting or department is None:
             return
         for call in list(waiting):
-            if call.state != "queued":
+            if call.state != CallState.QUEUED:
                 waiting.remove(call)
                 continue
             plan = self._plan(department, department_call(call), now)
@@ -384,7 +384,7 @@ class Distribution:
 
     def _ringing_extensions(self) -> set[str]:
         return {
-            leg.target.label for call in self.core.calls.values() if call.state == "ringing"
+            leg.target.label for call in self.core.calls.values() if call.state == CallState.RINGING
             for leg in call.legs.values() if leg.active
         }
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ..calls import Call
+from ..calls import Call, CallState
 from .distribution import department_call
 from .events import WebhookRequested
 
@@ -59,7 +59,7 @@ class Lookups:
         if waiting is None:
             return  # too late: the fallback was taken, or the caller hung up
         call, _, vip = waiting
-        if call.state != "routing":
+        if call.state != CallState.ROUTING:
             return
         LOGGER.info("webhook routes call %s to %s", call_id, destination)
         self.core.distribution.route_internal(call, destination, exclude=frozenset(), now=now,
@@ -70,7 +70,7 @@ class Lookups:
         if waiting is None:
             return
         call, fallback, vip = waiting
-        if call.state != "routing":
+        if call.state != CallState.ROUTING:
             return
         LOGGER.warning("webhook for call %s failed (%s); routing to %s", call_id, reason,
                        fallback)
@@ -94,7 +94,7 @@ class Lookups:
     def _crm_answered(self, call_id: str, owner: str | None, now: float, *,
                       error: str = "") -> None:
         call = self.core._awaiting_crm.pop(call_id, None)
-        if call is None or call.state != "routing":
+        if call is None or call.state != CallState.ROUTING:
             return  # too late: the fallback was taken, or the caller hung up
         ctx = department_call(call)
         if owner is not None and owner in self.core.extensions:

@@ -9,7 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..callback import CallbackCall
-from ..calls import ALLOW, Call, dtmf_key
+from ..calls import ALLOW, Call, CallState, dtmf_key
 from ..sip.auth import parse_auth_header
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import KNOWN_METHODS, Request, Response, make_response
@@ -139,7 +139,8 @@ class SipEdge:
         ctx = call.context
         if not isinstance(ctx, DepartmentCall) or ctx.step >= 0:
             return
-        if call.state not in ("queued", "ringing") or isinstance(call, CallbackCall):
+        waiting = call.state in (CallState.QUEUED, CallState.RINGING)
+        if not waiting or isinstance(call, CallbackCall):
             return
         queue = self.core.distribution.settings(self.core.departments[ctx.department]).queue
         if queue is not None and queue.callback is not None and key == queue.callback.key:
