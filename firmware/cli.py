@@ -191,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                     else _voicemail_save(args))
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:
+        # The configuration kept in the database no longer passes (a file stored by older
+        # firmware with what is refused now, say): say where, and how to mend it.
+        print(f"linebox: the stored configuration cannot be used: {exc}\n"
+              f"linebox: import a corrected file with `linebox config import FILE`",
+              file=sys.stderr)
+        return 1
     return 2
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.linebox import base_config, running_linebox
+from tests.e2e.sipp import free_port
 from tests.store.hostile import HOSTILE_FILES
 from tests.test_cli import linebox, write_config
 
@@ -70,3 +71,15 @@ def test_the_daemon_keeps_its_configuration_when_the_stored_one_cannot_be_read(
         assert "extensions[0].name: the text must not contain" in box.log()
         assert box.status()["pid"]  # still running, still answering
     # running_linebox checked the log holds no traceback and the daemon stopped cleanly.
+
+
+def test_run_over_a_stored_configuration_it_cannot_read_says_why_without_a_traceback(
+    db: str,
+) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE extensions SET name = 'Agent\t101' WHERE number = '101'")
+    result = linebox("run", "--db", db, "--sip", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "the stored configuration cannot be used" in result.stderr
+    assert "extensions[0].name" in result.stderr and "linebox config import" in result.stderr
