@@ -1,10 +1,10 @@
 """The Linebox web UI: set up, run and watch the box from a browser.
 
 A Flask application factory in the manner of the Flask tutorial (flaskr): `create_app` builds the
-app, each page group is a blueprint, and the store is opened per request. The UI never imports
-the SIP core: it reads and writes configuration through the store (`firmware.store`), and asks the
-running daemon for live state over its control socket (`webui.control`). It runs under waitress in
-a process of its own (`linebox web`, or started by `linebox run --http`).
+app, each page group is a blueprint, and the store is opened per request (`webui.db`). The UI
+never imports the SIP core: it reads and writes configuration through the store (`firmware.store`),
+and asks the running daemon for live state over its control socket (`webui.control`). It runs under
+waitress in a process of its own (`linebox web`, or started by `linebox run --http`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, session
+from flask import Flask, session
 from flask_babel import Babel
 
 from firmware.store import Store
 from firmware.store.db import SESSION_KEY_SECRET
 
-from . import security
+from . import db, security
 
 DEFAULT_LOCALE = "ru"
 LOCALES = ("ru", "en")
@@ -55,12 +55,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     if test_config is not None:
         app.config.update(test_config)
-    Path(app.config["DB"]).parent.mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
     _prepare_store(app)
 
     Babel(app, locale_selector=_locale)
     security.init_app(app)
-    app.teardown_appcontext(_close_store)
     app.context_processor(lambda: {"locales": LOCALES, "current_locale": _locale()})
 
     from . import (
@@ -81,22 +80,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(module.bp)
     app.add_url_rule("/", endpoint="index", view_func=auth.index)
     return app
-
-
-def get_store() -> Store:
-    """The store for this request (opened on first use, closed when the request ends)."""
-    if "store" not in g:
-        from flask import current_app
-
-        g.store = Store.open(current_app.config["DB"])
-    store: Store = g.store
-    return store
-
-
-def _close_store(exc: BaseException | None) -> None:
-    store = g.pop("store", None)
-    if store is not None:
-        store.close()
 
 
 def _locale() -> str:

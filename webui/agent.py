@@ -17,7 +17,8 @@ from flask_babel import lazy_gettext as _l
 
 from firmware.routing.model import AGENT_STATUSES, BREAK, DND, LOGGED_OUT, ON_LINE, OUTBOUND
 
-from . import control, get_store
+from . import control
+from .db import get_store
 from .forms import FormErrors, text
 from .monitor import LIGHT_LABELS, Light, activities, light
 from .security import ADMIN, AGENT, role_required

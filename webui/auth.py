@@ -23,7 +23,8 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from . import LOCALES, configedit, get_store
+from . import LOCALES, configedit
+from .db import get_store
 from .forms import EXTENSION_RE, PHONE_RE, FormErrors, new_sip_password, text, whole_number
 from .security import (
     ADMIN,

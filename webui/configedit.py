@@ -11,7 +11,7 @@ from typing import Any
 from firmware.store import ConfigError, RevisionConflictError, config_to_dict
 from firmware.store.config import parse_config
 
-from . import get_store
+from .db import get_store
 
 
 @dataclass

@@ -33,7 +33,8 @@ from firmware.routing.tollguard import (
     NOT_ALLOWED,
 )
 
-from . import control, get_store
+from . import control
+from .db import get_store
 from .security import admin_required
 from .voicemail import TIME_FORMAT, _site_zone
 

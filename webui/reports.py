@@ -19,7 +19,7 @@ from flask_babel import lazy_gettext as _l
 
 from firmware import reports as queries
 
-from . import get_store
+from .db import get_store
 from .forms import FormErrors, text
 from .security import admin_required
 

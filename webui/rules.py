@@ -54,7 +54,8 @@ from firmware.store.config import (
     WEBHOOK_TIMEOUT_MAX_S,
 )
 
-from . import configedit, get_store
+from . import configedit
+from .db import get_store
 from .forms import FormErrors, save_draft, text
 from .numbers import (
     check_destination,

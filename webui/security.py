@@ -44,8 +44,9 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from firmware.store import Store
 from firmware.store.db import SETTING_WEBUI_ADMIN_PASSWORD
+
+from .db import get_store
 
 LOGGER = logging.getLogger(__name__)
 
@@ -221,16 +222,10 @@ def account_of(role: str, extension: str | None = None) -> str:
     return ADMIN if role == ADMIN else f"extension:{extension}"
 
 
-def _store() -> Store:
-    from . import get_store  # the package imports this module first
-
-    return get_store()
-
-
 def _credential(account: str) -> str | None:
     """A fingerprint of the account's current password (None: no such account any more).
     Sessions keep the one they were made with; a changed password no longer matches it."""
-    store = _store()
+    store = get_store()
     if account == ADMIN:
         secret = store.admin_password_hash()
     else:
@@ -266,7 +261,7 @@ def log_in(role: str, *, extension: str | None = None) -> None:
         raise LookupError(f"no such user: {account}")
     session_id = secrets.token_urlsafe(32)
     now = time.time()
-    _store().add_web_session(
+    get_store().add_web_session(
         _id_hash(session_id), account=account, credential=credential, at=now,
         expired_before=now - _lifetime_s(),
         most_per_account=int(current_app.config["SESSIONS_PER_ACCOUNT"]))
@@ -288,7 +283,7 @@ def log_out() -> None:
     """End every session of the logged-in user (on every browser), and this one."""
     account = current_account()
     if account is not None:
-        ended = _store().end_web_sessions(account)
+        ended = get_store().end_web_sessions(account)
         LOGGER.info("web UI logout of %s from %s (%d sessions ended)", account,
                     client_address(), ended)
     _clear_login()
@@ -296,7 +291,7 @@ def log_out() -> None:
 
 def end_sessions(account: str) -> None:
     """End every session of `account` (its password has changed)."""
-    ended = _store().end_web_sessions(account)
+    ended = get_store().end_web_sessions(account)
     if ended:
         LOGGER.info("web UI sessions of %s ended: %d", account, ended)
 
@@ -310,7 +305,7 @@ def _check_session() -> None:
     row = None
     session_id = session.get("sid")
     if isinstance(session_id, str):
-        row = _store().web_session(_id_hash(session_id))
+        row = get_store().web_session(_id_hash(session_id))
     credential = _credential(account)
     live = (row is not None and credential is not None and row["account"] == account
             and row["created_at"] >= time.time() - _lifetime_s()

@@ -33,7 +33,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from firmware.store import ConfigError, dump_yaml, load_yaml
 from firmware.store.files import log_path as daemon_log_path
 
-from . import control, get_store
+from . import control
+from .db import get_store
 from .forms import FormErrors
 from .security import (
     ADMIN,

@@ -39,7 +39,7 @@ from firmware.media.audio import AudioError, to_pcm8k, wav_bytes
 from firmware.store import Config, RecordNotFoundError
 from firmware.store.config import DEFAULT_TIMEZONE
 
-from . import get_store
+from .db import get_store
 from .forms import FormErrors
 from .security import ADMIN, AGENT, role_required, upload_limit
 
