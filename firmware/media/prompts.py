@@ -27,3 +27,18 @@ def prompt(language: str, name: str) -> bytes:
                     raise MissingPromptError(f"{path} is not 16-bit 8 kHz mono")
                 return wav.readframes(wav.getnframes())
     raise MissingPromptError(f"no prompt {name!r} for language {language!r}")
+
+
+def preload() -> int:
+    """Read every prompt of every language into `prompt`'s cache now; how many there are.
+
+    The daemon calls this in a worker thread before it takes calls: a prompt read on first use
+    would be a disk read on the event loop in the middle of a call (and the language may change
+    with any configuration save, so all of them are read)."""
+    languages = sorted(path.name for path in PROMPTS_DIR.iterdir() if path.is_dir())
+    names = sorted({wav.stem for language in languages
+                    for wav in (PROMPTS_DIR / language).glob("*.wav")})
+    for language in languages:
+        for name in names:
+            prompt(language, name)
+    return len(languages) * len(names)
