@@ -17,6 +17,7 @@ sockets, sweeps the connections every `SWEEP_INTERVAL_S` and logs refusals at a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -287,6 +288,7 @@ class TcpTransport:
         self._open: set[SipStreamConnection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._closed_waiters: list[asyncio.Future[None]] = []  # woken when a connection goes
         self.refused_log = RateLimitedLog("refused")
         self.cut_log = RateLimitedLog("closed")
 
@@ -340,6 +342,10 @@ class TcpTransport:
                 self._per_host[host] -= 1
                 if self._per_host[host] <= 0:
                     del self._per_host[host]
+            waiters, self._closed_waiters = self._closed_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def send(self, data: bytes, address: Address) -> None:
         """Over the connection with `address`, opening one if there is none (RFC 3261 §18.1.1:
@@ -392,3 +398,28 @@ class TcpTransport:
         for connection in list(self._open):
             if connection.transport is not None:
                 connection.transport.close()
+
+    async def close_when_sent(self, timeout_s: float) -> None:
+        """Close every connection once what the box sent on it is written (the BYEs and the
+        un-REGISTER of a shutdown), within `timeout_s`; a connection still open then is cut.
+        Connections the box is opening get the same time to connect and send."""
+        deadline = self.loop.time() + timeout_s
+        if self._connecting:
+            await asyncio.wait(set(self._connecting), timeout=timeout_s)
+        self.close_all()
+        for connection in list(self._open):
+            if connection.transport is None:  # its connect failed or was cancelled
+                self.remove(connection)
+        # A closing transport writes what it holds, then calls connection_lost (→ remove, which
+        # wakes the waiter): one wake-up per connection at most.
+        for _ in range(len(self._open)):
+            remaining = deadline - self.loop.time()
+            if not self._open or remaining <= 0:
+                break
+            closed = self.loop.create_future()
+            self._closed_waiters.append(closed)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closed, remaining)
+        for connection in list(self._open):
+            connection.abort()
+            self.remove(connection)
