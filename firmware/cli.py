@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import reports
-from .daemon import control_request, run_daemon
+from .daemon import DAILY_CHECK_INTERVAL_S, control_request, run_daemon
 from .display import terminal_json, terminal_text
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT
 from .routing.model import AGENT_STATUSES
@@ -65,6 +65,16 @@ def _port_range(text: str) -> tuple[int, int]:
     return int(first), int(last)
 
 
+def _interval_s(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0.01 <= seconds <= 86400:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected seconds from 0.01 to 86400, got {text!r}")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linebox", description="Linebox office SIP gateway")
     parser.add_argument("--log-level", default="INFO",
@@ -82,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                      type=_port_range, metavar="FIRST-LAST",
                      help="UDP ports for the box's own media: voicemail, prompts")
     run.add_argument("--trusted-proxy", metavar="ADDRESS", help=TRUSTED_PROXY_HELP)
+    run.add_argument("--housekeeping-interval-s", type=_interval_s,
+                     default=DAILY_CHECK_INTERVAL_S, metavar="SECONDS",
+                     help="how often the daily figures are checked for a new day and the "
+                          "30-day conversion for rank: auto is re-read (default: "
+                          f"{DAILY_CHECK_INTERVAL_S:g}; tests run it more often)")
 
     web = sub.add_parser("web", help="serve the web UI alone (the daemon may run elsewhere)")
     web.add_argument("--db", default=DEFAULT_DB)
@@ -227,8 +242,9 @@ def _run(args: argparse.Namespace) -> int:
         web = _start_web(args.db, args.http, args.trusted_proxy) if args.http else None
         _tune_garbage_collector()
         try:
-            _event_loop_runner(run_daemon(store, sip_host=host, sip_port=port, db_path=args.db,
-                                          rtp_ports=args.rtp_ports))
+            _event_loop_runner(run_daemon(
+                store, sip_host=host, sip_port=port, db_path=args.db, rtp_ports=args.rtp_ports,
+                housekeeping_interval_s=args.housekeeping_interval_s))
         finally:
             if web is not None:
                 _stop_web(web)

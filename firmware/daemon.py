@@ -5,6 +5,11 @@ core wants sent is flushed right after, and one `loop.call_at` is re-armed to th
 timer (the aioquic `transmit` shape). Finished calls are written to SQLite in one transaction per
 second. The control socket (a Unix socket beside the database) answers `linebox status` and,
 later, the web UI; each request is one JSON line, each answer one JSON line.
+
+Nothing that waits for the disk, the database or the network runs on the event loop once it
+serves SIP: writes go to the recorder's thread, reads (configuration, greetings, the 30-day
+conversion figures) to a thread with a connection of its own, trunk host look-ups to another,
+and what calls need from files (prompts, greetings) is in memory before the first call.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ import time
 import urllib.request
 import zoneinfo
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .agents import StatusChanged
 from .core import CallRecorder, Gateway, WebhookRequested, write_record
 from .core.events import DatagramToSend, RtpToSend
+from .media import prompts
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
 from .reports import conversion_by_manager
@@ -51,6 +58,13 @@ CONVERSION_WINDOW_S = 30 * 24 * 3600.0  # rank: auto ranks by the last 30 days
 GC_FULL_MAX_INTERVAL_S = 600.0
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 MAX_GREETING_S = 120.0
+# How soon a greeting uploaded in the web UI plays (the upload does not change the
+# configuration revision: the greetings table is polled on its own).
+GREETING_POLL_INTERVAL_S = 2.0
+# At shutdown the BYEs and the un-REGISTER get this long to be written before sockets close.
+SHUTDOWN_SEND_TIMEOUT_S = 2.0
+
+T = TypeVar("T")
 
 
 def control_socket_path(db_path: str | Path) -> Path:
@@ -172,9 +186,83 @@ class SqliteRecorder(CallRecorder):
         return []
 
 
+class StoreReads:
+    """The database reads the daemon makes while it runs, on one thread of their own with a
+    connection of that thread's (a `Store` is not thread-safe); the event loop awaits each
+    result and applies it itself. A read may wait for the disk or for the web UI's write lock
+    (the busy timeout), and the 30-day conversion query over a busy office's calls takes tens
+    of milliseconds even on a PC: on the loop, either would hold up SIP."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, db_path: str | Path) -> None:
+        self.loop = loop
+        self.db_path = Path(db_path)
+        # One thread: reads queue behind each other, and one connection serves them all.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reads")
+        self._store: Store | None = None  # opened, used and closed in the worker thread only
+
+    async def read(self, query: Callable[[Store], T]) -> T:
+        return await self.loop.run_in_executor(self._executor, self._run, query)
+
+    def _run(self, query: Callable[[Store], T]) -> T:
+        if self._store is None:
+            self._store = Store.open(self.db_path)
+        return query(self._store)
+
+    async def close(self) -> None:
+        await self.loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+Greetings = tuple[dict[str, tuple[float, float]], dict[str, bytes]]
+
+
+class GreetingCache:
+    """Uploaded greetings as 16-bit 8 kHz mono PCM by mailbox, for the core's synchronous
+    `greetings(mailbox)`: a caller reaching voicemail is served from memory. `read` runs in
+    the store thread and converts only what was uploaded since; the loop `install`s its result,
+    so the maps in use are never changed under a reader. (At most 120 s, 1.9 MB, a mailbox.)"""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, tuple[float, float]] = {}  # mailbox → (uploaded_at, duration)
+        self._pcm: dict[str, bytes] = {}
+
+    def __call__(self, mailbox: str) -> bytes | None:
+        """The mailbox's own greeting; None: the built-in one plays."""
+        return self._pcm.get(mailbox)
+
+    def read(self, store: Store) -> Greetings:
+        versions = {mailbox: (float(info["uploaded_at"]), float(info["duration_s"]))
+                    for mailbox, info in store.greetings().items()}
+        pcm: dict[str, bytes] = {}
+        for mailbox, version in versions.items():
+            if self._versions.get(mailbox) == version:
+                if mailbox in self._pcm:
+                    pcm[mailbox] = self._pcm[mailbox]
+                continue
+            wav = store.greeting(mailbox)
+            if wav is None:  # removed since the list was read: the next read forgets it
+                continue
+            try:
+                pcm[mailbox] = to_pcm8k(wav, max_s=MAX_GREETING_S)
+            except AudioError as exc:
+                LOGGER.warning("greeting of mailbox %s is unusable (%s); the built-in one plays",
+                               mailbox, exc)
+        return versions, pcm
+
+    def install(self, greetings: Greetings) -> None:
+        self._versions, self._pcm = greetings
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        # Done once the transport is closed: whatever was sent before close() has left.
+        self.closed: asyncio.Future[None] = daemon.loop.create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.daemon.on_message(data, Address("udp", addr[0], addr[1]))
@@ -182,6 +270,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and friends: the transaction timers take care of the rest.
         LOGGER.debug("UDP error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class SocketPorts:
@@ -235,22 +327,33 @@ class Daemon:
         self, store: Store, *, sip_host: str, sip_port: int, db_path: str | Path,
         advertised_host: str | None = None,
         rtp_ports: tuple[int, int] = (DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT),
+        housekeeping_interval_s: float = DAILY_CHECK_INTERVAL_S,
+        resolve: Callable[[Config], dict[str, Address]] | None = None,
     ) -> None:
+        """Reads what it needs from `store` here, before the loop serves anything; from then
+        on the store is read in a thread of its own (`StoreReads`) and `store` is not used.
+        `resolve` looks up the trunks' hosts (tests give a slow one); it runs in a thread."""
         self.store = store
         self.sip_host = sip_host
         self.sip_port = sip_port
         self.db_path = Path(db_path)
         self.advertised_host = advertised_host or _advertised_host(sip_host)
         self.loop = asyncio.get_running_loop()
+        self.housekeeping_interval_s = housekeeping_interval_s
+        self.resolve = resolve or resolve_trunks
+        self.reads = StoreReads(self.loop, db_path)
+        # A look-up that hangs (an unreachable DNS server) holds up only the next reload.
+        self._dns = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dns")
+        self.greetings = GreetingCache()
         self.recorder = SqliteRecorder(db_path, wall_offset_s=time.time() - self.loop.time())
         self.config_revision = store.config_revision()
         config = store.load_config()
         self.media_ports = SocketPorts(self, PortRange(*rtp_ports))
         self.gateway = Gateway(
             config, local=Address("udp", self.advertised_host, sip_port),
-            trunk_addresses=resolve_trunks(config),
+            trunk_addresses=self.resolve(config),
             now=self.loop.time(), wall_offset_s=time.time() - self.loop.time(),
-            media_ports=self.media_ports, greetings=self._greeting,
+            media_ports=self.media_ports, greetings=self.greetings,
         )
         self._restore_agent_statuses()
         self.gateway.set_crm_owners(store.crm_owners())
@@ -265,6 +368,7 @@ class Daemon:
                 len(range(self.media_ports.range.first, self.media_ports.range.last, 2))),
         )
         self._udp: asyncio.DatagramTransport | None = None
+        self._udp_protocol: _UdpProtocol | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -273,6 +377,7 @@ class Daemon:
         self._connecting: set[asyncio.Task[None]] = set()
         self._last_full_gc = self.loop.time()
         self._today: datetime.date | None = None
+        self.housekeeping_runs = 0  # in `linebox status`: the daily checks done since start
 
     def _restore_agent_statuses(self) -> None:
         offset = time.time() - self.loop.time()
@@ -285,13 +390,17 @@ class Daemon:
 
     # ------------------------------------------------------------------ start and stop
     async def start(self) -> None:
+        # Before the first datagram: the prompts, the greetings and the day's figures are in
+        # memory, so no call waits for them.
+        await asyncio.to_thread(prompts.preload)
+        await self.refresh_greetings()
+        await self._daily_housekeeping()
         family = socket.AF_INET6 if ":" in self.sip_host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER_BYTES)
         sock.bind((self.sip_host, self.sip_port))
-        self._udp, _ = await self.loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), sock=sock
-        )
+        protocol = self._udp_protocol = _UdpProtocol(self)
+        self._udp, _ = await self.loop.create_datagram_endpoint(lambda: protocol, sock=sock)
         self._servers.append(await self.tcp.serve(self.sip_host, self.sip_port))
         sock_path = control_socket_path(self.db_path)
         with contextlib.suppress(FileNotFoundError):
@@ -303,10 +412,11 @@ class Daemon:
         self._background.append(self.loop.create_task(self._every(
             CONFIG_POLL_INTERVAL_S, self._reload_if_changed)))
         self._background.append(self.loop.create_task(self._every(
+            GREETING_POLL_INTERVAL_S, self.refresh_greetings)))
+        self._background.append(self.loop.create_task(self._every(
             GC_CHECK_INTERVAL_S, self._collect_garbage)))
         self._background.append(self.loop.create_task(self._every(
-            DAILY_CHECK_INTERVAL_S, self._daily_housekeeping)))
-        self._daily_housekeeping()
+            self.housekeeping_interval_s, self._daily_housekeeping)))
         self._arm_timer()
         LOGGER.info("SIP on %s:%d (UDP and TCP), control socket %s", self.sip_host,
                     self.sip_port, sock_path)
@@ -324,30 +434,36 @@ class Daemon:
         LOGGER.info("stopping")
         self.gateway.shutdown(self.loop.time())
         self.flush()
-        await asyncio.sleep(0.2)  # let the BYEs and the un-REGISTER leave
         for task in self._background:
             task.cancel()
         for server in self._servers:
             server.close()
-        self.tcp.close_all()
-        if self._udp is not None:
-            self._udp.close()
         if self._timer is not None:
             self._timer.cancel()
+        # The BYEs and the un-REGISTER are sent or in the transports' buffers: a transport
+        # closes once its buffer is written (bounded: a peer not reading is cut).
+        if self._udp is not None:
+            self._udp.close()
+        await self.tcp.close_when_sent(SHUTDOWN_SEND_TIMEOUT_S)
+        if self._udp_protocol is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._udp_protocol.closed, SHUTDOWN_SEND_TIMEOUT_S)
         self.media_ports.close_all()
-        self.recorder.close()
+        await asyncio.to_thread(self.recorder.close)  # the last records reach the disk
+        await self.reads.close()
+        self._dns.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(FileNotFoundError):
             control_socket_path(self.db_path).unlink()
 
-    async def _every(self, interval_s: float, action: Callable[[], None]) -> None:
+    async def _every(self, interval_s: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                action()
+                await action()
             except Exception:
                 LOGGER.exception("periodic task failed")
 
-    def _collect_garbage(self) -> None:
+    async def _collect_garbage(self) -> None:
         """The full cyclic collection, run by us rather than at a random moment under load:
         when no call is in progress, or at the latest every GC_FULL_MAX_INTERVAL_S."""
         now = self.loop.time()
@@ -356,39 +472,47 @@ class Daemon:
             gc.collect()
             self._last_full_gc = now
 
-    def _daily_housekeeping(self) -> None:
+    async def _daily_housekeeping(self) -> None:
         """At local midnight the per-day figures (talk time, calls, the caller's last agent)
         start again; conversion for `rank: auto` is re-read from the call records (the owner
-        marks target calls and sales during the day)."""
-        zone = _zone(self.gateway.timezone)
-        today = datetime.datetime.now(zone).date()
+        marks target calls and sales during the day). The query runs in the store thread; its
+        result is applied here, on the loop."""
+        zone_name = self.gateway.timezone
+        today, conversion = await self.reads.read(
+            lambda store: _today_and_conversion(store, zone_name))
         if self._today is not None and today != self._today:
             self.gateway.new_day()
             LOGGER.info("new day %s: daily agent figures reset", today)
         self._today = today
-        until = time.time()
-        self.gateway.set_conversion(conversion_by_manager(
-            self.store, until - CONVERSION_WINDOW_S, until
-        ))
+        self.gateway.set_conversion(conversion)
+        self.housekeeping_runs += 1
 
-    def _flush_records(self) -> None:
+    async def _flush_records(self) -> None:
         self.recorder.flush()
 
-    def _reload_if_changed(self) -> None:
-        revision = self.store.config_revision()
+    async def refresh_greetings(self) -> None:
+        """Take up the greetings uploaded or removed since the last refresh (run every
+        GREETING_POLL_INTERVAL_S)."""
+        self.greetings.install(await self.reads.read(self.greetings.read))
+
+    async def _reload_if_changed(self) -> None:
+        revision = await self.reads.read(Store.config_revision)
         if revision == self.config_revision:
             return
         try:
-            config = self.store.load_config()
+            config, crm_owners = await self.reads.read(_config_and_crm_owners)
         except ConfigError as error:
             # Stored by other means than an import (older firmware, a hand-edited database):
             # the running configuration stays, and this is said once, not at every poll.
             LOGGER.error("configuration revision %d not applied: %s", revision, error)
             self.config_revision = revision
             return
-        self.gateway.apply_config(config, resolve_trunks(config), self.loop.time())
+        # Meanwhile calls go on under the running configuration; a resolver that hangs delays
+        # this reload, not SIP.
+        addresses = await self.loop.run_in_executor(self._dns, self.resolve, config)
+        self.gateway.apply_config(config, addresses, self.loop.time())
         self.tcp.limits = tcp_limits(config)
-        self.gateway.set_crm_owners(self.store.crm_owners())
+        self.gateway.set_crm_owners(crm_owners)
         self.config_revision = revision
         LOGGER.info("configuration revision %d applied", revision)
         self.flush()
@@ -410,18 +534,6 @@ class Daemon:
                 break
             self.gateway.receive_rtp(port, data, self.loop.time(), source=address[:2])
         self.flush()
-
-    def _greeting(self, mailbox: str) -> bytes | None:
-        """The mailbox's uploaded greeting as 16-bit 8 kHz mono PCM (None: the built-in)."""
-        wav = self.store.greeting(mailbox)
-        if wav is None:
-            return None
-        try:
-            return to_pcm8k(wav, max_s=MAX_GREETING_S)
-        except AudioError as exc:
-            LOGGER.warning("greeting of mailbox %s is unusable (%s); the built-in one plays",
-                           mailbox, exc)
-            return None
 
     def flush(self) -> None:
         """Perform what the core asks for (its one output, `next_event`), then re-arm its
@@ -524,6 +636,7 @@ class Daemon:
         status = self.gateway.status(self.loop.time())
         status["sip"] = f"{self.sip_host}:{self.sip_port}"
         status["pid"] = os.getpid()
+        status["housekeeping_runs"] = self.housekeeping_runs
         return {"ok": True, "status": status}
 
 
@@ -556,6 +669,21 @@ def _recent_calls_of(db_path: Path, caller: str) -> list[dict[str, object]]:
         conn.close()
     return [{"started_at": r[0], "outcome": r[1], "answered_by": r[2], "department": r[3]}
             for r in rows]
+
+
+def _today_and_conversion(store: Store, zone_name: str) -> tuple[datetime.date,
+                                                                 dict[str, float]]:
+    """In the store thread: the date in the site's zone (its first use reads the zone's file)
+    and each manager's conversion over the last 30 days."""
+    today = datetime.datetime.now(_zone(zone_name)).date()
+    until = time.time()
+    return today, conversion_by_manager(store, until - CONVERSION_WINDOW_S, until)
+
+
+def _config_and_crm_owners(store: Store) -> tuple[Config, dict[str, str]]:
+    """In the store thread: the stored configuration (`ConfigError` if it is refused) and the
+    CRM's phone → responsible extension table."""
+    return store.load_config(), store.crm_owners()
 
 
 def _zone(name: str) -> datetime.tzinfo:
@@ -607,9 +735,10 @@ async def run_daemon(
     store: Store, *, sip_host: str, sip_port: int, db_path: str | Path,
     ready: Callable[[Daemon], None] | None = None,
     rtp_ports: tuple[int, int] = (DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT),
+    housekeeping_interval_s: float = DAILY_CHECK_INTERVAL_S,
 ) -> None:
     daemon = Daemon(store, sip_host=sip_host, sip_port=sip_port, db_path=db_path,
-                    rtp_ports=rtp_ports)
+                    rtp_ports=rtp_ports, housekeeping_interval_s=housekeeping_interval_s)
     await daemon.start()
     if ready is not None:
         ready(daemon)

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -85,7 +85,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:
 
 class LineboxProcess:
     def __init__(self, workdir: Path, config: dict[str, Any] | None, *, port: int | None = None,
-                 http_port: int | None = None) -> None:
+                 http_port: int | None = None, extra_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.db = workdir / "linebox.db"
@@ -121,6 +121,7 @@ class LineboxProcess:
                     "--rtp-ports",
                     f"{first}-{first + 99}",
                     *http,
+                    *extra_args,
                 ],
                 cwd=REPO_ROOT,
                 stdout=log,
@@ -221,8 +222,9 @@ class LineboxProcess:
 
 @contextmanager
 def running_linebox(workdir: Path, config: dict[str, Any] | None, *,
-                    http_port: int | None = None) -> Iterator[LineboxProcess]:
-    process = LineboxProcess(workdir, config, http_port=http_port)
+                    http_port: int | None = None,
+                    extra_args: Sequence[str] = ()) -> Iterator[LineboxProcess]:
+    process = LineboxProcess(workdir, config, http_port=http_port, extra_args=extra_args)
     try:
         yield process
     finally:
