@@ -8,7 +8,7 @@ their own extension only. Listening or downloading does not mark a message heard
 may only have checked who called); the buttons do. An uploaded greeting is converted to what
 the box plays (16-bit 8 kHz mono) by `firmware.media.audio`; a file it cannot take changes
 nothing and the page says why beside the field. Messages and greetings live in the store, where
-the daemon reads a mailbox's greeting on every call, so a new one plays from the next call on.
+the daemon re-reads the greetings every 2 s, so a new one plays from the next call after that.
 """
 
 from __future__ import annotations
