@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from .agents import StatusChanged
 from .core import CallRecorder, Gateway, WebhookRequested, write_record
-from .core.events import DatagramToSend, RtpToSend
+from .core.events import DatagramToSend, LineStateChanged, RtpToSend
 from .media import prompts
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
@@ -555,6 +555,10 @@ class Daemon:
                 task.add_done_callback(self._connecting.discard)
             elif isinstance(event, StatusChanged):
                 self.recorder.record_status(event)
+            elif isinstance(event, LineStateChanged):
+                LOGGER.log(logging.WARNING if event.state == "down" else logging.INFO,
+                           "line %s (%s) is %s: %s", event.name, event.kind, event.state,
+                           event.reason)
             elif not write_record(self.recorder, event):
                 LOGGER.error("the core asked for something unknown: %r", event)
         self._arm_timer()

@@ -80,8 +80,22 @@ class SecurityNoticed:
     event: OutboundCallRefused
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineStateChanged:
+    """A line went up, degraded or down (`firmware.core.lines`), noticed at `at` (the
+    gateway's clock)."""
+
+    name: str
+    kind: str
+    state: str
+    reason: str
+    at: float
+
+
 # The record events a `CallRecorder` writes (firmware.core.records.write).
 RecordEvent = (
     CallRecorded | CallbackStateChanged | CallbackPending | VoicemailLeft | SecurityNoticed
 )
-Event = DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | RecordEvent
+Event = (
+    DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | LineStateChanged | RecordEvent
+)

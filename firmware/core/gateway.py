@@ -297,6 +297,8 @@ class Gateway:
                             binding.contact_text)
             self.limiter.prune(now)
             self.auth_guard.prune(now)
+            for change in self.lines.changes(now):
+                self.emit(change)
         self._drain_events(now)
 
     def shutdown(self, now: float) -> None:

@@ -23,6 +23,7 @@ from ..sip.transaction import Address
 from ..sip.uri import SipUri
 from ..store.config import Config, Trunk
 from ..trunk import TrunkAccount, TrunkRegistration
+from .events import LineStateChanged
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -162,6 +163,7 @@ class Lines:
         self._by_source: dict[tuple[str, str, int], SipTrunkLine] = {}
         self._by_host: dict[str, SipTrunkLine] = {}
         self._by_line_token: dict[str, SipTrunkLine] = {}
+        self._reported: dict[str, tuple[LineState, str]] = {}  # last state told to the daemon
 
     def configure(self, config: Config, addresses: dict[str, Address]) -> None:
         """Lines for `config` (trunks resolved to `addresses`); a registration whose account
@@ -245,6 +247,20 @@ class Lines:
             if line.state(now)[0] is not LineState.DOWN:
                 return line
         return None
+
+    def changes(self, now: float) -> list[LineStateChanged]:
+        """Lines whose state or reason changed since the last look (the first look reports
+        every line): the core hands them to the daemon as events."""
+        changed = []
+        for line in self._lines.values():
+            state, reason = line.state(now)
+            if self._reported.get(line.name) != (state, reason):
+                self._reported[line.name] = (state, reason)
+                changed.append(LineStateChanged(name=line.name, kind=line.kind, state=str(state),
+                                                reason=reason, at=now))
+        for name in set(self._reported) - set(self._lines):
+            del self._reported[name]
+        return changed
 
     def statuses(self, now: float) -> list[LineStatus]:
         in_use = self.core.channels.in_use

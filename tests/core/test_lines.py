@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from firmware.core import Gateway
+from firmware.core.events import LineStateChanged
 from firmware.core.lines import LineState
-from firmware.sip.message import Headers, Request
+from firmware.sip.message import Headers, Request, make_response
 from firmware.sip.transaction import Address
 from firmware.sip.uri import parse_uri
 from firmware.store.config import parse_config
@@ -78,3 +79,27 @@ def test_a_registering_line_knows_its_calls_by_the_line_token_of_its_contact() -
     assert g.lines.of_request(invite(f"sip:box@127.0.0.1;line={token}"), elsewhere) is not None
     assert g.lines.of_request(invite("sip:box@127.0.0.1;line=guessed"), elsewhere) is None
     assert g.lines.statuses(0.0)[1].state is LineState.DEGRADED  # still registering
+
+
+def test_a_line_that_changes_state_is_reported_once_as_an_event() -> None:
+    g = gateway({"first": FIRST, "second": SECOND}, register=True, username="box",
+                password="provider-password")
+    g.handle_timer(1.0)  # the first look tells every line's state
+    first = [e for e in drain(g) if isinstance(e, LineStateChanged)]
+    assert [(e.name, e.state) for e in first] == [("first", "up"), ("second", "degraded")]
+    g.handle_timer(2.0)
+    assert [e for e in drain(g) if isinstance(e, LineStateChanged)] == []  # nothing new
+    registration = next(g.lines.registrations())
+    refused = make_response(registration.build_register(2.5), 403)
+    assert registration.on_response(refused, 2.5) is None  # the provider refuses the account
+    g.handle_timer(3.0)
+    [change] = [e for e in drain(g) if isinstance(e, LineStateChanged)]
+    assert (change.name, change.state, change.at) == ("second", "degraded", 3.0)
+    assert "403" in change.reason
+
+
+def drain(g: Gateway) -> list[object]:
+    events = []
+    while (event := g.next_event()) is not None:
+        events.append(event)
+    return events
