@@ -171,10 +171,9 @@ class Registrar:
                 (ext, b.source.transport, b.source.host, b.source.port)
                 for ext, bs in self._bindings.items() for b in bs
             }
-        if extension is not None:
-            return (extension, source.transport, source.host, source.port) in self._sources
-        return any(key[1:] == (source.transport, source.host, source.port)
-                   for key in self._sources)
+            # The same without the extension, for "any phone's source" in one look-up.
+            self._sources.update(("", *key[1:]) for key in list(self._sources))
+        return (extension or "", source.transport, source.host, source.port) in self._sources
 
     def expire(self, now: float) -> list[Binding]:
         """Drop expired bindings; returns them (for logging)."""

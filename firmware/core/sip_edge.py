@@ -209,7 +209,9 @@ class SipEdge:
                 request_uri=str(request.uri), source=source.host,
                 algorithms=self._algorithms_of, without_qop=self._without_qop,
             )
-            claimed = _credentials_user(credentials)
+            # The name the answer claims: the verified one, else read from the header (a
+            # failure counts against it), so a success is not parsed twice.
+            claimed = result.username if result.ok else _credentials_user(credentials)
             locked = (claimed is not None and self.core.auth_guard.extension_locked(claimed, now)
                       and not self.core.registrar.is_binding_source(source, claimed))
             if result.ok and result.username is not None and not locked:

@@ -763,16 +763,27 @@ def _parse_number(
 
 
 def _parse_security(value: object, path: str) -> Security:
+    # Whole-number and seconds keys with their bounds; every key is optional.
+    whole_keys = {
+        "rate_limit_requests": (1, 100000),
+        "auth_failures_per_source": (1, 10000),
+        "auth_failures_per_extension": (1, 10000),
+        "tcp_max_connections": (1, 65536),
+        "tcp_max_connections_per_address": (1, 65536),
+    }
+    seconds_keys = {  # key → whether 0 is refused
+        "rate_limit_window_s": True, "ban_s": False, "auth_window_s": True,
+        "tcp_idle_s": True, "tcp_message_timeout_s": True,
+    }
     data = _mapping(
-        value,
-        path,
-        required=(),
-        optional=("rate_limit_requests", "rate_limit_window_s", "ban_s", "scanner_user_agents",
-                  "auth_failures_per_source", "auth_failures_per_extension", "auth_window_s",
-                  "tcp_max_connections", "tcp_max_connections_per_address", "tcp_idle_s",
-                  "tcp_message_timeout_s", "external_calls_per_hour"),
+        value, path, required=(),
+        optional=(*whole_keys, *seconds_keys, "scanner_user_agents", "external_calls_per_hour"),
     )
     defaults = Security()
+
+    def given(key: str) -> object:
+        return data.get(key, getattr(defaults, key))
+
     agents_path = _at_key(path, "scanner_user_agents")
     agents = (
         tuple(
@@ -782,52 +793,18 @@ def _parse_security(value: object, path: str) -> Security:
         if "scanner_user_agents" in data
         else defaults.scanner_user_agents
     )
+    fields: dict[str, Any] = {
+        key: _integer(given(key), _at_key(path, key), low=low, high=high)
+        for key, (low, high) in whole_keys.items()
+    }
+    fields.update({key: _seconds(given(key), _at_key(path, key), positive=positive)
+                   for key, positive in seconds_keys.items()})
     return Security(
-        rate_limit_requests=_integer(
-            data.get("rate_limit_requests", defaults.rate_limit_requests),
-            _at_key(path, "rate_limit_requests"),
-            low=1,
-            high=100000,
-        ),
-        rate_limit_window_s=_seconds(
-            data.get("rate_limit_window_s", defaults.rate_limit_window_s),
-            _at_key(path, "rate_limit_window_s"),
-            positive=True,
-        ),
-        ban_s=_seconds(data.get("ban_s", defaults.ban_s), _at_key(path, "ban_s"), positive=False),
         scanner_user_agents=agents,
-        auth_failures_per_source=_integer(
-            data.get("auth_failures_per_source", defaults.auth_failures_per_source),
-            _at_key(path, "auth_failures_per_source"), low=1, high=10000,
-        ),
-        auth_failures_per_extension=_integer(
-            data.get("auth_failures_per_extension", defaults.auth_failures_per_extension),
-            _at_key(path, "auth_failures_per_extension"), low=1, high=10000,
-        ),
-        auth_window_s=_seconds(
-            data.get("auth_window_s", defaults.auth_window_s), _at_key(path, "auth_window_s"),
-            positive=True,
-        ),
-        tcp_max_connections=_integer(
-            data.get("tcp_max_connections", defaults.tcp_max_connections),
-            _at_key(path, "tcp_max_connections"), low=1, high=65536,
-        ),
-        tcp_max_connections_per_address=_integer(
-            data.get("tcp_max_connections_per_address", defaults.tcp_max_connections_per_address),
-            _at_key(path, "tcp_max_connections_per_address"), low=1, high=65536,
-        ),
-        tcp_idle_s=_seconds(
-            data.get("tcp_idle_s", defaults.tcp_idle_s), _at_key(path, "tcp_idle_s"),
-            positive=True,
-        ),
-        tcp_message_timeout_s=_seconds(
-            data.get("tcp_message_timeout_s", defaults.tcp_message_timeout_s),
-            _at_key(path, "tcp_message_timeout_s"), positive=True,
-        ),
         external_calls_per_hour=_calls_per_hour(
-            data.get("external_calls_per_hour", defaults.external_calls_per_hour),
-            _at_key(path, "external_calls_per_hour"),
+            given("external_calls_per_hour"), _at_key(path, "external_calls_per_hour"),
         ),
+        **fields,
     )
 
 
