@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages the test suite drives as real peers (SIPp, the browser, a softphone).
-DEB_TEST_PACKAGES := sip-tester chromium baresip
+# Debian packages the test suite drives as real peers (SIPp, the browser, a softphone, an AT client
+# for the fake modems).
+DEB_TEST_PACKAGES := sip-tester chromium baresip gammu socat
 DEB_BENCH_PACKAGES := sip-tester util-linux
 
 .PHONY: run test lint bench deb-test deb-bench clean
