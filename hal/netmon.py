@@ -1,0 +1,190 @@
+"""The box's view of its own network: links, addresses and default routes, from rtnetlink.
+
+`NetworkMonitor` subscribes to the kernel's link, IPv4/IPv6 address and IPv4/IPv6 route groups
+with pyroute2's `AsyncIPRoute` and turns what it hears into facts for `firmware/failover.py`:
+`DefaultRouteLost` / `DefaultRoutePresent`, `LinkWentDown` / `LinkCameUp`, `AddressChanged`.
+The kernel drops the default route of a link that goes down *without* sending RTM_DELROUTE for
+it (DEPENDENCIES.md, pyroute2), so the monitor never trusts route events alone: after every
+batch of messages, whatever it was, it asks the kernel again whether a default route exists.
+The state is read once at start and reported as facts too. Netlink cannot see an outage beyond
+the box's router; the failover monitor's probes cover that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.rtnl import (
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+GROUPS = (
+    RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+)
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000  # the carrier (linux/if.h)
+RTN_UNICAST = 1  # a default route of type unreachable/blackhole/prohibit leads nowhere
+RT_SCOPE_UNIVERSE = 0  # addresses the provider can see; link-local and host ones are ignored
+ADDRESS_EVENTS = frozenset({"RTM_NEWADDR", "RTM_DELADDR"})
+# After a netlink error (the receive buffer overflowed: ENOBUFS, messages lost), wait this long
+# before reading the whole state again, so a storm of errors is not a busy loop.
+RESYNC_DELAY_S = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefaultRouteLost:
+    at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefaultRoutePresent:
+    at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkWentDown:
+    name: str
+    at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkCameUp:
+    name: str
+    at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddressChanged:
+    """A global (scope universe) address was added to or removed from a link."""
+
+    link: str
+    address: str
+    added: bool
+    at: float
+
+
+NetworkFact = DefaultRouteLost | DefaultRoutePresent | LinkWentDown | LinkCameUp | AddressChanged
+
+
+def _link_is_up(message: Any) -> bool:
+    flags = int(message["flags"])
+    return bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
+
+
+class NetworkMonitor:
+    """Reports network facts to `on_fact` as they happen; `run()` until cancelled.
+
+    `families` says which default routes count (any one present means "present"); by default
+    IPv4 and IPv6, as a SIP provider may be reached over either.
+    """
+
+    def __init__(
+        self,
+        on_fact: Callable[[NetworkFact], None],
+        *,
+        families: tuple[int, ...] = (socket.AF_INET, socket.AF_INET6),
+    ) -> None:
+        self._on_fact = on_fact
+        self._families = families
+        self._events: Any = None  # AsyncIPRoute bound to the groups: only multicast arrives
+        self._queries: Any = None  # AsyncIPRoute for dumps, so replies never mix with events
+        self._route_present: bool | None = None
+        self._links: dict[int, tuple[str, bool]] = {}  # index → (name, up)
+        self.started = asyncio.Event()
+
+    @property
+    def default_route_present(self) -> bool | None:
+        """What the kernel said last (None before the start)."""
+        return self._route_present
+
+    def links(self) -> dict[str, bool]:
+        """Each link's name → whether it is up (administratively and with a carrier)."""
+        return {name: up for name, up in self._links.values()}
+
+    async def run(self) -> None:
+        """Subscribe, report the initial state, then report changes until cancelled."""
+        self._events = AsyncIPRoute()
+        self._queries = AsyncIPRoute()
+        try:
+            # Subscribe before reading the state, so nothing that happens in between is missed.
+            await self._events.bind(groups=GROUPS)
+            await self._resync()
+            self.started.set()
+            while True:
+                try:
+                    async for message in self._events.get():
+                        self._on_message(message)
+                    await self._check_default_route()
+                except (OSError, ValueError) as exc:
+                    # ENOBUFS and kin: events were lost, so the state is read whole again.
+                    LOGGER.warning("netlink: %s; reading the network state again", exc)
+                    await asyncio.sleep(RESYNC_DELAY_S)
+                    await self._resync()
+        finally:
+            self._events.close()
+            self._queries.close()
+
+    # --- inside ----------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _emit(self, fact: NetworkFact) -> None:
+        LOGGER.debug("network fact: %s", fact)
+        try:
+            self._on_fact(fact)
+        except Exception:  # a consumer's bug must not stop the watching
+            LOGGER.exception("network fact handler failed on %s", fact)
+
+    async def _resync(self) -> None:
+        async for message in await self._queries.get_links():
+            self._on_link(message)
+        await self._check_default_route()
+
+    def _on_message(self, message: Any) -> None:
+        event = message.get("event")
+        if event in ("RTM_NEWLINK", "RTM_DELLINK"):
+            self._on_link(message)
+        elif event in ADDRESS_EVENTS and message["scope"] == RT_SCOPE_UNIVERSE:
+            link = self._links.get(message["index"], ("?", False))[0]
+            self._emit(AddressChanged(
+                link=link, address=str(message.get("address") or message.get("local")),
+                added=event == "RTM_NEWADDR", at=self._now()))
+
+    def _on_link(self, message: Any) -> None:
+        index = message["index"]
+        name = message.get("ifname") or self._links.get(index, (f"#{index}", False))[0]
+        up = message.get("event") != "RTM_DELLINK" and _link_is_up(message)
+        known = self._links.get(index)
+        if message.get("event") == "RTM_DELLINK":
+            self._links.pop(index, None)
+        else:
+            self._links[index] = (name, up)
+        if known is None and not up and message.get("event") != "RTM_DELLINK":
+            self._emit(LinkWentDown(name=name, at=self._now()))
+        elif known is not None and known[1] != up:
+            self._emit((LinkCameUp if up else LinkWentDown)(name=name, at=self._now()))
+
+    async def _check_default_route(self) -> None:
+        present = False
+        for family in self._families:
+            async for route in await self._queries.get_default_routes(family=family):
+                if route.get("event") == "RTM_NEWROUTE" and route["type"] == RTN_UNICAST:
+                    present = True
+        if present != self._route_present:
+            self._route_present = present
+            LOGGER.log(logging.INFO if present else logging.WARNING,
+                       "default route %s", "present" if present else "lost")
+            self._emit((DefaultRoutePresent if present else DefaultRouteLost)(at=self._now()))
