@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ class FailoverSettings:
     probe_interval_s: float = DEFAULT_PROBE_INTERVAL_S
     down_after: int = DEFAULT_DOWN_AFTER
     up_after: int = DEFAULT_UP_AFTER
+
+    def with_default_order(self, line_names: Iterable[str]) -> FailoverSettings:
+        """These settings, with the lines in their configured order when `order` is empty."""
+        return self if self.order else replace(self, order=tuple(line_names))
 
 
 # --- events --------------------------------------------------------------------------------------

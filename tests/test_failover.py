@@ -64,6 +64,15 @@ def test_defaults_are_five_seconds_two_down_three_up() -> None:
     assert (DEFAULT_PROBE_INTERVAL_S, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER) == (5.0, 2, 3)
 
 
+def test_an_empty_order_means_the_lines_in_their_configured_order() -> None:
+    assert FailoverSettings().with_default_order(["provider", "mts"]).order == (
+        "provider", "mts")
+
+
+def test_a_given_order_is_kept_whatever_the_configured_order() -> None:
+    assert SETTINGS.with_default_order(["city", "mts", "provider"]).order == SETTINGS.order
+
+
 def test_outgoing_calls_use_the_first_line_of_the_order_that_is_up(
         monitor: FailoverMonitor) -> None:
     assert monitor.outbound_line == "provider"

@@ -21,6 +21,15 @@ from typing import Any, TypeVar
 import yaml
 import yaml.nodes
 
+from firmware.failover import (
+    DOWN_AFTER_MAX,
+    DOWN_AFTER_MIN,
+    PROBE_INTERVAL_MAX_S,
+    PROBE_INTERVAL_MIN_S,
+    UP_AFTER_MAX,
+    UP_AFTER_MIN,
+    FailoverSettings,
+)
 from firmware.routing.rules import (
     ACTIONS,
     BLACKLIST,
@@ -133,6 +142,8 @@ SECTIONS = (
     "schedules",
     "rules",
     "crm",
+    "failover",
+    "hardware",
 )
 
 # Bounds on what is read as a configuration (issue 9 item 8): a real one is a few kilobytes and
@@ -311,6 +322,27 @@ class Crm:
     timeout_s: float = 2.0
 
 
+# The box's LEDs (hal/leds.py) and the GPIO numbers they may use: BCM numbering, the 28 pins of
+# the Raspberry Pi's 40-pin header.
+LED_NAMES = ("power", "internet", "provider", "gsm", "calls")
+GPIO_MODES = ("auto", "mock")
+BCM_PIN_MAX = 27
+SHUTDOWN_AFTER_MIN_S = 10
+SHUTDOWN_AFTER_MAX_S = 86400
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hardware:
+    """The box's own hardware: LED pins, the UPS's power-fail input, the time on battery."""
+
+    gpio: str = "auto"  # "mock": no GPIO even where there is some (a bench, a demo)
+    leds: dict[str, int] = field(default_factory=dict)  # LED name → BCM pin; absent: no LED
+    power_fail_pin: int | None = None
+    power_fail_active_low: bool = True  # the UPS pulls the pin low when the mains fail
+    # On battery this long, the box shuts down cleanly (a UPS HAT lasts minutes, not hours).
+    shutdown_after_s: int = 300
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration of one box."""
@@ -325,6 +357,8 @@ class Config:
     schedules: tuple[Schedule, ...] = ()
     rules: tuple[CallerRule, ...] = ()
     crm: Crm = field(default_factory=Crm)
+    failover: FailoverSettings = field(default_factory=FailoverSettings)
+    hardware: Hardware = field(default_factory=Hardware)
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -861,6 +895,66 @@ def _parse_crm(value: object, path: str) -> Crm:
     )
 
 
+def _parse_failover(value: object, path: str, trunk_names: Collection[str]) -> FailoverSettings:
+    data = _mapping(value, path, required=(),
+                    optional=("order", "probe_interval_s", "down_after", "up_after"))
+    defaults = FailoverSettings()
+    order_path = _at_key(path, "order")
+    order: list[str] = []
+    for index, item in enumerate(_list(data.get("order", []), order_path)):
+        name = _text(item, _at_index(order_path, index))
+        if name not in trunk_names:
+            raise ConfigError(_at_index(order_path, index), f'unknown trunk "{name}"')
+        if name in order:
+            raise ConfigError(_at_index(order_path, index), f'"{name}" is listed twice')
+        order.append(name)
+    interval_path = _at_key(path, "probe_interval_s")
+    interval_s = _seconds(data.get("probe_interval_s", defaults.probe_interval_s),
+                          interval_path, positive=True)
+    if not PROBE_INTERVAL_MIN_S <= interval_s <= PROBE_INTERVAL_MAX_S:
+        raise ConfigError(interval_path, f"must be between {PROBE_INTERVAL_MIN_S:g} and "
+                                         f"{PROBE_INTERVAL_MAX_S:g} seconds, got {interval_s:g}")
+    return FailoverSettings(
+        order=tuple(order),
+        probe_interval_s=interval_s,
+        down_after=_integer(data.get("down_after", defaults.down_after),
+                            _at_key(path, "down_after"), low=DOWN_AFTER_MIN, high=DOWN_AFTER_MAX),
+        up_after=_integer(data.get("up_after", defaults.up_after),
+                          _at_key(path, "up_after"), low=UP_AFTER_MIN, high=UP_AFTER_MAX),
+    )
+
+
+def _parse_hardware(value: object, path: str) -> Hardware:
+    data = _mapping(value, path, required=(), optional=(
+        "gpio", "leds", "power_fail_pin", "power_fail_active_low", "shutdown_after_s"))
+    defaults = Hardware()
+    pins: dict[int, str] = {}  # pin → the key that took it
+
+    def pin(item: object, item_path: str) -> int:
+        number = _integer(item, item_path, low=0, high=BCM_PIN_MAX)
+        if number in pins:
+            raise ConfigError(item_path, f"GPIO {number} is already used by {pins[number]}")
+        pins[number] = item_path
+        return number
+
+    leds_path = _at_key(path, "leds")
+    leds = _mapping(data.get("leds", {}), leds_path, required=(), optional=LED_NAMES)
+    power_fail_pin = data.get("power_fail_pin")
+    return Hardware(
+        gpio=_choice(data.get("gpio", defaults.gpio), _at_key(path, "gpio"), GPIO_MODES),
+        leds={name: pin(item, _at_key(leds_path, name)) for name, item in leds.items()},
+        power_fail_pin=None if power_fail_pin is None
+        else pin(power_fail_pin, _at_key(path, "power_fail_pin")),
+        power_fail_active_low=_boolean(
+            data.get("power_fail_active_low", defaults.power_fail_active_low),
+            _at_key(path, "power_fail_active_low")),
+        shutdown_after_s=_integer(
+            data.get("shutdown_after_s", defaults.shutdown_after_s),
+            _at_key(path, "shutdown_after_s"),
+            low=SHUTDOWN_AFTER_MIN_S, high=SHUTDOWN_AFTER_MAX_S),
+    )
+
+
 DIAL_PLAN_KEYS = tuple(f.name for f in dataclasses.fields(DialPlan))
 _DIAL_PLAN_DEFAULTS = DialPlan()
 NATIONAL_DIGITS_MIN = 4
@@ -1232,6 +1326,8 @@ def parse_config(data: object) -> Config:
     sip = _parse_sip(top.get("sip", {}), "sip")
     site = _parse_site(top.get("site", {}), "site")
     crm = _parse_crm(top.get("crm", {}), "crm")
+    failover = _parse_failover(top.get("failover", {}), "failover", trunk_paths)
+    hardware = _parse_hardware(top.get("hardware", {}), "hardware")
 
     schedules: list[Schedule] = []
     schedule_paths: dict[str, str] = {}
@@ -1279,6 +1375,8 @@ def parse_config(data: object) -> Config:
         schedules=tuple(schedules),
         rules=rules,
         crm=crm,
+        failover=failover,
+        hardware=hardware,
     )
 
 
@@ -1477,6 +1575,15 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     if cfg.crm != Crm():
         data["crm"] = {key: value for key, value in dataclasses.asdict(cfg.crm).items()
                        if value is not None}
+    # The sections of issue 12 only where they differ from their defaults, key by key.
+    for section, defaults in (("failover", FailoverSettings()), ("hardware", Hardware())):
+        differing = {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(getattr(cfg, section)).items()
+            if value != getattr(defaults, key)
+        }
+        if differing:
+            data[section] = differing
     return data
 
 

@@ -78,6 +78,8 @@ SETTING_SITE = "site"
 SETTING_SCHEDULES = "schedules"
 SETTING_RULES = "rules"
 SETTING_CRM = "crm"
+SETTING_FAILOVER = "failover"
+SETTING_HARDWARE = "hardware"
 SETTING_NUMBER_SCHEDULES = "number_schedules"  # DID number -> schedule name
 SETTING_NUMBER_WEBHOOKS = "number_webhooks"  # DID number -> {webhook, webhook_timeout_s}
 # Trunk name -> the trunk keys the `trunks` table has no column for (digest_algorithms, ...).
@@ -90,6 +92,7 @@ RESERVED_SETTINGS = (SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS, SETTING_
 # Config sections kept whole as JSON in `settings`; the optional ones are absent at their default.
 CONFIG_SETTINGS = (
     SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES, SETTING_CRM,
+    SETTING_FAILOVER, SETTING_HARDWARE,
 )
 
 # Columns of their own; every other key rides in `extra` (extensions) or SETTING_TRUNK_EXTRA.
