@@ -172,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     vm_save.add_argument("file", help="where to write it (- for standard output)")
     vm_save.add_argument("--heard", action="store_true", help="and mark it heard")
     vm_save.add_argument("--db", default=DEFAULT_DB)
+
+    hw = sub.add_parser("hw", help="the box's own hardware: LEDs")
+    hw_sub = hw.add_subparsers(dest="hw_command", required=True)
+    leds_check = hw_sub.add_parser("leds-test", help="light each LED of hardware.leds in turn")
+    leds_check.add_argument("--gpio", choices=("auto", "mock"),
+                            help="pins to use (default: hardware.gpio from the configuration)")
+    leds_check.add_argument("--step-s", type=_interval_s, default=0.5,
+                            help="how long each LED stays lit")
+    leds_check.add_argument("--db", default=DEFAULT_DB)
     return parser
 
 
@@ -204,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "voicemail":
             return (_voicemail_list(args) if args.voicemail_command == "list"
                     else _voicemail_save(args))
+        if args.command == "hw":
+            return _hw_leds_test(args)
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:
@@ -439,6 +450,33 @@ def _status(args: argparse.Namespace) -> int:
         print(terminal_json(json.dumps(status, ensure_ascii=False, indent=2)))
         return 0
     print(format_status(status))
+    return 0
+
+
+def _hw_leds_test(args: argparse.Namespace) -> int:
+    # Imported here: gpiozero is needed by this subcommand only.
+    from firmware.store.config import Hardware
+    from hal.leds import Leds, leds_test, pin_factory
+
+    hardware = Hardware()
+    if Path(args.db).is_file():
+        with Store.open(args.db) as store:
+            hardware = store.load_config().hardware
+    if not hardware.leds:
+        print("linebox: no LEDs configured (hardware.leds in the configuration)",
+              file=sys.stderr)
+        return 1
+    factory = pin_factory(args.gpio or hardware.gpio)
+    leds = Leds(hardware.leds, factory=factory)
+    try:
+        def report(name: str) -> None:
+            state = "on" if leds.is_lit(name) else "NOT on"
+            print(f"lit {name} (GPIO {hardware.leds[name]}): pin {state}", flush=True)
+
+        leds_test(leds, step_s=args.step_s, on_lit=report)
+    finally:
+        leds.close()
+        factory.close()
     return 0
 
 
