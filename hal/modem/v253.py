@@ -182,6 +182,10 @@ class DleDecoder:
     stream. A <DLE> at the end of one read is held until the next. After <DLE><ETX> the modem is
     back in command mode: what follows is its final result, kept in `trailing_data` for the AT
     codec, not taken for samples.
+
+    Modems shield events in voice command mode too (<DLE>d after `+VLS=1`, vgetty reads them
+    there): a decoder fed command-mode bytes hands the AT text back as `VoiceSamples` and the
+    events apart, so a driver can pass the text on to the AT codec.
     """
 
     def __init__(self) -> None:

@@ -186,3 +186,11 @@ def test_stop_receive_uses_the_profile_code() -> None:
 
 def test_abort_is_dle_can_dle_etx() -> None:
     assert DleEncoder().abort() == ABORT == bytes([DLE, 0x18, DLE, ETX])
+
+
+def test_in_command_mode_events_come_apart_from_the_at_text() -> None:
+    assert decode(b"\r\nOK\r\n" + bytes([DLE]) + b"d\r\nRING\r\n") == [
+        VoiceSamples(data=b"\r\nOK\r\n"),
+        DleEvent(code="d", kind=DleKind.DIAL_TONE),
+        VoiceSamples(data=b"\r\nRING\r\n"),
+    ]

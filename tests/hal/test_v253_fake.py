@@ -17,10 +17,22 @@ from hal.fake.v253 import PATTERN, FakeV253Modem
 from hal.modem.v253 import (
     DLE,
     ETX,
+    PROFILES,
+    Answered,
+    CallEnded,
+    CallerIdReceived,
     DleDecoder,
     DleEncoder,
     DleEvent,
     DleKind,
+    DtmfReceived,
+    EndReason,
+    FarEndHungUp,
+    FxoCall,
+    FxoEvent,
+    LeaveVoice,
+    RingDetected,
+    SendCommand,
     VoiceSamples,
     parse_caller_id,
     parse_vsm_offers,
@@ -289,3 +301,57 @@ def test_a_replugged_modem_answers_again_from_its_power_up_state(
         assert again.command("AT") == b"AT\r\r\nOK\r\n"
     finally:
         again.close()
+
+
+def perform(call: FxoCall, client: Client, now: float) -> list[FxoEvent]:
+    """What a driver does with FxoCall's outputs: commands in order, stream endings awaited."""
+    facts = []
+    while (event := call.next_event()) is not None:
+        if isinstance(event, SendCommand):
+            answer = client.command(event.line)
+            if answer.endswith(b"CONNECT\r\n"):
+                call.voice_started(now)
+            elif not answer.endswith(b"OK\r\n"):
+                call.command_failed(event.line, now)
+        elif isinstance(event, LeaveVoice):
+            os.write(client.fd, event.data)
+            client.read_until(bytes([DLE, ETX]) + b"\r\nOK\r\n")
+        else:
+            facts.append(event)
+    return facts
+
+
+def test_an_incoming_call_runs_through_fxocall_against_the_fake(
+        modem: FakeV253Modem, client: Client) -> None:
+    profile = PROFILES["usr5637"]
+    for line in profile.init:
+        assert client.command(line).endswith(b"OK\r\n"), line
+    call = FxoCall(profile=profile)
+    modem.ring("5551234", name="ACME", rings=3)
+    for line in (client.read_until(b"RING\r\n") + client.read_until(b"RING\r\n")).split(b"\r\n"):
+        call.line_received(line.decode(), 1.0)
+    facts = perform(call, client, 1.0)
+    assert [type(fact) for fact in facts] == [RingDetected, CallerIdReceived, RingDetected]
+    assert call.caller_id is not None
+    assert (call.caller_id.number, call.caller_id.name) == ("5551234", "ACME")
+
+    call.answer(2.0)
+    assert perform(call, client, 2.0) == [Answered(outgoing=False)]
+    assert modem.streaming and modem.off_hook
+
+    modem.send_dtmf("42")
+    modem.far_end_hangs_up()
+    decoder = DleDecoder()
+    decoder.receive_data(client.read_for(0.2))
+    while (stream_event := decoder.next_event()) is not None:
+        if isinstance(stream_event, DleEvent):
+            call.dle_received(stream_event, 3.0)
+    assert perform(call, client, 3.0) == [
+        DtmfReceived(digit="4"),
+        DtmfReceived(digit="2"),
+        FarEndHungUp(reason=EndReason.LOOP_BREAK),
+        CallEnded(reason=EndReason.LOOP_BREAK),
+    ]
+    assert not modem.streaming
+    assert not modem.off_hook
+    assert modem.commands[-1] == "AT+VLS=0"
