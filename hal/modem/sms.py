@@ -32,6 +32,8 @@ UCS2_PART_MAX_UNITS = 67
 MAX_PARTS = 255
 # Incomplete concatenated messages are handed out after this long rather than kept for ever.
 INCOMPLETE_TIMEOUT_S = 3600.0
+# TP-SCTS years at or above this two-digit value are 19xx (SMS began in the 1990s).
+YEAR_PIVOT = 90
 # Bound on sets waiting for parts; beyond it the oldest is handed out incomplete.
 MAX_PENDING_SETS = 256
 
@@ -359,7 +361,9 @@ def _decode_timestamp(data: bytes) -> datetime | None:
         zone = data[6]
         quarters = _bcd_value(zone & 0xF7)
         offset = timedelta(minutes=15 * quarters) * (-1 if zone & 0x08 else 1)
-        return datetime(2000 + year, month, day, hour, minute, second, tzinfo=timezone(offset))
+        # Two digits of year: the GSM 03.40 tutorials' 1999 stamps are 99, not 2099.
+        century = 1900 if year >= YEAR_PIVOT else 2000
+        return datetime(century + year, month, day, hour, minute, second, tzinfo=timezone(offset))
     except ValueError as error:
         LOGGER.warning("service centre time stamp %s is not a date: %s", data.hex().upper(), error)
         return None
@@ -772,6 +776,7 @@ class Reassembler:
         if concatenation is None or concatenation.total == 1:
             return _whole([message], 1)
         key = (message.sender, concatenation.reference, concatenation.total)
+        self._forget_completed(now)
         done = self._completed.get(key)
         if done is not None:
             earlier = done.parts.get(concatenation.sequence)
@@ -794,10 +799,7 @@ class Reassembler:
 
     def expire(self, now: float) -> list[ReceivedSms]:
         """Incomplete messages whose time is up, and the oldest beyond `max_pending`."""
-        self._completed = {
-            key: done for key, done in self._completed.items()
-            if now - done.first_seen < self._timeout_s
-        }
+        self._forget_completed(now)
         expired = [
             key for key, pending in self._pending.items()
             if now - pending.first_seen >= self._timeout_s
@@ -816,6 +818,12 @@ class Reassembler:
                            key[0], len(pending.parts), key[2])
             out.append(_whole(list(pending.parts.values()), key[2]))
         return out
+
+    def _forget_completed(self, now: float) -> None:
+        self._completed = {
+            key: done for key, done in self._completed.items()
+            if now - done.first_seen < self._timeout_s
+        }
 
     def next_deadline(self) -> float | None:
         """When `expire()` next has something to do (the aioquic `get_timer` shape)."""

@@ -269,6 +269,16 @@ def test_duplicate_of_a_completed_message_is_dropped() -> None:
     assert reassembler.pending_count == 0
 
 
+def test_same_set_arriving_again_after_the_timeout_is_a_new_message() -> None:
+    parts = deliver("+79161234567", "x" * 300)
+    reassembler = Reassembler(timeout_s=60.0)
+    reassembler.add(parts[0], now=0.0)
+    reassembler.add(parts[1], now=1.0)
+    assert reassembler.add(parts[0], now=100.0) is None
+    received = reassembler.add(parts[1], now=101.0)
+    assert received is not None and received.text == "x" * 300
+
+
 def test_same_reference_from_two_senders_stays_apart() -> None:
     first = deliver("+79161111111", "a" * 200, reference=9)
     second = deliver("+79162222222", "b" * 200, reference=9)

@@ -41,6 +41,36 @@ def test_hellohello_unpacks_as_in_ts_23038_6_1_2_1_1() -> None:
     assert sms.gsm7_decode(sms.unpack_septets(packed, 10)) == "hellohello"
 
 
+# --- The GSM 03.40 PDU tutorial's examples (dreamfabric "SMS and the PDU format", quoted on
+# many pages, e.g. subnets.ru/saved/sms_pdu_format.html), and a "How are you?" read from a modem
+# (jdsms.com.cn helpdesk article 136).
+
+
+def test_tutorial_deliver_hellohello() -> None:
+    message = sms.decode_deliver(
+        "07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37"
+    )
+    assert message.smsc == "+27381000015"
+    assert message.sender == "27838890001"  # TOA C8: not international, so no "+"
+    assert message.timestamp == datetime(1999, 3, 29, 15, 16, 59, tzinfo=tz(2))
+    assert message.text == "hellohello"
+
+
+def test_tutorial_submit_hellohello_with_four_days_validity() -> None:
+    [pdu] = sms.encode_submit("+46708251358", "hellohello", reference=0, validity=timedelta(days=4))
+    assert pdu.hex == "0011000B916407281553F80000AA0AE8329BFD4697D9EC37"
+
+
+def test_modem_deliver_how_are_you() -> None:
+    message = sms.decode_deliver(
+        "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F977FD07"
+    )
+    assert message.smsc == "+31624000000"
+    assert message.sender == "+31641600986"
+    assert message.timestamp == datetime(2002, 8, 26, 19, 37, 41, tzinfo=tz(0))
+    assert message.text == "How are you?"
+
+
 # --- python-gsmmodem-new TestGsm7: text, its septets unpacked, then packed.
 
 GSM7_VECTORS = [
