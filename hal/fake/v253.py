@@ -61,13 +61,13 @@ class FakeV253Modem(FakeDevice):
 
     name = "v253"
 
-    def __init__(self, link: Path | None = None, *, ring_period_s: float = RING_PERIOD_S,
+    def __init__(self, link: str | Path | None = None, *, ring_period_s: float = RING_PERIOD_S,
                  reports_dial_tone: bool = True) -> None:
         super().__init__()
-        self._link = link
+        self._link = Path(link) if link is not None else None
         self.ring_period_s = ring_period_s
         self.reports_dial_tone = reports_dial_tone
-        self.port: FakePort | None = None
+        self._pty: FakePort | None = None
         self.commands: list[str] = []
         self.received_samples = bytearray()
         self.sent_sample_count = 0
@@ -91,24 +91,29 @@ class FakeV253Modem(FakeDevice):
     # -- life cycle ----------------------------------------------------------------------------
 
     @property
-    def path(self) -> str:
-        if self.port is None:
+    def port(self) -> str:
+        """The port a client opens (the by-id style symlink when one was asked for)."""
+        if self._pty is None:
             raise RuntimeError("v253: unplugged")
-        return self.port.path
+        return self._pty.path
+
+    @property
+    def path(self) -> str:
+        return self.port
 
     def _power_up(self) -> None:
         self._reset()
-        self.port = FakePort(self._link)
-        self.loop.add_reader(self.port.master, self._readable)
+        self._pty = FakePort(self._link)
+        self.loop.add_reader(self._pty.master, self._readable)
         self.notify()
 
     def _power_down(self) -> None:
         self.cancel_timers()
-        if self.port is not None:
-            self.loop.remove_reader(self.port.master)
-            self.loop.remove_writer(self.port.master)
-            self.port.close()
-            self.port = None
+        if self._pty is not None:
+            self.loop.remove_reader(self._pty.master)
+            self.loop.remove_writer(self._pty.master)
+            self._pty.close()
+            self._pty = None
         self.notify()
 
     # -- control (any thread) ------------------------------------------------------------------
@@ -139,16 +144,16 @@ class FakeV253Modem(FakeDevice):
     # -- the port ------------------------------------------------------------------------------
 
     def _readable(self) -> None:
-        if self.port is None:
+        if self._pty is None:
             return
-        data = self.port.read()
+        data = self._pty.read()
         if self._stream is not None:
             self._stream_input(data)
         else:
             self._command_input(data)
 
     def _send(self, data: bytes) -> None:
-        if self.port is None:
+        if self._pty is None:
             return
         self._output += data
         if len(self._output) > OUTPUT_LIMIT_BYTES:
@@ -157,16 +162,16 @@ class FakeV253Modem(FakeDevice):
         self._flush()
 
     def _flush(self) -> None:
-        if self.port is None:
+        if self._pty is None:
             return
-        written = self.port.write(bytes(self._output)) if self._output else 0
+        written = self._pty.write(bytes(self._output)) if self._output else 0
         del self._output[:written]
         if self._output:
-            self.loop.add_writer(self.port.master, self._writable)
+            self.loop.add_writer(self._pty.master, self._writable)
 
     def _writable(self) -> None:
-        if self.port is not None:
-            self.loop.remove_writer(self.port.master)
+        if self._pty is not None:
+            self.loop.remove_writer(self._pty.master)
         self._flush()
 
     def _result(self, *lines: str) -> None:
@@ -318,7 +323,7 @@ class FakeV253Modem(FakeDevice):
         self._ring_once(number, private, name, True)
 
     def _ring_once(self, number: str, private: bool, name: str | None, first: bool) -> None:
-        if self._rings_left <= 0 or self.off_hook or self.port is None:
+        if self._rings_left <= 0 or self.off_hook or self._pty is None:
             return
         self._rings_left -= 1
         self._result("RING")

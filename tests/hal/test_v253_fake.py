@@ -10,6 +10,7 @@ import os
 import time
 import tty
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -355,3 +356,17 @@ def test_an_incoming_call_runs_through_fxocall_against_the_fake(
     assert not modem.streaming
     assert not modem.off_hook
     assert modem.commands[-1] == "AT+VLS=0"
+
+
+def test_a_by_id_link_follows_the_modem_across_a_replug(tmp_path: Path) -> None:
+    link = tmp_path / "by-id" / "usb-USR_5637-if00"
+    with FakeV253Modem(link) as modem:
+        assert modem.port == str(link)
+        modem.unplug()
+        assert not link.exists()
+        modem.replug()
+        client = Client(str(link))
+        try:
+            assert client.command("AT") == b"AT\r\r\nOK\r\n"
+        finally:
+            client.close()
