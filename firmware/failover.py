@@ -259,6 +259,9 @@ class FailoverMonitor:
     # --- facts: probes (the daemon's OPTIONS or the registration) --------------------------------
 
     def probe_succeeded(self, line_name: str, now: float) -> None:
+        """The provider answered: a probe, or the registration (reported whenever it happens).
+        An answer after its probe's deadline still counts as good: a provider answering in
+        1.5 s carries calls, so it alternates failed and good and is never taken down."""
         self._probe_result(self._sip[line_name], ok=True, now=now, why="")
 
     def probe_failed(self, line_name: str, now: float, *, why: str = "probe failed") -> None:

@@ -17,7 +17,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import (
@@ -76,6 +76,30 @@ class AddressChanged:
 
 
 NetworkFact = DefaultRouteLost | DefaultRoutePresent | LinkWentDown | LinkCameUp | AddressChanged
+
+
+class NetworkFactSink(Protocol):
+    """What takes the facts: `firmware.failover.FailoverMonitor` has these methods."""
+
+    def default_route_lost(self, now: float) -> None: ...
+    def default_route_present(self, now: float) -> None: ...
+    def link_down(self, name: str, now: float) -> None: ...
+    def link_up(self, name: str, now: float) -> None: ...
+    def address_changed(self, now: float) -> None: ...
+
+
+def deliver(fact: NetworkFact, sink: NetworkFactSink) -> None:
+    """Hand one fact to `sink` (the daemon's failover monitor) as the method it stands for."""
+    if isinstance(fact, DefaultRouteLost):
+        sink.default_route_lost(fact.at)
+    elif isinstance(fact, DefaultRoutePresent):
+        sink.default_route_present(fact.at)
+    elif isinstance(fact, LinkWentDown):
+        sink.link_down(fact.name, fact.at)
+    elif isinstance(fact, LinkCameUp):
+        sink.link_up(fact.name, fact.at)
+    else:
+        sink.address_changed(fact.at)
 
 
 def _link_is_up(message: Any) -> bool:

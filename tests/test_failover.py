@@ -220,6 +220,8 @@ def test_a_silent_provider_is_left_within_interval_times_down_after_plus_one_sec
         now = box.get_timer()
     assert switched_at is not None
     bound_s = DEFAULT_PROBE_INTERVAL_S * DEFAULT_DOWN_AFTER + 1.0
+    print(f"\nprovider silent {silent_from_s:g} s after a good probe -> reserve line in "
+          f"{switched_at - silent_at:.2f} s (bound {bound_s:g} s)")
     assert switched_at - silent_at <= bound_s
 
 

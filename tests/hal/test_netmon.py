@@ -111,7 +111,7 @@ def _ip(*commands: str) -> None:
 
 async def _child(scenario: str) -> dict[str, Any]:
     from firmware.failover import FailoverMonitor, FailoverSettings
-    from hal.netmon import DefaultRouteLost, NetworkFact, NetworkMonitor
+    from hal.netmon import NetworkFact, NetworkMonitor, deliver
 
     _ip(*(SETUP[:-1] if scenario == "start_without_route" else SETUP))
     loop = asyncio.get_running_loop()
@@ -124,10 +124,9 @@ async def _child(scenario: str) -> dict[str, Any]:
 
     def on_fact(fact: NetworkFact) -> None:
         facts.append((loop.time(), fact))
-        if isinstance(fact, DefaultRouteLost):
-            failover.default_route_lost(fact.at)
-            if failover.outbound_line == "mts":
-                switched_at.append(loop.time())
+        deliver(fact, failover)
+        if failover.outbound_line == "mts" and not switched_at:
+            switched_at.append(loop.time())
         changed.set()
 
     monitor = NetworkMonitor(on_fact)
