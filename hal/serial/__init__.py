@@ -1,1 +1,1 @@
-"""Serial ports that come and go: opening, re-opening with backoff, finding a modem again by IMEI."""
+"""Serial ports that come and go: opening, reopening with backoff, finding a modem by IMEI."""
