@@ -1057,7 +1057,7 @@ class FakeAtModem(FakeDevice):
         self.notify()
 
     def _dial(self, dial_string: str) -> None:
-        number = dial_string[1:].strip()
+        number = dial_string.strip()  # what follows the D
         if not number.endswith(";"):
             raise _Failure("NO CARRIER")  # a data call: not faked
         number = number.rstrip(";").strip()
