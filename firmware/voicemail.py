@@ -24,11 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .calls import Call, OriginatedCall, OutboundLeg, Target, Timer
+from .calls import Call, CallState, Timer
+from .legs import Leg, LegAnswered, LegSetup, SessionDescription
 from .media import sdp, tones
 from .media.session import DtmfReceived, MediaEvent, MediaSession, PlaybackFinished
-from .sip.message import Request, Response
-from .sip.transaction import new_tag
 
 LOGGER = logging.getLogger(__name__)
 
@@ -448,26 +447,24 @@ class LocalParty:
 
 
 @dataclass(eq=False, slots=True, kw_only=True)
-class PromptCall(OriginatedCall):
+class PromptCall(Call):
     """A call the box places itself to say something (the apology for an expired callback):
-    our INVITE carries our SDP offer, and the callee's 2xx its answer (RFC 3264 §5-6)."""
+    the leg gets our SDP offer, and its answer brings the callee's (RFC 3264 §5-6). Its caller
+    is `NobodyCalling`."""
 
     caller_id: str  # the number the callee sees: the office's
     origin_call_id: str
 
-    def _build_leg_invite(self, target: Target) -> Request:
-        invite = Call._build_leg_invite(self, target)
-        invite.headers.set("From", f"<sip:{self.caller_id}@{self.services.local_host}>;tag="
-                                   f"{new_tag()}")
-        invite.headers.remove("Content-Disposition")
-        invite.headers.set("Content-Type", "application/sdp")
-        invite.body = self.local_answer  # our offer (RFC 3264 §5); the 2xx brings the answer
-        return invite
+    def leg_setup(self, leg: Leg) -> LegSetup:
+        return LegSetup(caller_number=self.caller_id,
+                        offer=SessionDescription(body=self.local_answer))
 
-    def _on_leg_answer(self, leg: OutboundLeg, response: Response, now: float) -> None:
-        dialog = self._accept_answer(leg, response, now)
-        if dialog is None:
+    def _leg_answered(self, event: LegAnswered, now: float) -> None:
+        if self.state != CallState.RINGING or self.winner is not None:
+            self._refuse_answer(event.leg, now, result="cancelled")
             return
-        self._mark_answered(leg, response, dialog, now)
+        self._mark_answered(event.leg, event.status, now)
         assert self.local is not None  # the gateway gives a PromptCall its LocalParty
-        self.local.answer_received(response.body, now)
+        media = event.media
+        self.local.answer_received(media.body if isinstance(media, SessionDescription) else b"",
+                                   now)

@@ -110,9 +110,7 @@ class Admission:
                         display=display_name(request.from_.display))
         call = self.core.new_call(tx_id, request, source, info, channels, now)
         self.core.agents.call_started(caller)
-        call.ring_targets(
-            [line.place(dialed, now)], EXTERNAL_RING_TIMEOUT_S, now
-        )
+        call.ring_legs([line.place(dialed, now)], EXTERNAL_RING_TIMEOUT_S, now)
 
     def _on_line_invite(
         self, tx_id: str, request: Request, source: Address, line: Line, now: float

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..anchor import CallMedia
 from ..callback import CallbackCall
 from ..calls import Call, CallInfo, CallState
+from ..legs import NobodyCalling
 from ..media import sdp
 from ..media.session import MediaSession
 from ..routing.scheme import QueueSettings
@@ -57,7 +58,7 @@ class BoxMedia:
         if port is None:
             call.fail(503, "no media port for voicemail", now, outcome="missed")
             return
-        offer = call.invite.body
+        offer = call.caller.offer.body if call.caller.offer is not None else b""
         try:
             if offer:
                 body, choice = sdp.answer(offer, host=self.core.local_host, port=port)
@@ -81,7 +82,7 @@ class BoxMedia:
         and plays ringback, their position and the callback offer, hearing keys in the RTP
         (RFC 4733 or in-band). Without an offer, or without a common format, the caller hears
         plain ringing (180) as before."""
-        offer = call.invite.body
+        offer = call.caller.offer.body if call.caller.offer is not None else b""
         if call.anchor is not None or not offer or settings.announce_s <= 0:
             return
         port = self.core.open_media_port()
@@ -134,8 +135,8 @@ class BoxMedia:
     def apologise(self, callback: CallbackCall, now: float) -> None:
         """The callback request expired: ring the customer, apologise, and offer to take a
         message for the department."""
-        target, channel = self.core.callbacks.customer_target(callback)
-        if target is None:
+        leg, channel = self.core.callbacks.customer_leg(callback)
+        if leg is None:
             return
         call_id = uuid.uuid4().hex
         port = self.core.open_media_port()
@@ -151,8 +152,8 @@ class BoxMedia:
                 settings=VoicemailSettings(), greet=False)),
             now, awaiting_answer=True)
         call = PromptCall(
-            services=self.core, invite=callback.invite, invite_tx=f"apology:{call_id}", id=call_id,
-            source=target.destination, started_at=now,
+            services=self.core, caller=NobodyCalling(), key=f"apology:{call_id}", id=call_id,
+            signalling_id=callback.signalling_id, started_at=now,
             info=CallInfo(direction="callback", source="apology", caller=info.caller,
                           dialed=info.dialed, number=info.number, department=ctx.department),
             local=party, local_side="b",
@@ -162,8 +163,8 @@ class BoxMedia:
         party.on_hang_up(call.hang_up_local)
         if channel is not None:
             call.channels.append(channel)
-        self.core.calls[call.invite_tx] = call
+        self.core.calls[call.key] = call
         LOGGER.info("callback %s expired: calling %s to apologise", callback.origin_call_id,
                     callback.customer)
         ring_s = self.core.callbacks.callback_settings(callback).customer_ring_s
-        call.ring_targets([target], ring_s, now)
+        call.ring_legs([leg], ring_s, now)

@@ -10,31 +10,18 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..callback import CallbackCall
-from ..calls import Call, CallInfo, CallState, Target
+from ..calls import Call, CallInfo, CallState
+from ..legs import Leg, NobodyCalling
 from ..routing.model import CallFacts
 from ..routing.scheme import CallbackSettings
-from ..sip.message import Headers, Request
-from ..sip.uri import SipUri
 from .distribution import DepartmentCall, department_call, is_dialable
 from .events import CallbackPending, CallbackStateChanged
+from .lines import LineState
 
 if TYPE_CHECKING:
     from .gateway import Gateway
 
 LOGGER = logging.getLogger(__name__)
-
-
-def _restored_invite(customer: str, dialed: str, origin_id: str) -> Request:
-    """A stand-in for the INVITE of a call whose callback request outlived a restart: who the
-    customer is and what they dialled, for the legs the callback builds."""
-    return Request("INVITE", SipUri(user=dialed, host="restored.invalid"), Headers([
-        ("Via", "SIP/2.0/UDP restored.invalid;branch=z9hG4bKrestored"),
-        ("From", f"<sip:{customer}@restored.invalid>;tag=restored"),
-        ("To", f"<sip:{dialed}@restored.invalid>"),
-        ("Call-ID", f"restored-{origin_id}"),
-        ("CSeq", "1 INVITE"),
-        ("Max-Forwards", "70"),
-    ]))
 
 
 class Callbacks:
@@ -59,7 +46,8 @@ class Callbacks:
             LOGGER.info("call %s: no number to call %s back on", call.id, customer)
             return None
         callback = self._new_callback(
-            invite=call.invite, info=call.info, origin_call_id=call.id, ctx=ctx, trunk=trunk,
+            signalling_id=call.signalling_id, info=call.info, origin_call_id=call.id, ctx=ctx,
+            trunk=trunk,
             expires_at=ctx.entered_at + queue.callback.expire_s, attempt=1, now=now,
         )
         call.callback_state = "requested"
@@ -71,15 +59,16 @@ class Callbacks:
         return callback
 
     def _new_callback(
-        self, *, invite: Request, info: CallInfo, origin_call_id: str, ctx: DepartmentCall,
+        self, *, signalling_id: str, info: CallInfo, origin_call_id: str, ctx: DepartmentCall,
         trunk: str | None, expires_at: float, attempt: int, now: float,
     ) -> CallbackCall:
-        """One attempt at calling back `info.caller`, for the call `origin_call_id` (whose
-        INVITE, `invite`, says who they are and how they reached us)."""
+        """One attempt at calling back `info.caller` (who they are, what they dialled), for
+        the call `origin_call_id` that came in on line `trunk` (None: an office phone);
+        `signalling_id` is that call's for the record."""
         callback_id = uuid.uuid4().hex
         callback = CallbackCall(
-            services=self.core, invite=invite, invite_tx=f"callback:{callback_id}",
-            id=callback_id, source=self.core.local, started_at=now,
+            services=self.core, caller=NobodyCalling(), key=f"callback:{callback_id}",
+            signalling_id=signalling_id, id=callback_id, started_at=now,
             info=CallInfo(direction="callback", source="callback", caller=info.caller,
                           dialed=info.dialed, number=info.number, department=ctx.department,
                           strategy=self.core.departments[ctx.department].strategy),
@@ -90,7 +79,7 @@ class Callbacks:
         )
         callback.context = DepartmentCall(department=ctx.department, exclude=frozenset(),
                                           facts=ctx.facts, entered_at=ctx.entered_at)
-        self.core.calls[callback.invite_tx] = callback
+        self.core.calls[callback.key] = callback
         # Kept on disk until it is done, expired or failed: a restart must not forget it.
         self.core.emit(CallbackPending(request={
             "origin_call_id": callback.origin_call_id, "department": ctx.department,
@@ -127,7 +116,7 @@ class Callbacks:
             )
             trunk = saved.get("trunk")
             callback = self._new_callback(
-                invite=_restored_invite(customer, dialed, origin_id),
+                signalling_id=f"restored-{origin_id}",
                 info=CallInfo(direction="inbound", source="restored", caller=customer,
                               dialed=dialed, number=saved.get("number")),
                 origin_call_id=origin_id, ctx=ctx, trunk=str(trunk) if trunk else None,
@@ -151,24 +140,24 @@ class Callbacks:
     def _dial_customer(self, callback: CallbackCall, now: float) -> None:
         """The member answered: call the customer the way they reached us."""
         ring_s = self.callback_settings(callback).customer_ring_s
-        target, channel = self.customer_target(callback)
-        if target is None:
+        leg, channel = self.customer_leg(callback)
+        if leg is None:
             callback.customer_unavailable(channel or "customer unreachable", now)
             return
         if channel is not None:
             callback.channels.append(channel)
-        callback.ring_customer(target, ring_s, now)
+        callback.ring_customer(leg, ring_s, now)
 
-    def customer_target(self, callback: CallbackCall) -> tuple[Target | None, str | None]:
-        """How to reach the customer the way they reached us: (target, trunk channel taken),
-        or (None, why not)."""
+    def customer_leg(self, callback: CallbackCall) -> tuple[Leg | None, str | None]:
+        """How to reach the customer the way they reached us: (a leg, the line channel
+        taken), or (None, why not)."""
         if callback.customer_trunk is None:
-            targets = self.core.distribution.extension_targets(callback.customer)
-            if not targets:
+            legs = self.core.distribution.extension_legs(callback.customer)
+            if not legs:
                 return None, "customer's phone not registered"
-            return targets[0], None
+            return legs[0], None
         line = self.core.lines.named(callback.customer_trunk)
-        if line is None or line.address is None:
+        if line is None or line.state(self.core.now)[0] is LineState.DOWN:
             return None, f"line {callback.customer_trunk} is gone"
         if not self.core.channels.acquire([line.channel_key]):
             return None, "no free line channel"
@@ -198,7 +187,7 @@ class Callbacks:
             )
             return  # the configuration changed meanwhile
         callback = self._new_callback(
-            invite=previous.invite, info=previous.info,
+            signalling_id=previous.signalling_id, info=previous.info,
             origin_call_id=previous.origin_call_id, ctx=ctx, trunk=previous.customer_trunk,
             expires_at=max(previous.expires_at, now + queue.callback.expire_s),
             attempt=previous.attempt + 1, now=now,

@@ -11,7 +11,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ..callback import CallbackCall
-from ..calls import Call, CallState, Target
+from ..calls import Call, CallState
+from ..legs import Leg
 from ..routing import strategies
 from ..routing.model import (
     LOGGED_OUT,
@@ -30,6 +31,7 @@ from ..routing.scheme import (
     mobiles_of,
     voicemail_box,
 )
+from ..sip_legs import SipLeg, Target
 from ..store.config import Department
 
 if TYPE_CHECKING:
@@ -109,7 +111,7 @@ class Distribution:
         call.info.department = destination if department is not None else None
         if department is None:
             if destination in self.core.extensions:
-                call.ring_targets(self.extension_targets(destination), DIRECT_RING_TIMEOUT_S,
+                call.ring_legs(self.extension_legs(destination), DIRECT_RING_TIMEOUT_S,
                                   now)
             else:
                 self._forward(call, destination, EXTERNAL_RING_TIMEOUT_S, now)
@@ -144,7 +146,7 @@ class Distribution:
         settings = self.settings(department)
         plan = self._plan(department, ctx, now)
         if not plan.is_empty:
-            call.ring(plan, self.extension_targets, now, on_no_answer=self._department_no_answer)
+            call.ring(plan, self.extension_legs, now, on_no_answer=self._department_no_answer)
             return
         reserve = settings.no_answer.reserve
         if reserve is not None and ctx.step < 0 and not self._anyone_online(department, now):
@@ -236,7 +238,7 @@ class Distribution:
             if plan.is_empty:
                 break  # nobody free for the head of the queue: those behind wait too
             waiting.remove(call)
-            call.ring(plan, self.extension_targets, now, on_no_answer=self._department_no_answer)
+            call.ring(plan, self.extension_legs, now, on_no_answer=self._department_no_answer)
 
     def serve_all_queues(self, now: float) -> None:
         for number in [n for n, waiting in self.core.queues.items() if waiting]:
@@ -275,10 +277,10 @@ class Distribution:
             plan = self._plan(department, sub, now)
             if plan.give_up_at_s > time_s:
                 plan = replace(plan, give_up_at_s=time_s)
-            call.ring(plan, self.extension_targets, now, on_no_answer=self._next_step)
+            call.ring(plan, self.extension_legs, now, on_no_answer=self._next_step)
             return
         if to in self.core.extensions:
-            call.ring_targets(self.extension_targets(to), time_s, now,
+            call.ring_legs(self.extension_legs(to), time_s, now,
                               on_no_answer=self._next_step)
             return
         self._forward(call, to, time_s, now, on_no_answer=self._next_step)
@@ -298,22 +300,23 @@ class Distribution:
                         and state.calls_in_progress == 0
                         and member.extension not in department_call(call).exclude):
                     mobiles.setdefault(extension.mobile, extension.number)
-        targets: list[Target] = []
-        channels: list[str] = []
+        legs: list[Leg] = []
         if line is not None:
             for mobile, employee in mobiles.items():
                 if not self.core.channels.acquire([line.channel_key]):
                     LOGGER.warning("call %s: no free channel on %s for the mobile %s", call.id,
                                    line.name, mobile)
                     break
-                targets.append(replace(line.place(mobile, now), employee=employee))
-                channels.append(line.channel_key)
-        if not targets:
+                leg = line.place(mobile, now)
+                leg.employee = employee
+                leg.channel = line.channel_key  # held for this leg alone
+                legs.append(leg)
+        if not legs:
             LOGGER.info("call %s: no member's mobile to ring for department %s", call.id,
                         number)
             self._next_step(call, now)
             return
-        call.ring_targets(targets, time_s, now, on_no_answer=self._next_step, channels=channels)
+        call.ring_legs(legs, time_s, now, on_no_answer=self._next_step)
 
     def _forward(
         self, call: Call, to: str, time_s: float, now: float, *,
@@ -330,7 +333,7 @@ class Distribution:
                 call.fail(503, "no trunk channel", now, outcome="failed")
             return
         call.channels.append(line.channel_key)
-        call.ring_targets([line.place(to, now)], time_s, now, on_no_answer=on_no_answer)
+        call.ring_legs([line.place(to, now)], time_s, now, on_no_answer=on_no_answer)
 
     def _plan(self, department: Department, ctx: DepartmentCall, now: float) -> RingPlan:
         snapshot = self.snapshot(department, now)
@@ -384,8 +387,8 @@ class Distribution:
 
     def _ringing_extensions(self) -> set[str]:
         return {
-            leg.target.label for call in self.core.calls.values() if call.state == CallState.RINGING
-            for leg in call.legs.values() if leg.active
+            leg.label for call in self.core.calls.values() if call.state == CallState.RINGING
+            for leg in call.legs if leg.active
         }
 
     def _anyone_online(self, department: Department, now: float) -> bool:
@@ -405,11 +408,13 @@ class Distribution:
             return None
         return self.core.last_agent.get(caller)
 
-    def extension_targets(self, extension: str) -> list[Target]:
+    def extension_legs(self, extension: str) -> list[Leg]:
+        """A leg to each phone registered for `extension` (RFC 3261 §10: one user, several
+        contacts, all rung)."""
         return [
-            Target(
+            SipLeg(services=self.core, target=Target(
                 kind="extension", label=extension, request_uri=b.contact_text,
                 destination=b.destination, to_uri=f"sip:{extension}@{self.core.local_host}",
-            )
+            ))
             for b in self.core.registrar.bindings(extension, self.core.now)
         ]

@@ -27,7 +27,8 @@ from typing import Any
 
 from ..agents import AgentBook, StatusChanged
 from ..callback import CallbackCall
-from ..calls import Call, CallInfo, Target, TimeoutHandler
+from ..calls import Call, CallInfo
+from ..legs import CallerParty, Leg
 from ..media import prompts
 from ..media.ports import MediaPorts, PortRange
 from ..registrar import Registrar
@@ -48,6 +49,7 @@ from ..sip.transaction import (
     TransactionTerminated,
     TransactionTimedOut,
 )
+from ..sip_legs import SipCaller, SipLeg, Target, TimeoutHandler, ack_received
 from ..store.config import Config
 from ..voicemail import VoicemailMessage
 from .admission import Admission
@@ -367,9 +369,12 @@ class Gateway:
         heapq.heappush(self._timers, timer)
         return timer
 
-    def dialog_opened(self, dialog: Dialog, call: Call, side: str) -> None:
-        self.dialogs[dialog.id] = (call, side)
-        self._dialog_keys.setdefault(call.id, []).append(dialog.id)
+    def party_connected(self, call: Call, side: str, party: CallerParty | Leg) -> None:
+        """A party of `call` is talking: requests in its SIP dialog reach the call."""
+        if isinstance(party, SipCaller | SipLeg) and party.dialog is not None:
+            dialog: Dialog = party.dialog
+            self.dialogs[dialog.id] = (call, side)
+            self._dialog_keys.setdefault(call.id, []).append(dialog.id)
         if side == "b" and call.answered_by in self.extensions:
             self.agents.offer_answered(call.answered_by, self.now)
 
@@ -379,10 +384,10 @@ class Gateway:
         # Legs that already had their final response need nothing from the call any more; a
         # leg still waiting (a CANCEL may cross a 200) keeps its handler, so a late answer is
         # still ACKed and hung up.
-        for tx_id, leg in call.legs.items():
-            if leg.record.sip_status is not None:
-                self._handlers.pop(tx_id, None)
-        self.calls.pop(call.invite_tx, None)
+        for leg in call.legs:
+            if isinstance(leg, SipLeg) and leg.record.sip_status is not None:
+                self._handlers.pop(leg.tx_id, None)
+        self.calls.pop(call.key, None)
         for key in self._dialog_keys.pop(call.id, []):
             self.dialogs.pop(key, None)
         if call.outcome == "answered":
@@ -540,7 +545,7 @@ class Gateway:
         entry = self.dialogs.get((ack.call_id, ack.to.tag or "", ack.from_.tag))
         if entry is not None:
             call, side = entry
-            call.ack_received(side, ack, now)
+            ack_received(call, side, ack, self, now)
 
     def reply(
         self, tx_id: str, request: Request, status: int, now: float, *,
@@ -563,15 +568,16 @@ class Gateway:
         self, tx_id: str, request: Request, source: Address, info: CallInfo,
         channels: list[str], now: float,
     ) -> Call:
+        caller = SipCaller(services=self, invite=request, invite_tx=tx_id, source=source)
         call = Call(
-            services=self, invite=request, invite_tx=tx_id, source=source, info=info,
+            services=self, caller=caller, key=tx_id, signalling_id=request.call_id, info=info,
             started_at=now, channels=channels,
         )
         self.calls[tx_id] = call
         self.stats["calls"] += 1
         # Our 18x will make an early dialog with this To tag (RFC 3261 §12.1); the caller may
         # send DTMF (a callback key) or BYE in it while waiting.
-        early = (request.call_id, call.to_tag, request.from_.tag)
+        early = (request.call_id, caller.to_tag, request.from_.tag)
         self.dialogs[early] = (call, "a")
         self._dialog_keys[call.id] = [early]
         return call

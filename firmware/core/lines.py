@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from ..calls import Target
+from ..legs import Leg
 from ..sip.message import Request
 from ..sip.transaction import Address
 from ..sip.uri import SipUri
+from ..sip_legs import SipLeg, SipServices, Target
 from ..store.config import Config, Trunk
 from ..trunk import TrunkAccount, TrunkRegistration
 from .events import LineStateChanged
@@ -75,8 +76,9 @@ class Line(Protocol):
 
     def state(self, now: float) -> tuple[LineState, str]: ...
 
-    def place(self, number: str, now: float) -> Target:
-        """Where a call to `number` through this line goes."""
+    def place(self, number: str, now: float) -> Leg:
+        """A leg to `number` through this line, not yet started: the call starts it, saying
+        who calls and with what media (`Leg.start` with a `LegSetup`)."""
         ...
 
 
@@ -116,7 +118,8 @@ class SipTrunkLine:
     kind = "sip"
 
     def __init__(self, trunk: Trunk, address: Address | None,
-                 registration: TrunkRegistration | None) -> None:
+                 registration: TrunkRegistration | None, *, services: SipServices) -> None:
+        self.services = services
         self.trunk = trunk
         self.name = trunk.name
         self.channels = trunk.channels
@@ -145,13 +148,14 @@ class SipTrunkLine:
             return LineState.DEGRADED, registration.last_error or "registration failed"
         return LineState.DEGRADED, "registering"
 
-    def place(self, number: str, now: float) -> Target:
+    def place(self, number: str, now: float) -> SipLeg:
         assert self.address is not None, "placing a call through a line that is down"
         trunk = self.trunk
         port = f":{trunk.port}" if trunk.port != DEFAULT_SIP_PORT else ""
         uri = f"sip:{number}@{trunk.host}{port}"
-        return Target(kind="external", label=number, request_uri=uri,
-                      destination=self.address, to_uri=uri, trunk=trunk.name)
+        return SipLeg(services=self.services, target=Target(
+            kind="external", label=number, request_uri=uri, destination=self.address,
+            to_uri=uri, trunk=trunk.name))
 
 
 class Lines:
@@ -191,7 +195,7 @@ class Lines:
                         account, destination=address, local_host=core.local_host,
                         local_port=core.local_port, user_agent=core.user_agent,
                     )
-            self._lines[trunk.name] = SipTrunkLine(trunk, address, registration)
+            self._lines[trunk.name] = SipTrunkLine(trunk, address, registration, services=core)
         # Over UDP a provider is known by the address *and* port it sends from, as providers
         # document their signalling addresses (a port of its own on the same host is someone
         # else), or by address alone where the trunk says so (`inbound_match: address`). Over

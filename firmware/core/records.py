@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from ..calls import Call, LegRecord
+from ..calls import Call
+from ..legs import LegRecord
 from ..routing.tollguard import OutboundCallRefused
 from ..voicemail import VoicemailMessage
 from .events import (
@@ -94,7 +95,7 @@ def call_row(call: Call) -> dict[str, object]:
         "caller": info.caller, "dialed": info.dialed, "number": info.number,
         "department": info.department, "answered_by": call.answered_by,
         "end_cause": call.end_cause, "outcome": call.outcome,
-        "sip_call_id": call.invite.call_id, "strategy": info.strategy,
+        "sip_call_id": call.signalling_id, "strategy": info.strategy,
         "waited_s": round(call.waited_s, 3), "callback_state": call.callback_state,
         "talk_s": (round(call.ended_at - call.answered_at, 3)
                    if call.answered_at is not None and call.ended_at is not None else None),

@@ -9,12 +9,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..callback import CallbackCall
-from ..calls import ALLOW, Call, CallState, dtmf_key
+from ..calls import Call, CallState
 from ..sip.auth import parse_auth_header
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import KNOWN_METHODS, Request, Response, make_response
 from ..sip.transaction import Address
 from ..sip.uri import OtherUri
+from ..sip_legs import ALLOW, SipCaller, dtmf_key, in_dialog_request
 from ..trunk import TrunkRegistration
 from .distribution import DepartmentCall
 from .events import DatagramToSend
@@ -108,15 +109,10 @@ class SipEdge:
             self.core.reply(tx_id, request, 481, now)
             return
         call, side = entry
-        if side == "a" and call.inbound_dialog is None:
+        if side == "a" and isinstance(call.caller, SipCaller) and call.caller.dialog is None:
             self._on_early_request(call, tx_id, request, now)
             return
-        dialog = call.inbound_dialog if side == "a" else (
-            call.winner.dialog if call.winner else None
-        )
-        if dialog is not None:
-            dialog.receive_request(request)
-        call.in_dialog_request(side, request, tx_id, now)
+        in_dialog_request(call, side, request, tx_id, self.core, now)
 
     def _on_early_request(self, call: Call, tx_id: str, request: Request, now: float) -> None:
         """A request from a caller whose call is not answered yet, in the early dialog our

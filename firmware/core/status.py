@@ -37,11 +37,11 @@ def gateway_status(core: Gateway, now: float) -> dict[str, object]:
              # The box itself on the line: its voicemail, or its media in the middle.
              "media": ("box" if c.local is not None else
                        "anchored" if c.anchor is not None else "direct"),
-             "ringing": sorted({leg.target.label for leg in c.legs.values() if leg.active}),
+             "ringing": sorted({leg.label for leg in c.legs if leg.active}),
              # How long each ringing extension (or number) has been offered this call.
              # (several phones of one extension: the earliest, written last, counts)
-             "ringing_s": {leg.target.label: round(now - leg.record.started_at, 1)
-                           for leg in sorted(c.legs.values(),
+             "ringing_s": {leg.label: round(now - leg.record.started_at, 1)
+                           for leg in sorted(c.legs,
                                              key=lambda leg: -leg.record.started_at)
                            if leg.active}}
             for c in core.calls.values()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from firmware.calls import dtmf_key
 from firmware.sip.message import Request
+from firmware.sip_legs import dtmf_key
 from firmware.store.config import ConfigError, parse_config
 from tests.core.network import (
     CALLBACK,

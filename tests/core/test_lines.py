@@ -8,6 +8,7 @@ from firmware.core.lines import LineState
 from firmware.sip.message import Headers, Request, make_response
 from firmware.sip.transaction import Address
 from firmware.sip.uri import parse_uri
+from firmware.sip_legs import SipLeg
 from firmware.store.config import parse_config
 
 BOX = Address("udp", "127.0.0.1", 5060)
@@ -38,7 +39,9 @@ def test_a_line_whose_host_does_not_resolve_is_down_and_skipped_for_calls_out() 
     ]
     line = g.lines.outbound(0.0)
     assert line is not None and line.name == "second"
-    target = line.place("84951234567", 0.0)
+    leg = line.place("84951234567", 0.0)
+    assert isinstance(leg, SipLeg) and leg.label == "84951234567"
+    target = leg.target
     assert (target.request_uri, target.destination) == ("sip:84951234567@127.0.0.3:5070", SECOND)
 
 
