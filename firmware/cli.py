@@ -181,7 +181,29 @@ def build_parser() -> argparse.ArgumentParser:
     leds_check.add_argument("--step-s", type=_interval_s, default=0.5,
                             help="how long each LED stays lit")
     leds_check.add_argument("--db", default=DEFAULT_DB)
+
+    dev = sub.add_parser("dev", help="tools for developers")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    fake = dev_sub.add_parser("fake-modem", help="a fake modem on a pseudo-terminal: try a GSM "
+                              "or FXO line without hardware")
+    fake.add_argument("kind", choices=_fake_modem_kinds())
+    fake.add_argument("--imei", help="the IMEI the fake reports (GSM)")
+    fake.add_argument("--link", help="also reach the port through this symlink "
+                      "(like /dev/serial/by-id/...)")
     return parser
+
+
+def _fake_modem_kinds() -> list[str]:
+    from hal.fake.registry import FAKE_MODEMS  # one line there per kind of fake
+
+    return sorted(FAKE_MODEMS)
+
+
+def _dev_fake_modem(args: argparse.Namespace) -> int:
+    from hal.fake.console import run_fake_modem
+
+    return run_fake_modem(args.kind, imei=args.imei, link=args.link, stdin=sys.stdin,
+                          stdout=sys.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                     else _voicemail_save(args))
         if args.command == "hw":
             return _hw_leds_test(args)
+        if args.command == "dev":
+            return _dev_fake_modem(args)
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:

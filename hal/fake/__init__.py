@@ -1,1 +1,2 @@
-"""Fake modems on pseudo-terminals that answer like the devices, quirks included (tests, `linebox dev fake-modem`)."""
+"""Fake modems on pseudo-terminals that answer like the devices, quirks included (for tests and
+`linebox dev fake-modem`)."""
