@@ -34,6 +34,7 @@ RESET_DROP_S = 0.1          # AT+CFUN=1,1: the OK gets out, then the USB device 
 RESET_DELAY_S = 1.0         # ... and comes back this much later
 BOOT_URC_DELAY_S = 0.05     # boot URCs after the port appears
 LINE_MAX_BYTES = 1024       # a command line longer than this is garbage, dropped whole
+OUTPUT_LIMIT_BYTES = 65536  # what waits for a client that does not read; beyond it is lost
 
 AUDIO_RATE_HZ = 8000
 AUDIO_FRAME_S = 0.020
@@ -433,6 +434,10 @@ class FakeAtModem(FakeDevice):
             return
         pending = self._pending.get(port.master)
         if pending:
+            if len(pending) + len(data) > OUTPUT_LIMIT_BYTES:
+                # a real modem's buffer overruns too when nobody reads the port
+                LOGGER.debug("%s: client not reading, %d bytes lost", self.name, len(data))
+                return
             pending += data
             return
         sent = port.write(data)
