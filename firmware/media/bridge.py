@@ -1,12 +1,17 @@
-"""Two RTP ports of the box joined: the media of an anchored call flows through it.
+"""Two media ends of the box joined: the media of an anchored call flows through it.
 
 Once the box has given a caller its own SDP (early media while they wait in a queue), the call's
 media stays with the box (RFC 3261 §13.2.1: the 2xx carries the same answer as the 183): each
 party talks to a port of ours, and `MediaBridge` forwards what arrives on one port out of the
 other, toward the address the other party's SDP gave. When the two sides agreed on different
 G.711 laws the payload is transcoded; telephone-events (RFC 4733) keep their payload and take the
-other side's payload type, or are dropped when that side did not agree to any. Sans-IO:
-`receive` returns what to send, as (local port, datagram, destination).
+other side's payload type, or are dropped when that side did not agree to any.
+
+An end is an RTP port of ours (`BridgeSide`) or a stream of 8 kHz 16-bit PCM frames — a modem's
+audio (`firmware.media.pcm.PcmEnd`): then the RTP party's packets are decoded into the end's
+jitter buffer and the line's frames (`frame_from_line`) become packets toward the party; the line
+takes its frames with `frame_for_line`. Sans-IO: `receive` returns what to send, as (local port,
+datagram, destination).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 from dataclasses import dataclass
 
 from . import g711
+from .pcm import PcmEnd
 from .rtp import RTP_HEADER, MalformedRtp, RtpPacket, parse_rtp
 from .sdp import AudioChoice
 
@@ -35,15 +41,32 @@ def _transcode(payload: bytes, source: str, target: str) -> bytes:
 
 
 class MediaBridge:
-    def __init__(self, a: BridgeSide, b: BridgeSide) -> None:
-        self.sides = {a.port: a, b.port: b}
+    def __init__(self, a: BridgeSide, b: BridgeSide | PcmEnd) -> None:
         self.a = a
         self.b = b
+        self.sides = {a.port: a} if isinstance(b, PcmEnd) else {a.port: a, b.port: b}
         self.packets_dropped = 0
 
     @property
-    def ports(self) -> tuple[int, int]:
-        return self.a.port, self.b.port
+    def ports(self) -> tuple[int, ...]:
+        """Our RTP ports in the bridge (one when the other end is a line's PCM)."""
+        return tuple(self.sides)
+
+    def frame_from_line(self, frame: bytes) -> list[Datagram]:
+        """A 20 ms frame of the PCM end's line, as a packet toward the RTP party."""
+        line = self.b
+        party = self.a.choice
+        if not isinstance(line, PcmEnd) or party.on_hold:
+            return []
+        packet = line.packet_from_line(frame, party)
+        if packet is None:
+            return []
+        return [(self.a.port, packet.to_bytes(), (party.remote_host, party.remote_port))]
+
+    def frame_for_line(self) -> bytes | None:
+        """The next 20 ms for the PCM end's line (None: the bridge has no such end)."""
+        line = self.b
+        return line.frame_for_line() if isinstance(line, PcmEnd) else None
 
     def update(self, port: int, choice: AudioChoice) -> None:
         """A re-INVITE moved one party, or put it on hold."""
@@ -53,13 +76,16 @@ class MediaBridge:
         source = self.sides.get(port)
         if source is None:
             return []
-        target = self.b if source is self.a else self.a
         try:
             packet = parse_rtp(data)
         except MalformedRtp:
             self.packets_dropped += 1
             return []
         source.packets_in += 1
+        if isinstance(self.b, PcmEnd):
+            self.b.packet_from_party(packet, source.choice)
+            return []
+        target = self.b if source is self.a else self.a
         out = target.choice
         if out.on_hold:
             return []
