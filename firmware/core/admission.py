@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..callerid import caller_number, display_name
-from ..calls import CallInfo
+from ..calls import Call, CallInfo
+from ..legs import CallerParty
 from ..routing.model import BREAK, DND, LOGGED_OUT, ON_LINE, OUTBOUND
 from ..routing.rules import reply_status
 from ..routing.schedule import is_open
 from ..sip.message import Request
 from ..sip.transaction import Address
 from ..sip.uri import OtherUri, SipUri
+from ..sip_legs import SipCaller
 from .distribution import EXTERNAL_RING_TIMEOUT_S
 from .events import CallRecorded, SecurityNoticed
 from .lines import Line
@@ -46,7 +48,7 @@ def _dialed_number(request: Request) -> str:
 class RefusedCall:
     """What the record of a call refused at the door says."""
 
-    request: Request
+    signalling_id: str
     line: Line
     caller: str
     dialed: str
@@ -85,7 +87,7 @@ class Admission:
             info = CallInfo(direction="internal", source="sip", caller=caller, dialed=dialed,
                             department=dialed if dialed in self.core.departments else None,
                             display=display_name(request.from_.display))
-            call = self.core.new_call(tx_id, request, source, info, [], now)
+            call = self.core.new_sip_call(tx_id, request, source, info, [], now)
             self.core.agents.call_started(caller)
             self.core.distribution.route_internal(call, dialed, exclude=frozenset({caller}),
                                                   now=now)
@@ -108,39 +110,52 @@ class Admission:
             return
         info = CallInfo(direction="outbound", source="sip", caller=caller, dialed=dialed,
                         display=display_name(request.from_.display))
-        call = self.core.new_call(tx_id, request, source, info, channels, now)
+        call = self.core.new_sip_call(tx_id, request, source, info, channels, now)
         self.core.agents.call_started(caller)
         call.ring_legs([line.place(dialed, now)], EXTERNAL_RING_TIMEOUT_S, now)
 
     def _on_line_invite(
         self, tx_id: str, request: Request, source: Address, line: Line, now: float
     ) -> None:
-        dialed = _dialed_number(request)
-        number = self.core.numbers.get(dialed) or self.core.numbers.get(dialed.lstrip("+"))
-        if number is None:
-            self.core.reply(tx_id, request, 404, now)
-            return
         # The edge: from here on the caller is digits and "+" (or "anonymous"), the name plain
         # text; nothing the provider — or whoever spoofed it — wrote reaches a phone verbatim.
-        caller = caller_number(request.from_.uri.user_unescaped)
-        refused = RefusedCall(request=request, line=line, caller=caller, dialed=dialed,
-                              number=number.number)
+        party = SipCaller(services=self.core, invite=request, invite_tx=tx_id, source=source)
+        self.admit_line_call(
+            line, party, key=tx_id, signalling_id=request.call_id,
+            caller=caller_number(request.from_.uri.user_unescaped),
+            dialed=_dialed_number(request), display=display_name(request.from_.display),
+            now=now,
+        )
+
+    def admit_line_call(
+        self, line: Line, party: CallerParty, *, key: str, signalling_id: str, caller: str,
+        dialed: str, display: str | None, now: float,
+    ) -> Call | None:
+        """A call a line brings to one of the office's numbers — whatever the line: channels,
+        caller rules, schedules, then the webhook or the department. The call, or None when
+        it was refused (the party has been told why)."""
+        number = self.core.numbers.get(dialed) or self.core.numbers.get(dialed.lstrip("+"))
+        if number is None:
+            party.reject(404, None, now)
+            return None
+        refused = RefusedCall(signalling_id=signalling_id, line=line, caller=caller,
+                              dialed=dialed, number=number.number)
         channels = [f"number:{number.number}", line.channel_key]
         if not self.core.channels.acquire(channels):
             # Over capacity: busy at once, before anything rings (the product promise).
             self.core.stats["rejected_busy"] += 1
-            self.core.reply(tx_id, request, 486, now)
+            party.reject(486, None, now)
             self._record_refused(refused, "over capacity", "over_capacity", now)
-            return
+            return None
         destination = number.destination
         wall_now = now + self.core.wall_offset_s
         rule = self.core.rules.match(caller, wall_now, self.core.timezone)
         vip = False
         if rule is not None and rule.action == "blacklist":
             self.core.channels.release(channels)
-            self.core.reply(tx_id, request, reply_status(rule), now)
+            party.reject(reply_status(rule), None, now)
             self._record_refused(refused, f"blacklist {rule.match}", "blacklisted", now)
-            return
+            return None
         if rule is not None and rule.to is not None:
             destination = rule.to  # vip straight to an employee, or a route rule
         vip = rule is not None and rule.action == "vip"
@@ -149,23 +164,24 @@ class Admission:
         if closed and schedule is not None:
             if schedule.after_hours is None:
                 self.core.channels.release(channels)
-                self.core.reply(tx_id, request, 480, now, reason="Closed")
+                party.reject(480, "Closed", now)
                 self._record_refused(refused, "after hours", "closed", now)
-                return
+                return None
             destination = schedule.after_hours
         info = CallInfo(
             direction="inbound", source=line.source_label, caller=caller, dialed=dialed,
             number=number.number, line=line.name,
             department=destination if destination in self.core.departments else None,
-            display=display_name(request.from_.display),
+            display=display,
         )
-        call = self.core.new_call(tx_id, request, source, info, channels, now)
+        call = self.core.new_call(party, key, signalling_id, info, channels, now)
         if number.webhook is not None and not closed and (rule is None or rule.to is None):
             self.core.lookups.ask_webhook(call, number.webhook, number.webhook_timeout_s,
                                           destination, vip, now)
-            return
+            return call
         self.core.distribution.route_internal(call, destination, exclude=frozenset(), now=now,
                                               vip=vip)
+        return call
 
     def _record_refused(self, refused: RefusedCall, cause: str, outcome: str, now: float) -> None:
         """A call from a line turned away before anything rang still gets its record: the owner
@@ -175,6 +191,6 @@ class Admission:
                   "direction": "inbound", "source": refused.line.source_label,
                   "caller": refused.caller, "dialed": refused.dialed, "number": refused.number,
                   "end_cause": cause, "outcome": outcome,
-                  "sip_call_id": refused.request.call_id},
+                  "sip_call_id": refused.signalling_id},
             legs=[],
         ))

@@ -564,22 +564,31 @@ class Gateway:
                           hashlib.sha256)
         return digest.hexdigest()[:16]
 
-    def new_call(
+    def new_sip_call(
         self, tx_id: str, request: Request, source: Address, info: CallInfo,
         channels: list[str], now: float,
     ) -> Call:
+        """A call from one of the office's phones (the caller's INVITE `request`)."""
         caller = SipCaller(services=self, invite=request, invite_tx=tx_id, source=source)
+        return self.new_call(caller, tx_id, request.call_id, info, channels, now)
+
+    def new_call(
+        self, caller: CallerParty, key: str, signalling_id: str, info: CallInfo,
+        channels: list[str], now: float,
+    ) -> Call:
         call = Call(
-            services=self, caller=caller, key=tx_id, signalling_id=request.call_id, info=info,
+            services=self, caller=caller, key=key, signalling_id=signalling_id, info=info,
             started_at=now, channels=channels,
         )
-        self.calls[tx_id] = call
+        self.calls[key] = call
         self.stats["calls"] += 1
-        # Our 18x will make an early dialog with this To tag (RFC 3261 §12.1); the caller may
-        # send DTMF (a callback key) or BYE in it while waiting.
-        early = (request.call_id, caller.to_tag, request.from_.tag)
-        self.dialogs[early] = (call, "a")
-        self._dialog_keys[call.id] = [early]
+        if isinstance(caller, SipCaller):
+            # Our 18x will make an early dialog with this To tag (RFC 3261 §12.1); the caller
+            # may send DTMF (a callback key) or BYE in it while waiting.
+            request = caller.invite
+            early = (request.call_id, caller.to_tag, request.from_.tag)
+            self.dialogs[early] = (call, "a")
+            self._dialog_keys[call.id] = [early]
         return call
 
     def release_channel(self, key: str) -> None:
