@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import math
 import re
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -92,7 +92,25 @@ STRATEGIES = frozenset(
         "skills",
     }
 )
-TRUNK_TYPES = frozenset({"sip"})
+TRUNK_TYPES = frozenset({"sip", "gsm", "fxo"})
+# Lines through a modem on a serial port (issue 12): one call at a time each.
+MODEM_TRUNK_TYPES = ("gsm", "fxo")
+MODEM_LINE_CHANNELS = 1
+# The driver profiles (hal/modem/): "auto" asks a GSM modem who it is (AT+CGMI / AT+CGMM).
+MODEMS = {
+    "gsm": ("auto", "huawei", "quectel", "simcom"),
+    "fxo": ("v253", "usr5637", "cx930xx", "generic"),
+}
+DEFAULT_MODEMS = {"gsm": "auto", "fxo": "v253"}
+IMEI_DIGITS = 15  # 14 digits and the Luhn check digit (3GPP TS 23.003 §6.2.1, Annex B)
+PIN_DIGITS_MIN = 4  # a SIM's PIN1 is 4 to 8 digits
+PIN_DIGITS_MAX = 8
+GAIN_MIN_DB = -12.0
+GAIN_MAX_DB = 12.0
+# Keys of a SIP trunk that mean nothing on a modem line: named in the refusal, so an admin who
+# turned a SIP trunk into a GSM line knows what to delete.
+SIP_TRUNK_KEYS = ("host", "transport", "username", "password", "register", "expires_s",
+                  "from_domain", "digest_algorithms", "inbound_match")
 WEBHOOK_TIMEOUT_MAX_S = 10.0
 DIGEST_ALGORITHMS = ("MD5", "SHA-256")
 TRANSPORTS = frozenset({"udp", "tcp"})
@@ -226,11 +244,13 @@ class Department:
 
 @dataclass(frozen=True, kw_only=True)
 class Trunk:
-    """An account at a SIP provider that carries external calls."""
+    """A line that carries external calls: an account at a SIP provider (`type` "sip"), or a
+    GSM modem or an analog line through a voice modem (`type` "gsm" or "fxo", the modem fields
+    below; one call at a time, no host)."""
 
     name: str
     type: str = "sip"
-    host: str
+    host: str = ""
     port: int = 5060
     transport: str = "udp"
     username: str = ""
@@ -246,6 +266,19 @@ class Trunk:
     # address alone ("address", for a provider that sends from a pool of ports — weaker: any
     # program on that host, or a spoofed UDP datagram, passes as the provider).
     inbound_match: str = "address_port"
+    # Modem lines only. The YAML's `port` and `audio_port` of a gsm/fxo line are these paths
+    # (`port` above stays the SIP port of a SIP trunk).
+    device: str = ""  # the AT command port, e.g. /dev/serial/by-id/usb-HUAWEI_...-if02-port0
+    audio_device: str = ""  # the PCM port of a modem that has one (Huawei); "": none
+    modem: str = "auto"  # the driver profile, one of MODEMS[type]
+    imei: str = ""  # "": the modem on `device`, whichever it is; else only this one, anywhere
+    pin: str = field(default="", repr=False)  # the SIM's PIN1; "": none asked
+    number: str = ""  # the SIM's (or the analog line's) own number
+    gain_db: float = 0.0  # applied to the line's audio both ways
+
+    @property
+    def is_modem(self) -> bool:
+        return self.type in MODEM_TRUNK_TYPES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -664,6 +697,8 @@ INBOUND_MATCHES = ("address_port", "address")
 
 
 def _parse_trunk(value: object, path: str) -> Trunk:
+    if isinstance(value, dict) and value.get("type") in MODEM_TRUNK_TYPES:
+        return _parse_modem_trunk(value, path)
     data = _mapping(
         value,
         path,
@@ -683,12 +718,7 @@ def _parse_trunk(value: object, path: str) -> Trunk:
         ),
     )
     defaults = _TRUNK_DEFAULTS
-    name_path = _at_key(path, "name")
-    name = _text(data["name"], name_path)
-    if not TRUNK_NAME_PATTERN.fullmatch(name):
-        raise ConfigError(
-            name_path, f'must be 1 to 32 letters, digits, "-", "_" or ".", got "{name}"'
-        )
+    name = _trunk_name(data["name"], _at_key(path, "name"))
     type_path = _at_key(path, "type")
     trunk_type = _text(data.get("type", defaults.type), type_path)
     if trunk_type not in TRUNK_TYPES:
@@ -747,6 +777,104 @@ def _parse_trunk(value: object, path: str) -> Trunk:
     )
 
 
+MODEM_TRUNK_KEYS = {
+    "gsm": ("port", "audio_port", "modem", "imei", "pin", "number", "gain_db", "channels"),
+    # A voice modem carries its audio on its AT port, and has neither SIM nor IMEI.
+    "fxo": ("port", "modem", "number", "gain_db", "channels"),
+}
+
+
+def _parse_modem_trunk(value: dict[str, object], path: str) -> Trunk:
+    """A gsm or fxo line: the modem's serial port(s), its driver profile, what identifies it."""
+    trunk_type = str(value["type"])
+    for key in SIP_TRUNK_KEYS:
+        if key in value:
+            raise ConfigError(_at_key(path, key),
+                              f"a {trunk_type} line has no {key} (that is a SIP trunk's key); "
+                              "delete it")
+    data = _mapping(value, path, required=("name", "type", "port"),
+                    optional=MODEM_TRUNK_KEYS[trunk_type])
+    channels_path = _at_key(path, "channels")
+    channels = _integer(data.get("channels", MODEM_LINE_CHANNELS), channels_path, low=1,
+                        high=CHANNELS_MAX)
+    if channels != MODEM_LINE_CHANNELS:
+        raise ConfigError(channels_path, f"a {trunk_type} line carries one call at a time: "
+                                         f"channels must be 1, got {channels}")
+    device = _device_path(data["port"], _at_key(path, "port"))
+    audio_device = ""
+    if "audio_port" in data:
+        audio_path = _at_key(path, "audio_port")
+        audio_device = _device_path(data["audio_port"], audio_path)
+        if audio_device == device:
+            raise ConfigError(audio_path, "must differ from port (leave it out when the modem "
+                                          "has no audio port of its own)")
+    number = data.get("number")
+    return Trunk(
+        name=_trunk_name(data["name"], _at_key(path, "name")),
+        type=trunk_type,
+        register=False,
+        channels=MODEM_LINE_CHANNELS,
+        device=device,
+        audio_device=audio_device,
+        modem=_choice(data.get("modem", DEFAULT_MODEMS[trunk_type]), _at_key(path, "modem"),
+                      MODEMS[trunk_type]),
+        imei=_imei(data["imei"], _at_key(path, "imei")) if "imei" in data else "",
+        pin=_dial_string(data["pin"], _at_key(path, "pin"), min_digits=PIN_DIGITS_MIN,
+                         max_digits=PIN_DIGITS_MAX, plus=False) if "pin" in data else "",
+        number="" if number is None else _dial_string(
+            number, _at_key(path, "number"), min_digits=DID_DIGITS_MIN,
+            max_digits=DID_DIGITS_MAX, plus=True),
+        gain_db=_gain_db(data.get("gain_db", 0.0), _at_key(path, "gain_db")),
+    )
+
+
+def _trunk_name(value: object, path: str) -> str:
+    name = _text(value, path)
+    if not TRUNK_NAME_PATTERN.fullmatch(name):
+        raise ConfigError(path, f'must be 1 to 32 letters, digits, "-", "_" or ".", got "{name}"')
+    return name
+
+
+def _device_path(value: object, path: str) -> str:
+    """A serial device: an absolute path such as /dev/serial/by-id/usb-..., /dev/ttyUSB2."""
+    device = _token(value, path)
+    parts = device.split("/")
+    if not device.startswith("/") or ".." in parts or device.endswith("/"):
+        raise ConfigError(path, "must be the absolute path of a serial device, e.g. "
+                                f'/dev/serial/by-id/usb-HUAWEI_Mobile-if02-port0, got "{device}"')
+    return device
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether the last of `digits` is the Luhn check digit of the others (ISO/IEC 7812-1
+    Annex B, as 3GPP TS 23.003 Annex B computes an IMEI's)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = int(char)
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def _imei(value: object, path: str) -> str:
+    imei = _dial_string(value, path, min_digits=IMEI_DIGITS, max_digits=IMEI_DIGITS, plus=False)
+    if not luhn_valid(imei):
+        # A typo in one digit always breaks the check (and the modem would never be found).
+        raise ConfigError(path, f'"{imei}" is not an IMEI: its last digit is not the check '
+                                "digit of the others (copy it from AT+CGSN or the modem's label)")
+    return imei
+
+
+def _gain_db(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(path, f"must be a number of decibels, got {_describe(value)}")
+    if not GAIN_MIN_DB <= value <= GAIN_MAX_DB:
+        raise ConfigError(path, f"must be between {GAIN_MIN_DB:g} and {GAIN_MAX_DB:g} dB, "
+                                f"got {value:g}")
+    return float(value)
+
+
 def _choice(value: object, path: str, allowed: tuple[str, ...]) -> str:
     text = _text(value, path)
     if text not in allowed:
@@ -755,19 +883,35 @@ def _choice(value: object, path: str, allowed: tuple[str, ...]) -> str:
 
 
 def _parse_number(
-    value: object, path: str, trunk_names: set[str], destinations: set[str]
+    value: object, path: str, trunk_types: Mapping[str, str], destinations: set[str]
 ) -> Number:
+    """A DID number; `trunk_types` maps each trunk's name to its type."""
+    # A number on a modem line (the SIM's own number) takes that line's one call at a time:
+    # `channels` may be left out there.
+    named = value.get("trunk") if isinstance(value, dict) else None
+    on_modem = isinstance(named, str) and trunk_types.get(named, "") in MODEM_TRUNK_TYPES
     data = _mapping(
-        value, path, required=("number", "trunk", "channels", "destination"),
-        optional=("schedule", "webhook", "webhook_timeout_s"),
+        value, path,
+        required=("number", "trunk", "destination") if on_modem
+        else ("number", "trunk", "channels", "destination"),
+        optional=("schedule", "webhook", "webhook_timeout_s", "channels"),
     )
     webhook = _url(data["webhook"], _at_key(path, "webhook")) if "webhook" in data else None
     webhook_timeout_s = _webhook_timeout(data.get("webhook_timeout_s", 2.0),
                                          _at_key(path, "webhook_timeout_s"))
     trunk_path = _at_key(path, "trunk")
     trunk = _text(data["trunk"], trunk_path)
-    if trunk not in trunk_names:
+    if trunk not in trunk_types:
         raise ConfigError(trunk_path, f'unknown trunk "{trunk}"')
+    channels_path = _at_key(path, "channels")
+    if on_modem:
+        channels = _integer(data.get("channels", MODEM_LINE_CHANNELS), channels_path, low=1,
+                            high=CHANNELS_MAX)
+        if channels != MODEM_LINE_CHANNELS:
+            raise ConfigError(channels_path, f'trunk "{trunk}" is a {trunk_types[trunk]} line, '
+                                             "one call at a time: channels must be 1")
+    else:
+        channels = _integer(data["channels"], channels_path, low=CHANNELS_MIN, high=CHANNELS_MAX)
     destination_path = _at_key(path, "destination")
     destination = _extension_number(data["destination"], destination_path)
     if destination not in destinations:
@@ -784,9 +928,7 @@ def _parse_number(
             plus=True,
         ),
         trunk=trunk,
-        channels=_integer(
-            data["channels"], _at_key(path, "channels"), low=CHANNELS_MIN, high=CHANNELS_MAX
-        ),
+        channels=channels,
         destination=destination,
         schedule=None
         if "schedule" not in data
@@ -1307,10 +1449,18 @@ def parse_config(data: object) -> Config:
 
     trunks: list[Trunk] = []
     trunk_paths: dict[str, str] = {}
+    device_paths: dict[str, str] = {}
+    imei_paths: dict[str, str] = {}
     for index, item in enumerate(_list(top.get("trunks", []), "trunks")):
         path = _at_index("trunks", index)
         trunk = _parse_trunk(item, path)
         _reject_duplicate(trunk_paths, trunk.name, _at_key(path, "name"), "trunk")
+        # Two lines on one modem would fight over its one port.
+        for device, key in ((trunk.device, "port"), (trunk.audio_device, "audio_port")):
+            if device:
+                _reject_duplicate(device_paths, device, _at_key(path, key), "serial device")
+        if trunk.imei:
+            _reject_duplicate(imei_paths, trunk.imei, _at_key(path, "imei"), "IMEI")
         trunks.append(trunk)
 
     numbers: list[Number] = []
@@ -1318,7 +1468,7 @@ def parse_config(data: object) -> Config:
     destinations = extension_numbers | set(department_paths)
     for index, item in enumerate(_list(top.get("numbers", []), "numbers")):
         path = _at_index("numbers", index)
-        number = _parse_number(item, path, set(trunk_paths), destinations)
+        number = _parse_number(item, path, {t.name: t.type for t in trunks}, destinations)
         _reject_duplicate(number_paths, number.number, _at_key(path, "number"), "number")
         numbers.append(number)
 
@@ -1460,7 +1610,11 @@ def extension_to_data(extension: Extension) -> dict[str, Any]:
 
 
 def trunk_to_data(trunk: Trunk) -> dict[str, Any]:
+    if trunk.is_modem:
+        return _modem_trunk_to_data(trunk)
     data = dataclasses.asdict(trunk)
+    for key in MODEM_FIELDS:
+        del data[key]
     if trunk.from_domain is None:
         del data["from_domain"]
     # The newer keys only where they differ from their defaults (an export stays importable by
@@ -1470,6 +1624,25 @@ def trunk_to_data(trunk: Trunk) -> dict[str, Any]:
             del data[key]
         elif key == "digest_algorithms":
             data[key] = list(trunk.digest_algorithms)
+    return data
+
+
+# The Trunk fields of modem lines, absent from a SIP trunk's data.
+MODEM_FIELDS = ("device", "audio_device", "modem", "imei", "pin", "number", "gain_db")
+
+
+def _modem_trunk_to_data(trunk: Trunk) -> dict[str, Any]:
+    """A gsm/fxo line as written in YAML: its device paths under `port` and `audio_port`, the
+    optional keys only when set. The PIN is kept, as SIP passwords are: an export is a backup."""
+    data: dict[str, Any] = {"name": trunk.name, "type": trunk.type, "port": trunk.device}
+    if trunk.audio_device:
+        data["audio_port"] = trunk.audio_device
+    data["modem"] = trunk.modem
+    for key in ("imei", "pin", "number"):
+        if getattr(trunk, key):
+            data[key] = getattr(trunk, key)
+    if trunk.gain_db:
+        data["gain_db"] = trunk.gain_db
     return data
 
 

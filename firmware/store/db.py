@@ -24,6 +24,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from firmware.store.config import (
+    MODEM_TRUNK_TYPES,
     STORED_CONFIG_MAX_CHARS,
     Config,
     ConfigError,
@@ -801,6 +802,10 @@ class Store:
             "SELECT name, type, host, port, transport, username, password, register, expires_s, "
             "channels, from_domain FROM trunks ORDER BY rowid"
         ):
+            if row["type"] in MODEM_TRUNK_TYPES:
+                # A modem line's columns hold placeholders; its keys are all in the extra.
+                trunks.append({"name": row["name"], "type": row["type"]})
+                continue
             trunk = {**row, "register": bool(row["register"])}
             if trunk["from_domain"] is None:
                 del trunk["from_domain"]
@@ -1175,9 +1180,10 @@ def _extension_extra(extension: Extension) -> dict[str, Any]:
 
 
 def _trunk_extra(trunk: Trunk) -> dict[str, Any]:
-    """A trunk's keys that have no column of their own, as kept in SETTING_TRUNK_EXTRA."""
-    return {key: value for key, value in trunk_to_data(trunk).items()
-            if key not in TRUNK_COLUMNS}
+    """A trunk's keys that have no column of their own, as kept in SETTING_TRUNK_EXTRA: every
+    key but the name and type for a modem line, whose `port` is a device path."""
+    columns = {"name", "type"} if trunk.is_modem else TRUNK_COLUMNS
+    return {key: value for key, value in trunk_to_data(trunk).items() if key not in columns}
 
 
 def _call_value(call: Mapping[str, object], column: str) -> object:
