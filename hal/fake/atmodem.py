@@ -177,7 +177,7 @@ class FakeAtModem(FakeDevice):
     ACCESS_TECHNOLOGY = 2       # TS 27.007 §7.3 <AcT>: 2 UTRAN, 7 E-UTRAN
     NOISE_EVERY = 0             # every Nth answer with information gets a URC in the middle
 
-    def __init__(self, *, imei: str = "861234567890123", imsi: str = "250011234567890",
+    def __init__(self, *, imei: str = "861234567890127", imsi: str = "250011234567890",
                  iccid: str = "89701012345678901234", number: str = "+79161234567",
                  operator: str = "MTS RUS", operator_numeric: str = "25001",
                  sim: str = "ready", pin: str = "1234", link: str | Path | None = None,
