@@ -98,11 +98,11 @@ class Admission:
             if refusal.event is not None:
                 self.core.emit(SecurityNoticed(event=refusal.event))
             return
-        line = self.core.lines.outbound(now)
-        if line is None:
+        out_line = self.core.lines.outbound(now)
+        if out_line is None:
             self.core.reply(tx_id, request, 404, now)
             return
-        channels = [line.channel_key]
+        channels = [out_line.channel_key]
         if not self.core.channels.acquire(channels):
             self.core.stats["rejected_busy"] += 1
             self.core.reply(tx_id, request, 486, now,
@@ -112,7 +112,7 @@ class Admission:
                         display=display_name(request.from_.display))
         call = self.core.new_sip_call(tx_id, request, source, info, channels, now)
         self.core.agents.call_started(caller)
-        call.ring_legs([line.place(dialed, now)], EXTERNAL_RING_TIMEOUT_S, now)
+        call.ring_legs([out_line.place(dialed, now)], EXTERNAL_RING_TIMEOUT_S, now)
 
     def _on_line_invite(
         self, tx_id: str, request: Request, source: Address, line: Line, now: float

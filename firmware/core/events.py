@@ -92,10 +92,35 @@ class LineStateChanged:
     at: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModemCommandRequested:
+    """The core wants a modem line's driver to act: "answer", "dial" (`number`), "hang_up",
+    "dtmf" (`key`). The daemon awaits the driver and reports a failure back as the line's
+    `CallEnded` fact."""
+
+    line: str
+    action: str
+    number: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsArrived:
+    """An SMS a modem line received, to keep (`received_at`: wall clock)."""
+
+    line: str
+    sender: str
+    text: str
+    received_at: float
+    complete: bool = True
+
+
 # The record events a `CallRecorder` writes (firmware.core.records.write).
 RecordEvent = (
     CallRecorded | CallbackStateChanged | CallbackPending | VoicemailLeft | SecurityNoticed
+    | SmsArrived
 )
 Event = (
-    DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | LineStateChanged | RecordEvent
+    DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | LineStateChanged
+    | ModemCommandRequested | RecordEvent
 )

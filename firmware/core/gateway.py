@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from hal.modem.driver import ModemFact
+
 from ..agents import AgentBook, StatusChanged
 from ..callback import CallbackCall
 from ..calls import Call, CallInfo
@@ -590,6 +592,29 @@ class Gateway:
             self.dialogs[early] = (call, "a")
             self._dialog_keys[call.id] = [early]
         return call
+
+    # ------------------------------------------------------------------ modem lines
+    def modem_fact(self, fact: ModemFact, now: float) -> None:
+        """What a modem line's driver reports (hal/modem/driver.py): its status, a call coming
+        in, the far end's progress, a key, an SMS."""
+        self.now = now
+        line = self.lines.modem(fact.line)
+        if line is None:
+            LOGGER.debug("a fact from line %s, which is not configured", fact.line)
+            return
+        self._guarded(partial(line.fact, fact), now)
+        self._drain_events(now)
+
+    def line_audio(self, name: str, frame: bytes, now: float) -> None:
+        """A 20 ms frame heard on modem line `name`."""
+        line = self.lines.modem(name)
+        if line is not None:
+            line.frame_from_line(frame)
+
+    def line_frame(self, name: str) -> bytes | None:
+        """The next 20 ms to say on modem line `name` (None: no call is up on it)."""
+        line = self.lines.modem(name)
+        return line.frame_for_line() if line is not None else None
 
     def release_channel(self, key: str) -> None:
         self.channels.release([key])

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,6 +25,7 @@ from ..sip_legs import SipLeg, SipServices, Target
 from ..store.config import Config, Trunk
 from ..trunk import TrunkAccount, TrunkRegistration
 from .events import LineStateChanged
+from .modem_lines import ModemLine
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -50,11 +51,12 @@ class LineStatus:
     reason: str
     channels_in_use: int
     channels: int
+    details: Mapping[str, object] = field(default_factory=dict)  # a modem line's signal, SIM
 
     def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "kind": self.kind, "state": str(self.state),
                 "reason": self.reason, "channels_in_use": self.channels_in_use,
-                "channels": self.channels}
+                "channels": self.channels, **self.details}
 
 
 class Line(Protocol):
@@ -158,12 +160,15 @@ class SipTrunkLine:
             to_uri=uri, trunk=trunk.name))
 
 
+AnyLine = SipTrunkLine | ModemLine
+
+
 class Lines:
     """The lines of the configuration, and which of them a request came from."""
 
     def __init__(self, core: Gateway) -> None:
         self.core = core
-        self._lines: dict[str, SipTrunkLine] = {}
+        self._lines: dict[str, AnyLine] = {}
         self._by_source: dict[tuple[str, str, int], SipTrunkLine] = {}
         self._by_host: dict[str, SipTrunkLine] = {}
         self._by_line_token: dict[str, SipTrunkLine] = {}
@@ -176,6 +181,14 @@ class Lines:
         previous = self._lines
         self._lines = {}
         for trunk in config.trunks:
+            if trunk.is_modem:
+                kept = previous.get(trunk.name)
+                # A saved configuration keeps the line's state and its call.
+                if isinstance(kept, ModemLine) and kept.trunk == trunk:
+                    self._lines[trunk.name] = kept
+                else:
+                    self._lines[trunk.name] = ModemLine(trunk, core)
+                continue
             address = addresses.get(trunk.name)
             registration = None
             if trunk.register and address is not None:
@@ -186,7 +199,7 @@ class Lines:
                     line_token=self.line_token(trunk.name),
                 )
                 old = previous.get(trunk.name)
-                if old is not None and old.registration is not None and (
+                if isinstance(old, SipTrunkLine) and old.registration is not None and (
                     old.registration.account == account
                 ):
                     registration = old.registration
@@ -201,7 +214,8 @@ class Lines:
         # else), or by address alone where the trunk says so (`inbound_match: address`). Over
         # TCP by address alone: the provider connects from any port, and a TCP peer's address
         # cannot be spoofed.
-        up = [line for line in self._lines.values() if line.address is not None]
+        up = [line for line in self._lines.values()
+              if isinstance(line, SipTrunkLine) and line.address is not None]
         self._by_source = {
             source_key(line.address, any_port=line.trunk.inbound_match == "address"): line
             for line in up if line.address is not None
@@ -211,15 +225,23 @@ class Lines:
             self.line_token(line.name): line for line in up if line.registration is not None
         }
 
-    def __iter__(self) -> Iterator[SipTrunkLine]:
+    def __iter__(self) -> Iterator[AnyLine]:
         return iter(self._lines.values())
 
-    def named(self, name: str | None) -> SipTrunkLine | None:
+    def named(self, name: str | None) -> AnyLine | None:
         return self._lines.get(name or "")
+
+    def sip_trunk(self, name: str | None) -> SipTrunkLine | None:
+        line = self._lines.get(name or "")
+        return line if isinstance(line, SipTrunkLine) else None
+
+    def modem(self, name: str | None) -> ModemLine | None:
+        line = self._lines.get(name or "")
+        return line if isinstance(line, ModemLine) else None
 
     def registrations(self) -> Iterator[TrunkRegistration]:
         for line in self._lines.values():
-            if line.registration is not None:
+            if isinstance(line, SipTrunkLine) and line.registration is not None:
                 yield line.registration
 
     def line_token(self, name: str) -> str:
@@ -244,11 +266,14 @@ class Lines:
             line = self._by_line_token.get(token) if token else None
         return line
 
-    def outbound(self, now: float) -> SipTrunkLine | None:
-        """The line calls to outside numbers take: the first in the configuration that is not
-        down."""
-        for line in self._lines.values():
-            if line.state(now)[0] is not LineState.DOWN:
+    def outbound(self, now: float) -> AnyLine | None:
+        """The line calls to outside numbers take: the first in `failover.order` (or, without
+        one, in the configuration) that is not down — a line that is down is skipped at once,
+        never tried."""
+        order = self.core.config.failover.order or tuple(self._lines)
+        for name in order:
+            line = self._lines.get(name)
+            if line is not None and line.state(now)[0] is not LineState.DOWN:
                 return line
         return None
 
@@ -270,7 +295,8 @@ class Lines:
         in_use = self.core.channels.in_use
         return [
             LineStatus(name=line.name, kind=line.kind, state=state, reason=reason,
-                       channels_in_use=in_use.get(line.channel_key, 0), channels=line.channels)
+                       channels_in_use=in_use.get(line.channel_key, 0), channels=line.channels,
+                       details=line.as_status(now) if isinstance(line, ModemLine) else {})
             for line in self._lines.values()
             for state, reason in (line.state(now),)
         ]

@@ -15,6 +15,7 @@ from .events import (
     CallbackStateChanged,
     CallRecorded,
     SecurityNoticed,
+    SmsArrived,
     VoicemailLeft,
 )
 
@@ -44,6 +45,10 @@ class CallRecorder:
         """Keep a security event for the web UI (`event.at` is on the gateway's clock)."""
         raise NotImplementedError
 
+    def sms(self, message: SmsArrived) -> None:
+        """Keep an SMS a modem line received."""
+        raise NotImplementedError
+
 
 class MemoryRecorder(CallRecorder):
     def __init__(self) -> None:
@@ -52,6 +57,7 @@ class MemoryRecorder(CallRecorder):
         self.voicemails: list[VoicemailMessage] = []
         self.pending_callbacks: dict[str, dict[str, object]] = {}
         self.security_events: list[OutboundCallRefused] = []
+        self.sms_received: list[SmsArrived] = []
 
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
         self.calls.append((call, legs))
@@ -69,6 +75,9 @@ class MemoryRecorder(CallRecorder):
     def security_event(self, event: OutboundCallRefused) -> None:
         self.security_events.append(event)
 
+    def sms(self, message: SmsArrived) -> None:
+        self.sms_received.append(message)
+
 
 def write_record(recorder: CallRecorder, event: object) -> bool:
     """Hand a record event of the core's to `recorder`; False for an event of another kind."""
@@ -82,6 +91,8 @@ def write_record(recorder: CallRecorder, event: object) -> bool:
         recorder.voicemail(event.message, event.wall_time)
     elif isinstance(event, SecurityNoticed):
         recorder.security_event(event.event)
+    elif isinstance(event, SmsArrived):
+        recorder.sms(event)
     else:
         return False
     return True

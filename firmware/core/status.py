@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..callback import CallbackCall
 from .distribution import department_call
+from .lines import SipTrunkLine
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -24,7 +25,7 @@ def gateway_status(core: Gateway, now: float) -> dict[str, object]:
             line.registration.status(now) if line.registration is not None else
             {"name": line.name, "state": "static" if line.address is not None
              else "unresolved"}
-            for line in core.lines
+            for line in core.lines if isinstance(line, SipTrunkLine)
         ],
         "lines": [status.as_dict() for status in core.lines.statuses(now)],
         "calls": [

@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 
 from firmware.agents import StatusChanged
 from firmware.core import Gateway, MemoryRecorder, WebhookRequested, write_record
-from firmware.core.events import DatagramToSend, LineStateChanged, RtpToSend
+from firmware.core.events import (
+    DatagramToSend,
+    LineStateChanged,
+    ModemCommandRequested,
+    RtpToSend,
+)
 from firmware.sip.auth import build_authorization, choose_challenge
 from firmware.sip.message import Headers, Request, Response, make_response, parse_message
 from firmware.sip.transaction import T1_S, Address
@@ -116,6 +121,7 @@ class Network:
         self.webhook_requests: list[WebhookRequested] = []
         self.status_changes: list[StatusChanged] = []
         self.line_changes: list[LineStateChanged] = []
+        self.modem_commands: list[ModemCommandRequested] = []
         self._to_gateway: deque[tuple[bytes, Address]] = deque()
 
     def send(self, peer: Peer, message: Message) -> None:
@@ -154,6 +160,8 @@ class Network:
                 self.status_changes.append(event)
             elif isinstance(event, LineStateChanged):
                 self.line_changes.append(event)
+            elif isinstance(event, ModemCommandRequested):
+                self.modem_commands.append(event)
             else:
                 assert write_record(self._recorder, event), f"unexpected event {event!r}"
         return datagrams
