@@ -41,6 +41,11 @@ GC_THRESHOLDS = (10_000, 1_000, 1_000_000)
 LOG_FILE_BYTES = 1_000_000  # the log beside the database: small, rotated (flash storage)
 LOG_FILE_BACKUPS = 3
 WEB_STOP_TIMEOUT_S = 5.0
+CONTROL_TIMEOUT_S = 5.0  # control_request's own default
+# A modem takes its time: each part of an SMS up to 40 s (AT+CMGS), a USSD reply comes from
+# the operator's server (the network gives up after 30 s or so).
+SMS_SEND_TIMEOUT_S = 120.0
+USSD_TIMEOUT_S = 60.0
 
 TRUSTED_PROXY_HELP = ("the address of a reverse proxy in front of the web UI (e.g. one "
                       "ending HTTPS): its X-Forwarded-Proto and X-Forwarded-For are believed, "
@@ -173,6 +178,29 @@ def build_parser() -> argparse.ArgumentParser:
     vm_save.add_argument("--heard", action="store_true", help="and mark it heard")
     vm_save.add_argument("--db", default=DEFAULT_DB)
 
+    sms = sub.add_parser("sms", help="text messages of the GSM lines")
+    sms_sub = sms.add_subparsers(dest="sms_command", required=True)
+    sms_list = sms_sub.add_parser("list", help="received messages, newest first")
+    sms_list.add_argument("--line", help="only this line's")
+    sms_list.add_argument("--limit", type=int, default=reports.CALL_LIST_LIMIT)
+    sms_list.add_argument("--json", action="store_true", help="machine-readable output")
+    sms_list.add_argument("--tz", type=_report_zone,
+                          help="show times in this zone (default: the site's, from the config)")
+    sms_list.add_argument("--db", default=DEFAULT_DB)
+    sms_send = sms_sub.add_parser("send", help="send a message through a GSM line's modem")
+    sms_send.add_argument("--line", required=True, help="the GSM line to send it through")
+    sms_send.add_argument("number", help="the recipient, e.g. +79161234567")
+    sms_send.add_argument("text")
+    sms_send.add_argument("--db", default=DEFAULT_DB)
+
+    line = sub.add_parser("line", help="a GSM or FXO line: USSD (the balance)")
+    line.add_argument("name", help="the line's name (trunks[].name)")
+    line_sub = line.add_subparsers(dest="line_command", required=True)
+    line_ussd = line_sub.add_parser("ussd", help='send a USSD code, e.g. "*100#" for the '
+                                    "balance, and print the network's reply")
+    line_ussd.add_argument("code")
+    line_ussd.add_argument("--db", default=DEFAULT_DB)
+
     hw = sub.add_parser("hw", help="the box's own hardware: LEDs")
     hw_sub = hw.add_subparsers(dest="hw_command", required=True)
     leds_check = hw_sub.add_parser("leds-test", help="light each LED of hardware.leds in turn")
@@ -235,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "voicemail":
             return (_voicemail_list(args) if args.voicemail_command == "list"
                     else _voicemail_save(args))
+        if args.command == "sms":
+            return _sms_list(args) if args.sms_command == "list" else _sms_send(args)
+        if args.command == "line":
+            return _line_ussd(args)
         if args.command == "hw":
             return _hw_leds_test(args)
         if args.command == "dev":
@@ -439,10 +471,11 @@ def _crm_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask_daemon(db: str, request: dict[str, Any]) -> dict[str, Any] | None:
+def _ask_daemon(db: str, request: dict[str, Any], *,
+                timeout_s: float = CONTROL_TIMEOUT_S) -> dict[str, Any] | None:
     """One request over the control socket; None (after saying why) when it did not work."""
     try:
-        answer = asyncio.run(control_request(db, request))
+        answer = asyncio.run(control_request(db, request, timeout_s=timeout_s))
     except (TimeoutError, OSError) as exc:
         print(f"linebox: no daemon is running on {db} ({exc})", file=sys.stderr)
         return None
@@ -706,4 +739,52 @@ def _voicemail_save(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         Path(args.file).write_bytes(audio)
+    return 0
+
+
+def _sms_list(args: argparse.Namespace) -> int:
+    store = _open_existing(args.db)
+    if store is None:
+        return 1
+    try:
+        messages = store.sms(args.line, direction="in", limit=args.limit)
+        tz = args.tz or reports.site_zone(store)
+    finally:
+        store.close()
+    listed = [{"line": message["line"], "sender": message["number"], "text": message["text"],
+               "received_at": datetime.datetime.fromtimestamp(message["at"], tz).isoformat(),
+               "complete": message["complete"]} for message in messages]
+    if args.json:
+        print(terminal_json(json.dumps(listed, ensure_ascii=False, indent=2)))
+        return 0
+    if not listed:
+        print("no messages")
+        return 0
+    for message, row in zip(messages, listed, strict=True):
+        received = datetime.datetime.fromtimestamp(message["at"], tz)
+        # What the sender wrote goes to the terminal without its control characters.
+        sender = terminal_text(str(row["sender"]))
+        text = terminal_text(str(row["text"]))
+        part = "" if row["complete"] else "  (parts missing)"
+        print(f"{received:%Y-%m-%d %H:%M:%S}  {row['line']:10}  {sender:16}  {text}{part}")
+    return 0
+
+
+def _sms_send(args: argparse.Namespace) -> int:
+    answer = _ask_daemon(args.db, {"command": "sms_send", "line": args.line,
+                                   "number": args.number, "text": args.text},
+                         timeout_s=SMS_SEND_TIMEOUT_S)
+    if answer is None:
+        return 1
+    print(f"{answer['line']}: sent to {answer['number']} in {answer['parts']} part(s)")
+    return 0
+
+
+def _line_ussd(args: argparse.Namespace) -> int:
+    answer = _ask_daemon(args.db, {"command": "ussd", "line": args.name, "code": args.code},
+                         timeout_s=USSD_TIMEOUT_S)
+    if answer is None:
+        return 1
+    for text in str(answer["reply"]).splitlines() or [""]:  # a menu is several lines
+        print(terminal_text(text))
     return 0

@@ -339,6 +339,29 @@ _SCHEMA_V8: tuple[str, ...] = (
 SECURITY_EVENTS_KEPT = 1000
 SECURITY_EVENT_COLUMNS = ("id", "at", "kind", "extension", "number", "detail", "repeated")
 
+# Schema version 9: text messages of the GSM lines (issue 12), received and sent. `number` is the
+# other party: the sender of an incoming message (a number, or a name such as "MTS"), the
+# recipient of an outgoing one. `at` is wall time (Unix seconds): the network's timestamp of an
+# incoming message where it has one. `complete` is 0 for a long message some parts of which
+# never came (kept anyway: a lost SMS is the field's second complaint). Only the newest SMS_KEPT
+# rows are kept (flash storage; the inbox is read, not archived).
+_SCHEMA_V9: tuple[str, ...] = (
+    """CREATE TABLE sms (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        line TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        number TEXT NOT NULL,
+        text TEXT NOT NULL,
+        at REAL NOT NULL,
+        complete INTEGER NOT NULL DEFAULT 1
+    )""",
+    "CREATE INDEX sms_line_at ON sms(line, at)",
+    "CREATE INDEX sms_at ON sms(at)",
+)
+SMS_KEPT = 10_000
+SMS_COLUMNS = ("id", "line", "direction", "number", "text", "at", "complete")
+SMS_DIRECTIONS = frozenset({"in", "out"})
+
 
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
@@ -388,6 +411,11 @@ def _add_security_events(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_sms(db: Database) -> None:
+    for statement in _SCHEMA_V9:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -399,6 +427,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_callback_requests,
     _add_webui_secrets_and_sessions,
     _add_security_events,
+    _add_sms,
 )
 
 
@@ -1160,6 +1189,41 @@ class Store:
         return list(self._db.query(
             f"SELECT {', '.join(SECURITY_EVENT_COLUMNS)} FROM security_events "
             "ORDER BY id DESC LIMIT ?", (limit,)))
+
+    # --- text messages -----------------------------------------------------------------------
+
+    def add_sms(self, *, line: str, direction: str, number: str, text: str, at: float,
+                complete: bool = True) -> int:
+        """Keep one SMS of a GSM line (`direction` "in": `number` sent it; "out": it was sent
+        to `number`) at Unix time `at`; its id. The oldest beyond SMS_KEPT go."""
+        _check_value("direction", direction, SMS_DIRECTIONS)
+        with _write_transaction(self._db.conn):
+            cursor = self._db.execute(
+                "INSERT INTO sms (line, direction, number, text, at, complete) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (line, direction, number, text, at, int(complete)))
+            self._db.execute(
+                "DELETE FROM sms WHERE id <= (SELECT id FROM sms ORDER BY id DESC LIMIT 1 "
+                "OFFSET ?)", (SMS_KEPT,))
+        return int(cursor.lastrowid or 0)
+
+    def sms(self, line: str | None = None, *, direction: str | None = None,
+            limit: int = RECENT_CALLS_LIMIT) -> list[dict[str, Any]]:
+        """Text messages, newest first (`complete` as a bool): all, or one line's, or one
+        direction's."""
+        where: list[str] = []
+        parameters: list[object] = []
+        if line is not None:
+            where.append("line = ?")
+            parameters.append(line)
+        if direction is not None:
+            _check_value("direction", direction, SMS_DIRECTIONS)
+            where.append("direction = ?")
+            parameters.append(direction)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._db.query(
+            f"SELECT {', '.join(SMS_COLUMNS)} FROM sms {clause}ORDER BY at DESC, id DESC "
+            "LIMIT ?", (*parameters, limit))
+        return [{**row, "complete": bool(row["complete"])} for row in rows]
 
     def legs_of(self, call_id: str) -> list[dict[str, Any]]:
         """The legs of one call in the order they were started."""

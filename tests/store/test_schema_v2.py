@@ -71,8 +71,8 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def test_schema_version_is_the_latest_migration(store: Store) -> None:
-    assert len(MIGRATIONS) == 8
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 8
+    assert len(MIGRATIONS) == 9
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 9
 
 
 def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:

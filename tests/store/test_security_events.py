@@ -43,6 +43,7 @@ def test_a_version_7_database_gains_the_table_and_keeps_its_config(db_path: Path
         store.replace_config(load_yaml(VALID_YAML))
         config = store.load_config()
         store.db.execute("DROP TABLE security_events")
+        store.db.execute("DROP TABLE sms")  # schema version 9's
         store.db.execute("PRAGMA user_version = 7")
     old = Database(db_path)
     assert "security_events" not in old.table_names()
