@@ -137,7 +137,8 @@ class CallInfo:
     line: str | None = None  # the line the call came in on (None: one of the office's phones)
 
 
-@dataclass(eq=False, slots=True, kw_only=True)
+# weakref_slot: legs hold their call weakly (firmware/legs.py, ListenerRef).
+@dataclass(eq=False, slots=True, kw_only=True, weakref_slot=True)
 class Call:
     services: CallServices
     caller: CallerParty

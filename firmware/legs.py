@@ -15,6 +15,7 @@ them (BUSY → 486, NO ANSWER → 408, NO CARRIER → 480).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -129,6 +130,23 @@ LegEvent = LegRinging | LegAnswered | LegFailed | LegEnded
 
 class LegListener(Protocol):
     def leg_event(self, event: LegEvent, now: float) -> None: ...
+
+
+class ListenerRef:
+    """How a leg holds the call it reports to: weakly. A call holds its legs; a leg holding
+    its call strongly would make a reference cycle that only the cyclic collector frees — and
+    the daemon runs that collector rarely (its thresholds are raised for latency), so every
+    finished call would linger in memory. A leg whose call is gone reports to nobody."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, listener: LegListener | None = None) -> None:
+        self._ref = weakref.ref(listener) if listener is not None else None
+
+    def tell(self, event: LegEvent, now: float) -> None:
+        listener = self._ref() if self._ref is not None else None
+        if listener is not None:
+            listener.leg_event(event, now)
 
 
 class Leg(Protocol):

@@ -30,6 +30,7 @@ from .legs import (
     LegRinging,
     LegSetup,
     LegState,
+    ListenerRef,
     SessionDescription,
     result_of,
 )
@@ -226,7 +227,7 @@ class SipLeg:
     ack: Request | None = None
     relays: dict[str, PendingRelay] = field(default_factory=dict)
     _state: LegState = LegState.CALLING
-    _listener: LegListener | None = None
+    _listener: ListenerRef = field(default_factory=ListenerRef)
     _provisional_seen: bool = False
     _cancel_pending: bool = False
     _auth_retried: bool = False
@@ -266,7 +267,7 @@ class SipLeg:
 
     # ------------------------------------------------------------------ start
     def start(self, setup: LegSetup, listener: LegListener, now: float) -> None:
-        self._listener = listener
+        self._listener = ListenerRef(listener)
         self.record.started_at = now
         self._late_offer = setup.offer is None
         self.invite = self._build_invite(setup)
@@ -318,8 +319,7 @@ class SipLeg:
         )
 
     def _emit(self, event: LegRinging | LegAnswered | LegFailed, now: float) -> None:
-        if self._listener is not None:
-            self._listener.leg_event(event, now)
+        self._listener.tell(event, now)
 
     # ------------------------------------------------------------------ responses
     def _on_response(self, tx_id: str, response: Response, now: float) -> None:

@@ -53,6 +53,7 @@ from ..legs import (
     LegRinging,
     LegSetup,
     LegState,
+    ListenerRef,
     SessionDescription,
     result_of,
 )
@@ -187,11 +188,12 @@ class ModemCaller:
             self.ended = True
             self.line.command("hang_up")
         self.line.call_over(self)
+        self.call = None
 
     def far_end_hung_up(self, fact: CallEnded, now: float) -> None:
         self.ended = True
         self.line.call_over(self)
-        call = self.call
+        call, self.call = self.call, None  # no cycle left behind (see legs.ListenerRef)
         if call is None:
             return
         if call.state == CallState.ANSWERED:
@@ -211,7 +213,7 @@ class ModemLeg:
     record: LegRecord = field(init=False)
     media: LineMedia | None = None
     _state: LegState = LegState.CALLING
-    _listener: LegListener | None = None
+    _listener: ListenerRef = field(default_factory=ListenerRef)
     _setup: LegSetup | None = None
     _offer_made: bool = False
 
@@ -237,11 +239,10 @@ class ModemLeg:
         self._state = state
 
     def _emit(self, event: LegEvent, now: float) -> None:
-        if self._listener is not None:
-            self._listener.leg_event(event, now)
+        self._listener.tell(event, now)
 
     def start(self, setup: LegSetup, listener: LegListener, now: float) -> None:
-        self._setup, self._listener = setup, listener
+        self._setup, self._listener = setup, ListenerRef(listener)
         self.record.started_at = now
         line = self.line
         state, reason = line.state(now)
