@@ -34,12 +34,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import control_modems
 from .agents import StatusChanged
 from .core import CallRecorder, Gateway, WebhookRequested, write_record
-from .core.events import DatagramToSend, LineStateChanged, RtpToSend
+from .core.events import (
+    DatagramToSend,
+    LineStateChanged,
+    ModemCommandRequested,
+    RtpToSend,
+    SmsArrived,
+)
 from .media import prompts
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
+from .modems import DriverFactory, ModemRuntime, default_driver
 from .reports import conversion_by_manager
 from .routing.tollguard import OutboundCallRefused
 from .sip.transaction import Address
@@ -121,6 +129,14 @@ class SqliteRecorder(CallRecorder):
         # Written at once, like a voicemail message: the admin looks for it while it matters.
         self._queue.put([("security", event, self.wall_offset_s)])
 
+    def sms(self, message: SmsArrived) -> None:
+        # Written at once, like a voicemail message: an SMS exists nowhere else any more (the
+        # driver deleted it from the SIM once it was handed over).
+        self._queue.put([("sms", message)])
+
+    def sms_sent(self, line: str, number: str, text: str) -> None:
+        self._queue.put([("sms_out", line, number, text, time.time())])
+
     def record_status(self, change: StatusChanged) -> None:
         """Agent statuses are written at once (in the writer thread): they must survive a
         restart, and an admin expects `linebox status` elsewhere to agree."""
@@ -151,9 +167,20 @@ class SqliteRecorder(CallRecorder):
         statuses = [item for item in batch if item and item[0] == "status"]
         messages = [item for item in batch if item and item[0] == "voicemail"]
         events = [item for item in batch if item and item[0] == "security"]
+        texts = [item for item in batch if item and item[0] in ("sms", "sms_out")]
         calls = [item for item in batch if item and item[0] not in (
-            "status", "callback", "voicemail", "pending", "security")]
+            "status", "callback", "voicemail", "pending", "security", "sms", "sms_out")]
         try:
+            while texts:
+                item = texts[0]
+                if item[0] == "sms":
+                    sms: SmsArrived = item[1]
+                    store.add_sms(line=sms.line, direction="in", number=sms.sender,
+                                  text=sms.text, at=sms.received_at, complete=sms.complete)
+                else:
+                    _, line, number, text, at = item
+                    store.add_sms(line=line, direction="out", number=number, text=text, at=at)
+                texts.pop(0)
             while messages:
                 _, message, wall_time = messages[0]
                 store.add_voicemail(call_id=message.call_id, mailbox=message.mailbox,
@@ -182,7 +209,8 @@ class SqliteRecorder(CallRecorder):
             # (nor messages and security events: those already written are not written twice).
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
             return [item for item in batch
-                    if item[0] not in ("voicemail", "security")] + messages + events
+                    if item[0] not in ("voicemail", "security", "sms", "sms_out")
+                    ] + messages + events + texts
         return []
 
 
@@ -329,6 +357,7 @@ class Daemon:
         rtp_ports: tuple[int, int] = (DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT),
         housekeeping_interval_s: float = DAILY_CHECK_INTERVAL_S,
         resolve: Callable[[Config], dict[str, Address]] | None = None,
+        modem_driver: DriverFactory = default_driver,
     ) -> None:
         """Reads what it needs from `store` here, before the loop serves anything; from then
         on the store is read in a thread of its own (`StoreReads`) and `store` is not used.
@@ -355,6 +384,9 @@ class Daemon:
             now=self.loop.time(), wall_offset_s=time.time() - self.loop.time(),
             media_ports=self.media_ports, greetings=self.greetings,
         )
+        self._config = config
+        self.modems = ModemRuntime(self.loop, self.gateway, flush=self.flush,
+                                   factory=modem_driver)
         self._restore_agent_statuses()
         self.gateway.set_crm_owners(store.crm_owners())
         restored = self.gateway.restore_callbacks(store.pending_callback_requests(),
@@ -418,6 +450,7 @@ class Daemon:
         self._background.append(self.loop.create_task(self._every(
             self.housekeeping_interval_s, self._daily_housekeeping)))
         self._arm_timer()
+        await self.modems.apply(self._config)
         LOGGER.info("SIP on %s:%d (UDP and TCP), control socket %s", self.sip_host,
                     self.sip_port, sock_path)
 
@@ -448,6 +481,7 @@ class Daemon:
         if self._udp_protocol is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._udp_protocol.closed, SHUTDOWN_SEND_TIMEOUT_S)
+        await self.modems.stop()
         self.media_ports.close_all()
         await asyncio.to_thread(self.recorder.close)  # the last records reach the disk
         await self.reads.close()
@@ -514,6 +548,7 @@ class Daemon:
         self.tcp.limits = tcp_limits(config)
         self.gateway.set_crm_owners(crm_owners)
         self.config_revision = revision
+        await self.modems.apply(config)
         LOGGER.info("configuration revision %d applied", revision)
         self.flush()
 
@@ -555,6 +590,8 @@ class Daemon:
                 task.add_done_callback(self._connecting.discard)
             elif isinstance(event, StatusChanged):
                 self.recorder.record_status(event)
+            elif isinstance(event, ModemCommandRequested):
+                self.modems.perform(event)
             elif isinstance(event, LineStateChanged):
                 LOGGER.log(logging.WARNING if event.state == "down" else logging.INFO,
                            "line %s (%s) is %s: %s", event.name, event.kind, event.state,
@@ -621,6 +658,8 @@ class Daemon:
         handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = {
             "status": self._control_status,
             "agent": self._control_agent,
+            "sms_send": self._control_sms_send,
+            "ussd": self._control_ussd,
         }.get(str(command))
         if handler is None:
             return {"ok": False, "error": f"unknown command {command!r}"}
@@ -635,6 +674,13 @@ class Daemon:
         )
         self.flush()
         return {"ok": True, "extension": change.extension, "status": change.status}
+
+    async def _control_sms_send(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await control_modems.sms_send(self.modems.drivers, request,
+                                             on_sent=self.recorder.sms_sent)
+
+    async def _control_ussd(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await control_modems.ussd(self.modems.drivers, request)
 
     async def _control_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.gateway.status(self.loop.time())
