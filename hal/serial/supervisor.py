@@ -14,6 +14,10 @@ by IMEI wherever it reappears, and say so.
   or goes: pyudev's netlink monitor on the loop (`add_reader`) where it works, and a look at the
   candidate paths every `POLL_INTERVAL_S` in any case. So a replugged modem is open again
   within about a second, and within the backoff maximum at worst.
+- `opener(path)` (optional, awaited) opens the configured path into an `AtChannel` instead of
+  `open_channel`: a line whose port carries more than AT lines (a V.253 voice stream after
+  `CONNECT`) makes the channel with its own data handler. Used when there is no `imei`; the
+  IMEI search probes ports with plain channels.
 - `state` ("opening", "open", "stopped"), `path` (where it is now), `channel`, `opened_at`,
   `lost_at` (loop time) for status and measurements.
 """
@@ -97,6 +101,7 @@ class PortSupervisor:
         candidates: Callable[[], Iterable[str]] = candidate_paths,
         backoff: Backoff | None = None,
         use_udev: bool = True,
+        opener: Callable[[str], Awaitable[AtChannel]] | None = None,
     ) -> None:
         self.configured_path = path
         self.imei = imei
@@ -112,6 +117,7 @@ class PortSupervisor:
         self._candidates = candidates
         self._backoff = backoff if backoff is not None else Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         self._use_udev = use_udev
+        self._opener = opener
         self._changed = asyncio.Event()
         self._udev = UdevWatcher(self._changed.set)
         self._task: asyncio.Task[None] | None = None
@@ -181,7 +187,10 @@ class PortSupervisor:
     async def _open(self) -> AtChannel | None:
         if self.imei is None:
             try:
-                channel = await open_channel(self.configured_path, name=self.name)
+                if self._opener is not None:
+                    channel = await self._opener(self.configured_path)
+                else:
+                    channel = await open_channel(self.configured_path, name=self.name)
             except (OSError, ValueError) as error:
                 LOGGER.debug("%s: cannot open %s (%s)", self.name, self.configured_path, error)
                 return None
