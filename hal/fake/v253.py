@@ -57,7 +57,8 @@ class _Stream:
 
 class FakeV253Modem(FakeDevice):
     """The fake. Control from the test's thread: `ring`, `far_end_hangs_up`, `busy_tone`,
-    `send_dtmf`, `unplug`, `replug`; read `commands`, `received_samples`, `sent_sample_count`."""
+    `send_dtmf`, `inject_garbage`, `unplug`, `replug`; read `commands`, `received_samples`,
+    `sent_sample_count`."""
 
     name = "v253"
 
@@ -135,6 +136,12 @@ class FakeV253Modem(FakeDevice):
 
     def busy_tone(self) -> None:
         self.call(self._line_event, "b")
+
+    def inject_garbage(self, data: bytes) -> None:
+        """Raw bytes on the port, as a modem with a bad day sends them (line noise, a bad USB
+        frame); inside a stream they arrive among the samples. `linebox dev fake-modem`'s
+        `garbage` command calls this, as it does on the GSM fakes."""
+        self.call(self._send, data)
 
     def send_dtmf(self, digits: str) -> None:
         """The far end presses keys: <DLE><digit> each in a receiving stream."""
