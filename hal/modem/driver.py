@@ -40,6 +40,8 @@ class ModemStatus:
     port: str = ""  # the serial port in use
     manufacturer: str = ""
     model: str = ""
+    imsi: str = ""  # GSM: the SIM's subscriber identity (+CIMI), "" when unknown
+    iccid: str = ""  # GSM: the SIM card's serial number, "" when unknown
 
 
 # ---------------------------------------------------------------------------- facts
