@@ -195,9 +195,11 @@ class ControlServer:
     """A control socket beside `db` answering sms_send and ussd with the handlers, in a thread
     of its own (the CLI under test is another process)."""
 
-    def __init__(self, db: Path, lines: Mapping[str, Any]) -> None:
+    def __init__(self, db: Path, lines: Mapping[str, Any],
+                 status: dict[str, Any] | None = None) -> None:
         self.path = control_socket_path(db)
         self.lines = lines
+        self.status = status  # what a "status" request is answered with
         self.requests: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -226,7 +228,10 @@ class ControlServer:
         request = json.loads(await reader.readline())
         self.requests.append(request)
         handler = {"sms_send": control_modems.sms_send, "ussd": control_modems.ussd}
-        answer = await handler[request["command"]](self.lines, request)
+        if request["command"] == "status":
+            answer = {"ok": True, "status": self.status or {"lines": []}}
+        else:
+            answer = await handler[request["command"]](self.lines, request)
         writer.write(json.dumps(answer).encode() + b"\n")
         await writer.drain()
         writer.close()

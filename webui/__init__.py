@@ -67,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         auth,
         departments,
         employees,
+        lines,
         monitor,
         numbers,
         reports,
@@ -75,7 +76,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         voicemail,
     )
 
-    for module in (auth, employees, departments, numbers, rules, monitor, reports, agent,
+    for module in (auth, employees, departments, numbers, lines, rules, monitor, reports, agent,
                    voicemail, system):
         app.register_blueprint(module.bp)
     app.add_url_rule("/", endpoint="index", view_func=auth.index)

@@ -26,6 +26,8 @@ from firmware.store.config import (
     CHANNELS_MIN,
     EXPIRES_MAX_S,
     EXPIRES_MIN_S,
+    MODEM_LINE_CHANNELS,
+    MODEM_TRUNK_TYPES,
     TRANSPORTS,
     TRUNK_NAME_PATTERN,
     VOICEMAIL_PREFIX,
@@ -222,8 +224,10 @@ def page() -> Any:
 def _page(errors: FormErrors) -> Any:
     draft = configedit.load()
     names = dict(destination_choices(draft.data))
+    # GSM and FXO lines have a page of their own (webui/lines.py).
+    sip_trunks = [t for t in draft.data["trunks"] if t.get("type") not in MODEM_TRUNK_TYPES]
     return render_template(
-        "numbers.html", trunks=draft.data["trunks"], numbers=draft.data["numbers"],
+        "numbers.html", trunks=sip_trunks, numbers=draft.data["numbers"],
         live=live_state(), names=names, errors=errors, show_seconds=show_seconds,
     ), 400 if errors else 200
 
@@ -266,6 +270,8 @@ def _trunk_form(name: str | None) -> Any:
     if name is not None and index is None:
         abort(404)
     old: dict[str, Any] = trunks[index] if index is not None else {}
+    if old.get("type") in MODEM_TRUNK_TYPES:
+        return redirect(url_for("lines.line_edit", name=name))
     values = _trunk_values(old)
     errors = FormErrors()
     if request.method == "POST":
@@ -415,7 +421,13 @@ def _check_number(form: Mapping[str, str], values: dict[str, str], errors: FormE
     trunks = {t["name"] for t in data["trunks"]}
     errors.need("trunk", bool(trunks), _("Add a provider account first."))
     errors.need("trunk", values["trunk"] in trunks, _("Choose a provider account from the list."))
-    channels = whole_number(form, "channels", errors, CHANNELS_MIN, CHANNELS_MAX)
+    modem_line = any(t["name"] == values["trunk"] and t.get("type") in MODEM_TRUNK_TYPES
+                     for t in data["trunks"])
+    if modem_line:  # a GSM or FXO line carries one call at a time
+        channels = whole_number(form, "channels", errors, MODEM_LINE_CHANNELS,
+                                MODEM_LINE_CHANNELS)
+    else:
+        channels = whole_number(form, "channels", errors, CHANNELS_MIN, CHANNELS_MAX)
     destination = values["destination"]
     if errors.need("destination", bool(destination),
                    _("Choose where the calls go: an extension or a department.")):
