@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.request
 import zoneinfo
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +40,7 @@ from .agents import StatusChanged
 from .core import CallRecorder, Gateway, WebhookRequested, write_record
 from .core.events import (
     DatagramToSend,
+    FailoverSwitched,
     LineStateChanged,
     ModemCommandRequested,
     RtpToSend,
@@ -65,6 +67,7 @@ WEBHOOK_MAX_ANSWER_BYTES = 64 * 1024
 CONVERSION_WINDOW_S = 30 * 24 * 3600.0  # rank: auto ranks by the last 30 days
 GC_FULL_MAX_INTERVAL_S = 600.0
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+FAILOVER_HISTORY = 20  # the latest switches `linebox status` shows
 MAX_GREETING_S = 120.0
 # How soon a greeting uploaded in the web UI plays (the upload does not change the
 # configuration revision: the greetings table is polled on its own).
@@ -385,6 +388,7 @@ class Daemon:
             media_ports=self.media_ports, greetings=self.greetings,
         )
         self._config = config
+        self.failover_switches: deque[FailoverSwitched] = deque(maxlen=FAILOVER_HISTORY)
         self.modems = ModemRuntime(self.loop, self.gateway, flush=self.flush,
                                    factory=modem_driver)
         self._restore_agent_statuses()
@@ -451,6 +455,7 @@ class Daemon:
             self.housekeeping_interval_s, self._daily_housekeeping)))
         self._arm_timer()
         await self.modems.apply(self._config)
+        self._background.append(self.loop.create_task(self._watch_network()))
         LOGGER.info("SIP on %s:%d (UDP and TCP), control socket %s", self.sip_host,
                     self.sip_port, sock_path)
 
@@ -592,6 +597,8 @@ class Daemon:
                 self.recorder.record_status(event)
             elif isinstance(event, ModemCommandRequested):
                 self.modems.perform(event)
+            elif isinstance(event, FailoverSwitched):
+                self.failover_switches.append(event)  # logged by the core; `status` shows it
             elif isinstance(event, LineStateChanged):
                 LOGGER.log(logging.WARNING if event.state == "down" else logging.INFO,
                            "line %s (%s) is %s: %s", event.name, event.kind, event.state,
@@ -675,6 +682,24 @@ class Daemon:
         self.flush()
         return {"ok": True, "extension": change.extension, "status": change.status}
 
+    async def _watch_network(self) -> None:
+        """Links, addresses and default routes from the kernel (hal/netmon.py) to the core's
+        failover. Where netlink is not there (not Linux, a sandbox) the probes alone decide."""
+        try:
+            from hal.netmon import NetworkMonitor, deliver
+        except ImportError as exc:
+            LOGGER.warning("no network monitoring (%s): failover relies on the probes", exc)
+            return
+
+        def on_fact(fact: Any) -> None:
+            self.gateway.network_fact(lambda monitor: deliver(fact, monitor), self.loop.time())
+            self.flush()
+
+        try:
+            await NetworkMonitor(on_fact).run()
+        except (OSError, RuntimeError) as exc:
+            LOGGER.warning("no network monitoring (%s): failover relies on the probes", exc)
+
     async def _control_sms_send(self, request: dict[str, Any]) -> dict[str, Any]:
         return await control_modems.sms_send(self.modems.drivers, request,
                                              on_sent=self.recorder.sms_sent)
@@ -687,6 +712,10 @@ class Daemon:
         status["sip"] = f"{self.sip_host}:{self.sip_port}"
         status["pid"] = os.getpid()
         status["housekeeping_runs"] = self.housekeeping_runs
+        offset = time.time() - self.loop.time()
+        status["failover_switches"] = [
+            {"old": s.old, "new": s.new, "reason": s.reason, "at": round(s.at + offset, 3)}
+            for s in self.failover_switches]
         return {"ok": True, "status": status}
 
 

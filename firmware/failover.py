@@ -191,6 +191,10 @@ class FailoverMonitor:
             return self._sip[line].reachable
         return self._modem_up.get(line, False)
 
+    @property
+    def sip_line_names(self) -> tuple[str, ...]:
+        return tuple(self._sip)
+
     def next_probe_at(self, line: str) -> float:
         return self._sip[line].next_probe_at
 

@@ -105,6 +105,16 @@ class ModemCommandRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FailoverSwitched:
+    """Calls out now go through line `new` (None: no line is up), no longer `old`."""
+
+    old: str | None
+    new: str | None
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SmsArrived:
     """An SMS a modem line received, to keep (`received_at`: wall clock)."""
 
@@ -122,5 +132,5 @@ RecordEvent = (
 )
 Event = (
     DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | LineStateChanged
-    | ModemCommandRequested | RecordEvent
+    | ModemCommandRequested | FailoverSwitched | RecordEvent
 )

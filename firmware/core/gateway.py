@@ -26,10 +26,12 @@ from functools import partial
 from typing import Any
 
 from hal.modem.driver import ModemFact
+from hal.modem.driver import StatusChanged as ModemStatusChanged
 
 from ..agents import AgentBook, StatusChanged
 from ..callback import CallbackCall
 from ..calls import Call, CallInfo
+from ..failover import FailoverMonitor
 from ..legs import CallerParty, Leg
 from ..media import prompts
 from ..media.ports import MediaPorts, PortRange
@@ -66,6 +68,7 @@ from .events import (
     RtpToSend,
     VoicemailLeft,
 )
+from .failover_room import Failover
 from .lines import ChannelPool, Lines
 from .lookups import Lookups
 from .records import call_row, leg_row
@@ -164,6 +167,7 @@ class Gateway:
         self.callbacks = Callbacks(self)
         self.box_media = BoxMedia(self)
         self.lines = Lines(self)
+        self.failover = Failover(self)
         self.limiter = RateLimiter()
         self.auth_guard = AuthGuard.of(config.security)
         self.apply_config(config, trunk_addresses, now)
@@ -178,6 +182,7 @@ class Gateway:
         self.timezone = config.site.timezone
         self.numbers = {n.number: n for n in config.numbers}
         self.lines.configure(config, trunk_addresses)
+        self.failover.configure(config, now)
         self.challenger = DigestChallenger(
             config.sip.realm, key=self.key, algorithms=config.sip.digest_algorithms
         )
@@ -280,6 +285,9 @@ class Gateway:
             when = registration.get_timer()
             if when is not None:
                 candidates.append(when)
+        failover_timer = self.failover.get_timer()
+        if failover_timer is not None:
+            candidates.append(failover_timer)
         return min(candidates)
 
     def handle_timer(self, now: float) -> None:
@@ -294,6 +302,7 @@ class Gateway:
         for registration in self.lines.registrations():
             if registration.due(now):
                 self.edge.send_registration(registration, registration.build_register(now), now)
+        self._guarded(self.failover.handle_timer, now)
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_INTERVAL_S
             for binding in self.registrar.expire(now):
@@ -603,6 +612,16 @@ class Gateway:
             LOGGER.debug("a fact from line %s, which is not configured", fact.line)
             return
         self._guarded(partial(line.fact, fact), now)
+        if isinstance(fact, ModemStatusChanged):
+            self.failover.modem_line_changed(line.name, fact.status.state != "down",
+                                             fact.status.reason, now)
+        self._drain_events(now)
+
+    def network_fact(self, apply: Callable[[FailoverMonitor], None], now: float) -> None:
+        """A fact of the network (hal/netmon.py: a route, a link, an address), as a function
+        that hands it to the failover monitor (`netmon.deliver`)."""
+        self.now = now
+        self.failover.network_fact(apply, now)
         self._drain_events(now)
 
     def line_audio(self, name: str, frame: bytes, now: float) -> None:

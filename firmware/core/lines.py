@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -120,8 +120,10 @@ class SipTrunkLine:
     kind = "sip"
 
     def __init__(self, trunk: Trunk, address: Address | None,
-                 registration: TrunkRegistration | None, *, services: SipServices) -> None:
+                 registration: TrunkRegistration | None, *, services: SipServices,
+                 reachable: Callable[[str], bool] = lambda name: True) -> None:
         self.services = services
+        self.reachable = reachable  # what the failover probes say
         self.trunk = trunk
         self.name = trunk.name
         self.channels = trunk.channels
@@ -139,6 +141,8 @@ class SipTrunkLine:
     def state(self, now: float) -> tuple[LineState, str]:
         if self.address is None:
             return LineState.DOWN, f"cannot resolve {self.trunk.host}"
+        if not self.reachable(self.name):
+            return LineState.DOWN, "not answering (failover probes), or no default route"
         registration = self.registration
         if registration is None:
             return LineState.UP, "no registration (calls by address)"
@@ -208,7 +212,9 @@ class Lines:
                         account, destination=address, local_host=core.local_host,
                         local_port=core.local_port, user_agent=core.user_agent,
                     )
-            self._lines[trunk.name] = SipTrunkLine(trunk, address, registration, services=core)
+            self._lines[trunk.name] = SipTrunkLine(
+                trunk, address, registration, services=core,
+                reachable=lambda name: core.failover.is_reachable(name))
         # Over UDP a provider is known by the address *and* port it sends from, as providers
         # document their signalling addresses (a port of its own on the same host is someone
         # else), or by address alone where the trunk says so (`inbound_match: address`). Over

@@ -452,4 +452,5 @@ class ModemLine:
         status = self.status
         return {"signal_dbm": status.signal_dbm, "operator": status.operator,
                 "registration": status.registration, "imei": status.imei, "sim": status.sim,
-                "port": status.port, "since": self.status_since}
+                "port": status.port,
+                "since": round(self.status_since + self.core.wall_offset_s, 3)}

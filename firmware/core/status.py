@@ -28,6 +28,12 @@ def gateway_status(core: Gateway, now: float) -> dict[str, object]:
             for line in core.lines if isinstance(line, SipTrunkLine)
         ],
         "lines": [status.as_dict() for status in core.lines.statuses(now)],
+        "internet": ({"state": internet.state,
+                      "since": round(internet.since + core.wall_offset_s, 3),
+                      "reason": internet.reason}
+                     if (internet := core.failover.internet) is not None else None),
+        "outbound_line": (line.name if (line := core.lines.outbound(now)) is not None
+                          else None),
         "calls": [
             {"id": c.id, "state": c.state, "direction": c.info.direction,
              "caller": c.info.caller, "dialed": c.info.dialed,

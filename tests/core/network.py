@@ -24,6 +24,7 @@ from firmware.agents import StatusChanged
 from firmware.core import Gateway, MemoryRecorder, WebhookRequested, write_record
 from firmware.core.events import (
     DatagramToSend,
+    FailoverSwitched,
     LineStateChanged,
     ModemCommandRequested,
     RtpToSend,
@@ -122,6 +123,7 @@ class Network:
         self.status_changes: list[StatusChanged] = []
         self.line_changes: list[LineStateChanged] = []
         self.modem_commands: list[ModemCommandRequested] = []
+        self.failover_switches: list[FailoverSwitched] = []
         self._to_gateway: deque[tuple[bytes, Address]] = deque()
 
     def send(self, peer: Peer, message: Message) -> None:
@@ -162,6 +164,8 @@ class Network:
                 self.line_changes.append(event)
             elif isinstance(event, ModemCommandRequested):
                 self.modem_commands.append(event)
+            elif isinstance(event, FailoverSwitched):
+                self.failover_switches.append(event)
             else:
                 assert write_record(self._recorder, event), f"unexpected event {event!r}"
         return datagrams

@@ -211,3 +211,63 @@ def test_a_fact_from_an_unknown_line_changes_nothing(gsm: Office) -> None:
     assert gsm.net.gateway.lines.modem("mts") is not None
     assert gsm.net.gateway.lines.modem("mts").state(0.0)[0] is LineState.UP  # type: ignore[union-attr]
     assert PROVIDER  # the SIP provider stays configured beside the modem line
+
+
+# ---------------------------------------------------------------------------- failover
+def outbound(o: Office) -> str | None:
+    return o.net.status()["outbound_line"]  # type: ignore[return-value]
+
+
+def test_a_silent_provider_hands_calls_out_to_the_reserve_within_the_promised_time(
+    gsm: Office,
+) -> None:
+    net = gsm.net
+    net.advance(6)
+    assert gsm.provider.requests("OPTIONS"), "the provider is probed"
+    assert outbound(gsm) == "provider"
+    gsm.provider.silent = True
+    went_silent = net.now
+    for _ in range(200):
+        net.advance(0.1)
+        if outbound(gsm) == "mts":
+            break
+    switched_after = net.now - went_silent
+    print(f"silent provider → reserve after {switched_after:.1f} s (bound 5 × 2 + 1 = 11 s)")
+    assert outbound(gsm) == "mts" and switched_after <= 11.0
+    assert [(s.old, s.new) for s in net.failover_switches] == [("provider", "mts")]
+    [provider] = [line for line in net.status()["lines"]  # type: ignore[union-attr]
+                  if line["name"] == "provider"]
+    assert provider["state"] == "down"
+
+
+def test_the_provider_answering_again_takes_calls_back_after_three_good_probes(
+    gsm: Office,
+) -> None:
+    net = gsm.net
+    gsm.provider.silent = True
+    net.advance(12)
+    assert outbound(gsm) == "mts"
+    gsm.provider.silent = False
+    back = net.now
+    net.advance(4)  # the pending probe answered at most: one good probe
+    assert outbound(gsm) == "mts"
+    for _ in range(200):
+        net.advance(0.1)
+        if outbound(gsm) == "provider":
+            break
+    print(f"provider answering again → back after {net.now - back:.1f} s (3 good probes)")
+    assert outbound(gsm) == "provider" and net.now - back <= 3 * 5 + 1
+
+
+def test_losing_the_default_route_hands_calls_out_to_the_reserve_at_once(gsm: Office) -> None:
+    net = gsm.net
+    net.gateway.network_fact(lambda monitor: monitor.default_route_lost(net.now), net.now)
+    assert outbound(gsm) == "mts"
+    internet = net.status()["internet"]
+    assert internet["state"] == "down" and "route" in internet["reason"]  # type: ignore[index]
+
+
+def test_without_a_line_to_switch_to_the_provider_is_not_probed() -> None:
+    o = office()
+    o.net.advance(30)
+    assert not o.provider.requests("OPTIONS")
