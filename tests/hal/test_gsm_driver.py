@@ -449,3 +449,14 @@ def test_unplug_is_down_and_replug_is_up_again_within_10_s(profile: str,
             await line.modem.wait_until_async(lambda: line.driver.audio_frames_in >= 5,
                                               what="audio after the replug")
     run(scenario)
+
+
+def test_smmemfull_makes_the_driver_empty_the_storage(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with line_on(fake("huawei", tmp_path, sms_capacity=0)) as line:
+            await up(line)
+            await line.modem.wait_for_command_async(r"^AT\+CMGL=4$")  # the sweep at start
+            since = len(line.modem.commands)
+            assert line.modem.deliver_text_sms(CALLER, "no room") == [None]  # ^SMMEMFULL
+            await line.modem.wait_for_command_async(r"^AT\+CMGL=4$", since=since)
+    run(scenario)
