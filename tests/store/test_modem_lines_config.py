@@ -3,9 +3,12 @@ through an export and the database."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from firmware.store import ConfigError, Store, parse_config
 from firmware.store.config import (
@@ -246,3 +249,29 @@ def test_modem_lines_survive_the_database(store: Store) -> None:
     store.replace_config(config)
     assert store.load_config() == config
     assert store.load_config().trunks[2].pin == "1234"
+
+
+def test_the_gsm_and_fxo_example_in_the_admin_docs_is_valid() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text(
+        encoding="utf-8")
+    block = next(block for block in re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL)
+                 if "type: gsm" in block and block.startswith("trunks:"))
+    config = load_yaml(block)
+    assert [(t.name, t.type, t.modem) for t in config.trunks] == [
+        ("mts", "gsm", "huawei"), ("city", "fxo", "v253")]
+
+
+@pytest.mark.parametrize("guide", ["reserve-line.md", "reserve-line.ru.md"])
+def test_the_admin_guides_lines_and_failover_are_valid(guide: str) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / guide).read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", docs,
+                                                            re.DOTALL)]
+    lines, failover = blocks[0], blocks[1]["failover"]
+    data = valid_config_data()
+    data["trunks"][0]["name"] = "provider"
+    data["trunks"] += lines["trunks"]
+    data["numbers"] += lines["numbers"]
+    data["failover"] = failover
+    config = parse_config(data)
+    assert config.failover.order == ("provider", "mts", "city")
+    assert [t.type for t in config.trunks[-2:]] == ["gsm", "fxo"]
