@@ -297,7 +297,8 @@ def _check_line(values: dict[str, str], form: Mapping[str, str], errors: FormErr
                 _("Another line or provider account already has this name."))
     port = values["port_typed"] or values["port"]
     values["port"] = port
-    errors.need("port", port.startswith("/dev/") and not any(c.isspace() for c in port),
+    errors.need("port", port.startswith("/") and ".." not in port.split("/")
+                and not any(c.isspace() for c in port),
                 _("Choose the modem's serial device, or type its path, e.g. "
                   "/dev/serial/by-id/usb-HUAWEI_Mobile-if02-port0."))
     errors.need("modem", values["modem"] in MODEMS[kind], _("Choose a modem from the list."))
