@@ -46,6 +46,7 @@ from .core.events import (
     RtpToSend,
     SmsArrived,
 )
+from .hardware import BoxHardware
 from .media import prompts
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
@@ -68,6 +69,7 @@ CONVERSION_WINDOW_S = 30 * 24 * 3600.0  # rank: auto ranks by the last 30 days
 GC_FULL_MAX_INTERVAL_S = 600.0
 UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 FAILOVER_HISTORY = 20  # the latest switches `linebox status` shows
+LED_REFRESH_INTERVAL_S = 0.5
 MAX_GREETING_S = 120.0
 # How soon a greeting uploaded in the web UI plays (the upload does not change the
 # configuration revision: the greetings table is polled on its own).
@@ -389,6 +391,7 @@ class Daemon:
         )
         self._config = config
         self.failover_switches: deque[FailoverSwitched] = deque(maxlen=FAILOVER_HISTORY)
+        self.hardware: BoxHardware | None = None
         self.modems = ModemRuntime(self.loop, self.gateway, flush=self.flush,
                                    factory=modem_driver)
         self._restore_agent_statuses()
@@ -454,6 +457,9 @@ class Daemon:
         self._background.append(self.loop.create_task(self._every(
             self.housekeeping_interval_s, self._daily_housekeeping)))
         self._arm_timer()
+        self._start_hardware(self._config)
+        self._background.append(self.loop.create_task(self._every(
+            LED_REFRESH_INTERVAL_S, self._refresh_leds)))
         await self.modems.apply(self._config)
         self._background.append(self.loop.create_task(self._watch_network()))
         LOGGER.info("SIP on %s:%d (UDP and TCP), control socket %s", self.sip_host,
@@ -487,6 +493,8 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._udp_protocol.closed, SHUTDOWN_SEND_TIMEOUT_S)
         await self.modems.stop()
+        if self.hardware is not None:
+            self.hardware.close()
         self.media_ports.close_all()
         await asyncio.to_thread(self.recorder.close)  # the last records reach the disk
         await self.reads.close()
@@ -554,6 +562,9 @@ class Daemon:
         self.gateway.set_crm_owners(crm_owners)
         self.config_revision = revision
         await self.modems.apply(config)
+        if config.hardware != self._config.hardware:
+            self._start_hardware(config)
+        self._config = config
         LOGGER.info("configuration revision %d applied", revision)
         self.flush()
 
@@ -682,6 +693,22 @@ class Daemon:
         self.flush()
         return {"ok": True, "extension": change.extension, "status": change.status}
 
+    def _start_hardware(self, config: Config) -> None:
+        if self.hardware is not None:
+            self.hardware.close()
+        try:
+            self.hardware = BoxHardware(
+                self.loop, config.hardware,
+                status=lambda: self.gateway.status(self.loop.time()),
+                flush_database=self.recorder.flush, shutdown=self.request_stop)
+        except Exception:
+            LOGGER.exception("LEDs and the power-fail input are not working")
+            self.hardware = None
+
+    async def _refresh_leds(self) -> None:
+        if self.hardware is not None:
+            self.hardware.refresh()
+
     async def _watch_network(self) -> None:
         """Links, addresses and default routes from the kernel (hal/netmon.py) to the core's
         failover. Where netlink is not there (not Linux, a sandbox) the probes alone decide."""
@@ -713,6 +740,7 @@ class Daemon:
         status["pid"] = os.getpid()
         status["housekeeping_runs"] = self.housekeeping_runs
         offset = time.time() - self.loop.time()
+        status["leds"] = self.hardware.states() if self.hardware is not None else {}
         status["failover_switches"] = [
             {"old": s.old, "new": s.new, "reason": s.reason, "at": round(s.at + offset, 3)}
             for s in self.failover_switches]
