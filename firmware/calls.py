@@ -134,7 +134,9 @@ class CallInfo:
     department: str | None = None
     strategy: str | None = None
     display: str | None = None  # the caller's name, plain text (firmware.callerid.display_name)
-    line: str | None = None  # the line the call came in on (None: one of the office's phones)
+    # The line the call came in on, or for a call out the line it went out through (None: a
+    # call between the office's phones).
+    line: str | None = None
 
 
 # weakref_slot: legs hold their call weakly (firmware/legs.py, ListenerRef).

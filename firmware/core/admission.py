@@ -109,7 +109,7 @@ class Admission:
                             reason="Busy Here (all trunk channels in use)")
             return
         info = CallInfo(direction="outbound", source="sip", caller=caller, dialed=dialed,
-                        display=display_name(request.from_.display))
+                        display=display_name(request.from_.display), line=out_line.name)
         call = self.core.new_sip_call(tx_id, request, source, info, channels, now)
         self.core.agents.call_started(caller)
         call.ring_legs([out_line.place(dialed, now)], EXTERNAL_RING_TIMEOUT_S, now)
