@@ -829,6 +829,8 @@ def tcp_limits(config: Config) -> TcpLimits:
 def resolve_trunks(config: Config) -> dict[str, Address]:
     addresses: dict[str, Address] = {}
     for trunk in config.trunks:
+        if trunk.is_modem:
+            continue  # a serial line: no host to look up
         try:
             info = socket.getaddrinfo(trunk.host, trunk.port, type=socket.SOCK_DGRAM)
         except OSError as exc:
