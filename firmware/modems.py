@@ -151,13 +151,17 @@ class ModemRuntime:
                 next_at = self.loop.time()  # the loop was held up: start afresh, no burst
                 delay = 0.0
             await asyncio.sleep(max(0.0, delay))
+            spoke = False
             for name, driver in list(self.drivers.items()):
                 frame = self.gateway.line_frame(name)
                 if frame is not None:
+                    spoke = True
                     try:
                         driver.write_audio(frame)
                     except Exception:
                         LOGGER.exception("line %s: audio out failed", name)
+            if spoke:
+                self.flush()  # what the frames brought along (a key to send on the line)
 
     def statuses(self) -> Mapping[str, Any]:
         return {name: driver.status for name, driver in self.drivers.items()}

@@ -445,7 +445,14 @@ class ModemLine:
 
     def frame_for_line(self) -> bytes | None:
         media = self.current.media if self.current is not None else None
-        return media.for_line() if media is not None else None
+        if media is None:
+            return None
+        frame = media.for_line()
+        # Keys the party pressed (RFC 4733) go to the line as the modem's own DTMF: tones
+        # squeezed through G.711 and a GSM codec are not reliably heard as keys.
+        while media.end.keys:
+            self.command("dtmf", key=media.end.keys.popleft())
+        return frame
 
     def as_status(self, now: float) -> dict[str, object]:
         """The fields `linebox status` adds for a modem line."""

@@ -271,3 +271,17 @@ def test_without_a_line_to_switch_to_the_provider_is_not_probed() -> None:
     o = office()
     o.net.advance(30)
     assert not o.provider.requests("OPTIONS")
+
+
+def test_a_key_the_member_presses_is_sent_on_the_line(gsm: Office) -> None:
+    net = gsm.net
+    net.gateway.modem_fact(IncomingCall(line="mts", caller=CALLER), net.now)
+    net.pump()
+    port = box_port(gsm.phones["101"].ringing_invite().body)
+    answer_with_sdp(gsm.phones["101"], phone_sdp(40000))
+    event = RtpPacket(payload_type=101, sequence=5, timestamp=800, ssrc=9,
+                      payload=bytes([7, 0x80 | 10, 3, 32])).to_bytes()  # key 7, end, 800 units
+    net.gateway.receive_rtp(port, event, net.now, ("10.0.0.11", 40000))
+    net.gateway.line_frame("mts")
+    assert ("dtmf", "") in commands(gsm)
+    assert [c.key for c in net.modem_commands if c.action == "dtmf"] == ["7"]
