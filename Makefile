@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/routing.py
 	$(PY) bench/webui_monitor.py
 	$(PY) bench/call_setup.py
+	$(PY) bench/at_roundtrip.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
