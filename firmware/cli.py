@@ -575,8 +575,22 @@ def format_status(status: dict[str, Any]) -> str:
     for line in status.get("lines") or []:
         lines.append(f"  {line['name']} ({line['kind']}): {line['state']}, {line['reason']}; "
                      f"{line['channels_in_use']} of {line['channels']} channels in use")
+        if line["kind"] in ("gsm", "fxo"):
+            signal = f"{line['signal_dbm']} dBm" if line.get("signal_dbm") is not None else "-"
+            lines.append(f"      {line.get('registration', '-')}, {line.get('operator') or '-'},"
+                         f" signal {signal}, SIM {line.get('sim', '-')}, IMEI "
+                         f"{line.get('imei') or '-'}, port {line.get('port') or '-'}")
     if not status.get("lines"):
         lines.append("  (none)")
+    internet = status.get("internet")
+    if internet:
+        since = datetime.datetime.fromtimestamp(internet["since"]).strftime("%Y-%m-%d %H:%M:%S")
+        reason = f" ({internet['reason']})" if internet.get("reason") else ""
+        lines.append(f"Internet: {internet['state']} since {since}{reason}; calls out via "
+                     f"{status.get('outbound_line') or 'no line'}")
+    if status.get("leds"):
+        lines.append("LEDs: " + ", ".join(f"{name} {state}"
+                                          for name, state in status["leds"].items()))
     lines.append("Agents:")
     for agent in status.get("agents", []):
         state = agent["status"] + (f" ({agent['reason']})" if agent["reason"] else "")

@@ -442,3 +442,22 @@ def test_call_list_report_and_voicemail_list_escape_what_callers_sent(tmp_path: 
                      "--tz", "UTC", "--db", str(db))
     row = next(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert row["caller"] == EVIL_CALLER  # digits first: no formula, kept as it came
+
+
+def test_status_shows_a_modem_lines_details_the_internet_and_the_leds() -> None:
+    from firmware.cli import format_status
+
+    status = {
+        "sip": "127.0.0.1:5060", "pid": 1, "registrations": [], "trunks": [], "agents": [],
+        "channels": [], "bans": [], "calls": [],
+        "lines": [{"name": "mts", "kind": "gsm", "state": "up", "reason": "registered (home)",
+                   "channels_in_use": 0, "channels": 1, "signal_dbm": -71, "operator": "MTS",
+                   "registration": "home", "imei": "861234567890127", "sim": "ready",
+                   "port": "/dev/ttyUSB2"}],
+        "internet": {"state": "down", "since": 1.7e9, "reason": "default route lost"},
+        "outbound_line": "mts", "leds": {"power": "on", "gsm": "blink"},
+    }
+    text = format_status(status)
+    assert "home, MTS, signal -71 dBm, SIM ready, IMEI 861234567890127, port /dev/ttyUSB2" in text
+    assert "Internet: down since" in text and "(default route lost); calls out via mts" in text
+    assert "LEDs: power on, gsm blink" in text
