@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .gsm import FakeHuawei, FakeQuectel, FakeSimcom
+from .v253 import FakeV253Modem
 
 FAKE_MODEMS: dict[str, Callable[..., Any]] = {
     "huawei": FakeHuawei,
     "quectel": FakeQuectel,
     "simcom": FakeSimcom,
+    "v253": FakeV253Modem,
 }
