@@ -98,6 +98,7 @@ class SqliteRecorder(CallRecorder):
         # Finished calls as (call, legs), and ("callback", call id, state) updates after them.
         self._pending: list[Any] = []
         self._queue: queue.Queue[list[Any] | None] = queue.Queue()
+        self._line_states: dict[str, str] = {}  # the state each line's last event gave it
         self._thread = threading.Thread(target=self._write_loop, name="call-records",
                                         daemon=True)
         self._thread.start()
@@ -142,6 +143,18 @@ class SqliteRecorder(CallRecorder):
     def sms_sent(self, line: str, number: str, text: str) -> None:
         self._queue.put([("sms_out", line, number, text, time.time())])
 
+    def line_event(self, event: LineStateChanged | FailoverSwitched) -> None:
+        """A line's state change or a failover switch, written at once like a security event
+        (the admin reads them while the line is in trouble), in wall-clock time."""
+        fields: dict[str, Any] = {"at": event.at + self.wall_offset_s, "reason": event.reason}
+        if isinstance(event, LineStateChanged):
+            fields.update(kind="state", line=event.name, state=event.state,
+                          old=self._line_states.get(event.name))
+            self._line_states[event.name] = event.state
+        else:
+            fields.update(kind="failover", line=event.new, old=event.old)
+        self._queue.put([("line_event", fields)])
+
     def record_status(self, change: StatusChanged) -> None:
         """Agent statuses are written at once (in the writer thread): they must survive a
         restart, and an admin expects `linebox status` elsewhere to agree."""
@@ -173,9 +186,14 @@ class SqliteRecorder(CallRecorder):
         messages = [item for item in batch if item and item[0] == "voicemail"]
         events = [item for item in batch if item and item[0] == "security"]
         texts = [item for item in batch if item and item[0] in ("sms", "sms_out")]
+        line_events = [item for item in batch if item and item[0] == "line_event"]
         calls = [item for item in batch if item and item[0] not in (
-            "status", "callback", "voicemail", "pending", "security", "sms", "sms_out")]
+            "status", "callback", "voicemail", "pending", "security", "sms", "sms_out",
+            "line_event")]
         try:
+            while line_events:
+                store.add_line_event(**line_events[0][1])
+                line_events.pop(0)
             while texts:
                 item = texts[0]
                 if item[0] == "sms":
@@ -214,8 +232,8 @@ class SqliteRecorder(CallRecorder):
             # (nor messages and security events: those already written are not written twice).
             LOGGER.exception("writing %d call records failed; will retry", len(batch))
             return [item for item in batch
-                    if item[0] not in ("voicemail", "security", "sms", "sms_out")
-                    ] + messages + events + texts
+                    if item[0] not in ("voicemail", "security", "sms", "sms_out", "line_event")
+                    ] + messages + events + texts + line_events
         return []
 
 
@@ -610,7 +628,9 @@ class Daemon:
                 self.modems.perform(event)
             elif isinstance(event, FailoverSwitched):
                 self.failover_switches.append(event)  # logged by the core; `status` shows it
+                self.recorder.line_event(event)
             elif isinstance(event, LineStateChanged):
+                self.recorder.line_event(event)
                 LOGGER.log(logging.WARNING if event.state == "down" else logging.INFO,
                            "line %s (%s) is %s: %s", event.name, event.kind, event.state,
                            event.reason)

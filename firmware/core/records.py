@@ -108,6 +108,7 @@ def call_row(call: Call) -> dict[str, object]:
         "end_cause": call.end_cause, "outcome": call.outcome,
         "sip_call_id": call.signalling_id, "strategy": info.strategy,
         "waited_s": round(call.waited_s, 3), "callback_state": call.callback_state,
+        "line": info.line,
         "talk_s": (round(call.ended_at - call.answered_at, 3)
                    if call.answered_at is not None and call.ended_at is not None else None),
     }

@@ -52,6 +52,7 @@ CALL_COLUMNS = (
     "id", "started_at", "answered_at", "ended_at", "direction", "source", "caller", "dialed",
     "number", "department", "answered_by", "end_cause", "outcome", "sip_call_id",
     "strategy", "waited_s", "talk_s", "target_call", "sale", "marked_by", "callback_state",
+    "line",
 )
 # What `record_finished_calls` writes for a column the call's mapping leaves out (else NULL):
 # the NOT NULL columns' defaults, so a recorder that predates a column keeps working.
@@ -362,6 +363,33 @@ SMS_KEPT = 10_000
 SMS_COLUMNS = ("id", "line", "direction", "number", "text", "at", "complete")
 SMS_DIRECTIONS = frozenset({"in", "out"})
 
+# Schema version 10 (issue 12): the line each call used, and what happened to the lines.
+# `calls.line` is the line a call came in on, or a call out went out through (NULL: between
+# office phones, or unknown). Rows from version 9 get it from their `source` where that names a
+# line ("trunk:NAME", "gsm:NAME", "fxo:NAME": what the core has always written for a line's
+# calls), else NULL. `line_events` keeps, at wall time `at`, a line's state changes (kind
+# "state": `line` went to `state`, from `old` when known) and the failover's switches (kind
+# "failover": calls out now go through `line`, NULL when no line is up, instead of `old`); only
+# the newest LINE_EVENTS_KEPT rows are kept (a flapping line must not fill the flash).
+_SCHEMA_V10: tuple[str, ...] = (
+    "ALTER TABLE calls ADD COLUMN line TEXT",
+    "UPDATE calls SET line = nullif(substr(source, instr(source, ':') + 1), '') "
+    "WHERE substr(source, 1, instr(source, ':')) IN ('trunk:', 'gsm:', 'fxo:')",
+    "CREATE INDEX calls_line_started_at ON calls(line, started_at)",
+    """CREATE TABLE line_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('state', 'failover')),
+        line TEXT,
+        state TEXT,
+        old TEXT,
+        reason TEXT NOT NULL DEFAULT ''
+    )""",
+)
+LINE_EVENTS_KEPT = 10_000
+LINE_EVENT_COLUMNS = ("id", "at", "kind", "line", "state", "old", "reason")
+LINE_EVENT_KINDS = frozenset({"state", "failover"})
+
 
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
@@ -416,6 +444,11 @@ def _add_sms(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_call_lines_and_line_events(db: Database) -> None:
+    for statement in _SCHEMA_V10:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -428,6 +461,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_webui_secrets_and_sessions,
     _add_security_events,
     _add_sms,
+    _add_call_lines_and_line_events,
 )
 
 
@@ -942,22 +976,25 @@ class Store:
                                    event[2], event[1])
 
     def recent_calls(
-        self, limit: int = RECENT_CALLS_LIMIT, *, outcomes: Collection[str] | None = None
+        self, limit: int = RECENT_CALLS_LIMIT, *, outcomes: Collection[str] | None = None,
+        line: str | None = None,
     ) -> list[dict[str, Any]]:
         """The latest calls, newest first, as column → value dicts; only those whose outcome is
-        in `outcomes` when it is given."""
-        if outcomes is None:
-            return list(
-                self._db.query(
-                    "SELECT * FROM calls ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
-                )
-            )
-        wanted = sorted(outcomes)
+        in `outcomes` when it is given, and only those that used `line` when it is given."""
+        where: list[str] = []
+        parameters: list[object] = []
+        if outcomes is not None:
+            wanted = sorted(outcomes)
+            where.append(f"outcome IN ({', '.join('?' for _ in wanted)})")
+            parameters.extend(wanted)
+        if line is not None:
+            where.append("line = ?")
+            parameters.append(line)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
         return list(
             self._db.query(
-                f"SELECT * FROM calls WHERE outcome IN ({', '.join('?' for _ in wanted)}) "
-                "ORDER BY started_at DESC, rowid DESC LIMIT ?",
-                (*wanted, limit),
+                f"SELECT * FROM calls {clause}ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                (*parameters, limit),
             )
         )
 
@@ -1180,9 +1217,7 @@ class Store:
             self._db.execute(
                 "INSERT INTO security_events (at, kind, extension, number, detail, repeated) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (at, kind, extension, number, detail, repeated))
-            self._db.execute(
-                "DELETE FROM security_events WHERE id <= (SELECT id FROM security_events "
-                "ORDER BY id DESC LIMIT 1 OFFSET ?)", (SECURITY_EVENTS_KEPT,))
+            self._keep_newest("security_events", SECURITY_EVENTS_KEPT)
 
     def security_events(self, limit: int = RECENT_CALLS_LIMIT) -> list[dict[str, Any]]:
         """The latest security events, newest first, as column → value dicts."""
@@ -1201,9 +1236,7 @@ class Store:
             cursor = self._db.execute(
                 "INSERT INTO sms (line, direction, number, text, at, complete) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (line, direction, number, text, at, int(complete)))
-            self._db.execute(
-                "DELETE FROM sms WHERE id <= (SELECT id FROM sms ORDER BY id DESC LIMIT 1 "
-                "OFFSET ?)", (SMS_KEPT,))
+            self._keep_newest("sms", SMS_KEPT)
         return int(cursor.lastrowid or 0)
 
     def sms(self, line: str | None = None, *, direction: str | None = None,
@@ -1224,6 +1257,41 @@ class Store:
             f"SELECT {', '.join(SMS_COLUMNS)} FROM sms {clause}ORDER BY at DESC, id DESC "
             "LIMIT ?", (*parameters, limit))
         return [{**row, "complete": bool(row["complete"])} for row in rows]
+
+    # --- line events -------------------------------------------------------------------------
+
+    def add_line_event(self, *, at: float, kind: str, line: str | None,
+                       state: str | None = None, old: str | None = None,
+                       reason: str = "") -> None:
+        """Keep one event of the lines at Unix time `at`: kind "state" (`line` went to `state`,
+        from `old` when known) or "failover" (calls out now go through `line`, None when no
+        line is up, instead of `old`). The oldest beyond LINE_EVENTS_KEPT go."""
+        _check_value("kind", kind, LINE_EVENT_KINDS)
+        if kind == "state" and (not line or not state):
+            raise ValueError("a state event names its line and the state it went to")
+        with _write_transaction(self._db.conn):
+            self._db.execute(
+                "INSERT INTO line_events (at, kind, line, state, old, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (at, kind, line, state, old, reason))
+            self._keep_newest("line_events", LINE_EVENTS_KEPT)
+
+    def line_events(self, line: str | None = None, *, limit: int = RECENT_CALLS_LIMIT
+                    ) -> list[dict[str, Any]]:
+        """Events of the lines, newest first: all, or those of one line — its state changes
+        and the switches the failover made to it or away from it."""
+        clause = ""
+        parameters: tuple[str, ...] = ()
+        if line is not None:
+            clause = "WHERE line = ? OR (kind = 'failover' AND old = ?) "
+            parameters = (line, line)
+        return list(self._db.query(
+            f"SELECT {', '.join(LINE_EVENT_COLUMNS)} FROM line_events {clause}"
+            "ORDER BY id DESC LIMIT ?", (*parameters, limit)))
+
+    def _keep_newest(self, table: str, kept: int) -> None:
+        """Delete all but the newest `kept` rows (by id) of a log table of this module's."""
+        self._db.execute(f"DELETE FROM {table} WHERE id <= (SELECT id FROM {table} "
+                         "ORDER BY id DESC LIMIT 1 OFFSET ?)", (kept,))
 
     def legs_of(self, call_id: str) -> list[dict[str, Any]]:
         """The legs of one call in the order they were started."""

@@ -88,6 +88,7 @@ def test_call_round_trip(store: Store) -> None:
             "sale": 0,
             "marked_by": None,
             "callback_state": None,
+            "line": None,
         }
     ]
 

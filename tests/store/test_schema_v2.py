@@ -20,6 +20,7 @@ NEW_CALL_COLUMNS = {
     "sale": 0,
     "marked_by": None,
     "callback_state": None,
+    "line": None,  # schema version 10
 }
 
 
@@ -71,8 +72,8 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def test_schema_version_is_the_latest_migration(store: Store) -> None:
-    assert len(MIGRATIONS) == 9
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 9
+    assert len(MIGRATIONS) == 10
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 10
 
 
 def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
@@ -81,7 +82,8 @@ def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
     with Store.open(db_path) as store:
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert store.load_config() == load_yaml(VALID_YAML)
-        assert store.recent_calls() == [call | NEW_CALL_COLUMNS]
+        # Version 10 reads the line from the source the version 1 recorder wrote.
+        assert store.recent_calls() == [call | NEW_CALL_COLUMNS | {"line": "provider"}]
         (leg,) = store.legs_of(call_id)
         assert (leg["target"], leg["result"], leg["sip_status"]) == ("101", "answered", 200)
 

@@ -10,7 +10,7 @@ from firmware.daemon import SqliteRecorder
 from firmware.routing.tollguard import NOT_ALLOWED, OutboundCallRefused
 from firmware.store import Store, load_yaml
 from firmware.store.db import MIGRATIONS, SECURITY_EVENTS_KEPT, apply_migrations
-from tests.store.conftest import VALID_YAML
+from tests.store.conftest import VALID_YAML, write_config_as_older_firmware
 
 
 def test_an_event_is_kept_and_listed_newest_first(store: Store) -> None:
@@ -39,12 +39,11 @@ def test_only_the_newest_events_are_kept(store: Store) -> None:
 
 def test_a_version_7_database_gains_the_table_and_keeps_its_config(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    with Store.open(db_path) as store:
-        store.replace_config(load_yaml(VALID_YAML))
-        config = store.load_config()
-        store.db.execute("DROP TABLE security_events")
-        store.db.execute("DROP TABLE sms")  # schema version 9's
-        store.db.execute("PRAGMA user_version = 7")
+    seven = Database(db_path)
+    apply_migrations(seven, MIGRATIONS[:7])
+    seven.close()
+    write_config_as_older_firmware(db_path, VALID_YAML)
+    config = load_yaml(VALID_YAML)
     old = Database(db_path)
     assert "security_events" not in old.table_names()
     apply_migrations(old, MIGRATIONS)
