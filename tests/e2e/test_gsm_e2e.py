@@ -147,3 +147,21 @@ def test_the_modem_unplugged_goes_down_and_is_up_again_after_the_replug(tmp_path
         modem.inject_garbage(b"\x00\xff+CME ERROR\r\n\x1b[2J^RSSI:\r\r\nOK\r\n\xfe")
         assert linebox.status()["registrations"] == []  # the daemon answers as before
         assert mts(linebox)["state"] == "up"
+
+
+def linebox_cli(linebox: LineboxProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "firmware", *args, "--db", str(linebox.db)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_balance_and_an_sms_go_out_through_the_daemon(tmp_path: Path) -> None:
+    with FakeHuawei(link=tmp_path / "usb-HUAWEI_Mobile-if02-port0") as modem, \
+            running_linebox(tmp_path / "linebox", gsm_config(modem)) as linebox:
+        linebox.wait_for(lambda: mts(linebox)["state"] == "up", 15, "the GSM line up")
+        balance = linebox_cli(linebox, "line", "mts", "ussd", "*100#")
+        assert balance.returncode == 0, balance.stderr
+        assert "Баланс: 123,45 р." in balance.stdout
+        sent = linebox_cli(linebox, "sms", "send", "--line", "mts", "+79160000001",
+                           "Перезвоним через 5 минут")
+        assert sent.returncode == 0, sent.stderr
+        modem.wait_until(lambda: len(modem.sms_sent) == 1, timeout_s=10)
