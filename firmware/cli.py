@@ -20,9 +20,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import date, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import reports
 from .daemon import DAILY_CHECK_INTERVAL_S, control_request, run_daemon
@@ -52,6 +53,7 @@ TRUSTED_PROXY_HELP = ("the address of a reverse proxy in front of the web UI (e.
                       "nobody else's")
 
 LOGGER = logging.getLogger("linebox")
+_T = TypeVar("_T")
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -145,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--csv", action="store_true", help="print one report as CSV")
     report.add_argument("--tz", type=_report_zone,
                         help="time zone of the days (default: the site's, from the config)")
+    report.add_argument("--line", metavar="NAME",
+                        help="only the calls of this line (trunks[].name: the provider, a GSM "
+                             "or FXO line)")
     report.add_argument("--db", default=DEFAULT_DB)
 
     call = sub.add_parser("call", help="find calls; mark target calls and sales")
@@ -159,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     mark.add_argument("--db", default=DEFAULT_DB)
     listing = call_sub.add_parser("list", help="the latest calls with their ids, newest first")
     listing.add_argument("--missed", action="store_true", help="only missed calls")
+    listing.add_argument("--line", metavar="NAME", help="only the calls of this line")
     listing.add_argument("--limit", type=int, default=reports.CALL_LIST_LIMIT)
     listing.add_argument("--tz", type=_report_zone,
                          help="show times in this zone (default: the site's, from the config)")
@@ -193,13 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     sms_send.add_argument("text")
     sms_send.add_argument("--db", default=DEFAULT_DB)
 
-    line = sub.add_parser("line", help="a GSM or FXO line: USSD (the balance)")
+    line = sub.add_parser("line", help="a line: its events; USSD (the balance) of a GSM line")
     line.add_argument("name", help="the line's name (trunks[].name)")
     line_sub = line.add_subparsers(dest="line_command", required=True)
     line_ussd = line_sub.add_parser("ussd", help='send a USSD code, e.g. "*100#" for the '
                                     "balance, and print the network's reply")
     line_ussd.add_argument("code")
     line_ussd.add_argument("--db", default=DEFAULT_DB)
+    line_events = line_sub.add_parser("events", help="the line's state changes and the "
+                                      "failover's switches to it and away from it, newest first")
+    line_events.add_argument("--limit", type=int, default=reports.CALL_LIST_LIMIT)
+    line_events.add_argument("--json", action="store_true", help="machine-readable output")
+    line_events.add_argument("--tz", type=_report_zone,
+                             help="show times in this zone (default: the site's, from the "
+                                  "config)")
+    line_events.add_argument("--db", default=DEFAULT_DB)
 
     hw = sub.add_parser("hw", help="the box's own hardware: LEDs")
     hw_sub = hw.add_subparsers(dest="hw_command", required=True)
@@ -266,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sms":
             return _sms_list(args) if args.sms_command == "list" else _sms_send(args)
         if args.command == "line":
-            return _line_ussd(args)
+            return _line_ussd(args) if args.line_command == "ussd" else _line_events(args)
         if args.command == "hw":
             return _hw_leds_test(args)
         if args.command == "dev":
@@ -650,6 +664,8 @@ def _report(args: argparse.Namespace) -> int:
     if store is None:
         return 1
     try:
+        if not _known_line(store, args.line):
+            return 2
         tz = args.tz or reports.site_zone(store)
         start, end = reports.period(args.date_from, args.date_to, tz)
         if start > end:
@@ -657,14 +673,27 @@ def _report(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         if args.csv:
-            rows = reports.REPORTS[kind](store, start, end, tz)
+            rows = reports.REPORTS[kind](store, start, end, tz, line=args.line)
             sys.stdout.write(reports.format_csv(kind, rows))
         else:
             kinds = reports.KINDS if kind == "all" else (kind,)
-            print(reports.text_report(store, kinds, start, end, tz))
+            print(reports.text_report(store, kinds, start, end, tz, line=args.line))
     finally:
         store.close()
     return 0
+
+
+def _known_line(store: Store, line: str | None) -> bool:
+    """Whether `line` (None: no filter) is a configured line or one some call used; if not,
+    say so with the lines there are: a misspelt name must not pass for a line without calls."""
+    if line is None:
+        return True
+    names = reports.line_names(store)
+    if line in names:
+        return True
+    print(f"linebox: no line named {terminal_text(line)!r}; lines: "
+          f"{', '.join(names) or '(none)'}", file=sys.stderr)
+    return False
 
 
 def _call_mark(args: argparse.Namespace) -> int:
@@ -699,16 +728,28 @@ def _login_name() -> str:
         return "cli"
 
 
-def _call_list(args: argparse.Namespace) -> int:
+def _read_of_line(args: argparse.Namespace, line: str | None,
+                  read: Callable[[Store], _T]) -> tuple[_T, tzinfo] | int:
+    """`read(store)` and the time zone to show times in (--tz, else the site's), from the
+    database at --db once `line` is found to be a line; else the exit status, said why."""
     store = _open_existing(args.db)
     if store is None:
         return 1
     try:
-        outcomes = reports.MISSED_OUTCOMES if args.missed else None
-        calls = store.recent_calls(args.limit, outcomes=outcomes)
-        tz = args.tz or reports.site_zone(store)
+        if not _known_line(store, line):
+            return 2
+        return read(store), args.tz or reports.site_zone(store)
     finally:
         store.close()
+
+
+def _call_list(args: argparse.Namespace) -> int:
+    outcomes = reports.MISSED_OUTCOMES if args.missed else None
+    found = _read_of_line(args, args.line, lambda store: store.recent_calls(
+        args.limit, outcomes=outcomes, line=args.line))
+    if isinstance(found, int):
+        return found
+    calls, tz = found
     print(reports.format_calls(calls, tz))
     return 0
 
@@ -791,6 +832,26 @@ def _sms_send(args: argparse.Namespace) -> int:
     if answer is None:
         return 1
     print(f"{answer['line']}: sent to {answer['number']} in {answer['parts']} part(s)")
+    return 0
+
+
+def _line_events(args: argparse.Namespace) -> int:
+    found = _read_of_line(args, args.name,
+                          lambda store: store.line_events(args.name, limit=args.limit))
+    if isinstance(found, int):
+        return found
+    events, tz = found
+    listed = [{**event, "at": datetime.datetime.fromtimestamp(event["at"], tz).isoformat()}
+              for event in events]
+    if args.json:
+        print(terminal_json(json.dumps(listed, ensure_ascii=False, indent=2)))
+        return 0
+    if not listed:
+        print(f"no events of line {terminal_text(args.name)} yet")
+        return 0
+    for event in events:
+        at = datetime.datetime.fromtimestamp(event["at"], tz)
+        print(terminal_text(f"{at:%Y-%m-%d %H:%M:%S}  {reports.line_event_text(event)}"))
     return 0
 
 

@@ -9,6 +9,10 @@ and explained in docs/reports.md; the outcome classes below are the vocabulary o
 Local days do not have a fixed UTC offset everywhere (daylight saving time), so the period is cut
 into segments of constant offset (`_offset_segments`) and SQLite buckets each call by its
 segment's offset. Each segment is one range scan of `calls_started_at`.
+
+Every report can be narrowed to the calls of one line (`line`: a trunks[] name — the SIP
+provider, a GSM or FXO line): the calls that came in on it (`calls.line`, schema version 10;
+calls recorded before then have the line their `source` named).
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from firmware.display import csv_cell, terminal_text
@@ -91,6 +95,7 @@ class MissedCall:
     outcome: str
     waited_s: float | None
     callback_state: str | None
+    line: str | None
 
 
 # --- the period ----------------------------------------------------------------------------------
@@ -115,6 +120,31 @@ def site_zone(store: Store) -> ZoneInfo:
         return parse_zone(store.load_config().site.timezone)
     except (ConfigError, StoreError, ValueError):
         return ZoneInfo(DEFAULT_TZ)
+
+
+def line_names(store: Store) -> list[str]:
+    """The lines a report can be narrowed to: the configured ones (trunks[], in their order),
+    then those only old calls or line events name (a line since deleted), sorted."""
+    try:
+        configured = [trunk.name for trunk in store.load_config().trunks]
+    except (ConfigError, StoreError):
+        configured = []
+    recorded = {row[0] for row in store.db.execute(
+        "SELECT DISTINCT line FROM calls WHERE line IS NOT NULL "
+        "UNION SELECT DISTINCT line FROM line_events WHERE line IS NOT NULL")}
+    return configured + sorted(recorded - set(configured))
+
+
+def line_event_text(event: Mapping[str, Any]) -> str:
+    """One row of `Store.line_events` in words (English; the web UI has its own)."""
+    reason = f": {event['reason']}" if event["reason"] else ""
+    if event["kind"] == "failover":
+        was = f" (was {event['old']})" if event["old"] else ""
+        if event["line"] is None:
+            return f"failover: no line is up for calls out{was}{reason}"
+        return f"failover: calls out go through {event['line']}{was}{reason}"
+    was = f" (was {event['old']})" if event["old"] else ""
+    return f"{event['line']} is {event['state']}{was}{reason}"
 
 
 def parse_day(text: str) -> date:
@@ -183,26 +213,31 @@ def _sql_list(values: Iterable[str]) -> str:
     return "(" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
-def _period_sql(lo: float, hi: float, tz: tzinfo) -> tuple[str, list[object]]:
-    """CTEs `seg` and `period`: the inbound calls that started in [lo, hi), each with `local_at`
-    (its start as Unix seconds shifted to local wall-clock time, for SQLite's date functions)."""
+def _period_sql(lo: float, hi: float, tz: tzinfo, line: str | None = None
+                ) -> tuple[str, list[object]]:
+    """CTEs `seg` and `period`: the inbound calls that started in [lo, hi) — on `line` only,
+    when given — each with `local_at` (its start as Unix seconds shifted to local wall-clock
+    time, for SQLite's date functions)."""
     segments = _offset_segments(lo, hi, tz)
     values = ", ".join("(?, ?, ?)" for _ in segments)
     sql = (
         f"seg(lo, hi, off) AS (VALUES {values}), "
         "period AS (SELECT c.*, c.started_at + seg.off AS local_at FROM seg "
         "JOIN calls AS c ON c.started_at >= seg.lo AND c.started_at < seg.hi "
-        f"WHERE c.direction = '{REPORTED_DIRECTION}')"
+        f"WHERE c.direction = '{REPORTED_DIRECTION}'"
+        f"{'' if line is None else ' AND c.line = ?'})"
     )
-    return sql, [value for segment in segments for value in segment]
+    parameters: list[object] = [value for segment in segments for value in segment]
+    return sql, parameters if line is None else [*parameters, line]
 
 
-def _days_sql(start: date, end: date, tz: tzinfo | str) -> tuple[str, list[object], tzinfo]:
+def _days_sql(start: date, end: date, tz: tzinfo | str, line: str | None = None
+              ) -> tuple[str, list[object], tzinfo]:
     if end < start:
         raise ValueError(f"the period ends ({end}) before it starts ({start})")
     tz = zone(tz)
     sql, parameters = _period_sql(
-        local_midnight(start, tz), local_midnight(end + timedelta(days=1), tz), tz
+        local_midnight(start, tz), local_midnight(end + timedelta(days=1), tz), tz, line
     )
     return sql, parameters, tz
 
@@ -227,10 +262,11 @@ _COUNTS_SQL = (
 
 
 def daily(
-    store: Store, start: date, end: date, tz: tzinfo | str = DEFAULT_TZ
+    store: Store, start: date, end: date, tz: tzinfo | str = DEFAULT_TZ, *,
+    line: str | None = None,
 ) -> list[DailyRow]:
     """One row per local day from `start` to `end` (both included), days without calls too."""
-    period, parameters, _ = _days_sql(start, end, tz)
+    period, parameters, _ = _days_sql(start, end, tz, line)
     found = {
         row["day"]: row
         for row in store.db.query(
@@ -257,10 +293,11 @@ def daily(
 
 
 def hourly(
-    store: Store, start: date, end: date, tz: tzinfo | str = DEFAULT_TZ
+    store: Store, start: date, end: date, tz: tzinfo | str = DEFAULT_TZ, *,
+    line: str | None = None,
 ) -> list[HourlyRow]:
     """Load by local hour of day, 0..23, summed over the period's days: all 24 rows."""
-    period, parameters, _ = _days_sql(start, end, tz)
+    period, parameters, _ = _days_sql(start, end, tz, line)
     found = {
         row["hour"]: row
         for row in store.db.query(
@@ -283,7 +320,8 @@ def hourly(
 
 
 def per_manager(
-    store: Store, start: date, end: date, tz: tzinfo | str = DEFAULT_TZ
+    store: Store, start: date, end: date, tz: tzinfo | str = DEFAULT_TZ, *,
+    line: str | None = None,
 ) -> list[ManagerRow]:
     """One row per extension that was offered or answered a call in the period.
 
@@ -291,7 +329,7 @@ def per_manager(
     same moment count once. A missed offer is one not answered that rang out or was declined on
     some phone. The rest comes from the calls the extension answered.
     """
-    period, parameters, _ = _days_sql(start, end, tz)
+    period, parameters, _ = _days_sql(start, end, tz, line)
     query = (
         f"WITH {period}, "
         "offers AS ("
@@ -334,24 +372,28 @@ def per_manager(
 
 
 def missed_calls(
-    store: Store, start: date, end: date, tz: tzinfo | str = DEFAULT_TZ
+    store: Store, start: date, end: date, tz: tzinfo | str = DEFAULT_TZ, *,
+    line: str | None = None,
 ) -> list[MissedCall]:
     """The missed calls (outcomes in `MISSED_OUTCOMES`) of the period, oldest first."""
-    period, parameters, zone_ = _days_sql(start, end, tz)
+    period, parameters, zone_ = _days_sql(start, end, tz, line)
     return [
         MissedCall(local_time=datetime.fromtimestamp(row["started_at"], zone_), **row)
         for row in store.db.query(
             f"WITH {period} SELECT id, started_at, caller, number, department, outcome,"
-            " waited_s, callback_state FROM period"
+            " waited_s, callback_state, line FROM period"
             f" WHERE outcome IN {_sql_list(MISSED_OUTCOMES)} ORDER BY started_at, id",
             parameters,
         )
     ]
 
 
-def conversion_by_manager(store: Store, since: float, until: float) -> dict[str, float]:
+def conversion_by_manager(store: Store, since: float, until: float, *,
+                          line: str | None = None) -> dict[str, float]:
     """Extension → sales / target calls answered, for inbound calls started in [since, until)
-    (Unix seconds). Extensions that answered no target call are left out: no figure, not 0."""
+    (Unix seconds), on `line` only when given. Extensions that answered no target call are left
+    out: no figure, not 0."""
+    on_line = "" if line is None else " AND line = ?"
     return {
         row["extension"]: row["sales"] / row["target_answered"]
         for row in store.db.query(
@@ -359,14 +401,21 @@ def conversion_by_manager(store: Store, since: float, until: float) -> dict[str,
             " sum(target_call != 0 AND sale != 0) AS sales FROM calls"
             " WHERE started_at >= ? AND started_at < ?"
             f" AND direction = '{REPORTED_DIRECTION}' AND outcome = '{ANSWERED}'"
-            " AND answered_by IS NOT NULL"
+            f" AND answered_by IS NOT NULL{on_line}"
             " GROUP BY answered_by HAVING sum(target_call != 0) > 0",
-            (since, until),
+            (since, until) if line is None else (since, until, line),
         )
     }
 
 
-REPORTS: dict[str, Callable[[Store, date, date, tzinfo | str], Sequence[Any]]] = {
+class Report(Protocol):
+    """What every report is: the rows of a period, of one line's calls when `line` is given."""
+
+    def __call__(self, store: Store, start: date, end: date, tz: tzinfo | str = ..., *,
+                 line: str | None = None) -> Sequence[Any]: ...
+
+
+REPORTS: dict[str, Report] = {
     "daily": daily,
     "hourly": hourly,
     "managers": per_manager,
@@ -474,6 +523,7 @@ COLUMNS: dict[str, tuple[str, tuple[Column, ...]]] = {
         Column("local_time", "Time", align="<"),
         Column("caller", "Caller", align="<"),
         Column("number", "Number", align="<"),
+        Column("line", "Line", lambda v: v or "-", align="<"),
         Column("department", "Dept", align="<"),
         Column("outcome", "Outcome", align="<"),
         Column("waited_s", "Waited, s", _wait),
@@ -529,21 +579,24 @@ def format_csv(kind: str, rows: Sequence[Any]) -> str:
 
 
 def text_report(
-    store: Store, kinds: Sequence[str], start: date, end: date, tz: tzinfo | str = DEFAULT_TZ
+    store: Store, kinds: Sequence[str], start: date, end: date, tz: tzinfo | str = DEFAULT_TZ,
+    *, line: str | None = None,
 ) -> str:
-    """The chosen reports as aligned tables, one after another, under a line naming the period."""
+    """The chosen reports as aligned tables, one after another, under a line naming the period
+    (and the line, when the reports are of one line's calls)."""
     name = tz if isinstance(tz, str) else getattr(tz, "key", str(tz))
-    parts = [f"Inbound calls {start.isoformat()} … {end.isoformat()} ({name})"]
+    on_line = "" if line is None else f" on line {line}"
+    parts = [f"Inbound calls{on_line} {start.isoformat()} … {end.isoformat()} ({name})"]
     for kind in kinds:
-        parts.append(format_table(kind, REPORTS[kind](store, start, end, tz)))
+        parts.append(format_table(kind, REPORTS[kind](store, start, end, tz, line=line)))
     return "\n\n".join(parts)
 
 
 def format_calls(calls: Sequence[dict[str, Any]], tz: tzinfo | str = DEFAULT_TZ) -> str:
     """Call rows (as `Store.recent_calls` returns them) as a table, for finding a call's id."""
     tz = zone(tz)
-    headers = ["Call id", "Time", "Dir", "Caller", "Dialed", "Answered by", "Outcome", "Talk",
-               "Marks", "Callback"]
+    headers = ["Call id", "Time", "Dir", "Line", "Caller", "Dialed", "Answered by", "Outcome",
+               "Talk", "Marks", "Callback"]
     cells = []
     for call in calls:
         talk = call.get("talk_s")
@@ -554,9 +607,10 @@ def format_calls(calls: Sequence[dict[str, Any]], tz: tzinfo | str = DEFAULT_TZ)
         cells.append([
             call["id"],
             datetime.fromtimestamp(call["started_at"], tz).strftime("%Y-%m-%d %H:%M:%S"),
-            call["direction"], call["caller"], call["dialed"], call.get("answered_by") or "-",
+            call["direction"], call.get("line") or "-", call["caller"], call["dialed"],
+            call.get("answered_by") or "-",
             call.get("outcome") or "-", _duration(talk),
             marks.strip() or "-", call.get("callback_state") or "-",
         ])
-    return render_table("Calls, newest first", headers, ["<"] * 7 + [">", "<", "<"], cells)
+    return render_table("Calls, newest first", headers, ["<"] * 8 + [">", "<", "<"], cells)
 

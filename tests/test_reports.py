@@ -385,7 +385,7 @@ def test_missed_calls_are_listed_oldest_first_with_local_time_and_callback_state
         id=later, started_at=utc(2026, 5, 4, 12, 0),
         local_time=datetime(2026, 5, 4, 15, 0, tzinfo=reports.zone(MOSCOW)),
         caller="+74951110000", number="+74951234567", department="200", outcome="callback",
-        waited_s=45.0, callback_state="requested",
+        waited_s=45.0, callback_state="requested", line=None,
     )
 
 
