@@ -7,14 +7,19 @@ The kernel drops the default route of a link that goes down *without* sending RT
 it (DEPENDENCIES.md, pyroute2), so the monitor never trusts route events alone: after every
 batch of messages, whatever it was, it asks the kernel again whether a default route exists.
 The state is read once at start and reported as facts too. Netlink cannot see an outage beyond
-the box's router; the failover monitor's probes cover that.
+the box's router; the failover monitor's probes cover that. The netlink sockets live on a stock
+asyncio loop in a thread of the monitor's own: the daemon runs on uvloop, which cannot make a
+datagram endpoint of a netlink socket (AsyncIPRoute fails with ValueError "invalid family 16").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,6 +46,8 @@ ADDRESS_EVENTS = frozenset({"RTM_NEWADDR", "RTM_DELADDR"})
 # After a netlink error (the receive buffer overflowed: ENOBUFS, messages lost), wait this long
 # before reading the whole state again, so a storm of errors is not a busy loop.
 RESYNC_DELAY_S = 0.5
+# How long a cancelled monitor waits for its thread to close the netlink sockets.
+THREAD_STOP_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +134,7 @@ class NetworkMonitor:
         self._route_present: bool | None = None
         self._links: dict[int, tuple[str, bool]] = {}  # index → (name, up)
         self.started = asyncio.Event()
+        self._main: asyncio.AbstractEventLoop | None = None  # the caller's loop, once run()
 
     @property
     def default_route_present(self) -> bool | None:
@@ -138,14 +146,55 @@ class NetworkMonitor:
         return {name: up for name, up in self._links.values()}
 
     async def run(self) -> None:
-        """Subscribe, report the initial state, then report changes until cancelled."""
+        """Subscribe, report the initial state, then report changes until cancelled.
+
+        The watching runs on a loop of its own thread (whatever loop the caller runs, uvloop
+        included); facts reach `on_fact` on the caller's loop, stamped with its clock. A failure
+        to watch (no netlink here) is raised from this call."""
+        main = asyncio.get_running_loop()
+        self._main = main
+        loop = asyncio.new_event_loop()
+        watching = loop.create_task(self._watch())
+        ended: asyncio.Future[None] = main.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if not ended.done():
+                if error is None:
+                    ended.set_result(None)
+                else:
+                    ended.set_exception(error)
+
+        def thread_main() -> None:
+            error: BaseException | None = None
+            try:
+                loop.run_until_complete(watching)
+            except asyncio.CancelledError:
+                pass
+            except BaseException as exc:  # handed to the caller, who decides
+                error = exc
+            finally:
+                loop.close()
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed already
+                main.call_soon_threadsafe(settle, error)
+
+        thread = threading.Thread(target=thread_main, name="netmon", daemon=True)
+        thread.start()
+        try:
+            await ended
+        finally:
+            with contextlib.suppress(RuntimeError):  # the thread's loop has ended already
+                loop.call_soon_threadsafe(watching.cancel)
+            await asyncio.to_thread(thread.join, THREAD_STOP_TIMEOUT_S)
+
+    async def _watch(self) -> None:
+        """The watching itself, on the monitor thread's loop."""
         self._events = AsyncIPRoute()
         self._queries = AsyncIPRoute()
         try:
             # Subscribe before reading the state, so nothing that happens in between is missed.
             await self._events.bind(groups=GROUPS)
             await self._resync()
-            self.started.set()
+            self._caller_loop().call_soon_threadsafe(self.started.set)
             while True:
                 try:
                     async for message in self._events.get():
@@ -165,7 +214,16 @@ class NetworkMonitor:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
+    def _caller_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._main is not None, "run() sets the caller's loop first"
+        return self._main
+
     def _emit(self, fact: NetworkFact) -> None:
+        self._caller_loop().call_soon_threadsafe(self._deliver, fact)
+
+    def _deliver(self, fact: NetworkFact) -> None:
+        """On the caller's loop: the fact, at the caller's time, to `on_fact`."""
+        fact = dataclasses.replace(fact, at=self._caller_loop().time())
         LOGGER.debug("network fact: %s", fact)
         try:
             self._on_fact(fact)
