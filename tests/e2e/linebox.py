@@ -85,12 +85,15 @@ def base_config(**overrides: Any) -> dict[str, Any]:
 
 class LineboxProcess:
     def __init__(self, workdir: Path, config: dict[str, Any] | None, *, port: int | None = None,
-                 http_port: int | None = None, extra_args: Sequence[str] = ()) -> None:
+                 http_port: int | None = None, extra_args: Sequence[str] = (),
+                 sip_host: str = "127.0.0.1", command_prefix: Sequence[str] = ()) -> None:
+        # `command_prefix` runs the daemon through another program (`nsenter -t PID -n --`: in
+        # a network namespace the test made, where SIP may listen on `sip_host` there).
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.db = workdir / "linebox.db"
         self.port = port or free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{sip_host}:{self.port}"
         self.config_path = workdir / "config.yaml"
         imported = []
         if config is not None:
@@ -109,6 +112,7 @@ class LineboxProcess:
         with self.log_path.open("wb") as log:
             self.popen = subprocess.Popen(
                 [
+                    *command_prefix,
                     sys.executable,
                     "-m",
                     "firmware",
@@ -223,8 +227,11 @@ class LineboxProcess:
 @contextmanager
 def running_linebox(workdir: Path, config: dict[str, Any] | None, *,
                     http_port: int | None = None,
-                    extra_args: Sequence[str] = ()) -> Iterator[LineboxProcess]:
-    process = LineboxProcess(workdir, config, http_port=http_port, extra_args=extra_args)
+                    extra_args: Sequence[str] = (), port: int | None = None,
+                    sip_host: str = "127.0.0.1",
+                    command_prefix: Sequence[str] = ()) -> Iterator[LineboxProcess]:
+    process = LineboxProcess(workdir, config, http_port=http_port, extra_args=extra_args,
+                             port=port, sip_host=sip_host, command_prefix=command_prefix)
     try:
         yield process
     finally:
