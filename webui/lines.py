@@ -67,6 +67,7 @@ bp = Blueprint("lines", __name__)
 # renumbering), then the kernel's names.
 SERIAL_PATTERNS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*")
 SMS_LIST_LIMIT = 50
+LINE_EVENTS_SHOWN = 20  # the line's latest state changes and failover switches
 TIME_FORMAT = "%d.%m.%Y %H:%M"
 # The daemon waits for the modem: a part of an SMS takes up to 40 s, a USSD reply up to ~30 s.
 SMS_SEND_TIMEOUT_S = 120.0
@@ -383,9 +384,12 @@ def _line_page(line: dict[str, Any], errors: FormErrors, sms_values: dict[str, s
     inbox = [{**message, "when": datetime.fromtimestamp(float(message["at"]), zone)
               .strftime(TIME_FORMAT)}
              for message in store.sms(str(line["name"]), limit=SMS_LIST_LIMIT)]
+    events = [{**event, "when": datetime.fromtimestamp(float(event["at"]), zone)
+               .strftime(TIME_FORMAT)}
+              for event in store.line_events(str(line["name"]), limit=LINE_EVENTS_SHOWN)]
     return render_template(
         "lines_line.html", line=line, available=available, state=state, inbox=inbox,
-        errors=errors, sms=sms_values, ussd_reply=ussd_reply,
+        events=events, errors=errors, sms=sms_values, ussd_reply=ussd_reply,
     ), 400 if errors else 200
 
 

@@ -3,14 +3,17 @@ the server), each manager's figures and the missed calls with their callback sta
 as a CSV download.
 
 The figures are `linebox report`'s: this module only asks firmware/reports.py (the queries and
-the CSV) and lays the rows out; the period is whole local days in the site's time zone.
+the CSV) and lays the rows out; the period is whole local days in the site's time zone. Every
+report can be narrowed to one line's calls (`line`: the provider, a GSM or FXO line), as
+`linebox report --line` does.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, tzinfo
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request, url_for
@@ -18,6 +21,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from firmware import reports as queries
+from firmware.store import Store
 
 from .db import get_store
 from .forms import FormErrors, text
@@ -97,6 +101,35 @@ def read_period(args: Mapping[str, str], today_period: tuple[date, date]) -> tup
     if errors:
         return None, values, errors
     return Period(start, end), {"from": start.isoformat(), "to": end.isoformat()}, errors
+
+
+def read_line(args: Mapping[str, str], names: Sequence[str], errors: FormErrors) -> str | None:
+    """The line the reports are narrowed to (None: every line); an error beside the field for
+    a name that is no line."""
+    line = text(args, "line")
+    if not line:
+        return None
+    errors.need("line", line in names, _("Choose one of the lines."))
+    return line
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What the form asks: the period and the line (None: every line), or None if wrong."""
+
+    period: Period | None
+    line: str | None
+    values: dict[str, str]
+    errors: FormErrors
+    lines: list[str]
+
+
+def read_query(args: Mapping[str, str], store: Store, tz: tzinfo) -> Query:
+    period, values, errors = read_period(args, queries.period(None, None, tz))
+    names = queries.line_names(store)
+    line = read_line(args, names, errors)
+    values["line"] = line or ""
+    return Query(period if not errors else None, line, values, errors, names)
 
 
 # --- the hour chart (pure) -------------------------------------------------------------------
@@ -196,10 +229,11 @@ def _wait_filter(seconds: float | None) -> str:
     return _wait(seconds)
 
 
-def _context(values: dict[str, str], errors: FormErrors, tz_name: str) -> dict[str, Any]:
-    return {"values": values, "errors": errors, "tz": tz_name, "titles": REPORT_TITLES,
-            "outcomes": OUTCOMES, "callback_states": CALLBACK_STATES,
-            "max_days": MAX_PERIOD_DAYS}
+def _context(asked: Query, tz_name: str) -> dict[str, Any]:
+    return {"values": asked.values, "errors": asked.errors, "tz": tz_name,
+            "titles": REPORT_TITLES, "outcomes": OUTCOMES, "callback_states": CALLBACK_STATES,
+            "max_days": MAX_PERIOD_DAYS,
+            "line_options": [("", _("All lines")), *((name, name) for name in asked.lines)]}
 
 
 @bp.route("/reports")
@@ -207,19 +241,22 @@ def _context(values: dict[str, str], errors: FormErrors, tz_name: str) -> dict[s
 def page() -> Any:
     store = get_store()
     tz = queries.site_zone(store)
-    period, values, errors = read_period(request.args, queries.period(None, None, tz))
-    context = _context(values, errors, tz.key)
+    asked = read_query(request.args, store, tz)
+    context = _context(asked, tz.key)
+    period, line = asked.period, asked.line
     if period is None:
         return render_template("reports.html", period=None, **context), 400
-    daily = queries.daily(store, period.start, period.end, tz)
-    hourly = queries.hourly(store, period.start, period.end, tz)
-    missed = queries.missed_calls(store, period.start, period.end, tz)
+    daily = queries.daily(store, period.start, period.end, tz, line=line)
+    hourly = queries.hourly(store, period.start, period.end, tz, line=line)
+    missed = queries.missed_calls(store, period.start, period.end, tz, line=line)
     departments = {d.number: d.name for d in store.load_config().departments}
     query: dict[str, Any] = {"from": period.start.isoformat(), "to": period.end.isoformat()}
+    if line is not None:
+        query["line"] = line
     return render_template(
-        "reports.html", period=period, daily=daily, totals=_totals(daily), hourly=hourly,
-        chart=hour_chart(hourly),
-        managers=queries.per_manager(store, period.start, period.end, tz),
+        "reports.html", period=period, line=line, daily=daily, totals=_totals(daily),
+        hourly=hourly, chart=hour_chart(hourly),
+        managers=queries.per_manager(store, period.start, period.end, tz, line=line),
         missed=missed[:MISSED_SHOWN], missed_count=len(missed), departments=departments,
         csv_links={kind: url_for("reports.csv", kind=kind, **query) for kind in queries.KINDS},
         **context,
@@ -234,13 +271,16 @@ def csv(kind: str) -> Any:
         abort(404)
     store = get_store()
     tz = queries.site_zone(store)
-    period, values, errors = read_period(request.args, queries.period(None, None, tz))
+    asked = read_query(request.args, store, tz)
+    period, line = asked.period, asked.line
     if period is None:
-        return render_template("reports.html", period=None,
-                               **_context(values, errors, tz.key)), 400
-    rows = queries.REPORTS[kind](store, period.start, period.end, tz)
+        return render_template("reports.html", period=None, **_context(asked, tz.key)), 400
+    rows = queries.REPORTS[kind](store, period.start, period.end, tz, line=line)
     body = CSV_BOM + queries.format_csv(kind, rows)
-    filename = f"linebox-{kind}-{period.start.isoformat()}-{period.end.isoformat()}.csv"
+    # A configured line's name is safe in a file name; one from old records is made so.
+    on_line = "" if line is None else "-" + re.sub(r"[^A-Za-z0-9_.-]", "_", line)
+    filename = (f"linebox-{kind}{on_line}-{period.start.isoformat()}-"
+                f"{period.end.isoformat()}.csv")
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{filename}"',
         "Cache-Control": "no-store",

@@ -174,10 +174,10 @@ def test_missed_calls_show_what_happened_and_the_callback_state(
 ) -> None:
     missed = section(admin.get(f"/reports{PERIOD}").get_data(as_text=True), "missed")
     assert row(missed, f'data-call="{calls["missed"]}"') == (
-        "04.05.2026 14:05 +79035550001 74951234567 200 — Отдел продаж Not answered 20 "
+        "04.05.2026 14:05 +79035550001 74951234567 — 200 — Отдел продаж Not answered 20 "
         "Called back")
     assert row(missed, f'data-call="{calls["callback"]}"') == (
-        "04.05.2026 14:30 +79035550002 74951234567 200 — Отдел продаж Callback requested 45 "
+        "04.05.2026 14:30 +79035550002 74951234567 — 200 — Отдел продаж Callback requested 45 "
         "Waiting for the call back")
     assert calls["closed"] not in missed and calls["later"] not in missed
 
