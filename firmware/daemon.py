@@ -744,8 +744,10 @@ class Daemon:
 
         try:
             await NetworkMonitor(on_fact).run()
-        except (OSError, RuntimeError) as exc:
-            LOGGER.warning("no network monitoring (%s): failover relies on the probes", exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # netlink refused (a sandbox), or a bug: said, not silent
+            LOGGER.warning("no network monitoring (%r): failover relies on the probes", exc)
 
     async def _control_sms_send(self, request: dict[str, Any]) -> dict[str, Any]:
         return await control_modems.sms_send(self.modems.drivers, request,

@@ -156,8 +156,10 @@ class Failover:
             # Only the latest probe's answer counts: a provider back from silence answers the
             # retransmissions of every probe still pending at once, and those must not add up
             # to `up_after` good probes in one moment.
+            # And it counts once: retransmissions of one OPTIONS may each be answered.
             if (response.status >= 200 and self.monitor is monitor
                     and self._latest_probe.get(name) == seq):
+                del self._latest_probe[name]
                 monitor.probe_succeeded(name, t)
                 self._perform(t)
 
