@@ -4,6 +4,7 @@ narrowed to the calls of one line; `linebox line NAME events`."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -12,8 +13,13 @@ import pytest
 
 from firmware import reports
 from firmware.store import Store, load_yaml
+from hal.fake.gsm import FakeHuawei
+from tests.e2e.linebox import running_linebox
+from tests.e2e.test_gsm_e2e import gsm_config
 from tests.store.conftest import VALID_YAML
 from tests.test_reports import MOSCOW, csv_rows, linebox, record, utc
+
+linebox_cli = linebox  # the command; `linebox` below is a running daemon
 
 MAY_4 = date(2026, 5, 4)
 # The example office (trunks provider and backup) with a GSM line as its reserve.
@@ -197,3 +203,35 @@ def test_cli_line_events_of_a_quiet_line_and_of_no_line(store: Store, tmp_path: 
     unknown = linebox("line", "nowhere", "events", "--db", db)
     assert (quiet.returncode, quiet.stdout) == (0, "no events of line backup yet\n")
     assert unknown.returncode == 2 and "no line named 'nowhere'" in unknown.stderr
+
+
+# --- with the real daemon ------------------------------------------------------------------------
+
+
+def test_the_daemon_keeps_the_lines_events_and_the_command_lists_them(tmp_path: Path) -> None:
+    # The daemon with a fake Huawei on ptys and a provider nobody answers for (loopback only):
+    # the GSM line comes up, the probes give the provider up, calls out switch to the GSM line.
+    started = time.time()
+    with FakeHuawei(link=tmp_path / "usb-HUAWEI_Mobile-if02-port0") as modem:
+        config = gsm_config(modem, failover={"order": ["provider", "mts"],
+                                             "probe_interval_s": 2, "down_after": 2})
+        with running_linebox(tmp_path / "linebox", config) as linebox:
+            linebox.wait_for(lambda: linebox.status()["outbound_line"] == "mts", 20,
+                             "calls out through the GSM line")
+            with Store.open(linebox.db) as store:
+                events = linebox.wait_for(
+                    lambda: [e for e in store.line_events() if e["kind"] == "failover"
+                             and e["line"] == "mts"] and store.line_events(), 5,
+                    "the switch to the GSM line recorded")
+            db = str(linebox.db)
+            listed = linebox_cli("line", "mts", "events", "--json", "--db", db)
+    assert listed.returncode == 0, listed.stderr
+    print("line events:", *(reports.line_event_text(e) for e in reversed(events)), sep="\n  ")
+    [switch] = [e for e in events if e["kind"] == "failover" and e["line"] == "mts"]
+    assert switch["old"] == "provider" and started <= switch["at"] <= time.time()
+    assert [e["state"] for e in events if e["line"] == "mts" and e["kind"] == "state"][0] == "up"
+    assert any(e["line"] == "provider" and e["state"] == "down" for e in events)
+    mts_events = json.loads(listed.stdout)
+    assert ("failover", "mts", "provider") in {(e["kind"], e["line"], e["old"])
+                                               for e in mts_events}
+    assert all(e["line"] == "mts" or e["old"] == "mts" for e in mts_events)

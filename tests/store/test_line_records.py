@@ -14,6 +14,7 @@ from firmware.core.events import FailoverSwitched, LineStateChanged
 from firmware.daemon import SqliteRecorder
 from firmware.store import Store, new_call_id
 from firmware.store.db import MIGRATIONS, apply_migrations
+from tests.core.network import RING_ALL_DID, office
 
 
 def call(source: str = "trunk:provider", **fields: Any) -> dict[str, Any]:
@@ -150,3 +151,24 @@ def test_the_daemons_recorder_writes_line_events_in_wall_clock_time(db_path: Pat
         (1_700_000_002.5, "state", "provider", "down", None, "no default route"),
         (1_700_000_001.0, "state", "mts", "up", None, "registered (home)"),
     ]
+
+
+# --- from the core's record of a call to the row ---------------------------------------------
+
+
+def test_the_core_records_the_line_a_call_came_in_on(store: Store) -> None:
+    # The sans-IO gateway on its fake network (tests/core/network.py): real call handling, the
+    # row `call_row` makes, written as the daemon writes it.
+    o = office()
+    invite = o.provider.call(RING_ALL_DID)
+    o.net.advance(2.0)
+    o.phones["102"].answer()
+    o.net.advance(5.0)
+    o.provider.bye(invite)
+    o.net.advance(1.0)
+    [(row, _legs)] = o.rows
+    assert row["line"] == "provider"
+    store.record_finished_calls(o.rows)
+    [call] = store.recent_calls()
+    assert (call["direction"], call["answered_by"], call["line"]) == (
+        "inbound", "102", "provider")
