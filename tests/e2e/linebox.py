@@ -92,7 +92,7 @@ class LineboxProcess:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.db = workdir / "linebox.db"
-        self.port = port or free_port()
+        self.port = port or free_port(tcp=True)  # the daemon binds SIP over UDP and TCP
         self.address = f"{sip_host}:{self.port}"
         self.config_path = workdir / "config.yaml"
         imported = []
