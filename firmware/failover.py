@@ -191,6 +191,13 @@ class FailoverMonitor:
             return self._sip[line].reachable
         return self._modem_up.get(line, False)
 
+    def adopt_network(self, previous: FailoverMonitor, now: float) -> None:
+        """Start from what `previous` knew of the network (a settings change during an
+        outage must not assume the default route is back)."""
+        if not previous._net.route_present:
+            self.default_route_lost(now)
+        self._net = previous._net
+
     @property
     def sip_line_names(self) -> tuple[str, ...]:
         return tuple(self._sip)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +183,19 @@ class Leg(Protocol):
         """Give the answer to the offer a leg started without one answered with (None: the
         session is declined, RFC 3264 §6)."""
         ...
+
+
+@runtime_checkable
+class BoxHeldMedia(Protocol):
+    """A party whose session the box itself holds (a modem line's audio is an RTP end of the
+    box): a SIP party's re-INVITE, UPDATE or INFO toward it is answered by the box."""
+
+    @property
+    def current_sdp(self) -> bytes: ...
+
+    def renegotiate(self, offer: bytes) -> bytes: ...
+
+    def key_pressed(self, key: str, now: float) -> None: ...
 
 
 class CallerParty(Protocol):

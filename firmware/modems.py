@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 FRAME_INTERVAL_S = 0.020  # the line's audio: one 20 ms frame at a time
+STOP_HANG_UP_TIMEOUT_S = 5.0
 DriverFactory = Callable[[Trunk], ModemDriver]
 
 
@@ -53,6 +54,7 @@ class ModemRuntime:
         self._trunks: dict[str, Trunk] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pacer: asyncio.Task[None] | None = None
+        self._queues: dict[str, asyncio.Queue[ModemCommandRequested]] = {}
 
     # ------------------------------------------------------------------ configuration
     async def apply(self, config: Config) -> None:
@@ -79,6 +81,12 @@ class ModemRuntime:
     async def _stop_driver(self, name: str) -> None:
         driver = self.drivers.pop(name)
         self._trunks.pop(name, None)
+        self._queues.pop(name, None)
+        # A call the line carries ends with the driver: hung up on the modem (best effort),
+        # and told to the core, which would otherwise wait for an end that never comes.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(driver.hang_up(), STOP_HANG_UP_TIMEOUT_S)
+        self._on_fact(CallEnded(line=name, cause="the line's driver stopped", status=480))
         try:
             await driver.stop()
         except Exception:
@@ -111,12 +119,23 @@ class ModemRuntime:
         driver = self.drivers.get(command.line)
         if driver is None:
             LOGGER.warning("line %s: no driver for %s", command.line, command.action)
-            self._on_fact(CallEnded(line=command.line, cause="no driver", status=503,
-                                    by_far_end=False))
+            self._on_fact(CallEnded(line=command.line, cause="no driver", status=503))
             return
-        task = self.loop.create_task(self._perform(driver, command))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # One command at a time per line, in order: a dial asked for while the last call's
+        # hang-up is still on its way waits for it, instead of finding the modem busy.
+        queue = self._queues.get(command.line)
+        if queue is None:
+            queue = self._queues[command.line] = asyncio.Queue()
+            task = self.loop.create_task(self._run_commands(driver, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        queue.put_nowait(command)
+
+    async def _run_commands(self, driver: ModemDriver,
+                            queue: asyncio.Queue[ModemCommandRequested]) -> None:
+        while True:
+            command = await queue.get()
+            await self._perform(driver, command)
 
     async def _perform(self, driver: ModemDriver, command: ModemCommandRequested) -> None:
         action = command.action
@@ -134,9 +153,9 @@ class ModemRuntime:
         except (ModemCommandError, OSError, TimeoutError) as exc:
             LOGGER.warning("line %s: %s failed: %s", command.line, action, exc)
             if action in ("answer", "dial"):
+                # The line's failure, not a hang-up the core asked for: the core ends the call.
                 self._on_fact(CallEnded(line=command.line, cause=f"{action} failed: {exc}",
-                                        status=503 if action == "dial" else 480,
-                                        by_far_end=False))
+                                        status=503 if action == "dial" else 480))
 
     # ------------------------------------------------------------------ audio out
     async def _pace(self) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from .callerid import quoted_display
 from .legs import (
     LEG_TRANSITIONS,
+    BoxHeldMedia,
     IllegalLegTransition,
     LegAnswered,
     LegFailed,
@@ -535,6 +536,10 @@ def in_dialog_request(call: Call, side: str, request: Request, tx_id: str,
                       renegotiate=partial(anchor.renegotiate, side))
         return
     other = sip_party(call, "b" if side == "a" else "a")
+    holder = call.connected.get("b" if side == "a" else "a")
+    if other is None and isinstance(holder, BoxHeldMedia):
+        _held_request(call, side, request, tx_id, holder, services, now)
+        return
     if other is not None and other.dialog is not None and (
         method == "INVITE" or method in RELAYED_IN_DIALOG
     ):
@@ -544,6 +549,26 @@ def in_dialog_request(call: Call, side: str, request: Request, tx_id: str,
             services.send_response(tx_id, make_response(request, 491), now)  # §14.1
             return
         _relay(side, request, tx_id, me, other, services, now)
+        return
+    services.send_response(tx_id, make_response(request, 501, headers=[("Allow", ALLOW)]),
+                           now)
+
+
+def _held_request(call: Call, side: str, request: Request, tx_id: str, holder: BoxHeldMedia,
+                  services: SipServices, now: float) -> None:
+    """A request toward a party whose session the box holds (a modem line): hold or a new
+    address is answered by the box (RFC 3264 §8), a key (INFO) goes to the line."""
+    method = request.method
+    if _changes_the_session(request):
+        _answer_offer(call, side, request, tx_id, services, now, current=holder.current_sdp,
+                      renegotiate=holder.renegotiate)
+        return
+    if method in ("INFO", "UPDATE", "OPTIONS", "NOTIFY", "MESSAGE"):
+        headers = [("Allow", ALLOW)] if method == "OPTIONS" else []
+        services.send_response(tx_id, make_response(request, 200, headers=headers), now)
+        key = dtmf_key(request) if method == "INFO" else None
+        if key is not None:
+            holder.key_pressed(key, now)
         return
     services.send_response(tx_id, make_response(request, 501, headers=[("Allow", ALLOW)]),
                            now)
@@ -649,6 +674,13 @@ def ack_received(call: Call, side: str, ack: Request, services: SipServices,
         if ack.body:  # our 200 made the offer (RFC 3264 §5): the ACK brings the answer
             local.answer_received(ack.body, now)
         return
+    winner = call.winner
+    if side == "a" and call.caller.offer is None and winner is not None:
+        # The caller made no offer: the answering party's 2xx made it, and the caller's ACK
+        # carries the answer (RFC 3264 §5), which completes the party's own exchange.
+        winner.complete_answer(SessionDescription(
+            body=ack.body, content_type=ack.headers.get("Content-Type") or "application/sdp"),
+            now)
     other = sip_party(call, "b" if side == "a" else "a")
     if other is None or other.dialog is None:
         return

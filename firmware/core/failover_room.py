@@ -56,6 +56,8 @@ class Failover:
         ):
             return  # a saved configuration keeps what the probes found
         self.monitor = FailoverMonitor(settings, sip_lines=sip_lines, now=now)
+        if old is not None:
+            self.monitor.adopt_network(old, now)
         for line in self.core.lines:
             if not isinstance(line, SipTrunkLine):
                 state, reason = line.state(now)
@@ -66,8 +68,11 @@ class Failover:
         return self.monitor.internet if self.monitor is not None else None
 
     def is_reachable(self, name: str) -> bool:
+        """Whether SIP trunk `name` may carry calls out. Without probing (no line to switch
+        to) the only trunk is always tried: a lost route would otherwise mark it down with no
+        probe ever to bring it back."""
         monitor = self.monitor
-        return monitor is None or monitor.is_up(name)
+        return monitor is None or not self.probing or monitor.is_up(name)
 
     def get_timer(self) -> float | None:
         if self.monitor is None or not self.probing:

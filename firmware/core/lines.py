@@ -187,8 +187,10 @@ class Lines:
         for trunk in config.trunks:
             if trunk.is_modem:
                 kept = previous.get(trunk.name)
-                # A saved configuration keeps the line's state and its call.
-                if isinstance(kept, ModemLine) and kept.trunk == trunk:
+                # A saved configuration keeps the line's state and its call (the daemon
+                # restarts a driver whose port or modem changed; its call ends then).
+                if isinstance(kept, ModemLine) and kept.kind == trunk.type:
+                    kept.reconfigure(trunk)
                     self._lines[trunk.name] = kept
                 else:
                     self._lines[trunk.name] = ModemLine(trunk, core)

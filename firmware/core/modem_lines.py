@@ -81,13 +81,15 @@ class LineMedia:
         self.end = PcmEnd(name=line.name, gain_db=line.trunk.gain_db)
         self.bridge: MediaBridge | None = None
         self.closed = False
+        self.last_sdp = b""  # what the party was last told of this end (offer or answer)
         if self.port is not None:
             core.route_media(self.port, self._receive)
 
     def offer(self) -> bytes:
         if self.port is None:
             raise sdp.SdpError("no RTP port free for the line's audio")
-        return sdp.offer(host=self.core.local_host, port=self.port)
+        self.last_sdp = sdp.offer(host=self.core.local_host, port=self.port)
+        return self.last_sdp
 
     def answer_offer(self, offer: bytes) -> bytes:
         """Our answer to a party's offer (an outgoing call's caller), joining the bridge."""
@@ -95,6 +97,7 @@ class LineMedia:
             raise sdp.SdpError("no RTP port free for the line's audio")
         body, choice = sdp.answer(offer, host=self.core.local_host, port=self.port)
         self._join(choice)
+        self.last_sdp = body
         return body
 
     def accept_answer(self, answer: bytes) -> None:
@@ -157,9 +160,12 @@ class ModemCaller:
         return MappingProxyType({})
 
     def ringing(self, early_media: SessionDescription | None, now: float) -> None:
-        # Plain ringing needs nothing: the network already rings the caller. Early media means
-        # the box speaks to them (the queue): the modem is answered for it.
-        if early_media is not None:
+        # Plain ringing needs nothing: the network already rings the caller. The box's own
+        # early media (the queue speaks: the call holds the media) means the modem is
+        # answered for it; a ringing phone's early media does not — the caller would pay for
+        # a call nobody has taken.
+        call = self.call
+        if early_media is not None and call is not None and call.anchor is not None:
             self._take(early_media, now)
 
     def answerable(self) -> bool:
@@ -187,8 +193,22 @@ class ModemCaller:
         if not self.ended:
             self.ended = True
             self.line.command("hang_up")
+        self.media.close()
         self.line.call_over(self)
         self.call = None
+
+    # A SIP party's requests inside the call (firmware/sip_legs.py): the box holds this
+    # party's session, so it answers them itself (RFC 3264 §8).
+    @property
+    def current_sdp(self) -> bytes:
+        return self.media.last_sdp
+
+    def renegotiate(self, offer: bytes) -> bytes:
+        return self.media.answer_offer(offer)
+
+    def key_pressed(self, key: str, now: float) -> None:
+        if not self.ended:
+            self.line.command("dtmf", key=key)
 
     def far_end_hung_up(self, fact: CallEnded, now: float) -> None:
         self.ended = True
@@ -275,6 +295,7 @@ class ModemLeg:
                 self._offer_made = True
         except sdp.SdpError as exc:
             LOGGER.warning("line %s: no common audio with the caller: %s", self.line.name, exc)
+            self.record.result, self.record.sip_status = "failed", 488
             self.hang_up(now)
             self._emit(LegFailed(leg=self, status=488, result="failed"), now)
             return
@@ -283,10 +304,24 @@ class ModemLeg:
 
     def complete_answer(self, answer: SessionDescription | None, now: float) -> None:
         if self.media is not None and self._offer_made and answer is not None and answer.body:
+            self._offer_made = False  # once: later ACKs (of re-INVITEs) change nothing here
             try:
                 self.media.accept_answer(answer.body)
             except sdp.SdpError as exc:
                 LOGGER.warning("line %s: the answer's SDP is unusable: %s", self.line.name, exc)
+
+    @property
+    def current_sdp(self) -> bytes:
+        return self.media.last_sdp if self.media is not None else b""
+
+    def renegotiate(self, offer: bytes) -> bytes:
+        if self.media is None:
+            raise sdp.SdpError("the call on the line has ended")
+        return self.media.answer_offer(offer)
+
+    def key_pressed(self, key: str, now: float) -> None:
+        if self._state is LegState.ANSWERED:
+            self.line.command("dtmf", key=key)
 
     def ended(self, fact: CallEnded, now: float) -> None:
         self.line.call_over(self)
@@ -339,14 +374,18 @@ class ModemLine:
     call it carries."""
 
     def __init__(self, trunk: Trunk, core: Gateway) -> None:
-        self.trunk = trunk
-        self.name = trunk.name
-        self.kind = trunk.type
-        self.channels = 1
+        self.reconfigure(trunk)
         self.core = core
         self.status = ModemStatus(state="down", reason="starting")
         self.status_since = core.now
         self.current: ModemCall | None = None
+
+    def reconfigure(self, trunk: Trunk) -> None:
+        """A changed configuration of the same line: its state and its call carry on."""
+        self.trunk = trunk
+        self.name = trunk.name
+        self.kind = trunk.type
+        self.channels = 1
 
     @property
     def channel_key(self) -> str:
@@ -389,6 +428,11 @@ class ModemLine:
         elif isinstance(fact, RemoteAnswered) and isinstance(current, ModemLeg):
             current.remote_answered(now)
         elif isinstance(fact, CallEnded):
+            if not fact.by_far_end:
+                # The driver confirming a hang-up the core asked for: that call is over for
+                # the core already (the line was freed when it asked), and whatever the line
+                # carries now is another call.
+                return
             if isinstance(current, ModemLeg):
                 current.ended(fact, now)
             elif isinstance(current, ModemCaller):
@@ -408,13 +452,25 @@ class ModemLine:
         caller = ModemCaller(line=self, media=LineMedia(self.core, self))
         self.current = caller
         number = caller_number(fact.caller) if fact.caller else "anonymous"
-        call = self.core.admission.admit_line_call(
-            self, caller, key=f"{self.name}:{uuid.uuid4().hex}",
-            signalling_id=f"{self.kind}-{uuid.uuid4().hex}", caller=number,
-            dialed=self.dialed_number(), display=fact.name or None, now=now,
-        )
-        if call is None:
+        key = f"{self.name}:{uuid.uuid4().hex}"
+        try:
+            call = self.core.admission.admit_line_call(
+                self, caller, key=key, signalling_id=f"{self.kind}-{uuid.uuid4().hex}",
+                caller=number, dialed=self.dialed_number(), display=fact.name or None,
+                now=now,
+            )
+        except Exception:
+            # A bug must not leave the line taken and the caller ringing forever.
+            LOGGER.exception("line %s: the call from %s could not be routed", self.name,
+                             number)
+            failed = self.core.calls.get(key)
+            if failed is not None:
+                failed.fail(500, "internal error", now, outcome="failed")
+            caller.reject(500, None, now)
+            return
+        if call is None or call.state == CallState.ENDED:
             caller.media.close()
+            self.call_over(caller)
             return
         caller.call = call
         LOGGER.info("line %s: call from %s", self.name, number)

@@ -6,7 +6,8 @@ Huawei voice port's frame, MODEMS.md §1; the V.253 formats are converted to it 
 hal/modem/v253.py). Toward the RTP party the end packetises each frame as one G.711 packet of
 its own stream (RFC 3550 §5.1: its own SSRC, the sequence number +1 and the timestamp +160 per
 frame, the marker bit on the first). From the RTP party it takes packets through a small jitter
-buffer ordered by sequence number: a frame is handed to the modem every 20 ms (the daemon's
+buffer ordered by sequence number (40 ms held at a stream's start, up to 60 ms): a frame
+is handed to the modem every 20 ms (the daemon's
 pacing asks `frame_for_line(now)`), a packet late past the buffer is dropped, a missing one is
 replaced by the previous frame faded (packet loss concealment, ITU-T G.711 Appendix I in
 spirit) and then by silence. `gain_db` is the line's gain, applied both ways (an analog line is
@@ -37,6 +38,10 @@ SAMPLES_PER_FRAME = SAMPLE_RATE_HZ * FRAME_MS // 1000  # 160
 FRAME_BYTES = SAMPLES_PER_FRAME * 2  # 320: 16-bit samples
 SILENCE_FRAME = bytes(FRAME_BYTES)
 JITTER_DEPTH_FRAMES = 3  # 60 ms: what a LAN phone needs; frames wait no longer
+JITTER_START_FRAMES = 2  # 40 ms held at a stream's start before the line hears it
+# A sequence number this far from the expected one (either way) is a new stream, not a late or
+# lost packet: 50 frames is a second of audio.
+MAX_SEQUENCE_JUMP = 50
 CONCEALED_FRAMES_MAX = 2  # a lost frame is replaced by the last one faded, twice, then silence
 SEQUENCE_MODULO = 1 << 16
 TIMESTAMP_MODULO = 1 << 32
@@ -77,6 +82,8 @@ class PcmEnd:
     _last_frame: bytes = SILENCE_FRAME
     _concealed_run: int = 0
     _dtmf: EventDtmfReceiver = field(default_factory=EventDtmfReceiver)
+    _party_ssrc: int | None = None
+    _filling: bool = True
 
     @property
     def _factor(self) -> float:
@@ -114,6 +121,14 @@ class PcmEnd:
         pcm = _decode(packet.payload, choice.codec)
         if self.gain_db:
             pcm = _scaled(pcm, self._factor)
+        if packet.ssrc != self._party_ssrc or self._far_from_expected(packet.sequence):
+            # A new stream (the queue's announcements gave way to the member's voice, the
+            # phone restarted its stream): its numbering has nothing to do with the last one
+            # (RFC 3550 §8.2), so the buffer starts again with it.
+            self._party_ssrc = packet.ssrc
+            self._buffer.clear()
+            self._next_sequence = None
+            self._filling = True
         expected = self._next_sequence
         if expected is not None and (packet.sequence - expected) % SEQUENCE_MODULO >= (
             SEQUENCE_MODULO // 2
@@ -129,12 +144,25 @@ class PcmEnd:
         while len(self._buffer) > JITTER_DEPTH_FRAMES * 4:
             self._buffer.pop(next(iter(self._buffer)))
 
+    def _far_from_expected(self, sequence: int) -> bool:
+        expected = self._next_sequence
+        if expected is None:
+            return False
+        distance = (sequence - expected) % SEQUENCE_MODULO
+        return MAX_SEQUENCE_JUMP < distance < SEQUENCE_MODULO - MAX_SEQUENCE_JUMP
+
     def frame_for_line(self) -> bytes:
         """The next 20 ms for the modem (called every 20 ms by the line's writer)."""
         self.frames_out += 1
         expected = self._next_sequence
         if expected is None:
             return SILENCE_FRAME
+        if self._filling:
+            # The playout waits for JITTER_START_FRAMES frames at a stream's start: a packet
+            # a little late then still comes in time.
+            if len(self._buffer) < JITTER_START_FRAMES:
+                return SILENCE_FRAME
+            self._filling = False
         frame = self._buffer.pop(expected, None)
         if frame is None and len(self._buffer) < JITTER_DEPTH_FRAMES:
             # Not here yet, and the buffer is not deep enough to give up on it: conceal.

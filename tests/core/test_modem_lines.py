@@ -12,6 +12,7 @@ import pytest
 from firmware.core.lines import LineState
 from firmware.media import g711, sdp
 from firmware.media.rtp import RtpPacket, parse_rtp
+from firmware.sip.message import make_response
 from hal.modem.driver import (
     CallEnded,
     IncomingCall,
@@ -22,7 +23,15 @@ from hal.modem.driver import (
     SmsReceived,
     StatusChanged,
 )
-from tests.core.network import CONFIG, PROVIDER, Office, answer_with_sdp, authorised_call, office
+from tests.core.network import (
+    CONFIG,
+    PROVIDER,
+    Office,
+    answer_with_sdp,
+    authorised_call,
+    office,
+    request,
+)
 
 SIM_NUMBER = "+79161112233"
 CALLER = "+79160000001"
@@ -104,9 +113,10 @@ def test_the_member_answering_answers_the_modem_and_audio_flows_both_ways(gsm: O
     [(from_port, datagram, destination)] = net.rtp_to_send()
     assert (from_port, destination) == (port, ("10.0.0.11", 40000))
     assert parse_rtp(datagram).payload == g711.ulaw_encode(ramp())
-    spoken = RtpPacket(payload_type=0, sequence=1, timestamp=160, ssrc=9,
-                       payload=g711.ulaw_encode(ramp())).to_bytes()
-    net.gateway.receive_rtp(port, spoken, net.now, ("10.0.0.11", 40000))
+    for sequence in (1, 2):  # the line's jitter buffer starts on 40 ms
+        spoken = RtpPacket(payload_type=0, sequence=sequence, timestamp=160 * sequence, ssrc=9,
+                           payload=g711.ulaw_encode(ramp())).to_bytes()
+        net.gateway.receive_rtp(port, spoken, net.now, ("10.0.0.11", 40000))
     assert net.gateway.line_frame("mts") == g711.ulaw_decode(g711.ulaw_encode(ramp()))
 
 
@@ -285,3 +295,83 @@ def test_a_key_the_member_presses_is_sent_on_the_line(gsm: Office) -> None:
     net.gateway.line_frame("mts")
     assert ("dtmf", "") in commands(gsm)
     assert [c.key for c in net.modem_commands if c.action == "dtmf"] == ["7"]
+
+
+# ---------------------------------------------------------------------------- found in review
+def test_a_call_the_member_ends_gives_its_rtp_port_back(gsm: Office) -> None:
+    net = gsm.net
+    for _ in range(3):
+        net.gateway.modem_fact(IncomingCall(line="mts", caller=CALLER), net.now)
+        net.pump()
+        answer_with_sdp(gsm.phones["101"], phone_sdp(40000))
+        gsm.phones["101"].hang_up()
+        net.advance(1)
+    assert net.gateway._media_open == set()
+    assert commands(gsm).count(("hang_up", "")) == 3
+
+
+def test_a_ringing_phones_early_media_does_not_answer_the_gsm_caller(gsm: Office) -> None:
+    net = gsm.net
+    net.gateway.modem_fact(IncomingCall(line="mts", caller=CALLER), net.now)
+    net.pump()
+    phone = gsm.phones["101"]
+    invite = phone.ringing_invite()
+    entry = phone.incoming[invite.top_via.branch or ""]
+    early = make_response(invite, 183, to_tag=entry.tag, headers=[
+        ("Contact", "<sip:101@10.0.0.11:5060>"), ("Content-Type", "application/sdp")],
+        body=phone_sdp(40002))
+    phone.send(early)
+    assert commands(gsm) == []  # the caller still hears the network ringing, free
+
+
+def test_hold_and_keys_from_the_phone_are_answered_by_the_box_for_the_line(
+    gsm: Office,
+) -> None:
+    net = gsm.net
+    net.gateway.modem_fact(IncomingCall(line="mts", caller=CALLER), net.now)
+    net.pump()
+    invite = gsm.phones["101"].ringing_invite()
+    answer_with_sdp(gsm.phones["101"], phone_sdp(40000))
+    entry = gsm.phones["101"].incoming[invite.top_via.branch or ""]
+    in_dialog = [("Via", gsm.phones["101"].via()), ("Max-Forwards", "70"),
+                 ("From", f"{invite.headers.get('To')};tag={entry.tag}"),
+                 ("To", invite.headers.get("From") or ""), ("Call-ID", invite.call_id)]
+    contact = str(invite.contacts[0].uri)
+    hold = request("INVITE", contact, [*in_dialog, ("CSeq", "2 INVITE"),
+                                       ("Contact", "<sip:101@10.0.0.11:5060>"),
+                                       ("Content-Type", "application/sdp")],
+                   phone_sdp(40000).replace(b"a=sendrecv", b"a=sendonly"))
+    gsm.phones["101"].send(hold)
+    reply = gsm.phones["101"].responses()[-1]
+    assert reply.status == 200 and b"m=audio" in reply.body
+    info = request("INFO", contact, [*in_dialog, ("CSeq", "3 INFO"),
+                                     ("Content-Type", "application/dtmf-relay")],
+                   b"Signal=4\r\nDuration=160\r\n")
+    gsm.phones["101"].send(info)
+    assert gsm.phones["101"].responses("INFO")[-1].status == 200
+    assert [c.key for c in net.modem_commands if c.action == "dtmf"] == ["4"]
+
+
+def test_the_modems_echo_of_an_earlier_hang_up_does_not_end_the_next_call() -> None:
+    o = office(config=config(["mts", "provider"]))
+    o.net.gateway.modem_fact(StatusChanged(line="mts", status=UP), 0.0)
+    first, _ = authorised_call(o.phones["101"], "89161234567")
+    o.phones["101"].cancel(first)
+    assert o.phones["101"].final_statuses()[-1] == 487
+    authorised_call(o.phones["102"], "89167654321")
+    o.net.gateway.modem_fact(CallEnded(line="mts", cause="hung up by the box",
+                                       by_far_end=False), 1.0)
+    o.net.gateway.modem_fact(RemoteAnswered(line="mts"), 2.0)
+    o.net.pump()
+    assert o.phones["102"].final_statuses()[-1] == 200
+
+
+def test_a_route_blip_does_not_leave_a_lone_provider_down_for_calls_out() -> None:
+    o = office()  # one SIP trunk, no line to switch to: no probes
+    net = o.net
+    net.gateway.network_fact(lambda monitor: monitor.default_route_lost(net.now), net.now)
+    net.gateway.network_fact(lambda monitor: monitor.default_route_present(net.now), net.now)
+    net.advance(60)
+    assert outbound(o) == "provider"
+    authorised_call(o.phones["101"], "89161234567")
+    assert o.provider.invites()

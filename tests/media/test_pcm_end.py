@@ -25,9 +25,9 @@ def through_ulaw(pcm: bytes) -> bytes:
     return g711.ulaw_decode(g711.ulaw_encode(pcm))
 
 
-def from_phone(sequence: int, pcm: bytes, payload_type: int = 0) -> bytes:
+def from_phone(sequence: int, pcm: bytes, payload_type: int = 0, ssrc: int = 7) -> bytes:
     return RtpPacket(payload_type=payload_type, sequence=sequence, timestamp=160 * sequence,
-                     ssrc=7, payload=g711.ulaw_encode(pcm)).to_bytes()
+                     ssrc=ssrc, payload=g711.ulaw_encode(pcm)).to_bytes()
 
 
 def bridge(gain_db: float = 0.0, choice: AudioChoice = PHONE) -> tuple[MediaBridge, PcmEnd]:
@@ -70,7 +70,7 @@ def test_the_phones_packets_reach_the_line_in_order_even_when_they_arrive_out_of
     b, _ = bridge()
     for sequence in (1, 3, 2):
         assert b.receive(PHONE_PORT, from_phone(sequence, ramp(sequence))) == []
-    frames = [b.frame_for_line() for _ in range(3)]
+    frames = [b.frame_for_line() for _ in range(3)]  # (3 frames: past the start's 40 ms)
     assert frames == [through_ulaw(ramp(1)), through_ulaw(ramp(2)), through_ulaw(ramp(3))]
 
 
@@ -79,29 +79,42 @@ def test_before_the_phone_speaks_the_line_gets_silence() -> None:
     assert b.frame_for_line() == SILENCE_FRAME
 
 
+def test_the_line_hears_a_stream_once_two_frames_are_buffered() -> None:
+    b, _ = bridge()
+    b.receive(PHONE_PORT, from_phone(1, ramp(1)))
+    assert b.frame_for_line() == SILENCE_FRAME  # 20 ms is not enough to start on
+    b.receive(PHONE_PORT, from_phone(2, ramp(2)))
+    assert b.frame_for_line() == through_ulaw(ramp(1))
+
+
 def test_a_late_frame_is_concealed_then_played_when_it_comes() -> None:
     b, end = bridge()
     b.receive(PHONE_PORT, from_phone(1, ramp(1)))
-    assert b.frame_for_line() == through_ulaw(ramp(1))
-    concealed = b.frame_for_line()  # 2 has not come: the last frame, faded
-    assert concealed != through_ulaw(ramp(1)) and concealed != SILENCE_FRAME
-    assert end.frames_concealed == 1
     b.receive(PHONE_PORT, from_phone(2, ramp(2)))
-    assert b.frame_for_line() == through_ulaw(ramp(2))
+    assert [b.frame_for_line() for _ in range(2)] == [through_ulaw(ramp(1)),
+                                                      through_ulaw(ramp(2))]
+    concealed = b.frame_for_line()  # 3 has not come: the last frame, faded
+    assert concealed != through_ulaw(ramp(2)) and concealed != SILENCE_FRAME
+    assert end.frames_concealed == 1
+    b.receive(PHONE_PORT, from_phone(3, ramp(3)))
+    assert b.frame_for_line() == through_ulaw(ramp(3))
 
 
 def test_a_lost_frame_is_skipped_once_the_buffer_holds_the_ones_after_it() -> None:
     b, _ = bridge()
-    b.receive(PHONE_PORT, from_phone(1, ramp(1)))
-    b.frame_for_line()
-    for sequence in (3, 4, 5):  # 2 is lost
+    for sequence in (1, 2):
         b.receive(PHONE_PORT, from_phone(sequence, ramp(sequence)))
-    assert b.frame_for_line() == through_ulaw(ramp(3))
+    b.frame_for_line()
+    b.frame_for_line()
+    for sequence in (4, 5, 6):  # 3 is lost
+        b.receive(PHONE_PORT, from_phone(sequence, ramp(sequence)))
+    assert b.frame_for_line() == through_ulaw(ramp(4))
 
 
 def test_a_packet_older_than_what_the_line_played_is_dropped() -> None:
     b, end = bridge()
     b.receive(PHONE_PORT, from_phone(5, ramp(5)))
+    b.receive(PHONE_PORT, from_phone(6, ramp(6)))
     b.frame_for_line()
     b.receive(PHONE_PORT, from_phone(4, ramp(4)))
     assert end.packets_late == 1
@@ -109,9 +122,34 @@ def test_a_packet_older_than_what_the_line_played_is_dropped() -> None:
 
 def test_concealment_fades_to_silence() -> None:
     b, _ = bridge()
-    b.receive(PHONE_PORT, from_phone(1, ramp(1)))
+    for sequence in (1, 2):
+        b.receive(PHONE_PORT, from_phone(sequence, ramp(sequence)))
+    b.frame_for_line()
     b.frame_for_line()
     assert [b.frame_for_line() == SILENCE_FRAME for _ in range(4)] == [False, False, True, True]
+
+
+def test_a_new_stream_is_heard_at_once_whatever_its_numbering() -> None:
+    # The queue's announcements (one stream) give way to the member's voice (another SSRC,
+    # numbered from anywhere): the line must not wait for the new numbers to catch up.
+    b, end = bridge()
+    for sequence in (30000, 30001, 30002):
+        b.receive(PHONE_PORT, from_phone(sequence, ramp(1), ssrc=1))
+    b.frame_for_line()
+    for sequence in (10000, 10001):
+        b.receive(PHONE_PORT, from_phone(sequence, ramp(sequence % 7), ssrc=2))
+    assert b.frame_for_line() == through_ulaw(ramp(10000 % 7))
+    assert end.packets_late == 0
+
+
+def test_a_jump_in_numbering_within_one_stream_starts_again_too() -> None:
+    b, _ = bridge()
+    for sequence in (100, 101):
+        b.receive(PHONE_PORT, from_phone(sequence, ramp(1)))
+    b.frame_for_line()
+    for sequence in (20000, 20001):
+        b.receive(PHONE_PORT, from_phone(sequence, ramp(2)))
+    assert b.frame_for_line() == through_ulaw(ramp(2))
 
 
 def test_gain_is_applied_both_ways() -> None:
@@ -121,6 +159,7 @@ def test_gain_is_applied_both_ways() -> None:
     assert g711.pcm_samples(louder)[10] == g711.pcm_samples(through_ulaw(
         g711.pcm_bytes(array("h", (s * 2 for s in g711.pcm_samples(ramp(0)))))))[10]
     b.receive(PHONE_PORT, from_phone(1, ramp(1)))
+    b.receive(PHONE_PORT, from_phone(2, ramp(1)))
     heard = g711.pcm_samples(b.frame_for_line())
     assert abs(heard[100] - 2 * g711.pcm_samples(through_ulaw(ramp(1)))[100]) <= 2
 
@@ -135,7 +174,7 @@ def test_keys_the_phone_presses_are_kept_for_the_line_to_send() -> None:
 
 def test_a_40_ms_packet_becomes_two_frames() -> None:
     b, _ = bridge()
-    b.receive(PHONE_PORT, from_phone(1, ramp(1) + ramp(2)))
+    b.receive(PHONE_PORT, from_phone(1, ramp(1) + ramp(2)))  # two frames: enough to start
     assert [b.frame_for_line() for _ in range(2)] == [through_ulaw(ramp(1)),
                                                       through_ulaw(ramp(2))]
 
