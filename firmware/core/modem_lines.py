@@ -122,6 +122,12 @@ class LineMedia:
         for port, datagram, destination in self.bridge.frame_from_line(frame):
             self.core.send_rtp(port, datagram, destination)
 
+    def key_from_line(self, key: str) -> None:
+        if self.bridge is None:
+            return
+        for port, datagram, destination in self.bridge.key_from_line(key):
+            self.core.send_rtp(port, datagram, destination)
+
     def for_line(self) -> bytes | None:
         return self.bridge.frame_for_line() if self.bridge is not None else None
 
@@ -486,12 +492,12 @@ class ModemLine:
     def _key(self, key: str, now: float) -> None:
         current = self.current
         call = current.call if isinstance(current, ModemCaller) else None
-        if call is None:
-            return
-        if call.state in (CallState.QUEUED, CallState.RINGING):
+        if call is not None and call.state in (CallState.QUEUED, CallState.RINGING):
             self.core.edge.key_while_waiting(call, key, now)
-        elif call.local is not None:
+        elif call is not None and call.local is not None:
             call.local.key_pressed(key, now)
+        elif current is not None and current.media is not None:
+            current.media.key_from_line(key)  # to the party talking, as RFC 4733
 
     # ------------------------------------------------------------------ audio
     def frame_from_line(self, frame: bytes) -> None:

@@ -63,6 +63,15 @@ class MediaBridge:
             return []
         return [(self.a.port, packet.to_bytes(), (party.remote_host, party.remote_port))]
 
+    def key_from_line(self, key: str) -> list[Datagram]:
+        """A key pressed on the PCM end's line, as RFC 4733 events toward the RTP party."""
+        line = self.b
+        party = self.a.choice
+        if not isinstance(line, PcmEnd) or party.on_hold:
+            return []
+        return [(self.a.port, packet.to_bytes(), (party.remote_host, party.remote_port))
+                for packet in line.key_packets(key, party)]
+
     def frame_for_line(self) -> bytes | None:
         """The next 20 ms for the PCM end's line (None: the bridge has no such end)."""
         line = self.b

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from . import g711
 from .dtmf import EventDtmfReceiver
-from .rtp import RtpPacket
+from .rtp import DTMF_EVENT_KEYS, RtpPacket, TelephoneEvent
 from .sdp import AudioChoice
 
 LOGGER = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ JITTER_START_FRAMES = 2  # 40 ms held at a stream's start before the line hears 
 MAX_SEQUENCE_JUMP = 50
 CONCEALED_FRAMES_MAX = 2  # a lost frame is replaced by the last one faded, twice, then silence
 SEQUENCE_MODULO = 1 << 16
+KEY_DURATION_UNITS = 800  # 100 ms at 8 kHz: a key the line heard, told to the party
 TIMESTAMP_MODULO = 1 << 32
 
 
@@ -107,6 +108,28 @@ class PcmEnd:
         self._sequence = (self._sequence + 1) % SEQUENCE_MODULO
         self._timestamp = (self._timestamp + SAMPLES_PER_FRAME) % TIMESTAMP_MODULO
         return packet
+
+    def key_packets(self, key: str, choice: AudioChoice) -> list[RtpPacket]:
+        """A key heard on the line, as RFC 4733 events in this end's stream: one packet at the
+        key's start and the end packet three times (§2.5.1.4), 100 ms long; none when the
+        party agreed to no telephone-event."""
+        if choice.telephone_event_pt is None or key not in DTMF_EVENT_KEYS:
+            return []
+        event = DTMF_EVENT_KEYS.index(key)
+        packets = []
+        for index, (end, duration) in enumerate(((False, SAMPLES_PER_FRAME),
+                                                 (True, KEY_DURATION_UNITS),
+                                                 (True, KEY_DURATION_UNITS),
+                                                 (True, KEY_DURATION_UNITS))):
+            packets.append(RtpPacket(
+                payload_type=choice.telephone_event_pt, sequence=self._sequence,
+                timestamp=self._timestamp, ssrc=self._ssrc, marker=index == 0,
+                payload=TelephoneEvent(event=event, end=end, volume=10,
+                                       duration=duration).to_bytes()))
+            self._sequence = (self._sequence + 1) % SEQUENCE_MODULO
+        # The event's timestamp is its start; the audio after it goes on past its duration.
+        self._timestamp = (self._timestamp + KEY_DURATION_UNITS) % TIMESTAMP_MODULO
+        return packets
 
     # ------------------------------------------------------------------ RTP → modem
     def packet_from_party(self, packet: RtpPacket, choice: AudioChoice) -> None:

@@ -375,3 +375,16 @@ def test_a_route_blip_does_not_leave_a_lone_provider_down_for_calls_out() -> Non
     assert outbound(o) == "provider"
     authorised_call(o.phones["101"], "89161234567")
     assert o.provider.invites()
+
+
+def test_a_key_the_gsm_caller_presses_reaches_the_member_as_rfc_4733(gsm: Office) -> None:
+    net = gsm.net
+    net.gateway.modem_fact(IncomingCall(line="mts", caller=CALLER), net.now)
+    net.pump()
+    answer_with_sdp(gsm.phones["101"], phone_sdp(40000))
+    net.rtp_to_send()
+    net.gateway.modem_fact(KeyPressed(line="mts", key="3"), net.now)
+    packets = [parse_rtp(datagram) for _, datagram, _ in net.rtp_to_send()]
+    assert [p.payload_type for p in packets] == [101, 101, 101, 101]
+    assert {p.payload[0] for p in packets} == {3}
+    assert [bool(p.payload[1] & 0x80) for p in packets] == [False, True, True, True]
