@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 # Methods a party to a call may send (in the dialog); REGISTER is for the registrar.
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, MESSAGE, NOTIFY"
+ALLOW = ("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, MESSAGE, NOTIFY, "
+         "SUBSCRIBE")
 RELAYED_IN_DIALOG = frozenset({"INFO", "UPDATE", "MESSAGE", "NOTIFY", "OPTIONS"})
 COPIED_INVITE_HEADERS = ("Content-Type", "Content-Disposition", "Supported", "Allow")
 DEFAULT_MAX_FORWARDS = 70
@@ -226,6 +227,7 @@ class SipLeg:
     tx_id: str = ""
     dialog: Dialog | None = None
     ack: Request | None = None
+    remote_tag: str | None = None  # the phone's To tag from its 18x (a busy lamp shows it)
     relays: dict[str, PendingRelay] = field(default_factory=dict)
     _state: LegState = LegState.CALLING
     _listener: ListenerRef = field(default_factory=ListenerRef)
@@ -339,6 +341,7 @@ class SipLeg:
             return
         if response.status == 100 or not self.active:
             return
+        self.remote_tag = response.to.tag or self.remote_tag
         if self._state is LegState.CALLING:
             self._move(LegState.RINGING)
             self.record.ringing_at = now

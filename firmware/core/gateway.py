@@ -71,6 +71,7 @@ from .events import (
 from .failover_room import Failover
 from .lines import ChannelPool, Lines
 from .lookups import Lookups
+from .presence import Presence
 from .records import call_row, leg_row
 from .sip_edge import RejectWith, SipEdge
 from .status import gateway_status
@@ -166,6 +167,7 @@ class Gateway:
         self.distribution = Distribution(self)
         self.callbacks = Callbacks(self)
         self.box_media = BoxMedia(self)
+        self.presence = Presence(self)  # busy lamps (RFC 4235)
         self.lines = Lines(self)
         self.failover = Failover(self)
         self.limiter = RateLimiter()
@@ -518,6 +520,8 @@ class Gateway:
                     self._guarded(partial(call.hang_up, cause="no ACK from caller"), now)
             elif isinstance(event, TransactionTerminated):
                 self._handlers.pop(event.transaction_id, None)
+        # Calls may have rung, answered or ended: the busy lamps watching them hear of it.
+        self._guarded(self.presence.refresh, now)
 
     def _guarded(self, action: Callable[[float], None], now: float) -> None:
         """Run one event handler; a bug in it must not take the daemon down."""

@@ -19,13 +19,14 @@ from ..sip_legs import ALLOW, SipCaller, dtmf_key, in_dialog_request
 from ..trunk import TrunkRegistration
 from .distribution import DepartmentCall
 from .events import DatagramToSend
+from .presence import ALLOW_EVENTS
 
 if TYPE_CHECKING:
     from .gateway import Gateway
 
 LOGGER = logging.getLogger(__name__)
 
-ALLOW_OUTSIDE_DIALOG = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
+ALLOW_OUTSIDE_DIALOG = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE"
 SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # no SIP extensions are required of peers yet
 ACCEPTED_BODY_TYPES = ("application/sdp",)
 
@@ -59,6 +60,11 @@ class SipEdge:
             self.core.reply(tx_id, request, 200, now)
             call.caller_cancelled(now)
             return
+        if method == "SUBSCRIBE":
+            # Busy lamps, new or refreshed (RFC 6665; firmware/core/presence.py).
+            self._check_request(request, method)
+            self.core.presence.on_subscribe(tx_id, request, source, now)
+            return
         if request.to.tag is not None:
             self._on_in_dialog(tx_id, request, now)
             return
@@ -73,6 +79,7 @@ class SipEdge:
         elif method == "OPTIONS":
             self.core.reply(tx_id, request, 200, now, headers=[
                 ("Allow", ALLOW), ("Accept", "application/sdp"), ("Accept-Language", "en"),
+                ("Allow-Events", ALLOW_EVENTS),
             ])
         elif method == "BYE":
             self.core.reply(tx_id, request, 481, now)
