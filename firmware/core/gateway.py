@@ -71,6 +71,7 @@ from .events import (
 from .failover_room import Failover
 from .lines import ChannelPool, Lines
 from .lookups import Lookups
+from .pickup import Pickup
 from .presence import Presence
 from .records import call_row, leg_row
 from .sip_edge import RejectWith, SipEdge
@@ -168,6 +169,7 @@ class Gateway:
         self.callbacks = Callbacks(self)
         self.box_media = BoxMedia(self)
         self.presence = Presence(self)  # busy lamps (RFC 4235)
+        self.pickup = Pickup(self)
         self.lines = Lines(self)
         self.failover = Failover(self)
         self.limiter = RateLimiter()

@@ -334,6 +334,13 @@ class SipSettings:
     digest_algorithms: tuple[str, ...] = ("MD5",)
 
 
+DEFAULT_PICKUP_CODE = "*8"
+DEFAULT_DIRECTED_PICKUP_PREFIX = "**"
+# A feature code: a * or # and then at most 7 keys; never one of the status codes *50..*54.
+FEATURE_CODE_RE = re.compile(r"[*#][0-9*#]{0,7}")
+STATUS_CODES = ("*50", "*51", "*52", "*53", "*54")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Site:
     """Where the box is: its IANA time zone is the default of schedules and the clock of rules."""
@@ -343,6 +350,10 @@ class Site:
     # How numbers are written here: which external calls are local, mobile, long distance or
     # international (the `site` keys of DialPlan's field names).
     dial_plan: DialPlan = field(default_factory=DialPlan)
+    # Call pickup (docs/agents.md): `pickup_code` takes a call ringing a colleague of one's
+    # departments; the prefix and an extension take the call ringing that extension.
+    pickup_code: str = DEFAULT_PICKUP_CODE
+    directed_pickup_prefix: str = DEFAULT_DIRECTED_PICKUP_PREFIX
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1104,16 +1115,41 @@ NATIONAL_DIGITS_MAX = 14  # with a country code of 1 digit, E.164's 15
 
 
 def _parse_site(value: object, path: str) -> Site:
-    data = _mapping(value, path, required=(), optional=("timezone", "language", *DIAL_PLAN_KEYS))
+    data = _mapping(value, path, required=(), optional=(
+        "timezone", "language", "pickup_code", "directed_pickup_prefix", *DIAL_PLAN_KEYS))
     language = data.get("language", DEFAULT_LANGUAGE)
     if language not in PROMPT_LANGUAGES:
         raise ConfigError(_at_key(path, "language"),
                           f"must be one of {', '.join(PROMPT_LANGUAGES)}, got {language!r}")
+    codes = _pickup_codes(data, path)
     return Site(
         timezone=_timezone(data.get("timezone", DEFAULT_TIMEZONE), _at_key(path, "timezone")),
         language=str(language),
         dial_plan=_dial_plan(data, path),
+        pickup_code=codes["pickup_code"],
+        directed_pickup_prefix=codes["directed_pickup_prefix"],
     )
+
+
+def _pickup_codes(data: dict[str, object], path: str) -> dict[str, str]:
+    """`site.pickup_code` and `site.directed_pickup_prefix`: keypad codes that neither clash
+    with each other nor with the status codes."""
+    codes: dict[str, str] = {}
+    for key, default in (("pickup_code", DEFAULT_PICKUP_CODE),
+                         ("directed_pickup_prefix", DEFAULT_DIRECTED_PICKUP_PREFIX)):
+        code = data.get(key, default)
+        key_path = _at_key(path, key)
+        if not isinstance(code, str) or not FEATURE_CODE_RE.fullmatch(code):
+            raise ConfigError(key_path, f"must be * or # and up to 7 keys, got {code!r}")
+        if any(status.startswith(code) for status in STATUS_CODES):
+            raise ConfigError(key_path, f"{code} is taken by the status codes *50..*54")
+        codes[key] = code
+    if codes["directed_pickup_prefix"].startswith(codes["pickup_code"]) or codes[
+        "pickup_code"
+    ].startswith(codes["directed_pickup_prefix"]):
+        raise ConfigError(_at_key(path, "directed_pickup_prefix"),
+                          "must not begin with pickup_code nor be its beginning")
+    return codes
 
 
 def _dial_plan(data: dict[str, object], path: str) -> DialPlan:
@@ -1741,6 +1777,10 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         if cfg.site.language != DEFAULT_LANGUAGE:
             data["site"]["language"] = cfg.site.language
         data["site"].update(_dial_plan_to_data(cfg.site.dial_plan))
+        for key, default in (("pickup_code", DEFAULT_PICKUP_CODE),
+                             ("directed_pickup_prefix", DEFAULT_DIRECTED_PICKUP_PREFIX)):
+            if getattr(cfg.site, key) != default:
+                data["site"][key] = getattr(cfg.site, key)
     if cfg.schedules:
         data["schedules"] = [_schedule_to_data(schedule, cfg.site) for schedule in cfg.schedules]
     if cfg.rules:

@@ -544,11 +544,12 @@ def press(peer: Peer, invite: Request, key: str, *,
     return replies[-1].status
 
 
-def authorised_call(phone: Peer, dialed: str, *, password: str | None = None
-                    ) -> tuple[Request, Response]:
-    """A phone's INVITE, challenged and sent again with Proxy-Authorization (RFC 3261 §22.3);
-    returns the second INVITE and the last response to it."""
-    first = phone.call(dialed)
+def authorised_call(phone: Peer, dialed: str, *, password: str | None = None,
+                    sdp: bytes = b"") -> tuple[Request, Response]:
+    """A phone's INVITE (with `sdp` as its offer), challenged and sent again with
+    Proxy-Authorization (RFC 3261 §22.3); returns the second INVITE and the last response to
+    it. The phone's ACK of a 2xx and its BYE belong to the second INVITE."""
+    first = phone.call(dialed, sdp=sdp)
     challenge = phone.responses()[-1]
     assert challenge.status == 407, challenge
     chosen = choose_challenge(challenge.headers.get_all("Proxy-Authenticate"))
@@ -563,7 +564,8 @@ def authorised_call(phone: Peer, dialed: str, *, password: str | None = None
           if name not in ("Via", "CSeq", "Content-Length")],
         ("CSeq", "2 INVITE"),
         ("Proxy-Authorization", authorization),
-    ])
+    ], sdp)
+    phone.outgoing[-1].invite = invite
     phone.send(invite)
     return invite, phone.responses()[-1]
 
