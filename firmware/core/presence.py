@@ -112,7 +112,9 @@ def extension_dialogs(calls: Iterable[Call], watched: Iterable[str], host: str
             if (not isinstance(leg, SipLeg) or leg.target.kind != "extension"
                     or leg.label not in wanted or leg.invite is None):
                 continue
-            if leg.active:
+            if leg.state is LegState.RINGING:
+                # Not before the phone's 18x: until then it does not ring (and the tags a
+                # pickup needs are not known yet).
                 state = "early"
                 phone_tag, box_tag = leg.remote_tag, leg.invite.from_.tag
             elif leg.state is LegState.ANSWERED and leg.dialog is not None:

@@ -84,6 +84,8 @@ def gateway_status(core: Gateway, now: float) -> dict[str, object]:
             for number in core.extensions
             for state in (core.agents.agent(number),)
         ],
+        # Busy lamps: which phone (extension) watches which extension (RFC 4235).
+        "lamps": core.presence.statuses(),
         "stats": dict(core.stats),
         "transactions": core.layer.transaction_count,
     }

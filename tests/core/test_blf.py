@@ -129,6 +129,16 @@ def test_a_call_ringing_the_extension_is_early_with_what_a_pickup_needs(o: Offic
     assert identity == f"sip:{o.provider.user}@{GATEWAY.host}"
 
 
+def test_a_phone_that_has_not_rung_yet_leaves_the_lamp_idle(o: Office) -> None:
+    lamp = watching(o)
+    phone = o.phones[WATCHED]
+    phone.rings = False
+    o.provider.call(SLOW_DID)
+    assert lamp.states() == [[]]
+    phone.reply(phone.ringing_invite(), 180)
+    assert lamp.states() == [[], ["early"]]
+
+
 def test_answered_is_confirmed_and_hanging_up_terminated_then_idle(o: Office) -> None:
     lamp = watching(o)
     invite = o.provider.call(SLOW_DID)
