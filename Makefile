@@ -8,8 +8,14 @@ STAMP := $(VENV)/.installed
 # for the fake modems).
 DEB_TEST_PACKAGES := sip-tester chromium baresip gammu socat
 DEB_BENCH_PACKAGES := sip-tester util-linux
+# The offline Buildroot checks (tests/image/test_buildroot_offline.py, test_genimage_layout.py):
+# Buildroot's kconfig, check-package, genimage and the file system tools it calls.
+DEB_IMAGE_CHECK_PACKAGES := build-essential libncurses-dev python3 python3-magic flake8 shellcheck \
+	genimage fdisk dosfstools mtools squashfs-tools
+DEB_TEST_PACKAGES += $(DEB_IMAGE_CHECK_PACKAGES)
+BOARD ?= rpi4
 
-.PHONY: run test lint bench deb-test deb-bench clean
+.PHONY: run test lint bench deb-test deb-bench clean image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +43,10 @@ bench: $(STAMP)
 	$(PY) bench/webui_monitor.py
 	$(PY) bench/call_setup.py
 	$(PY) bench/at_roundtrip.py
+
+# The Raspberry Pi image (needs internet and hours): images/out/linebox-$(BOARD).img.
+image:
+	./images/build-image.sh $(BOARD)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
