@@ -146,7 +146,7 @@ class Distribution:
         settings = self.settings(department)
         plan = self._plan(department, ctx, now)
         if not plan.is_empty:
-            call.ring(plan, self.extension_legs, now, on_no_answer=self._department_no_answer)
+            self._ring_members(call, plan, now)
             return
         reserve = settings.no_answer.reserve
         if reserve is not None and ctx.step < 0 and not self._anyone_online(department, now):
@@ -209,13 +209,8 @@ class Distribution:
             )
 
     def _queue_timeout(self, call: Call, now: float) -> None:
-        if call.state != CallState.QUEUED:
-            return
-        self.remove_from_queue(call)
-        if isinstance(call, CallbackCall):
-            self.core.callbacks.callback_expired(call, now)
-            return
-        self._next_step(call, now)
+        if call.state == CallState.QUEUED:
+            self._queue_timeout_now(call, now)
 
     def remove_from_queue(self, call: Call) -> None:
         ctx = call.context
@@ -238,7 +233,29 @@ class Distribution:
             if plan.is_empty:
                 break  # nobody free for the head of the queue: those behind wait too
             waiting.remove(call)
-            call.ring(plan, self.extension_legs, now, on_no_answer=self._department_no_answer)
+            self._ring_members(call, plan, now)
+
+    def _ring_members(self, call: Call, plan: RingPlan, now: float) -> None:
+        """Ring a department's members — but never past the caller's queue deadline
+        (`max_wait_s` from their arrival, or a callback's expiry): the deadline wins, as the
+        documentation promises, even while a member's phone rings."""
+        department = self.core.departments[department_call(call).department]
+        queue = self.settings(department).queue
+        if queue is not None:
+            left = _queue_deadline(call, queue) - now
+            if left <= 0:
+                self._queue_timeout_now(call, now)
+                return
+            if plan.give_up_at_s > left:
+                plan = replace(plan, give_up_at_s=left)
+        call.ring(plan, self.extension_legs, now, on_no_answer=self._department_no_answer)
+
+    def _queue_timeout_now(self, call: Call, now: float) -> None:
+        self.remove_from_queue(call)
+        if isinstance(call, CallbackCall):
+            self.core.callbacks.callback_expired(call, now)
+        else:
+            self._next_step(call, now)
 
     def serve_all_queues(self, now: float) -> None:
         for number in [n for n, waiting in self.core.queues.items() if waiting]:

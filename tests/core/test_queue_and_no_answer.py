@@ -321,3 +321,38 @@ def test_caller_who_spoke_to_a_member_today_rings_them_first() -> None:
     o.provider.call("+74950000960")
     assert len(o.phones["102"].invites()) == 2
     assert len(o.phones["101"].invites()) == 1  # only the first call rang 101
+
+
+DEADLINE_DID = "+74950000800"
+DEADLINE = config_with(
+    [{"number": "800", "name": "Quick", "strategy": "ring_all", "ring_timeout_s": 20,
+      "members": ["101"], "queue": {"max_callers": 2, "max_wait_s": 12, "retry_s": 5}}],
+    [{"number": DEADLINE_DID, "trunk": "provider", "channels": 5, "destination": "800"}],
+)
+
+
+def test_the_queue_deadline_wins_while_a_members_phone_rings() -> None:
+    # Issue 16: a caller with max_wait_s 12 rang for the department's 20 s (17 s in the
+    # report); the deadline is kept even while a phone rings.
+    o = office(config=DEADLINE)
+    invite = o.provider.call(DEADLINE_DID)
+    o.net.advance(11.9)
+    assert [r.status for r in o.provider.responses() if r.call_id == invite.call_id][-1] < 300
+    o.net.advance(0.2)
+    assert o.provider.final_statuses()[-1] == 480
+    assert o.phones["101"].requests("CANCEL")
+
+
+def test_a_caller_rung_from_the_queue_is_not_rung_past_the_deadline() -> None:
+    o = office(config=DEADLINE)
+    first = o.provider.call(DEADLINE_DID)
+    o.phones["101"].answer()
+    second = o.provider.call(DEADLINE_DID)  # waits: 101 talks
+    o.net.advance(5.0)
+    o.provider.bye(first)
+    o.net.advance(5.5)  # served from the queue: 101 rings at about 10 s of waiting
+    assert len(o.phones["101"].invites()) == 2
+    o.net.advance(2.0)  # the deadline (12 s) comes while it rings
+    finals = [r.status for r in o.provider.responses()
+              if r.call_id == second.call_id and r.status >= 200]
+    assert finals == [480]
