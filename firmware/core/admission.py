@@ -69,6 +69,10 @@ class Admission:
         )
         if caller is None:
             return
+        if "Replaces" in request.headers:
+            # A busy lamp pressed (RFC 3891): firmware/core/presence.py finds the call.
+            self.core.presence.on_replaces(tx_id, request, source, caller, now)
+            return
         dialed = _dialed_number(request)
         if not DIALLABLE_RE.fullmatch(dialed):
             # Whatever else the user part holds (escaped line breaks, letters) is no number to

@@ -91,6 +91,20 @@ def _accepts_dialog_info(request: Request) -> bool:
     return not accept or bool(ACCEPTABLE & set(accept))
 
 
+def _parse_replaces(value: str) -> tuple[str, set[str | None], bool]:
+    """Call-ID, the pair of tags, and early-only of a Replaces header (RFC 3891 §6.1)."""
+    call_id, *params = [part.strip() for part in value.split(";")]
+    if not call_id:
+        raise ValueError("no call-id")
+    named: dict[str, str] = {}
+    for param in params:
+        name, _, param_value = param.partition("=")
+        named[name.strip().lower()] = param_value.strip().strip('"')
+    if "to-tag" not in named or "from-tag" not in named:
+        raise ValueError("to-tag and from-tag are required")
+    return call_id, {named["to-tag"], named["from-tag"]}, "early-only" in named
+
+
 def extension_dialogs(calls: Iterable[Call], watched: Iterable[str], host: str
                       ) -> dict[str, list[DialogView]]:
     """Each watched extension's dialogs (RFC 4235 §4.1.1) in the calls in progress: ringing
@@ -363,6 +377,39 @@ class Presence:
                 watched.subscriptions.remove(sub)
             if not watched.subscriptions:
                 del self._watched[sub.entity]
+
+    # ------------------------------------------------------------------ a press on the lamp
+    def on_replaces(self, tx_id: str, request: Request, source: Address, picker: str,
+                    now: float) -> None:
+        """An INVITE with Replaces (RFC 3891) from `picker`'s phone, naming the ringing dialog
+        a lamp showed (its call-id, local-tag, remote-tag): the picker takes that call
+        (firmware/core/pickup.py). Phones differ in which tag they put where, so the two tags
+        are matched as a pair either way round."""
+        try:
+            call_id, tags, early_only = _parse_replaces(request.headers.get("Replaces") or "")
+        except ValueError as exc:
+            raise RemoteProtocolError(f"bad Replaces: {exc}", status_hint=400) from exc
+        for call in list(self.core.calls.values()):
+            for leg in call.legs:
+                if (not isinstance(leg, SipLeg) or leg.invite is None
+                        or leg.invite.call_id != call_id):
+                    continue
+                box_tag = leg.invite.from_.tag
+                ringing_tags = {leg.remote_tag, box_tag}
+                talking_tags = ({leg.dialog.remote_tag, leg.dialog.local_tag}
+                                if leg.dialog is not None else set())
+                if leg.state is LegState.RINGING and tags == ringing_tags:
+                    LOGGER.info("%s presses the lamp of %s: picks call %s up", picker,
+                                leg.label, call.id)
+                    self.core.pickup.pick(call, tx_id, request, source, picker, now)
+                    return
+                if leg.state is LegState.ANSWERED and tags == talking_tags:
+                    # RFC 3891 §3: a confirmed dialog with early-only is 486; without it, a
+                    # lamp press does not barge into a colleague's conversation either.
+                    reason = None if early_only else "Busy Here (already answered)"
+                    self.core.reply(tx_id, request, 486, now, reason=reason)
+                    return
+        self.core.reply(tx_id, request, 481, now)  # RFC 3891 §3: no such dialog
 
     def statuses(self) -> list[dict[str, object]]:
         """The busy lamps now: who watches which extension."""

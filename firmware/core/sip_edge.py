@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 ALLOW_OUTSIDE_DIALOG = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE"
-SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # no SIP extensions are required of peers yet
+# RFC 3891 Replaces: a busy lamp's press (firmware/core/presence.py).
+SUPPORTED_OPTIONS: frozenset[str] = frozenset({"replaces"})
 ACCEPTED_BODY_TYPES = ("application/sdp",)
 
 

@@ -545,11 +545,12 @@ def press(peer: Peer, invite: Request, key: str, *,
 
 
 def authorised_call(phone: Peer, dialed: str, *, password: str | None = None,
-                    sdp: bytes = b"") -> tuple[Request, Response]:
+                    sdp: bytes = b"", extra: list[tuple[str, str]] | None = None,
+                    ) -> tuple[Request, Response]:
     """A phone's INVITE (with `sdp` as its offer), challenged and sent again with
     Proxy-Authorization (RFC 3261 §22.3); returns the second INVITE and the last response to
     it. The phone's ACK of a 2xx and its BYE belong to the second INVITE."""
-    first = phone.call(dialed, sdp=sdp)
+    first = phone.call(dialed, sdp=sdp, extra=extra)
     challenge = phone.responses()[-1]
     assert challenge.status == 407, challenge
     chosen = choose_challenge(challenge.headers.get_all("Proxy-Authenticate"))

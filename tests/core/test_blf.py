@@ -272,6 +272,52 @@ def test_a_notify_nobody_answers_ends_the_subscription_after_timer_f(o: Office) 
     assert lamp.states()[-1] == ["early"]
 
 
+CALLER_SDP = (b"v=0\r\no=c 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
+              b"m=audio 50000 RTP/AVP 0\r\n")
+PICKER_SDP = (b"v=0\r\no=picker 1 1 IN IP4 10.0.0.11\r\ns=-\r\nc=IN IP4 10.0.0.11\r\n"
+              b"t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n")
+
+
+def press_lamp(phone: Peer, extension: str, replaces: str) -> Response:
+    """The phone's INVITE with Replaces (RFC 3891) to the lamp's extension, answering the
+    digest challenge; the last response."""
+    extra = [("Replaces", replaces), ("Require", "replaces")]
+    return authorised_call(phone, extension, sdp=PICKER_SDP, extra=extra)[1]
+
+
+def replaces_of(notify: Request) -> str:
+    """What a Yealink puts in Replaces from the lamp's early dialog: call-id, to-tag = the
+    dialog's remote-tag, from-tag = its local-tag."""
+    (dialog,) = dialogs(notify)
+    return (f"{dialog.get('call-id')};to-tag={dialog.get('remote-tag')};"
+            f"from-tag={dialog.get('local-tag')}")
+
+
+def test_a_press_on_a_ringing_lamp_picks_the_call_up_with_replaces(o: Office) -> None:
+    lamp = watching(o)
+    invite = o.provider.call(SLOW_DID, sdp=CALLER_SDP)
+    response = press_lamp(o.phones["101"], WATCHED, replaces_of(lamp.notifies()[-1]))
+    assert response.status == 200
+    assert response.body == invite.body  # the caller's offer reaches the picker
+    assert o.provider.outgoing[-1].answer is not None
+    assert o.provider.outgoing[-1].answer.body == PICKER_SDP  # and the picker's the caller
+    assert o.phones[WATCHED].requests("CANCEL"), "the ringing phone stops ringing"
+    assert o.net.calls()[0]["answered_by"] == "101"
+    assert lamp.states()[-1] == ["terminated"]
+
+
+def test_a_press_naming_no_ringing_dialog_is_481_and_a_talking_one_486(o: Office) -> None:
+    lamp = watching(o)
+    assert press_lamp(o.phones["101"], WATCHED, "nosuchcall;to-tag=a;from-tag=b").status == 481
+    o.provider.call(SLOW_DID, sdp=CALLER_SDP)
+    replaces = replaces_of(lamp.notifies()[-1])
+    o.phones[WATCHED].answer()
+    # Pressed too late: the call was answered meanwhile (the same tags as while it rang).
+    assert press_lamp(o.phones["101"], WATCHED, replaces).status == 486
+    assert press_lamp(o.phones["101"], WATCHED, replaces_of(lamp.notifies()[-1])).status == 486
+    assert o.net.calls()[0]["answered_by"] == WATCHED
+
+
 def test_options_and_405_say_subscribe_is_allowed(o: Office) -> None:
     phone = o.phones["101"]
     phone.send(request("OPTIONS", f"sip:{GATEWAY.host}", [
