@@ -80,6 +80,33 @@ class IllegalLegTransition(Exception):
     """A leg was told to move where its table does not let it (a bug in the box)."""
 
 
+class LegStates:
+    """The state a leg keeps, moved only along LEG_TRANSITIONS (a mixin for the leg classes:
+    they declare `_state` and `label`)."""
+
+    __slots__ = ()
+    _state: LegState
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def state(self) -> LegState:
+        return self._state
+
+    @property
+    def active(self) -> bool:
+        """Still calling or ringing."""
+        return self._state in (LegState.CALLING, LegState.RINGING)
+
+    def _move(self, state: LegState) -> None:
+        if state not in LEG_TRANSITIONS[self._state]:
+            raise IllegalLegTransition(f"leg {self.label}: {self._state} → {state}")
+        # The slot is the leg class's own (a dataclass field); the mixin keeps none.
+        self._state = state  # type: ignore[misc]
+
+
 @dataclass(slots=True, kw_only=True)
 class LegRecord:
     """What the call records say of one leg (the `call_legs` table)."""

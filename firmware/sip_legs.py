@@ -21,9 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .callerid import quoted_display
 from .legs import (
-    LEG_TRANSITIONS,
     BoxHeldMedia,
-    IllegalLegTransition,
     LegAnswered,
     LegFailed,
     LegListener,
@@ -31,6 +29,7 @@ from .legs import (
     LegRinging,
     LegSetup,
     LegState,
+    LegStates,
     ListenerRef,
     SessionDescription,
     result_of,
@@ -215,7 +214,7 @@ class SipCaller:
 
 # ---------------------------------------------------------------------------- a leg
 @dataclass(eq=False, slots=True, kw_only=True)
-class SipLeg:
+class SipLeg(LegStates):
     """A party the box rings over SIP: our INVITE client transaction, then its dialog."""
 
     services: SipServices
@@ -248,25 +247,12 @@ class SipLeg:
         return self.target.label
 
     @property
-    def state(self) -> LegState:
-        return self._state
-
-    @property
-    def active(self) -> bool:
-        return self._state in (LegState.CALLING, LegState.RINGING)
-
-    @property
     def destination(self) -> Address:
         return self.target.destination
 
     @property
     def our_contact(self) -> str:
         return self.invite.headers.get("Contact") or "" if self.invite is not None else ""
-
-    def _move(self, state: LegState) -> None:
-        if state not in LEG_TRANSITIONS[self._state]:
-            raise IllegalLegTransition(f"leg {self.label}: {self._state} → {state}")
-        self._state = state
 
     # ------------------------------------------------------------------ start
     def start(self, setup: LegSetup, listener: LegListener, now: float) -> None:

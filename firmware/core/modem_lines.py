@@ -42,8 +42,6 @@ from hal.modem.driver import (
 from ..callerid import caller_number
 from ..calls import Call, CallState
 from ..legs import (
-    LEG_TRANSITIONS,
-    IllegalLegTransition,
     LegAnswered,
     LegEnded,
     LegEvent,
@@ -53,6 +51,7 @@ from ..legs import (
     LegRinging,
     LegSetup,
     LegState,
+    LegStates,
     ListenerRef,
     SessionDescription,
     result_of,
@@ -229,7 +228,7 @@ class ModemCaller:
 
 
 @dataclass(eq=False, slots=True, kw_only=True)
-class ModemLeg:
+class ModemLeg(LegStates):
     """A call placed through a modem line: `ATD` and the far end's progress."""
 
     line: ModemLine
@@ -250,19 +249,6 @@ class ModemLeg:
     @property
     def label(self) -> str:
         return self.number
-
-    @property
-    def state(self) -> LegState:
-        return self._state
-
-    @property
-    def active(self) -> bool:
-        return self._state in (LegState.CALLING, LegState.RINGING)
-
-    def _move(self, state: LegState) -> None:
-        if state not in LEG_TRANSITIONS[self._state]:
-            raise IllegalLegTransition(f"leg {self.label}: {self._state} → {state}")
-        self._state = state
 
     def _emit(self, event: LegEvent, now: float) -> None:
         self._listener.tell(event, now)

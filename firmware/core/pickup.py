@@ -26,13 +26,12 @@ from typing import TYPE_CHECKING
 from ..callback import CallbackCall
 from ..calls import Call, CallState
 from ..legs import (
-    LEG_TRANSITIONS,
-    IllegalLegTransition,
     LegAnswered,
     LegListener,
     LegRecord,
     LegSetup,
     LegState,
+    LegStates,
     ListenerRef,
     SessionDescription,
 )
@@ -54,7 +53,7 @@ TOO_LATE = "Call ended"
 
 
 @dataclass(eq=False, slots=True, kw_only=True)
-class PickupLeg(SipCaller):
+class PickupLeg(LegStates, SipCaller):
     """The picker's INVITE as a leg of the picked call: answered as soon as it starts, with
     the picker's own SDP; its 200 to the picker carries the call's side of the session. Being a
     `SipCaller` too, requests inside its dialog are relayed like any SIP party's
@@ -77,19 +76,6 @@ class PickupLeg(SipCaller):
     @property
     def label(self) -> str:
         return self.extension
-
-    @property
-    def state(self) -> LegState:
-        return self._state
-
-    @property
-    def active(self) -> bool:
-        return self._state in (LegState.CALLING, LegState.RINGING)
-
-    def _move(self, state: LegState) -> None:
-        if state not in LEG_TRANSITIONS[self._state]:
-            raise IllegalLegTransition(f"pickup by {self.extension}: {self._state} → {state}")
-        self._state = state
 
     def start(self, setup: LegSetup, listener: LegListener, now: float) -> None:
         self._listener = ListenerRef(listener)
