@@ -105,6 +105,9 @@ class Script:
     def on_remote_hangup(self, party: LocalParty, now: float) -> None:
         """The other side hung up; keep what should be kept."""
 
+    def stop(self) -> None:
+        """Another script takes over, or the party closes: cancel this one's timers."""
+
 
 class VoicemailScript(Script):
     def __init__(self, *, call_id: str, mailbox: str, caller: str,
@@ -350,9 +353,7 @@ class LocalParty:
 
     def switch(self, script: Script, now: float) -> None:
         """Run another script from now on (the queue's early media becomes voicemail)."""
-        old = self.script
-        if isinstance(old, QueueScript):
-            old.stop()
+        self.script.stop()
         self.session.stop_playing()
         self.script = script
         if self.started:
@@ -438,8 +439,7 @@ class LocalParty:
     def detach(self) -> None:
         """Stop playing and listening, but keep the port: a bridge takes it over."""
         self.closed = True
-        if isinstance(self.script, QueueScript):
-            self.script.stop()
+        self.script.stop()
         self.session.close()
         if self._frame_timer is not None:
             self._frame_timer.cancel()

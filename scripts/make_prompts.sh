@@ -29,6 +29,18 @@ say ru key_star "звёздочку"
 say en key_star "star"
 say ru key_hash "решётку"
 say en key_hash "hash"
+# Voice menus (firmware/routing/menu.py): a menu's greeting names these unless the office
+# uploads its own recording.
+say ru menu_welcome "Здравствуйте! Вы позвонили в нашу компанию."
+say en menu_welcome "Hello, you have reached our company."
+say ru menu_choose "Выберите нужный пункт, нажав клавишу на телефоне."
+say en menu_choose "Please choose an option on your phone's keypad."
+say ru menu_dial_extension "Если вы знаете добавочный номер, наберите его сейчас."
+say en menu_dial_extension "If you know the extension number, dial it now."
+say ru menu_invalid "Извините, такого пункта нет."
+say en menu_invalid "Sorry, there is no such option."
+say ru call_may_be_recorded "Разговор может быть записан."
+say en call_may_be_recorded "This call may be recorded."
 ru=(ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать
     тринадцать четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать
     двадцать)

@@ -82,33 +82,49 @@ class BoxMedia:
         and plays ringback, their position and the callback offer, hearing keys in the RTP
         (RFC 4733 or in-band). Without an offer, or without a common format, the caller hears
         plain ringing (180) as before."""
-        offer = call.caller.offer.body if call.caller.offer is not None else b""
-        if call.anchor is not None or not offer or settings.announce_s <= 0:
+        anchor = call.anchor
+        if (isinstance(anchor, CallMedia) and not anchor.bridged and not anchor.party.closed
+                and settings.announce_s > 0 and not isinstance(anchor.party.script, QueueScript)):
+            # The caller already hears the box (a voice menu): the queue takes it over.
+            anchor.party.switch(self._queue_script(call, settings), now)
             return
+        if settings.announce_s > 0:
+            self.start_early_media(call, self._queue_script(call, settings), now)
+
+    def start_early_media(self, call: Call, script: Script, now: float) -> bool:
+        """The box answers the caller's offer in a 183 and runs `script` on it, holding the
+        call's media from now on (firmware/anchor.py); False when it cannot (no offer, no
+        common format, no free port, or the media is held already)."""
+        offer = call.caller.offer.body if call.caller.offer is not None else b""
+        if call.anchor is not None or not offer:
+            return False
         port = self.core.open_media_port()
         member_port = self.core.open_media_port() if port is not None else None
         if port is None or member_port is None:
             if port is not None:
                 self.core.close_media(port)
-            return
+            return False
         try:
             body, choice = sdp.answer(offer, host=self.core.local_host, port=port)
         except sdp.SdpError as exc:
             self.core.close_media(port)
             self.core.close_media(member_port)
-            LOGGER.info("call %s: no early media in the queue: %s", call.id, exc)
-            return
+            LOGGER.info("call %s: no early media: %s", call.id, exc)
+            return False
+        party = self._local_party(port, choice, script, now)
+        media = CallMedia(self.core, party, body, member_port=member_port)
+        call.start_early_media(media, body, now)
+        party.start(now)
+        return True
+
+    def _queue_script(self, call: Call, settings: QueueSettings) -> QueueScript:
         callback = settings.callback
-        script = QueueScript(
+        return QueueScript(
             position=partial(self._queue_position, call),
             callback_key=callback.key if callback is not None else None,
             on_key=partial(self._key_pressed_while_waiting, call),
             announce_s=settings.announce_s,
         )
-        party = self._local_party(port, choice, script, now)
-        media = CallMedia(self.core, party, body, member_port=member_port)
-        call.start_early_media(media, body, now)
-        party.start(now)
 
     def _local_party(self, port: int, choice: sdp.AudioChoice, script: Script, now: float, *,
                      awaiting_answer: bool = False) -> LocalParty:

@@ -100,6 +100,9 @@ class Distribution:
                     return
                 destination = schedule.after_hours
                 department = self.core.departments.get(destination)
+        if self.core.menus.is_menu(destination):  # a voice menu (firmware/core/menus.py)
+            self.core.menus.enter(call, destination, now)
+            return
         mailbox = voicemail_box(destination)
         if mailbox is not None:  # after hours, a rule or a webhook chose voicemail
             call.info.department = mailbox if mailbox in self.core.departments else None
@@ -137,6 +140,8 @@ class Distribution:
         mailbox = voicemail_box(text)
         if mailbox is not None:
             return mailbox in self.core.extensions or mailbox in self.core.departments
+        if self.core.menus.is_menu(text):
+            return True
         return text in self.core.extensions or text in self.core.departments or is_dialable(text)
 
     def offer(self, call: Call, now: float) -> None:
@@ -281,6 +286,9 @@ class Distribution:
         mailbox = voicemail_box(to)
         if mailbox is not None:
             self.core.box_media.voicemail(call, mailbox, now)
+            return
+        if self.core.menus.is_menu(to):  # the menu's choice routes the call from here on
+            self.core.menus.enter(call, to, now)
             return
         of_department = mobiles_of(to)
         if of_department is not None:

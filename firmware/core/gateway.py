@@ -71,6 +71,7 @@ from .events import (
 from .failover_room import Failover
 from .lines import ChannelPool, Lines
 from .lookups import Lookups
+from .menus import Menus
 from .pickup import Pickup
 from .presence import Presence
 from .records import call_row, leg_row
@@ -168,6 +169,7 @@ class Gateway:
         self.distribution = Distribution(self)
         self.callbacks = Callbacks(self)
         self.box_media = BoxMedia(self)
+        self.menus = Menus(self)  # voice menus (IVR)
         self.presence = Presence(self)  # busy lamps (RFC 4235)
         self.pickup = Pickup(self)
         self.lines = Lines(self)
@@ -408,6 +410,7 @@ class Gateway:
         if call.outcome == "answered":
             self.stats["answered"] += 1
         self.distribution.remove_from_queue(call)
+        self.menus.call_ended(call)
         self._awaiting_webhook.pop(call.id, None)
         self._awaiting_crm.pop(call.id, None)
         spoke = call.answered_at is not None and call.info.direction in ("inbound", "callback")

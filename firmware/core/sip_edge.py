@@ -140,6 +140,8 @@ class SipEdge:
             self.key_while_waiting(call, key, now)
 
     def key_while_waiting(self, call: Call, key: str, now: float) -> None:
+        if self.core.menus.key(call, key, now):
+            return  # the caller is choosing in a voice menu
         ctx = call.context
         if not isinstance(ctx, DepartmentCall) or ctx.step >= 0:
             return

@@ -30,6 +30,7 @@ from firmware.failover import (
     UP_AFTER_MIN,
     FailoverSettings,
 )
+from firmware.routing.menu import MENU_PREFIX, Menu, MenuError, menu_to_data, parse_menus
 from firmware.routing.rules import (
     ACTIONS,
     BLACKLIST,
@@ -162,6 +163,9 @@ SECTIONS = (
     "crm",
     "failover",
     "hardware",
+    "smtp",
+    "notifications",
+    "menus",
 )
 
 # Bounds on what is read as a configuration (issue 9 item 8): a real one is a few kilobytes and
@@ -387,6 +391,49 @@ class Hardware:
     shutdown_after_s: int = 300
 
 
+# E-mail and SMS notifications (issue 15): the office's SMTP server and who is told what.
+SMTP_SECURITY_PORTS = {"none": 25, "starttls": 587, "tls": 465}  # RFC 5321, 3207, 8314
+SMTP_TIMEOUT_MAX_S = 120.0
+EMAIL_PATTERN = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+")
+MOBILE_PATTERN = re.compile(r"\+?[0-9]{3,20}")  # as `linebox sms send` takes it
+SUMMARY_TIME_PATTERN = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Smtp:
+    """The office's mail server the box sends notifications through (`smtp:`)."""
+
+    host: str = ""  # "": no e-mail
+    port: int = 587
+    security: str = "starttls"  # none | starttls | tls (implicit TLS, RFC 8314)
+    username: str = ""  # "": no login
+    password: str = field(default="", repr=False)
+    sender: str = ""  # the From address (key `from`)
+    verify_certificate: bool = True
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipients:
+    """Who is told: e-mail addresses and mobile numbers (SMS through a GSM line)."""
+
+    email: tuple[str, ...] = ()
+    sms: tuple[str, ...] = ()
+    caller_sms: bool = False  # missed calls: the caller gets "we will call back" once a day
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notifications:
+    """`notifications:` — department → missed calls, mailbox → voicemail, the daily summary."""
+
+    missed_calls: dict[str, Recipients] = field(default_factory=dict)
+    voicemail: dict[str, Recipients] = field(default_factory=dict)
+    summary_time: str | None = None  # "HH:MM" in the site's zone; None: no daily summary
+    summary: Recipients = field(default_factory=Recipients)
+    sms_line: str | None = None  # a GSM trunk; None: the first GSM line that is up
+    caller_sms_text: str = ""  # "": the built-in text in the site's language
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration of one box."""
@@ -403,6 +450,9 @@ class Config:
     crm: Crm = field(default_factory=Crm)
     failover: FailoverSettings = field(default_factory=FailoverSettings)
     hardware: Hardware = field(default_factory=Hardware)
+    smtp: Smtp = field(default_factory=Smtp)
+    notifications: Notifications = field(default_factory=Notifications)
+    menus: tuple[Menu, ...] = ()  # voice menus (firmware/routing/menu.py)
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -924,7 +974,11 @@ def _parse_number(
     else:
         channels = _integer(data["channels"], channels_path, low=CHANNELS_MIN, high=CHANNELS_MAX)
     destination_path = _at_key(path, "destination")
-    destination = _extension_number(data["destination"], destination_path)
+    raw_destination = data["destination"]
+    if isinstance(raw_destination, str) and raw_destination.startswith(MENU_PREFIX):
+        destination = raw_destination  # a voice menu: known or refused just below
+    else:
+        destination = _extension_number(raw_destination, destination_path)
     if destination not in destinations:
         raise ConfigError(
             destination_path,
@@ -1108,6 +1162,148 @@ def _parse_hardware(value: object, path: str) -> Hardware:
     )
 
 
+def _parse_smtp(value: object, path: str) -> Smtp:
+    data = _mapping(value, path, required=("host", "from"), optional=(
+        "port", "security", "username", "password", "verify_certificate", "timeout_s"))
+    security = _choice(data.get("security", "starttls"), _at_key(path, "security"),
+                       tuple(SMTP_SECURITY_PORTS))
+    sender = _text(data["from"], _at_key(path, "from"))
+    if not EMAIL_PATTERN.search(sender):
+        raise ConfigError(_at_key(path, "from"), f'must hold an e-mail address, got "{sender}"')
+    username = _text(data.get("username", ""), _at_key(path, "username"), allow_empty=True)
+    password = _text(data.get("password", ""), _at_key(path, "password"), allow_empty=True)
+    if password and not username:
+        raise ConfigError(_at_key(path, "username"), "is required with a password")
+    timeout_s = _seconds(data.get("timeout_s", Smtp().timeout_s), _at_key(path, "timeout_s"),
+                         positive=True)
+    if timeout_s > SMTP_TIMEOUT_MAX_S:
+        raise ConfigError(_at_key(path, "timeout_s"), f"at most {SMTP_TIMEOUT_MAX_S:g} s")
+    return Smtp(
+        host=_token(data["host"], _at_key(path, "host")),
+        port=_integer(data.get("port", SMTP_SECURITY_PORTS[security]), _at_key(path, "port"),
+                      low=1, high=65535),
+        security=security, username=username, password=password, sender=sender,
+        verify_certificate=_boolean(data.get("verify_certificate", True),
+                                    _at_key(path, "verify_certificate")),
+        timeout_s=timeout_s,
+    )
+
+
+def _parse_recipients(value: object, path: str, *, smtp: Smtp, caller_sms: bool) -> Recipients:
+    data = _mapping(value, path, required=(),
+                    optional=("email", "sms", "caller_sms") if caller_sms else ("email", "sms"))
+    emails = []
+    for index, item in enumerate(_list(data.get("email", []), _at_key(path, "email"))):
+        address = _text(item, _at_index(_at_key(path, "email"), index)).strip()
+        if not EMAIL_PATTERN.fullmatch(address):
+            raise ConfigError(_at_index(_at_key(path, "email"), index),
+                              f'must be an e-mail address, got "{address}"')
+        emails.append(address)
+    if emails and not smtp.host:
+        raise ConfigError(_at_key(path, "email"), "e-mail needs the smtp: section (host, from)")
+    mobiles = []
+    for index, item in enumerate(_list(data.get("sms", []), _at_key(path, "sms"))):
+        _refuse_unquoted_number(item, _at_index(_at_key(path, "sms"), index))
+        number = _text(item, _at_index(_at_key(path, "sms"), index)).strip()
+        if not MOBILE_PATTERN.fullmatch(number):
+            raise ConfigError(_at_index(_at_key(path, "sms"), index),
+                              f'must be 3 to 20 digits with an optional "+", got "{number}"')
+        mobiles.append(number)
+    return Recipients(email=tuple(emails), sms=tuple(mobiles), caller_sms=_boolean(
+        data.get("caller_sms", False), _at_key(path, "caller_sms")))
+
+
+def _parse_notifications(value: object, path: str, *, smtp: Smtp, departments: Collection[str],
+                         mailboxes: Collection[str], trunks: Mapping[str, str]
+                         ) -> Notifications:
+    data = _mapping(value, path, required=(), optional=(
+        "missed_calls", "voicemail", "daily_summary", "sms_line", "caller_sms_text"))
+
+    def by_number(key: str, known: Collection[str], what: str) -> dict[str, Recipients]:
+        section = data.get(key, {})
+        if not isinstance(section, dict):
+            raise ConfigError(_at_key(path, key), 'must be a mapping of "number": {email, sms}')
+        out = {}
+        for number, item in section.items():
+            item_path = _at_key(_at_key(path, key), str(number))
+            if not isinstance(number, str):
+                raise ConfigError(item_path, f'write the number in quotes, e.g. "{number}"')
+            if number not in known:
+                raise ConfigError(item_path, f'"{number}" is not {what}')
+            out[number] = _parse_recipients(item, item_path, smtp=smtp,
+                                            caller_sms=key == "missed_calls")
+        return out
+
+    summary_path = _at_key(path, "daily_summary")
+    summary_data = _mapping(data.get("daily_summary", {}), summary_path, required=(),
+                            optional=("time", "email", "sms"))
+    summary_time = None
+    if summary_data:
+        summary_time = _text(summary_data.get("time", ""), _at_key(summary_path, "time"))
+        if not SUMMARY_TIME_PATTERN.fullmatch(summary_time):
+            raise ConfigError(_at_key(summary_path, "time"),
+                              f'must be a time of day "HH:MM" in quotes, got "{summary_time}"')
+    sms_line = data.get("sms_line")
+    if sms_line is not None:
+        sms_line = _text(sms_line, _at_key(path, "sms_line"))
+        if trunks.get(sms_line) != "gsm":
+            gsm = ", ".join(name for name, kind in trunks.items() if kind == "gsm") or "none"
+            raise ConfigError(_at_key(path, "sms_line"),
+                              f'"{sms_line}" is not a GSM line (GSM lines: {gsm})')
+    return Notifications(
+        missed_calls=by_number("missed_calls", departments, "a department"),
+        voicemail=by_number("voicemail", mailboxes, "a department or an extension"),
+        summary_time=summary_time,
+        summary=_parse_recipients({k: v for k, v in summary_data.items() if k != "time"},
+                                  summary_path, smtp=smtp, caller_sms=False),
+        sms_line=sms_line,
+        caller_sms_text=_text(data.get("caller_sms_text", ""), _at_key(path, "caller_sms_text"),
+                              allow_empty=True),
+    )
+
+
+def _recipients_to_data(recipients: Recipients) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if recipients.email:
+        data["email"] = list(recipients.email)
+    if recipients.sms:
+        data["sms"] = list(recipients.sms)
+    if recipients.caller_sms:
+        data["caller_sms"] = True
+    return data
+
+
+def _notifications_to_data(cfg: Config) -> dict[str, Any]:
+    """`smtp` and `notifications` where set; the password is kept, as SIP passwords are."""
+    data: dict[str, Any] = {}
+    smtp = cfg.smtp
+    if smtp != Smtp():
+        data["smtp"] = {"host": smtp.host, "port": smtp.port, "security": smtp.security,
+                        "from": smtp.sender}
+        if smtp.username:
+            data["smtp"].update(username=smtp.username, password=smtp.password)
+        if not smtp.verify_certificate:
+            data["smtp"]["verify_certificate"] = False
+        if smtp.timeout_s != Smtp().timeout_s:
+            data["smtp"]["timeout_s"] = smtp.timeout_s
+    notes = cfg.notifications
+    if notes != Notifications():
+        section: dict[str, Any] = {}
+        for key in ("missed_calls", "voicemail"):
+            if getattr(notes, key):
+                section[key] = {number: _recipients_to_data(recipients)
+                                for number, recipients in getattr(notes, key).items()}
+        if notes.summary_time is not None:
+            section["daily_summary"] = {"time": notes.summary_time,
+                                        **_recipients_to_data(notes.summary)}
+        if notes.sms_line is not None:
+            section["sms_line"] = notes.sms_line
+        if notes.caller_sms_text:
+            section["caller_sms_text"] = notes.caller_sms_text
+        data["notifications"] = section
+    return data
+
+
 DIAL_PLAN_KEYS = tuple(f.name for f in dataclasses.fields(DialPlan))
 _DIAL_PLAN_DEFAULTS = DialPlan()
 NATIONAL_DIGITS_MIN = 4
@@ -1256,7 +1452,7 @@ def _destination(value: object, path: str, destinations: set[str]) -> str:
         return text
     mailbox = voicemail_box(text)
     if mailbox is not None:
-        if mailbox not in destinations:
+        if mailbox not in destinations or mailbox.startswith(MENU_PREFIX):
             raise ConfigError(path, f'unknown mailbox "{mailbox}" in "{text}" (voicemail:'
                                     "followed by an extension or department number)")
         return text
@@ -1454,6 +1650,12 @@ def _check_characters(text: str, path: str, *, key: bool = False) -> None:
                             f"{found.start() + 1}")
 
 
+def _prompt_names() -> frozenset[str]:
+    """The built-in prompts a menu's greeting may name (firmware/media/prompts/en)."""
+    prompts = Path(__file__).resolve().parent.parent / "media" / "prompts" / "en"
+    return frozenset(path.stem for path in prompts.glob("*.wav"))
+
+
 def parse_config(data: object) -> Config:
     """Validate plain data (as loaded from YAML) and build a `Config`; raise `ConfigError`."""
     check_bounds(data)
@@ -1502,6 +1704,16 @@ def parse_config(data: object) -> Config:
     numbers: list[Number] = []
     number_paths: dict[str, str] = {}
     destinations = extension_numbers | set(department_paths)
+    try:
+        menus = parse_menus(
+            _list(top.get("menus", []), "menus"), "menus",
+            check_destination=lambda value, at: _destination(value, at, destinations),
+            prompt_names=_prompt_names())
+    except MenuError as error:
+        raise ConfigError(error.path, error.message) from None
+    # From here on a number, a schedule's after_hours, a rule or a no-answer step may name a
+    # menu as `menu:NAME`.
+    destinations = destinations | {menu.destination for menu in menus}
     for index, item in enumerate(_list(top.get("numbers", []), "numbers")):
         path = _at_index("numbers", index)
         number = _parse_number(item, path, {t.name: t.type for t in trunks}, destinations)
@@ -1514,6 +1726,10 @@ def parse_config(data: object) -> Config:
     crm = _parse_crm(top.get("crm", {}), "crm")
     failover = _parse_failover(top.get("failover", {}), "failover", trunk_paths)
     hardware = _parse_hardware(top.get("hardware", {}), "hardware")
+    smtp = _parse_smtp(top["smtp"], "smtp") if "smtp" in top else Smtp()
+    notifications = _parse_notifications(
+        top.get("notifications", {}), "notifications", smtp=smtp, departments=department_paths,
+        mailboxes=destinations, trunks={t.name: t.type for t in trunks})
 
     schedules: list[Schedule] = []
     schedule_paths: dict[str, str] = {}
@@ -1563,6 +1779,9 @@ def parse_config(data: object) -> Config:
         crm=crm,
         failover=failover,
         hardware=hardware,
+        menus=menus,
+        smtp=smtp,
+        notifications=notifications,
     )
 
 
@@ -1797,6 +2016,9 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         }
         if differing:
             data[section] = differing
+    data.update(_notifications_to_data(cfg))
+    if cfg.menus:
+        data["menus"] = [menu_to_data(menu) for menu in cfg.menus]
     return data
 
 

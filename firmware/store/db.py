@@ -82,6 +82,9 @@ SETTING_RULES = "rules"
 SETTING_CRM = "crm"
 SETTING_FAILOVER = "failover"
 SETTING_HARDWARE = "hardware"
+SETTING_MENUS = "menus"
+SETTING_SMTP = "smtp"
+SETTING_NOTIFICATIONS = "notifications"
 SETTING_NUMBER_SCHEDULES = "number_schedules"  # DID number -> schedule name
 SETTING_NUMBER_WEBHOOKS = "number_webhooks"  # DID number -> {webhook, webhook_timeout_s}
 # Trunk name -> the trunk keys the `trunks` table has no column for (digest_algorithms, ...).
@@ -94,7 +97,7 @@ RESERVED_SETTINGS = (SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS, SETTING_
 # Config sections kept whole as JSON in `settings`; the optional ones are absent at their default.
 CONFIG_SETTINGS = (
     SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES, SETTING_CRM,
-    SETTING_FAILOVER, SETTING_HARDWARE,
+    SETTING_FAILOVER, SETTING_HARDWARE, SETTING_SMTP, SETTING_NOTIFICATIONS, SETTING_MENUS,
 )
 
 # Columns of their own; every other key rides in `extra` (extensions) or SETTING_TRUNK_EXTRA.
@@ -390,6 +393,32 @@ LINE_EVENTS_KEPT = 10_000
 LINE_EVENT_COLUMNS = ("id", "at", "kind", "line", "state", "old", "reason")
 LINE_EVENT_KINDS = frozenset({"state", "failover"})
 
+# Schema version 11 (issue 15): the notifications outbox (firmware/store/outbox.py). One row per
+# e-mail or SMS to send: kept until sent (then kept a while for the web UI) or given up on, so a
+# restart loses none. `key` makes each one once: the same call's missed-call e-mail to the same
+# address, the day's summary, the caller's SMS of the day (at most one per caller per day) are
+# refused a second time by the UNIQUE index, restart or not. `voicemail_call_id`: the message of
+# that call (table voicemails) goes along as the e-mail's attachment, read when it is sent.
+_SCHEMA_V11: tuple[str, ...] = (
+    """CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        channel TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        body TEXT NOT NULL,
+        voicemail_call_id TEXT,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        sent_at REAL,
+        last_error TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX notifications_state_next_at ON notifications(state, next_at)",
+)
+
 
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
@@ -449,6 +478,11 @@ def _add_call_lines_and_line_events(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_notifications(db: Database) -> None:
+    for statement in _SCHEMA_V11:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -462,6 +496,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_security_events,
     _add_sms,
     _add_call_lines_and_line_events,
+    _add_notifications,
 )
 
 
