@@ -47,6 +47,7 @@ from .core.events import (
     SmsArrived,
 )
 from .hardware import BoxHardware
+from .mailer import Mailer
 from .media import prompts
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
@@ -412,6 +413,12 @@ class Daemon:
         self.hardware: BoxHardware | None = None
         self.modems = ModemRuntime(self.loop, self.gateway, flush=self.flush,
                                    factory=modem_driver)
+        # E-mail and SMS notifications (issue 15): decided as the events pass, sent by a task.
+        self.mailer = Mailer(self.loop, db_path, config=lambda: self._config,
+                             wall_offset_s=time.time() - self.loop.time(),
+                             drivers=lambda: self.modems.drivers,
+                             on_sms_sent=self.recorder.sms_sent)
+        self.mailer.restore_pending(store.pending_callback_requests())
         self._restore_agent_statuses()
         self.gateway.set_crm_owners(store.crm_owners())
         restored = self.gateway.restore_callbacks(store.pending_callback_requests(),
@@ -480,6 +487,7 @@ class Daemon:
             LED_REFRESH_INTERVAL_S, self._refresh_leds)))
         await self.modems.apply(self._config)
         self._background.append(self.loop.create_task(self._watch_network()))
+        self._background.append(self.loop.create_task(self.mailer.run()))
         LOGGER.info("SIP on %s:%d (UDP and TCP), control socket %s", self.sip_host,
                     self.sip_port, sock_path)
 
@@ -515,6 +523,7 @@ class Daemon:
             self.hardware.close()
         self.media_ports.close_all()
         await asyncio.to_thread(self.recorder.close)  # the last records reach the disk
+        await self.mailer.close()
         await self.reads.close()
         self._dns.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(FileNotFoundError):
@@ -634,7 +643,9 @@ class Daemon:
                 LOGGER.log(logging.WARNING if event.state == "down" else logging.INFO,
                            "line %s (%s) is %s: %s", event.name, event.kind, event.state,
                            event.reason)
-            elif not write_record(self.recorder, event):
+            elif write_record(self.recorder, event):
+                self.mailer.notice(event)
+            else:
                 LOGGER.error("the core asked for something unknown: %r", event)
         self._arm_timer()
 

@@ -73,7 +73,7 @@ def test_a_version_9_database_reads_each_calls_line_from_its_source(db_path: Pat
     assert "line" not in db.table("calls").columns_dict
     db.close()
     with Store.open(db_path) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 10
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 10
         found = {ids[row["id"]]: row["line"] for row in store.recent_calls(100)}
         assert "line_events" in store.db.table_names()
     assert found == sources

@@ -72,8 +72,8 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def test_schema_version_is_the_latest_migration(store: Store) -> None:
-    assert len(MIGRATIONS) == 10
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 10
+    assert len(MIGRATIONS) == 11  # 11: the notifications outbox (issue 15)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 11
 
 
 def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
