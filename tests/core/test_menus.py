@@ -8,14 +8,17 @@ an extension directly with the inter-digit timeout, and the announcement that pl
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
+import yaml
 
 from firmware.media import g711, prompts, sdp
 from firmware.media.rtp import RtpPacket, TelephoneEvent, parse_rtp
 from firmware.routing.menu import menu_to_data
 from firmware.sip.message import Request
 from firmware.store.config import ConfigError, config_to_dict, parse_config
+from firmware.store.db import Store
 from tests.core.network import (
     CONFIG,
     GATEWAY,
@@ -354,3 +357,25 @@ def test_a_number_may_not_name_an_unknown_menu() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(config)
     assert 'unknown destination "menu:notice"' in str(error.value)
+
+
+def test_menus_are_kept_by_the_store(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "linebox.db")
+    try:
+        store.replace_config(parse_config(menu_config()))
+        assert store.load_config().menus == parse_config(menu_config()).menus
+    finally:
+        store.close()
+
+
+def test_the_documented_example_is_a_valid_configuration() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "config.md").read_text(encoding="utf-8")
+    section = text[text.index("## `menus`"):text.index("## `security`")]
+    start = section.index("```yaml") + len("```yaml")
+    example = yaml.safe_load(section[start:section.index("```", start)])
+    config = copy.deepcopy(CONFIG)
+    config["numbers"] = example["numbers"]
+    config["menus"] = example["menus"]
+    menus = parse_config(config).menus
+    assert [m.name for m in menus] == ["welcome", "main", "support"]
+    assert menus[1].keys["2"] == "menu:support" and menus[0].then == "menu:main"
