@@ -30,8 +30,10 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from firmware.reports import site_zone
 from firmware.store import ConfigError, dump_yaml, load_yaml
 from firmware.store.files import log_path as daemon_log_path
+from firmware.store.outbox import Outbox
 
 from . import control
 from .db import get_store
@@ -53,6 +55,7 @@ PACKAGE = "linebox"
 LOG_LINES = 200
 LOG_TAIL_MAX_BYTES = 1 << 20  # read at most this much of the log's end for its last lines
 LOG_CHUNK_BYTES = 64 * 1024
+NOTIFICATIONS_SHOWN = 20  # the latest failed e-mails and SMS on the page
 
 
 def version() -> str:
@@ -104,8 +107,19 @@ def _render(errors: FormErrors, code: int = 200) -> tuple[str, int]:
     counts = {"extensions": len(config.extensions), "departments": len(config.departments),
               "numbers": len(config.numbers), "trunks": len(config.trunks)}
     path = log_path()
+    outbox = Outbox(get_store())
+    zone = site_zone(get_store())
+    failed = [{**row, "when": datetime.fromtimestamp(float(row["created_at"]), zone)
+               .strftime("%Y-%m-%d %H:%M")}
+              for row in outbox.rows(state="failed", limit=NOTIFICATIONS_SHOWN)]
+    notifications = {"failed": failed,
+                     "pending": outbox.rows(state="pending", limit=NOTIFICATIONS_SHOWN),
+                     "configured": config.smtp.host != "" or bool(
+                         config.notifications.missed_calls or config.notifications.voicemail
+                         or config.notifications.summary_time)}
     return render_template(
         "system.html", version=version(), service=_service(), counts=counts,
+        notifications=notifications,
         revision=get_store().config_revision(), log_lines=tail_lines(path), log_file=str(path),
         max_lines=LOG_LINES, errors=errors,
         max_kb=(current_app.config.get("MAX_CONTENT_LENGTH") or 0) // 1024,
