@@ -78,6 +78,11 @@ class SipServices(Protocol):
         self, target: Target, challenge: Response, request: Request
     ) -> tuple[str, str] | None: ...
 
+    def hold_offered(self, call: Call, side: str, request: Request, tx_id: str,
+                     now: float) -> bool: ...
+
+    def session_changed(self, call: Call, now: float) -> None: ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
@@ -523,6 +528,7 @@ def in_dialog_request(call: Call, side: str, request: Request, tx_id: str,
         _answer_offer(call, side, request, tx_id, services, now,
                       current=anchor.caller_answer if side == "a" else anchor.leg_offer(),
                       renegotiate=partial(anchor.renegotiate, side))
+        services.session_changed(call, now)  # a hold or a resume: music (core/hold.py)
         return
     other = sip_party(call, "b" if side == "a" else "a")
     holder = call.connected.get("b" if side == "a" else "a")
@@ -537,6 +543,8 @@ def in_dialog_request(call: Call, side: str, request: Request, tx_id: str,
         if method == "INVITE" and pending_invite:
             services.send_response(tx_id, make_response(request, 491), now)  # §14.1
             return
+        if method == "INVITE" and services.hold_offered(call, side, request, tx_id, now):
+            return  # the box steps into the media to play music on hold (core/hold.py)
         _relay(side, request, tx_id, me, other, services, now)
         return
     services.send_response(tx_id, make_response(request, 501, headers=[("Allow", ALLOW)]),
@@ -684,6 +692,39 @@ def ack_received(call: Call, side: str, ack: Request, services: SipServices,
                                             or "application/sdp")
                 services.send_stateless(relayed_ack, other.destination)
             del other.relays[tx]
+
+
+def send_reinvite(party: SipParty, body: bytes, services: SipServices, now: float,
+                  on_answer: Callable[[Response | None, float], None]) -> None:
+    """The box's own re-INVITE to `party` with the offer `body` (RFC 3261 §14.1): a 2xx is
+    ACKed, retransmissions too (§13.2.2.4); `on_answer` hears the final response once (None:
+    none came, Timer B)."""
+    dialog = party.dialog
+    assert dialog is not None
+    destination = party.destination
+    invite = dialog.create_request("INVITE", via=_via(services, destination), headers=[
+        ("Allow", ALLOW), ("User-Agent", services.user_agent),
+        ("Content-Type", "application/sdp")], body=body)
+    answered: list[bool] = []
+
+    def on_response(tx_id: str, response: Response, now: float) -> None:
+        if response.status < 200:
+            return
+        if response.status < 300:
+            services.send_stateless(dialog.create_ack(invite.cseq.seq,
+                                                      via=_via(services, destination)),
+                                    destination)
+        if not answered:
+            answered.append(True)
+            on_answer(response, now)
+
+    def on_timeout(tx_id: str, now: float) -> None:
+        if not answered:
+            answered.append(True)
+            on_answer(None, now)
+
+    services.send_request(invite, destination, now, on_response=on_response,
+                          on_timeout=on_timeout)
 
 
 def _changes_the_session(request: Request) -> bool:

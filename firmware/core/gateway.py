@@ -69,6 +69,7 @@ from .events import (
     VoicemailLeft,
 )
 from .failover_room import Failover
+from .hold import Hold
 from .lines import ChannelPool, Lines
 from .lookups import Lookups
 from .menus import Menus
@@ -172,6 +173,7 @@ class Gateway:
         self.menus = Menus(self)  # voice menus (IVR)
         self.presence = Presence(self)  # busy lamps (RFC 4235)
         self.pickup = Pickup(self)
+        self.hold = Hold(self)  # music on hold
         self.lines = Lines(self)
         self.failover = Failover(self)
         self.limiter = RateLimiter()
@@ -381,6 +383,13 @@ class Gateway:
     def cancel_sent(self, transaction_id: str, now: float) -> None:
         self.layer.cancel_sent(transaction_id, now)
 
+    def hold_offered(self, call: Call, side: str, request: Request, tx_id: str,
+                     now: float) -> bool:
+        return self.hold.hold_offered(call, side, request, tx_id, now)
+
+    def session_changed(self, call: Call, now: float) -> None:
+        self.hold.refresh(call, now)
+
     def call_at(self, when: float, callback: Callable[[float], None]) -> _AppTimer:
         timer = _AppTimer(when, next(self._timer_seq), callback)
         heapq.heappush(self._timers, timer)
@@ -411,6 +420,7 @@ class Gateway:
             self.stats["answered"] += 1
         self.distribution.remove_from_queue(call)
         self.menus.call_ended(call)
+        self.hold.call_ended(call)
         self._awaiting_webhook.pop(call.id, None)
         self._awaiting_crm.pop(call.id, None)
         spoke = call.answered_at is not None and call.info.direction in ("inbound", "callback")

@@ -46,6 +46,9 @@ class MediaBridge:
         self.b = b
         self.sides = {a.port: a} if isinstance(b, PcmEnd) else {a.port: a, b.port: b}
         self.packets_dropped = 0
+        # Ports toward whose party nothing is forwarded: the box plays there itself (music on
+        # hold, firmware/core/hold.py) instead of the other side's audio.
+        self.muted: set[int] = set()
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -96,7 +99,7 @@ class MediaBridge:
             return []
         target = self.b if source is self.a else self.a
         out = target.choice
-        if out.on_hold:
+        if out.on_hold or target.port in self.muted:
             return []
         if packet.payload_type == source.choice.telephone_event_pt:
             if out.telephone_event_pt is None:
