@@ -102,6 +102,7 @@ class CallState(StrEnum):
     RINGING = "ringing"  # legs are ringing
     CONNECTING = "connecting"  # a callback: the member answered, the customer's phone rings
     ANSWERED = "answered"  # two parties (or the box itself) are talking
+    TRANSFERRING = "transferring"  # a party referred the other elsewhere (REFER): routing again
     ENDED = "ended"
 
 
@@ -113,7 +114,11 @@ CALL_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
     _S.QUEUED: frozenset({_S.RINGING, _S.QUEUED, _S.ANSWERED, _S.ENDED}),
     _S.RINGING: frozenset({_S.RINGING, _S.QUEUED, _S.CONNECTING, _S.ANSWERED, _S.ENDED}),
     _S.CONNECTING: frozenset({_S.ANSWERED, _S.ENDED}),
-    _S.ANSWERED: frozenset({_S.ENDED}),
+    # An answered call never rings again by itself; a transfer (RFC 3515 REFER,
+    # firmware/core/transfer.py) releases the referrer and routes the same call anew for the
+    # other party: ringing the target, its queue, or the box's voicemail answering it.
+    _S.ANSWERED: frozenset({_S.TRANSFERRING, _S.ENDED}),
+    _S.TRANSFERRING: frozenset({_S.RINGING, _S.QUEUED, _S.ANSWERED, _S.ENDED}),
     _S.ENDED: frozenset(),
 }
 
@@ -183,6 +188,14 @@ class Call:
     local_answer: bytes = b""
     # The box answered the caller's SDP itself (early media in a queue): it holds the media.
     anchor: MediaAnchor | None = None
+    # When the member talking now answered (answered_at stays the call's first answer).
+    member_since: float | None = None
+    # A transfer (firmware/core/transfer.py): where the call was referred, the number its
+    # legs show as calling, and the members whose part (talk time) is counted already.
+    transfer_target: str | None = None
+    shown_caller: str | None = None
+    transferred_by: list[str] = field(default_factory=list)
+    rung_from: int = 0  # the leg records of the current ringing (a transfer's start after)
 
     # ------------------------------------------------------------------ ringing the legs
     def move_to(self, state: CallState) -> None:
@@ -299,6 +312,8 @@ class Call:
         else:
             hints = dict(caller.hints)
             offer = caller.offer
+        if self.shown_caller is not None:
+            return LegSetup(caller_number=self.shown_caller, offer=offer, hints=hints)
         return LegSetup(caller_number=self.info.caller, display=self.info.display, offer=offer,
                         hints=hints)
 
@@ -379,7 +394,9 @@ class Call:
         leg.record.sip_status = status
         self.winner = leg
         self.move_to(CallState.ANSWERED)
-        self.answered_at = now
+        if self.answered_at is None:
+            self.answered_at = now
+        self.member_since = now
         self._connect("b", leg)
         for other in self.legs:
             if other is not leg and other.active:
@@ -407,9 +424,10 @@ class Call:
         self._no_answer(now, "no answer")
 
     def failure_status(self) -> int:
-        results = [r.sip_status for r in self.leg_records if r.sip_status]
-        if len(self.leg_records) == 1 and self.leg_records[0].sip_status and self.plan is None:
-            status = self.leg_records[0].sip_status
+        records = self.leg_records[self.rung_from:]
+        results = [r.sip_status for r in records if r.sip_status]
+        if len(records) == 1 and records[0].sip_status and self.plan is None:
+            status = records[0].sip_status
             # An external call: pass the provider's answer on, but never an auth challenge.
             return 403 if status in (401, 407) else status
         if results and all(s in (486, 600) for s in results):
@@ -437,7 +455,8 @@ class Call:
     def caller_cancelled(self, now: float) -> None:
         """The caller gave up before an answer (SIP: CANCEL, RFC 3261 §9.2): 487, and every
         leg cancelled."""
-        if self.state not in (CallState.ROUTING, CallState.RINGING, CallState.QUEUED):
+        if self.state not in (CallState.ROUTING, CallState.TRANSFERRING, CallState.RINGING,
+                              CallState.QUEUED):
             return
         abandoned = self.state == CallState.QUEUED
         self.fail(487, "caller hung up in the queue" if abandoned else "caller cancelled", now,
@@ -448,6 +467,10 @@ class Call:
         """End an unanswered call with a final answer to the caller."""
         if self.state in (CallState.ANSWERED, CallState.ENDED):
             return
+        if self.transfer_target is not None:
+            # The call was answered before it was referred: it stays an answered call.
+            cause = f"transfer to {self.transfer_target} failed: {cause}"
+            outcome = "answered"
         self._stop_ringing(now)
         self.final_status = status
         self.caller.reject(status, reason, now)
@@ -459,6 +482,20 @@ class Call:
         for leg in self.legs:
             if leg.active:
                 self._cancel_leg(leg, now)
+
+    def start_transfer(self, transferee: CallerParty, target: str, now: float, *,
+                       shown_caller: str | None = None) -> None:
+        """A party of the answered call referred the other to `target` (RFC 3515): the other
+        party is the caller now, the winner is released, and the call is routed again (by the
+        caller of this method) to `target`."""
+        self.caller = transferee
+        self.connected.clear()
+        self.winner = None
+        self.relayed_ringing = True
+        self.transfer_target = target
+        self.shown_caller = shown_caller
+        self.rung_from = len(self.leg_records)
+        self.move_to(CallState.TRANSFERRING)
 
     # ------------------------------------------------------------------ answered by the box
     def answer_locally(self, local: LocalEnd, body: bytes, now: float) -> bool:
@@ -517,7 +554,8 @@ class Call:
                 if party is not None:
                     party.hang_up(now)
             self._finish(now, cause, "answered")
-        elif self.state in (CallState.ROUTING, CallState.RINGING, CallState.QUEUED):
+        elif self.state in (CallState.ROUTING, CallState.TRANSFERRING, CallState.RINGING,
+                            CallState.QUEUED):
             self.fail(480, cause, now, outcome="failed")
 
     # ------------------------------------------------------------------ the end

@@ -47,7 +47,7 @@ LOGGER = logging.getLogger(__name__)
 
 # Methods a party to a call may send (in the dialog); REGISTER is for the registrar.
 ALLOW = ("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, MESSAGE, NOTIFY, "
-         "SUBSCRIBE")
+         "SUBSCRIBE, REFER")
 RELAYED_IN_DIALOG = frozenset({"INFO", "UPDATE", "MESSAGE", "NOTIFY", "OPTIONS"})
 COPIED_INVITE_HEADERS = ("Content-Type", "Content-Disposition", "Supported", "Allow")
 DEFAULT_MAX_FORWARDS = 70
@@ -232,6 +232,7 @@ class SipLeg(LegStates):
     dialog: Dialog | None = None
     ack: Request | None = None
     remote_tag: str | None = None  # the phone's To tag from its 18x (a busy lamp shows it)
+    remote_sdp: bytes = b""  # the SDP in its 2xx (a transfer offers it to the target)
     relays: dict[str, PendingRelay] = field(default_factory=dict)
     _state: LegState = LegState.CALLING
     _listener: ListenerRef = field(default_factory=ListenerRef)
@@ -360,6 +361,7 @@ class SipLeg(LegStates):
             return
         self._move(LegState.ANSWERED)
         self.record.sip_status = response.status
+        self.remote_sdp = response.body
         media = _media_of(response) or SessionDescription(body=b"")
         self._emit(LegAnswered(leg=self, media=media, status=response.status), now)
 
@@ -490,6 +492,8 @@ SipParty = SipCaller | SipLeg
 
 def sip_party(call: Call, side: str) -> SipParty | None:
     party = call.connected.get(side)
+    # A transferred caller (firmware/core/transfer.py) is the SIP party it wraps.
+    party = getattr(party, "sip_party", party)
     return party if isinstance(party, SipCaller | SipLeg) else None
 
 

@@ -78,6 +78,7 @@ from .presence import Presence
 from .records import call_row, leg_row
 from .sip_edge import RejectWith, SipEdge
 from .status import gateway_status
+from .transfer import Transfer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class Gateway:
         self.menus = Menus(self)  # voice menus (IVR)
         self.presence = Presence(self)  # busy lamps (RFC 4235)
         self.pickup = Pickup(self)
+        self.transfer = Transfer(self)  # REFER (RFC 3515)
         self.hold = Hold(self)  # music on hold
         self.lines = Lines(self)
         self.failover = Failover(self)
@@ -442,13 +444,18 @@ class Gateway:
                                legs=[leg_row(call.id, r) for r in call.leg_records]))
 
     def _update_agents(self, call: Call, now: float) -> None:
-        talk_s = now - call.answered_at if call.answered_at is not None else 0.0
+        # The member talking now since they answered (a transfer's referrer was counted when
+        # it left: call.transferred_by).
+        since = call.member_since if call.member_since is not None else call.answered_at
+        talk_s = now - since if since is not None else 0.0
+        settled = call.transferred_by
         department = self.departments.get(call.info.department or "")
         settings = self.distribution.settings(department) if department is not None else None
-        if call.answered_by in self.extensions:
+        if call.answered_by in self.extensions and call.answered_by not in settled:
             wrap_up_s = settings.wrap_up_s if settings is not None else 0.0
             self.agents.call_ended(call.answered_by, now, talk_s=talk_s, wrap_up_s=wrap_up_s)
-        if call.info.direction in ("internal", "outbound") and call.info.caller in self.extensions:
+        if (call.info.direction in ("internal", "outbound") and call.info.caller in self.extensions
+                and call.info.caller not in settled):
             self.agents.call_ended(call.info.caller, now, talk_s=talk_s)
         if settings is None or settings.auto_break_after <= 0:
             return

@@ -94,7 +94,7 @@ class Lookups:
     def _crm_answered(self, call_id: str, owner: str | None, now: float, *,
                       error: str = "") -> None:
         call = self.core._awaiting_crm.pop(call_id, None)
-        if call is None or call.state != CallState.ROUTING:
+        if call is None or call.state not in (CallState.ROUTING, CallState.TRANSFERRING):
             return  # too late: the fallback was taken, or the caller hung up
         ctx = department_call(call)
         if owner is not None and owner in self.core.extensions:

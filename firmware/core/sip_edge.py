@@ -114,9 +114,13 @@ class SipEdge:
     def _on_in_dialog(self, tx_id: str, request: Request, now: float) -> None:
         entry = self.core.dialogs.get((request.call_id, request.to.tag or "", request.from_.tag))
         if entry is None:
-            self.core.reply(tx_id, request, 481, now)
+            # A referrer's dialog that left its call (firmware/core/transfer.py), or nothing.
+            if not self.core.transfer.on_released_request(tx_id, request, now):
+                self.core.reply(tx_id, request, 481, now)
             return
         call, side = entry
+        if self.core.transfer.on_request(call, side, tx_id, request, now):
+            return  # REFER, or the transferee while the target rings
         if side == "a" and isinstance(call.caller, SipCaller) and call.caller.dialog is None:
             self._on_early_request(call, tx_id, request, now)
             return

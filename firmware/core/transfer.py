@@ -1,0 +1,416 @@
+"""Blind transfer: a party of an answered call sends REFER (RFC 3515) naming an extension, a
+department or an outside number, and the box connects the other party there (RFC 5589 §6).
+
+The call stays one call. The referrer's side is released: its dialog leaves the call and is
+kept here only to carry the implicit subscription's NOTIFYs (`Event: refer`, a
+`message/sipfrag` body: `SIP/2.0 100 Trying`, then the target's final status, RFC 3515
+§2.4.4–2.4.5), after which the referrer is hung up unless it sent BYE itself. The other party,
+the transferee, becomes the call's caller (a `TransferredParty`) and the call rings again
+(firmware/calls.py: ANSWERED → RINGING) through `Distribution.route_internal` as any call to
+that destination: an extension's phones, a department's ring plan with its queue and
+no-answer scheme, or a line out.
+
+Media stays direct (the box does not anchor it). The target is offered the transferee's own
+SDP — the offer or answer it gave when the call was set up, an address it still listens on —
+and once the target answers, the box re-INVITEs the transferee with the target's SDP as the
+new offer (RFC 3264 §8: a new address, the codec the target chose), so the two talk to each
+other. Chosen over anchoring for the common case, G.711 phones whose address and codecs do not
+change in a call: no RTP passes through the box and no re-INVITE is needed while the target
+rings. The transferee hears nothing from the box while the target rings.
+
+When the target does not answer (or is busy), the referrer is told the status in the final
+NOTIFY and the transferee is hung up; the record says the call was answered, ending with
+`transfer to TARGET failed: ...` (ringing the referrer back is not done).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from ..calls import Call, CallState
+from ..legs import SessionDescription
+from ..sip.dialog import Dialog
+from ..sip.errors import RemoteProtocolError
+from ..sip.message import Request, Response
+from ..sip.transaction import Address, new_branch
+from ..sip.uri import OtherUri, SipUri, parse_name_addr
+from ..sip_legs import SipCaller, SipLeg
+from .admission import DIALLABLE_RE
+
+if TYPE_CHECKING:
+    from ..calls import Timer
+    from .gateway import Gateway
+
+LOGGER = logging.getLogger(__name__)
+
+SIPFRAG = "message/sipfrag;version=2.0"
+# How long the implicit subscription lasts (RFC 3515 §2.4.4 lets the notifier choose).
+SUBSCRIPTION_S = 60
+# After the final NOTIFY the referrer usually hangs up itself (RFC 5589 §6.1); if it has not
+# within this time, the box sends the BYE.
+REFERRER_BYE_GRACE_S = 2.0
+NOT_TRANSFERABLE = "This call cannot be transferred"
+ATTENDED_NOT_SUPPORTED = "Attended transfer (Replaces) is not supported"
+
+SipParty = SipCaller | SipLeg
+
+
+def _via(core: Gateway, destination: Address) -> str:
+    return (f"SIP/2.0/{destination.transport.upper()} {core.local_host}:{core.local_port};"
+            f"branch={new_branch()};rport")
+
+
+def refer_target(request: Request) -> str:
+    """The user part of the one Refer-To URI (RFC 3515 §2.4.1: exactly one, else 400); an
+    attended transfer's embedded Replaces is refused by the caller of this function."""
+    values = request.headers.get_all("Refer-To")
+    if len(values) != 1:
+        raise RemoteProtocolError("REFER needs exactly one Refer-To", status_hint=400)
+    uri = parse_name_addr(values[0]).uri
+    user = uri.user_unescaped if isinstance(uri, SipUri | OtherUri) else None
+    if not user:
+        raise RemoteProtocolError("Refer-To names no number", status_hint=400)
+    return user
+
+
+def embeds_replaces(request: Request) -> bool:
+    value = request.headers.get("Refer-To") or ""
+    uri = parse_name_addr(value).uri
+    return isinstance(uri, SipUri) and "replaces=" in uri.headers.lower()
+
+
+def party_sdp(party: SipParty) -> bytes:
+    """The SDP `party` gave for the call's session: its INVITE's offer, or its 2xx."""
+    if isinstance(party, SipLeg):
+        return party.remote_sdp
+    offer = party.offer
+    return offer.body if offer is not None else b""
+
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class Referral:
+    """One REFER: the referrer's dialog (for the NOTIFYs), and what became of it."""
+
+    core: Gateway
+    referrer: SipParty
+    target: str
+    notify: bool = True  # False with `Refer-Sub: false` (RFC 4488)
+    final_status: int | None = None
+    referrer_gone: bool = False
+    bye_timer: Timer | None = None
+
+    @property
+    def dialog(self) -> Dialog:
+        assert self.referrer.dialog is not None
+        return self.referrer.dialog
+
+    def send_notify(self, status: int, reason: str, now: float) -> None:
+        """A NOTIFY with the target's progress as a sipfrag status line (RFC 3515 §2.4.5)."""
+        final = status >= 200
+        if not self.notify or self.referrer_gone:
+            return
+        state = "terminated;reason=noresource" if final else f"active;expires={SUBSCRIPTION_S}"
+        notify = self.dialog.create_request(
+            "NOTIFY", via=_via(self.core, self.referrer.destination),
+            headers=[("Event", "refer"), ("Subscription-State", state),
+                     ("Content-Type", SIPFRAG), ("User-Agent", self.core.user_agent)],
+            body=f"SIP/2.0 {status} {reason}\r\n".encode())
+        self.core.send_request(notify, self.referrer.destination, now,
+                               on_response=_ignore_response, on_timeout=_ignore_timeout)
+
+    def finished(self, status: int, reason: str, now: float) -> None:
+        """The target answered or failed: the final NOTIFY, then the referrer is hung up
+        unless it does that itself within the grace time."""
+        if self.final_status is not None:
+            return
+        self.final_status = status
+        self.send_notify(status, reason, now)
+        if not self.referrer_gone:
+            self.bye_timer = self.core.call_at(now + REFERRER_BYE_GRACE_S, self.hang_up_referrer)
+
+    def hang_up_referrer(self, now: float) -> None:
+        if self.referrer_gone:
+            return
+        self.referrer_gone = True
+        self.referrer.hang_up(now)
+        self.core.transfer.forget(self)
+
+    def referrer_hung_up(self, now: float) -> None:
+        self.referrer_gone = True
+        if self.bye_timer is not None:
+            self.bye_timer.cancel()
+        self.core.transfer.forget(self)
+
+
+def _ignore_response(tx: str, response: Response, now: float) -> None:
+    pass
+
+
+def _ignore_timeout(tx: str, now: float) -> None:
+    pass
+
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class TransferredParty:
+    """The transferee as the caller of the call ringing the target (a `CallerParty`): it is
+    answered already, so ringing is not relayed, an answer is a re-INVITE with the target's
+    SDP, and a failure hangs it up; every outcome is reported to the referral."""
+
+    core: Gateway
+    party: SipParty
+    sdp: bytes
+    referral: Referral
+    call: weakref.ref[Call]
+    gone: bool = False
+    reinvite: Request | None = None
+    ack: Request | None = None
+    hints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def sip_party(self) -> SipParty:
+        """The SIP party behind (firmware/sip_legs.py relays requests in its dialog)."""
+        return self.party
+
+    @property
+    def offer(self) -> SessionDescription | None:
+        return SessionDescription(body=self.sdp)
+
+    def ringing(self, early_media: SessionDescription | None, now: float) -> None:
+        pass  # the transferee's call is answered: no 18x is left to send
+
+    def answerable(self) -> bool:
+        return not self.gone
+
+    def answer(self, media: SessionDescription, now: float) -> None:
+        """The target answered with `media`: the transferee gets it as a new offer."""
+        call = self.call()
+        if call is not None:
+            self.core.transfer.completed(call, now)
+        self.referral.finished(200, "OK", now)
+        if media.body and media.body != self.sdp:
+            self._send_reinvite(media, now)
+
+    def _send_reinvite(self, media: SessionDescription, now: float) -> None:
+        dialog = self.party.dialog
+        assert dialog is not None
+        self.reinvite = dialog.create_request(
+            "INVITE", via=_via(self.core, self.party.destination),
+            headers=[("Content-Type", media.content_type), ("User-Agent", self.core.user_agent)],
+            body=media.body)
+        self.core.send_request(self.reinvite, self.party.destination, now,
+                               on_response=self._on_reinvite_response,
+                               on_timeout=self._on_reinvite_timeout)
+
+    def _on_reinvite_response(self, tx: str, response: Response, now: float) -> None:
+        if response.status < 200:
+            return
+        dialog = self.party.dialog
+        if response.status >= 300:
+            # The transferee keeps its old session, toward the referrer: the transfer cannot
+            # give it a voice path, so the call ends rather than stay silent.
+            LOGGER.warning("transferee refused the target's SDP: %d", response.status)
+            self._end_call(now, f"transferee refused the new media ({response.status})")
+            return
+        if dialog is None or self.reinvite is None:
+            return
+        if self.ack is None:
+            dialog.update_from_response(response)
+            self.ack = dialog.create_ack(self.reinvite.cseq.seq,
+                                         via=_via(self.core, self.party.destination))
+        self.core.send_stateless(self.ack, self.party.destination)  # again for a retransmission
+
+    def _on_reinvite_timeout(self, tx: str, now: float) -> None:
+        self._end_call(now, "transferee did not answer the re-INVITE")
+
+    def _end_call(self, now: float, cause: str) -> None:
+        call = self.call()
+        if call is not None:
+            call.hang_up(now, cause)
+
+    def reject(self, status: int, reason: str | None, now: float) -> None:
+        """The target did not answer (or the call could not ring it): the referrer hears the
+        status, the transferee is hung up (its call was answered: a BYE, not a response)."""
+        self.referral.finished(status, reason or _REASONS.get(status, "Failed"), now)
+        self.hang_up(now)
+
+    def hang_up(self, now: float) -> None:
+        if not self.gone:
+            self.gone = True
+            self.party.hang_up(now)
+
+
+_REASONS = {480: "Temporarily Unavailable", 486: "Busy Here", 487: "Request Terminated",
+            603: "Decline", 408: "Request Timeout", 404: "Not Found", 503: "Service Unavailable"}
+
+
+class Transfer:
+    """The REFERs of the office's calls, and the referrers' dialogs while they last."""
+
+    def __init__(self, core: Gateway) -> None:
+        self.core = core
+        # The referrers' dialogs, out of the call, until they are hung up.
+        self.referrers: dict[tuple[str, str, str | None], Referral] = {}
+
+    # ------------------------------------------------------------------ requests
+    def on_request(self, call: Call, side: str, tx_id: str, request: Request,
+                   now: float) -> bool:
+        """A request in a dialog of `call`: True when it was REFER, or came from the
+        transferee while the target rings (the call is not answered then)."""
+        if request.method == "REFER":
+            self._on_refer(call, side, tx_id, request, now)
+            return True
+        caller = call.caller
+        if not isinstance(caller, TransferredParty) or call.state == CallState.ANSWERED:
+            return False
+        if call.state == CallState.ENDED:
+            return False
+        if caller.party.dialog is not None:
+            try:
+                caller.party.dialog.receive_request(request)
+            except RemoteProtocolError as exc:
+                self.core.reply(tx_id, request, exc.status_hint, now)
+                return True
+        if request.method == "BYE":
+            # The transferee hung up while the target rang (RFC 3261 §15.1.2).
+            self.core.reply(tx_id, request, 200, now)
+            caller.gone = True
+            call.caller_cancelled(now)
+        elif request.method == "INVITE":
+            self.core.reply(tx_id, request, 491, now)  # §14.1: the session is about to change
+        else:
+            self.core.reply(tx_id, request, 200, now)
+        return True
+
+    def on_released_request(self, tx_id: str, request: Request, now: float) -> bool:
+        """A request in a referrer's dialog after the transfer started: BYE ends it (the
+        referrer hangs up once it heard the outcome); anything else is answered 200."""
+        key = (request.call_id, request.to.tag or "", request.from_.tag)
+        referral = self.referrers.get(key)
+        if referral is None:
+            return False
+        try:
+            referral.dialog.receive_request(request)
+        except RemoteProtocolError as exc:
+            self.core.reply(tx_id, request, exc.status_hint, now)
+            return True
+        if request.method == "INVITE":
+            self.core.reply(tx_id, request, 488, now)  # the call left this dialog
+            return True
+        self.core.reply(tx_id, request, 200, now)
+        if request.method == "BYE":
+            referral.referrer_hung_up(now)
+        return True
+
+    def _on_refer(self, call: Call, side: str, tx_id: str, request: Request,
+                  now: float) -> None:
+        core = self.core
+        referrer = call.connected.get(side)
+        other_side = "b" if side == "a" else "a"
+        transferee = call.connected.get(other_side)
+        if (call.state != CallState.ANSWERED or not isinstance(referrer, SipCaller | SipLeg)
+                or referrer.dialog is None):
+            core.reply(tx_id, request, 481, now)  # no answered dialog to refer in
+            return
+        referrer.dialog.receive_request(request)
+        if embeds_replaces(request):
+            core.reply(tx_id, request, 501, now, reason=ATTENDED_NOT_SUPPORTED)
+            return
+        target = refer_target(request)
+        if (call.local is not None or call.anchor is not None
+                or not isinstance(transferee, SipCaller | SipLeg) or transferee.dialog is None
+                or not party_sdp(transferee)):
+            # The box holds this call's media (voicemail, a queue's early media, a modem
+            # line), or the transferee's SDP is unknown: not transferred, the call goes on.
+            core.reply(tx_id, request, 403, now, reason=NOT_TRANSFERABLE)
+            return
+        referrer_ext = self._member(call, side)
+        if not self._valid_target(tx_id, request, target, referrer_ext, now):
+            return
+        notify = (request.headers.get("Refer-Sub") or "true").strip().lower() != "false"
+        headers = [] if notify else [("Refer-Sub", "false")]
+        core.reply(tx_id, request, 202, now, headers=headers)
+        referral = Referral(core=core, referrer=referrer, target=target, notify=notify)
+        referral.send_notify(100, "Trying", now)
+        LOGGER.info("call %s: %s transfers %s to %s", call.id, referrer_ext or side,
+                    other_side, target)
+        self._release_referrer(call, side, referrer, referrer_ext, referral, now)
+        party = TransferredParty(core=core, party=transferee, sdp=party_sdp(transferee),
+                                 referral=referral, call=weakref.ref(call))
+        if transferee.dialog is not None:
+            core.dialogs[transferee.dialog.id] = (call, "a")
+        # Who the target sees calling: the transferee (the call's caller, or the number the
+        # referrer had called).
+        shown = call.info.caller if other_side == "a" else transferee_number(call, transferee)
+        exclude = frozenset({referrer_ext}) if referrer_ext else frozenset()
+        call.start_transfer(party, target, now, shown_caller=shown)
+        core.distribution.route_internal(call, target, exclude=exclude, now=now)
+
+    def _member(self, call: Call, side: str) -> str | None:
+        """The office member on `side` of the call (None: an outside party)."""
+        if side == "b":
+            member = call.answered_by
+        else:
+            member = call.info.caller if call.info.direction in ("internal", "outbound") else None
+        return member if member in self.core.extensions else None
+
+    def _valid_target(self, tx_id: str, request: Request, target: str, referrer: str | None,
+                      now: float) -> bool:
+        core = self.core
+        if target in core.extensions or target in core.departments:
+            return True
+        if not DIALLABLE_RE.fullmatch(target) or target.startswith("*"):
+            core.reply(tx_id, request, 404, now)
+            return False
+        # An outside number: the toll guard judges the referrer as if it dialled it.
+        refusal = core.toll_guard.admit(core.config, referrer or "", target, now)
+        if refusal is not None:
+            core.reply(tx_id, request, 403, now, reason=refusal.reason)
+            return False
+        if core.lines.outbound(now) is None:
+            core.reply(tx_id, request, 503, now)
+            return False
+        return True
+
+    def _release_referrer(self, call: Call, side: str, referrer: SipParty,
+                          member: str | None, referral: Referral, now: float) -> None:
+        """The referrer leaves the call: its talk time so far counts for it, its dialog
+        carries only the NOTIFYs from now on."""
+        assert referrer.dialog is not None
+        key = referrer.dialog.id
+        self.core.dialogs.pop(key, None)
+        self.referrers[key] = referral
+        if isinstance(referrer, SipLeg) or side == "b":
+            record = getattr(referrer, "record", None)
+            if record is not None and record.ended_at is None:
+                record.ended_at = now
+        if member is not None:
+            since = call.member_since if call.member_since is not None else call.answered_at
+            talk_s = now - since if since is not None else 0.0
+            department = self.core.departments.get(call.info.department or "")
+            wrap_up_s = (self.core.distribution.settings(department).wrap_up_s
+                         if department is not None and side == "b" else 0.0)
+            self.core.agents.call_ended(member, now, talk_s=talk_s, wrap_up_s=wrap_up_s)
+            call.transferred_by.append(member)
+
+    def completed(self, call: Call, now: float) -> None:
+        """The target answered: it is the call's member now (a member who transferred the call
+        earlier and answers it again counts again)."""
+        if call.answered_by in call.transferred_by:
+            call.transferred_by.remove(call.answered_by)
+
+    def forget(self, referral: Referral) -> None:
+        for key, known in list(self.referrers.items()):
+            if known is referral:
+                del self.referrers[key]
+
+
+def transferee_number(call: Call, transferee: SipParty) -> str:
+    """The number of an answered leg (the outside number or the extension it rang)."""
+    if isinstance(transferee, SipLeg):
+        return transferee.label
+    return call.info.dialed
