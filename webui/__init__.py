@@ -68,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         departments,
         employees,
         lines,
+        menus,
         monitor,
         numbers,
         reports,
@@ -76,8 +77,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         voicemail,
     )
 
-    for module in (auth, employees, departments, numbers, lines, rules, monitor, reports, agent,
-                   voicemail, system):
+    for module in (auth, employees, departments, numbers, lines, rules, menus, monitor, reports,
+                   agent, voicemail, system):
         app.register_blueprint(module.bp)
     app.add_url_rule("/", endpoint="index", view_func=auth.index)
     return app

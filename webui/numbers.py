@@ -70,8 +70,15 @@ def voicemail_choices(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def internal_numbers(data: Mapping[str, Any]) -> set[str]:
+    """Extensions, departments, and the voice menus (`menu:NAME`, firmware/routing/menu.py)."""
     return {str(e["number"]) for e in data.get("extensions", [])} | {
-        str(d["number"]) for d in data.get("departments", [])}
+        str(d["number"]) for d in data.get("departments", [])} | set(dict(menu_choices(data)))
+
+
+def menu_choices(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """("menu:NAME", label) of every voice menu."""
+    return [(f"menu:{m['name']}", _("Voice menu %(name)s", name=m["name"]))
+            for m in data.get("menus", [])]
 
 
 def check_destination(raw: str, field_name: str, errors: FormErrors,
@@ -402,7 +409,8 @@ def _number_form(number: str | None) -> Any:
     trunk_choices = [(t["name"], t["name"]) for t in draft.data["trunks"]]
     schedule_choices = [("", _("— always open —"))] + [
         (s["name"], s["name"]) for s in draft.data.get("schedules", [])]
-    destinations = [("", _("— choose —"))] + destination_choices(draft.data)
+    destinations = ([("", _("— choose —"))] + destination_choices(draft.data)
+                    + menu_choices(draft.data))
     return render_template(
         "numbers_number.html", values=values, errors=errors, editing=number,
         trunks=trunk_choices, schedules=schedule_choices, destinations=destinations,

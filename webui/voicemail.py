@@ -285,28 +285,36 @@ def greeting_field(mailbox: str) -> str:
     return f"greeting-{mailbox}"
 
 
+def uploaded_greeting(errors: FormErrors, field: str) -> tuple[bytes, float] | None:
+    """The form's `greeting` file as the box plays it (16-bit 8 kHz mono WAV) and its length in
+    seconds; None, with the reason in `errors[field]`, when there is none or it does not fit."""
+    upload = request.files.get("greeting")
+    if upload is None or not upload.filename:
+        errors[field] = _("Choose a WAV file.")
+        return None
+    try:
+        pcm = to_pcm8k(upload.read(), max_s=GREETING_MAX_S)
+    except AudioError as error:
+        # The converter says what the file is in English; the page says what that means.
+        errors[field] = _("The file does not fit: %(reason)s", reason=str(error))
+        return None
+    if not pcm:
+        errors[field] = _("The file does not fit: %(reason)s", reason=_("it holds no sound"))
+        return None
+    return wav_bytes(pcm), len(pcm) / PCM_BYTES_PER_S
+
+
 @bp.route("/voicemail/greetings/<mailbox>", methods=["POST"])
 @role_required(AGENT)
 @upload_limit(GREETING_LIMIT_CONFIG)
 def upload_greeting(mailbox: str) -> Any:
     _greeting_mailbox(mailbox)
     errors = FormErrors()
-    field = greeting_field(mailbox)
-    upload = request.files.get("greeting")
-    if upload is None or not upload.filename:
-        errors[field] = _("Choose a WAV file.")
+    converted = uploaded_greeting(errors, greeting_field(mailbox))
+    if converted is None:
         return _render(errors, 400)
-    try:
-        pcm = to_pcm8k(upload.read(), max_s=GREETING_MAX_S)
-    except AudioError as error:
-        # The converter says what the file is in English; the page says what that means.
-        errors[field] = _("The file does not fit: %(reason)s", reason=str(error))
-        return _render(errors, 400)
-    if not pcm:
-        errors[field] = _("The file does not fit: %(reason)s", reason=_("it holds no sound"))
-        return _render(errors, 400)
-    duration_s = len(pcm) / PCM_BYTES_PER_S
-    get_store().set_greeting(mailbox, wav_bytes(pcm), duration_s=duration_s, at=time.time())
+    audio, duration_s = converted
+    get_store().set_greeting(mailbox, audio, duration_s=duration_s, at=time.time())
     flash(_("The greeting of mailbox %(mailbox)s is now the uploaded file (%(seconds)d s).",
             mailbox=mailbox, seconds=round(duration_s)))
     return redirect(url_for("voicemail.page", _anchor="greetings"))
