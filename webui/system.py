@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     flash,
     redirect,
@@ -47,7 +49,9 @@ from .security import (
     limiter,
     log_in,
     password_matches,
+    upload_limit,
 )
+from .voicemail import GREETING_LIMIT_CONFIG, GREETING_MAX_S, uploaded_greeting
 
 bp = Blueprint("system", __name__)
 
@@ -56,6 +60,10 @@ LOG_LINES = 200
 LOG_TAIL_MAX_BYTES = 1 << 20  # read at most this much of the log's end for its last lines
 LOG_CHUNK_BYTES = 64 * 1024
 NOTIFICATIONS_SHOWN = 20  # the latest failed e-mails and SMS on the page
+# The office's music on hold is kept like a voicemail greeting, under this mailbox name (the
+# daemon's greetings cache hands it to firmware/core/hold.py: HOLD_MUSIC_MAILBOX there).
+HOLD_MUSIC_MAILBOX = "hold"
+HOLD_MUSIC_FIELD = "hold_music"
 
 
 def version() -> str:
@@ -123,6 +131,9 @@ def _render(errors: FormErrors, code: int = 200) -> tuple[str, int]:
         revision=get_store().config_revision(), log_lines=tail_lines(path), log_file=str(path),
         max_lines=LOG_LINES, errors=errors,
         max_kb=(current_app.config.get("MAX_CONTENT_LENGTH") or 0) // 1024,
+        hold_music=get_store().greetings().get(HOLD_MUSIC_MAILBOX),
+        max_music_s=int(GREETING_MAX_S),
+        max_music_mb=(current_app.config.get(GREETING_LIMIT_CONFIG) or 0) // (1024 * 1024),
     ), code
 
 
@@ -198,9 +209,51 @@ def change_password() -> Any:
     return redirect(url_for("system.page"))
 
 
+@bp.route("/system/hold-music", methods=["POST"])
+@admin_required
+@upload_limit(GREETING_LIMIT_CONFIG)
+def upload_hold_music() -> Any:
+    """The office's music on hold: a WAV file converted as a voicemail greeting is; the
+    daemon takes it up within seconds, for the next hold."""
+    errors = FormErrors()
+    converted = uploaded_greeting(errors, HOLD_MUSIC_FIELD)
+    if converted is None:
+        return _render(errors, 400)
+    audio, duration_s = converted
+    get_store().set_greeting(HOLD_MUSIC_MAILBOX, audio, duration_s=duration_s, at=time.time())
+    flash(_("Callers on hold now hear the uploaded music (%(seconds)d s, in a loop).",
+            seconds=round(duration_s)))
+    return redirect(url_for("system.page", _anchor="hold-music"))
+
+
+@bp.route("/system/hold-music/audio")
+@admin_required
+def hold_music_audio() -> Any:
+    audio = get_store().greeting(HOLD_MUSIC_MAILBOX)
+    if audio is None:
+        abort(404)
+    response = Response(audio, mimetype="audio/wav")
+    response.headers["Content-Disposition"] = 'inline; filename="hold-music.wav"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response.make_conditional(request, accept_ranges=True, complete_length=len(audio))
+
+
+@bp.route("/system/hold-music/delete", methods=["POST"])
+@admin_required
+def remove_hold_music() -> Any:
+    get_store().set_greeting(HOLD_MUSIC_MAILBOX, None)
+    flash(_("Callers on hold hear the built-in music again."))
+    return redirect(url_for("system.page", _anchor="hold-music"))
+
+
 @bp.errorhandler(RequestEntityTooLarge)
 def too_large(error: RequestEntityTooLarge) -> tuple[str, int]:
     errors = FormErrors()
+    if request.endpoint == "system.upload_hold_music":
+        errors[HOLD_MUSIC_FIELD] = _(
+            "Nothing was changed: the file is larger than %(size)d MB.",
+            size=(current_app.config.get(GREETING_LIMIT_CONFIG) or 0) // (1024 * 1024))
+        return _render(errors, 413)
     errors["file"] = _("Nothing was changed: the file is larger than %(size)d KB; a backup "
                        "is a few kilobytes.",
                        size=(current_app.config.get("MAX_CONTENT_LENGTH") or 0) // 1024)
