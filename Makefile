@@ -13,6 +13,10 @@ DEB_BENCH_PACKAGES := sip-tester util-linux
 DEB_IMAGE_CHECK_PACKAGES := build-essential libncurses-dev python3 python3-magic flake8 shellcheck \
 	genimage fdisk dosfstools mtools squashfs-tools
 DEB_TEST_PACKAGES += $(DEB_IMAGE_CHECK_PACKAGES)
+# The smoke image (images/smoke/build.sh, tests/image/test_smoke_qemu.py): QEMU for aarch64 and
+# cpio for the initramfs; build.sh adds dpkg's arm64 architecture itself.
+DEB_SMOKE_PACKAGES := qemu-system-arm cpio
+DEB_TEST_PACKAGES += $(DEB_SMOKE_PACKAGES)
 BOARD ?= rpi4
 
 .PHONY: run test lint bench deb-test deb-bench clean image

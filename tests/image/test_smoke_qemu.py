@@ -1,0 +1,225 @@
+"""The smoke image boots to ready on emulated 64-bit ARM.
+
+images/smoke/build.sh packs the box's own rootfs overlay and init scripts on a root file system
+made of Debian 12's arm64 packages (kernel, BusyBox, Python 3.11) and the project's wheel with its
+aarch64 dependencies; here it boots under `qemu-system-aarch64 -M virt` with user-mode networking
+(sealed off, forwarded to loopback only) until the daemon answers a SIP OPTIONS (over TCP) and
+the web UI serves its first-run or login page. It proves the firmware and its init scripts run on
+arm64; it is not the Buildroot image (images/smoke/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "images" / "smoke" / "build.sh"
+QEMU = "qemu-system-aarch64"
+BUILD_TIMEOUT_S = 900
+# The wait for ready is bounded; the target (issue 13) is 15 s, the bound leaves room for a
+# loaded 2-core machine and is what the test fails on.
+READY_BOUND_S = 180.0
+READY_TARGET_S = 15.0
+POLL_INTERVAL_S = 0.2
+SIP_ANSWER_TIMEOUT_S = 1.0
+MAX_SIP_REPLY_BYTES = 65536
+HTTP_TIMEOUT_S = 2.0
+QEMU_STOP_TIMEOUT_S = 10.0
+GUEST_SIP_PORT = 5060
+GUEST_HTTP_PORT = 80
+QEMU_MEMORY_MB = 1024
+CONSOLE_TAIL_LINES = 60
+
+
+@dataclass
+class Console:
+    """The guest's serial console, each line with the host's monotonic time it arrived."""
+
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def read_from(self, stream: object) -> None:
+        for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with self.lock:
+                self.lines.append((time.monotonic(), text))
+
+    def first(self, pattern: str) -> tuple[float, str] | None:
+        regex = re.compile(pattern)
+        with self.lock:
+            return next(((at, text) for at, text in self.lines if regex.search(text)), None)
+
+    def tail(self) -> str:
+        with self.lock:
+            return "\n".join(text for _, text in self.lines[-CONSOLE_TAIL_LINES:])
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sip_options(port: int) -> str | None:
+    """One OPTIONS over TCP to 127.0.0.1:port: the final answer's status line, or None.
+
+    TCP, not UDP: QEMU's user-mode network with restrict=on (the guest sealed off from
+    everything but the forwarded ports) drops every UDP datagram the guest sends, replies to a
+    forwarded port included; TCP connections made through a forward carry both ways."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=SIP_ANSWER_TIMEOUT_S) as sock:
+            host, local_port = sock.getsockname()[:2]
+            call_id = f"smoke-{os.urandom(6).hex()}@{host}"
+            request = "\r\n".join([
+                f"OPTIONS sip:{host}:{port};transport=tcp SIP/2.0",
+                f"Via: SIP/2.0/TCP {host}:{local_port};branch=z9hG4bK-smoke-{os.urandom(6).hex()}",
+                "Max-Forwards: 70",
+                f"From: <sip:smoke@{host}>;tag={os.urandom(4).hex()}",
+                f"To: <sip:{host}:{port}>",
+                f"Call-ID: {call_id}",
+                "CSeq: 1 OPTIONS",
+                f"Contact: <sip:smoke@{host}:{local_port};transport=tcp>",
+                "Accept: application/sdp",
+                "Content-Length: 0",
+                "",
+                "",
+            ]).encode()
+            sock.sendall(request)
+            deadline = time.monotonic() + SIP_ANSWER_TIMEOUT_S
+            data = b""
+            while b"\r\n\r\n" not in data and len(data) < MAX_SIP_REPLY_BYTES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                sock.settimeout(remaining)
+                chunk = sock.recv(65535)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    text = data.decode("utf-8", "replace")
+    if re.match(r"SIP/2\.0 [2-6]\d\d ", text) and call_id in text:
+        return text.split("\r\n", 1)[0]
+    return None
+
+
+def web_page(port: int) -> tuple[str, str] | None:
+    """GET / (redirects followed): (final path, body) if served with 200, else None."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=HTTP_TIMEOUT_S) as reply:
+            if reply.status != 200:
+                return None
+            path = urllib.parse.urlparse(reply.geturl()).path
+            return path, reply.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+@pytest.fixture(scope="module")
+def smoke_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """images/smoke/build.sh run now (its downloads cached outside the repository)."""
+    out = tmp_path_factory.mktemp("smoke-image")
+    started = time.monotonic()
+    result = subprocess.run(
+        ["sh", str(BUILD_SCRIPT), str(out)], cwd=REPO, capture_output=True, text=True,
+        timeout=BUILD_TIMEOUT_S, check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, (
+        f"images/smoke/build.sh failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+    summary = result.stderr.strip().splitlines()[-1]
+    print(f"\nsmoke image built in {elapsed:.1f} s: {summary}")
+    yield out
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + READY_BOUND_S + 60)
+def test_smoke_image_boots_to_sip_and_web_ready_on_aarch64(smoke_image: Path) -> None:
+    qemu = shutil.which(QEMU)
+    assert qemu, f"{QEMU} is missing: `make test` installs Debian's qemu-system-arm"
+    sip_port = free_port(socket.SOCK_STREAM)
+    http_port = free_port(socket.SOCK_STREAM)
+    command = [
+        qemu, "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", str(QEMU_MEMORY_MB),
+        "-accel", "tcg,thread=multi",
+        "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+        "-kernel", str(smoke_image / "vmlinuz"),
+        "-initrd", str(smoke_image / "initramfs.cpio.gz"),
+        "-append", "console=ttyAMA0 panic=-1",
+        # restrict=on: the guest reaches nothing outside; only the two forwards reach it, and
+        # they listen on the host's loopback only.
+        "-netdev", (f"user,id=net0,restrict=on,"
+                    f"hostfwd=tcp:127.0.0.1:{sip_port}-:{GUEST_SIP_PORT},"
+                    f"hostfwd=tcp:127.0.0.1:{http_port}-:{GUEST_HTTP_PORT}"),
+        "-device", "virtio-net-pci,netdev=net0,romfile=",
+        "-device", "virtio-rng-pci",
+    ]
+    console = Console()
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    reader = threading.Thread(target=console.read_from, args=(process.stdout,), daemon=True)
+    reader.start()
+    sip_answer: str | None = None
+    sip_at = web_at = 0.0
+    page: tuple[str, str] | None = None
+    try:
+        deadline = started + READY_BOUND_S
+        while time.monotonic() < deadline and (sip_answer is None or page is None):
+            assert process.poll() is None, (
+                f"QEMU exited with {process.returncode} before ready:\n{console.tail()}")
+            if sip_answer is None:
+                sip_answer = sip_options(sip_port)
+                sip_at = time.monotonic()
+            if page is None:
+                page = web_page(http_port)
+                web_at = time.monotonic()
+            if sip_answer is None or page is None:
+                time.sleep(POLL_INTERVAL_S)
+        assert sip_answer is not None, (
+            f"no SIP answer within {READY_BOUND_S:.0f} s:\n{console.tail()}")
+        assert page is not None, (
+            f"the web UI served no page within {READY_BOUND_S:.0f} s:\n{console.tail()}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=QEMU_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=QEMU_STOP_TIMEOUT_S)
+        reader.join(timeout=QEMU_STOP_TIMEOUT_S)
+
+    path, body = page
+    assert path in ("/setup", "/login"), f"the web UI's first page was {path}"
+    assert "<form" in body, "the web UI's first-run/login page has no form"
+    kernel = console.first(r"Linux version \S+-arm64 ")
+    assert kernel, f"the console shows no arm64 kernel:\n{console.tail()}"
+    init = console.first(r"^smoke-init: /init at ")
+    service = console.first(r"linebox-init: starting: exec linebox run")
+    assert init and service, (
+        f"the box's init scripts did not start the gateway:\n{console.tail()}")
+    ready = max(sip_at, web_at) - started
+    guest_uptime = re.search(r"at ([0-9.]+) s of uptime", init[1])
+    print(f"\nsmoke boot ({QEMU} -M virt, cortex-a72 x2, TCG): "
+          f"kernel to /init {init[0] - started:.1f} s "
+          f"(guest uptime {guest_uptime.group(1) if guest_uptime else '?'} s), "
+          f"init to `linebox run` started {service[0] - init[0]:.1f} s, "
+          f"SIP OPTIONS (TCP) answered at {sip_at - started:.1f} s ({sip_answer}), "
+          f"web UI {path} served at {web_at - started:.1f} s; "
+          f"boot to ready {ready:.1f} s (target {READY_TARGET_S:.0f} s: "
+          f"{'met' if ready <= READY_TARGET_S else f'missed by {ready - READY_TARGET_S:.1f} s'})")
+    assert ready < READY_BOUND_S
