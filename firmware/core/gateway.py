@@ -29,7 +29,6 @@ from hal.modem.driver import ModemFact
 from hal.modem.driver import StatusChanged as ModemStatusChanged
 
 from ..agents import AgentBook, StatusChanged
-from ..callback import CallbackCall
 from ..calls import Call, CallInfo
 from ..failover import FailoverMonitor
 from ..legs import CallerParty, Leg
@@ -60,9 +59,8 @@ from .admission import Admission
 from .box_media import BoxMedia
 from .callbacks import Callbacks
 from .distribution import Distribution
+from .endings import Endings
 from .events import (
-    CallbackStateChanged,
-    CallRecorded,
     DatagramToSend,
     Event,
     RtpToSend,
@@ -75,7 +73,6 @@ from .lookups import Lookups
 from .menus import Menus
 from .pickup import Pickup
 from .presence import Presence
-from .records import call_row, leg_row
 from .sip_edge import RejectWith, SipEdge
 from .status import gateway_status
 from .transfer import Transfer
@@ -177,6 +174,7 @@ class Gateway:
         self.transfer = Transfer(self)  # REFER (RFC 3515)
         self.hold = Hold(self)  # music on hold
         self.lines = Lines(self)
+        self.endings = Endings(self)
         self.failover = Failover(self)
         self.limiter = RateLimiter()
         self.auth_guard = AuthGuard.of(config.security)
@@ -407,67 +405,7 @@ class Gateway:
             self.agents.offer_answered(call.answered_by, self.now)
 
     def call_finished(self, call: Call, now: float) -> None:
-        self.channels.release(call.channels)
-        call.channels = []
-        # Legs that already had their final response need nothing from the call any more; a
-        # leg still waiting (a CANCEL may cross a 200) keeps its handler, so a late answer is
-        # still ACKed and hung up.
-        for leg in call.legs:
-            if isinstance(leg, SipLeg) and leg.record.sip_status is not None:
-                self._handlers.pop(leg.tx_id, None)
-        self.calls.pop(call.key, None)
-        for key in self._dialog_keys.pop(call.id, []):
-            self.dialogs.pop(key, None)
-        if call.outcome == "answered":
-            self.stats["answered"] += 1
-        self.distribution.remove_from_queue(call)
-        self.menus.call_ended(call)
-        self.hold.call_ended(call)
-        self._awaiting_webhook.pop(call.id, None)
-        self._awaiting_crm.pop(call.id, None)
-        spoke = call.answered_at is not None and call.info.direction in ("inbound", "callback")
-        if spoke and call.answered_by in self.extensions:
-            self.last_agent[call.info.caller] = call.answered_by
-        self._update_agents(call, now)
-        # Someone may be free now (or when their wrap-up ends): offer the waiting callers.
-        if any(self.queues.values()):
-            self.distribution.serve_all_queues(now)
-            wrap_up_end = self.agents.next_wrap_up_end(now)
-            if wrap_up_end is not None:
-                self.call_at(wrap_up_end, self.distribution.serve_all_queues)
-        if isinstance(call, CallbackCall):
-            if call.outcome == "answered":
-                self.emit(CallbackStateChanged(call_id=call.origin_call_id, state="done"))
-            if not call.leg_records:
-                return  # a request that waited and was never tried is not a call
-        self.emit(CallRecorded(call=call_row(call),
-                               legs=[leg_row(call.id, r) for r in call.leg_records]))
-
-    def _update_agents(self, call: Call, now: float) -> None:
-        # The member talking now since they answered (a transfer's referrer was counted when
-        # it left: call.transferred_by).
-        since = call.member_since if call.member_since is not None else call.answered_at
-        talk_s = now - since if since is not None else 0.0
-        settled = call.transferred_by
-        department = self.departments.get(call.info.department or "")
-        settings = self.distribution.settings(department) if department is not None else None
-        if call.answered_by in self.extensions and call.answered_by not in settled:
-            wrap_up_s = settings.wrap_up_s if settings is not None else 0.0
-            self.agents.call_ended(call.answered_by, now, talk_s=talk_s, wrap_up_s=wrap_up_s)
-        if (call.info.direction in ("internal", "outbound") and call.info.caller in self.extensions
-                and call.info.caller not in settled):
-            self.agents.call_ended(call.info.caller, now, talk_s=talk_s)
-        if settings is None or settings.auto_break_after <= 0:
-            return
-        for record in call.leg_records:
-            # Only an offer that rang out counts against the agent (Asterisk autopause): a leg
-            # cancelled because a colleague answered, or the caller hung up, does not.
-            if record.result == "no_answer" and record.target in self.extensions:
-                change = self.agents.offer_unanswered(
-                    record.target, now, auto_break_after=settings.auto_break_after
-                )
-                if change is not None:
-                    self.emit(change)
+        self.endings.finished(call, now)
 
     # ------------------------------------------------------------------ the daemon's results
     def new_day(self) -> None:
