@@ -31,13 +31,16 @@ fi
 # linux-image-arm64 metapackage depends on.
 BASE_PACKAGES="busybox-static python3.11-minimal libpython3.11-minimal libpython3.11-stdlib
 libc6 libgcc-s1 libssl3 libffi8 libsqlite3-0 zlib1g libexpat1 libbz2-1.0 liblzma5 libuuid1
-libcrypt1 libudev1 libcap2"
+libcrypt1 libudev1 libcap2 e2fsprogs libext2fs2 libcom-err2 libblkid1 libss2"
 # Debian's arm64 kernel builds these as modules (the Pi kernel has its drivers built in):
-# the virtio PCI transport, the network card behind QEMU's user-mode network, entropy, and a
-# software watchdog so the box's watchdog service has a /dev/watchdog to feed. In load order.
+# the virtio PCI transport, the network card behind QEMU's user-mode network, entropy, a
+# software watchdog so the box's watchdog service has a /dev/watchdog to feed, and ext4 on a
+# virtio disk for the data partition (e2fsprogs gives the boot script its mkfs.ext4 and
+# e2fsck). In load order (crc32c first: ext4 asks the crypto API for it).
 MODULES="drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_modern_dev
 drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover drivers/net/virtio_net
-drivers/char/hw_random/virtio-rng drivers/watchdog/softdog"
+drivers/char/hw_random/virtio-rng drivers/watchdog/softdog crypto/crc32c_generic lib/crc16
+fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4 drivers/block/virtio_blk"
 # Python that the box never runs: tests, IDLE, Tk, the installers' own code. Kept out so the
 # initramfs (unpacked by the emulated kernel at every boot) stays small.
 STDLIB_UNUSED="test idlelib tkinter turtledemo ensurepip lib2to3 pydoc_data unittest/test
@@ -178,6 +181,10 @@ trim_and_compile() {
     rm -rf "$ROOT/usr/lib/aarch64-linux-gnu/gconv"
     # Byte-code made here by the host's CPython 3.11 (the same magic number as the box's), as
     # unchecked-hash .pyc: the emulated CPU neither compiles nor stats the sources at start-up.
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+        say "$PYTHON is not CPython 3.11: no .pyc made here, the box compiles at its first start"
+        return 0
+    fi
     "$PYTHON" -m compileall -q -j 0 --invalidation-mode unchecked-hash \
         "$ROOT/usr/lib/python3.11" "$ROOT/usr/lib/python3/dist-packages" >/dev/null \
         || say "compileall reported files it could not compile (left as sources)"

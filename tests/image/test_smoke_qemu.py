@@ -46,6 +46,7 @@ CONSOLE_TAIL_LINES = 60
 # Idle memory: read from the guest's report some seconds after ready (it reports every 5 s).
 IDLE_AFTER_READY_S = 5.0
 MEMORY_REPORT_WAIT_S = 12.0
+DATA_DISK_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -165,20 +166,41 @@ def smoke_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield out
 
 
-@pytest.mark.timeout(BUILD_TIMEOUT_S + READY_BOUND_S + 60)
-def test_smoke_image_boots_to_sip_and_web_ready_on_aarch64(smoke_image: Path) -> None:
+@dataclass
+class Boot:
+    """One boot of the smoke image until ready: what answered, when (host seconds from QEMU's
+    start), and the console."""
+
+    console: Console
+    started: float
+    sip_answer: str
+    sip_at: float
+    page_path: str
+    page_body: str
+    web_at: float
+    memory: str
+
+    @property
+    def ready_s(self) -> float:
+        return max(self.sip_at, self.web_at) - self.started
+
+    def since_start(self, line: tuple[float, str] | None) -> str:
+        return f"{line[0] - self.started:.1f} s" if line else "?"
+
+
+def qemu_command(image: Path, disk: Path, sip_port: int, http_port: int) -> list[str]:
     qemu = shutil.which(QEMU)
     assert qemu, f"{QEMU} is missing: `make test` installs Debian's qemu-system-arm"
-    sip_port = free_port(socket.SOCK_STREAM)
-    http_port = free_port(socket.SOCK_STREAM)
-    command = [
+    return [
         qemu, "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", str(QEMU_MEMORY_MB),
         "-accel", "tcg,thread=multi",
         "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-        "-kernel", str(smoke_image / "vmlinuz"),
-        "-initrd", str(smoke_image / "initramfs.cpio"),
+        "-kernel", str(image / "vmlinuz"),
+        "-initrd", str(image / "initramfs.cpio"),
         # quiet: the kernel's few hundred boot lines through the emulated UART cost ~0.5 s.
-        "-append", "console=ttyAMA0 panic=-1 quiet",
+        # linebox.data: the overlay's boot script takes the data partition from here.
+        "-append", "console=ttyAMA0 panic=-1 quiet linebox.data=/dev/vda",
+        "-drive", f"file={disk},format=raw,if=virtio",
         # restrict=on: the guest reaches nothing outside; only the two forwards reach it, and
         # they listen on the host's loopback only.
         "-netdev", (f"user,id=net0,restrict=on,"
@@ -187,6 +209,14 @@ def test_smoke_image_boots_to_sip_and_web_ready_on_aarch64(smoke_image: Path) ->
         "-device", "virtio-net-pci,netdev=net0,romfile=",
         "-device", "virtio-rng-pci",
     ]
+
+
+def boot_until_ready(image: Path, disk: Path, *, power_cut: bool = False) -> Boot:
+    """Boot, wait (bounded) for SIP and the web UI, read the idle memory, stop QEMU: with
+    SIGTERM, or with SIGKILL for a power cut (the guest gets no chance to unmount)."""
+    sip_port = free_port(socket.SOCK_STREAM)
+    http_port = free_port(socket.SOCK_STREAM)
+    command = qemu_command(image, disk, sip_port, http_port)
     console = Console()
     started = time.monotonic()
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -213,38 +243,77 @@ def test_smoke_image_boots_to_sip_and_web_ready_on_aarch64(smoke_image: Path) ->
             f"no SIP answer within {READY_BOUND_S:.0f} s:\n{console.tail()}")
         assert page is not None, (
             f"the web UI served no page within {READY_BOUND_S:.0f} s:\n{console.tail()}")
-        memory = idle_memory(console, process_started=started,
-                             ready_s=max(sip_at, web_at) - started)
+        memory = "" if power_cut else idle_memory(
+            console, process_started=started, ready_s=max(sip_at, web_at) - started)
     finally:
-        process.terminate()
+        if power_cut:
+            process.kill()
+        else:
+            process.terminate()
         try:
             process.wait(timeout=QEMU_STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=QEMU_STOP_TIMEOUT_S)
         reader.join(timeout=QEMU_STOP_TIMEOUT_S)
+    return Boot(console=console, started=started, sip_answer=sip_answer, sip_at=sip_at,
+                page_path=page[0], page_body=page[1], web_at=web_at, memory=memory)
 
-    path, body = page
-    assert path in ("/setup", "/login"), f"the web UI's first page was {path}"
-    assert "<form" in body, "the web UI's first-run/login page has no form"
+
+def blank_disk(path: Path) -> Path:
+    """A sparse, empty raw disk: the data partition of a box's first boot."""
+    with path.open("wb") as disk:
+        disk.truncate(DATA_DISK_BYTES)
+    return path
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + READY_BOUND_S + 60)
+def test_smoke_image_boots_to_sip_and_web_ready_on_aarch64(
+    smoke_image: Path, tmp_path: Path
+) -> None:
+    boot = boot_until_ready(smoke_image, blank_disk(tmp_path / "data.img"))
+    console = boot.console
+    assert boot.page_path in ("/setup", "/login"), f"the web UI's first page: {boot.page_path}"
+    assert "<form" in boot.page_body, "the web UI's first-run/login page has no form"
     init = console.first(r"^smoke-init: /init at ")
     assert init, f"the smoke image's /init never ran:\n{console.tail()}"
     assert init[1].endswith(" aarch64"), f"not a 64-bit ARM kernel: {init[1]}"
     service = console.first(r"linebox-init: starting: exec linebox run")
     assert service, f"the box's init scripts did not start the gateway:\n{console.tail()}"
-    ready = max(sip_at, web_at) - started
-    daemon = console.first(r"firmware\.daemon: SIP on ")
-    web_log = console.first(r"linebox\.web: web UI on ")
+    assert console.first(r"linebox-init: first boot: creating the data file system on /dev/vda")
+    assert console.first(r"^First start: created department"), "no first-start seeding"
+    ready = boot.ready_s
     guest_uptime = re.search(r"at ([0-9.]+) s of uptime", init[1])
-    print(f"\nsmoke boot ({QEMU} -M virt, cortex-a72 x2, TCG): "
-          f"kernel to /init {init[0] - started:.1f} s "
+    print(f"\nsmoke boot ({QEMU} -M virt, cortex-a72 x2, TCG, first boot): "
+          f"kernel to /init {boot.since_start(init)} "
           f"(guest uptime {guest_uptime.group(1) if guest_uptime else '?'} s), "
-          f"init to `linebox run` started {service[0] - init[0]:.1f} s, "
-          f"daemon listening at {daemon[0] - started if daemon else float('nan'):.1f} s, "
-          f"web UI listening at {web_log[0] - started if web_log else float('nan'):.1f} s, "
-          f"SIP OPTIONS (TCP) answered at {sip_at - started:.1f} s ({sip_answer}), "
-          f"web UI {path} served at {web_at - started:.1f} s; "
-          f"boot to ready {ready:.1f} s (target {READY_TARGET_S:.0f} s: "
+          f"`linebox run` started at {boot.since_start(service)}, "
+          f"daemon listening at {boot.since_start(console.first(r'firmware.daemon: SIP on '))}, "
+          f"web UI listening at {boot.since_start(console.first(r'linebox.web: web UI on '))}, "
+          f"SIP OPTIONS (TCP) answered at {boot.sip_at - boot.started:.1f} s "
+          f"({boot.sip_answer}), web UI {boot.page_path} served at "
+          f"{boot.web_at - boot.started:.1f} s; boot to ready {ready:.1f} s "
+          f"(target {READY_TARGET_S:.0f} s: "
           f"{'met' if ready <= READY_TARGET_S else f'missed by {ready - READY_TARGET_S:.1f} s'})")
-    print(f"smoke idle memory: {memory}")
+    print(f"smoke idle memory: {boot.memory}")
     assert ready < READY_BOUND_S
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 2 * READY_BOUND_S + 60)
+def test_smoke_image_data_partition_survives_a_power_cut(
+    smoke_image: Path, tmp_path: Path
+) -> None:
+    disk = blank_disk(tmp_path / "data.img")
+    first = boot_until_ready(smoke_image, disk, power_cut=True)
+    assert first.console.first(r"^First start: created department"), first.console.tail()
+    second = boot_until_ready(smoke_image, disk)
+    console = second.console
+    checked = console.first(r"linebox-init: (e2fsck|fsck\.ext4) /dev/vda: exit [0-3]$")
+    assert checked, f"the data partition was not checked after the power cut:\n{console.tail()}"
+    assert not console.first(r"/data is in RAM"), console.tail()
+    assert not console.first(r"first boot: creating the data file system"), console.tail()
+    assert not console.first(r"^First start: created department"), (
+        f"the database made on the first boot was lost:\n{console.tail()}")
+    print(f"\nsmoke power cut: first boot ready in {first.ready_s:.1f} s, QEMU killed; "
+          f"second boot: {checked[1].removeprefix('linebox-init: ')} at "
+          f"{second.since_start(checked)}, ready in {second.ready_s:.1f} s")
