@@ -296,9 +296,11 @@ command -v dpkg-deb >/dev/null || die "dpkg-deb is needed"
 command -v cpio >/dev/null || die "cpio is needed (apt-get install cpio)"
 ensure_arm64_apt
 download_debs
-STAGE=$CACHE/stage
+# A staging directory per run (two builds at once do not trample each other), removed at exit.
+STAGE=$(mktemp -d "$CACHE/stage.XXXXXX")
+trap 'rm -rf "$STAGE"' EXIT
+trap 'exit 130' INT TERM
 ROOT=$STAGE/root
-rm -rf "$STAGE"
 mkdir -p "$ROOT"
 unpack_debs
 make_base_files

@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -150,9 +151,15 @@ def idle_memory(console: Console, *, process_started: float, ready_s: float) -> 
 
 
 @pytest.fixture(scope="module")
-def smoke_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """images/smoke/build.sh run now (its downloads cached outside the repository)."""
-    out = tmp_path_factory.mktemp("smoke-image")
+def smoke_image() -> Iterator[Path]:
+    """images/smoke/build.sh run now (its downloads cached outside the repository), into a
+    directory of its own: not pytest's, whose old run directories another pytest session on
+    the machine may remove while this one is booting from it."""
+    with tempfile.TemporaryDirectory(prefix="linebox-smoke-") as directory:
+        yield build_image(Path(directory))
+
+
+def build_image(out: Path) -> Path:
     started = time.monotonic()
     result = subprocess.run(
         ["sh", str(BUILD_SCRIPT), str(out)], cwd=REPO, capture_output=True, text=True,
@@ -163,7 +170,7 @@ def smoke_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         f"images/smoke/build.sh failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
     summary = result.stderr.strip().splitlines()[-1]
     print(f"\nsmoke image built in {elapsed:.1f} s: {summary}")
-    yield out
+    return out
 
 
 @dataclass
@@ -268,10 +275,8 @@ def blank_disk(path: Path) -> Path:
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + READY_BOUND_S + 60)
-def test_smoke_image_boots_to_sip_and_web_ready_on_aarch64(
-    smoke_image: Path, tmp_path: Path
-) -> None:
-    boot = boot_until_ready(smoke_image, blank_disk(tmp_path / "data.img"))
+def test_smoke_image_boots_to_sip_and_web_ready_on_aarch64(smoke_image: Path) -> None:
+    boot = boot_until_ready(smoke_image, blank_disk(smoke_image / "first-boot-data.img"))
     console = boot.console
     assert boot.page_path in ("/setup", "/login"), f"the web UI's first page: {boot.page_path}"
     assert "<form" in boot.page_body, "the web UI's first-run/login page has no form"
@@ -300,10 +305,8 @@ def test_smoke_image_boots_to_sip_and_web_ready_on_aarch64(
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 2 * READY_BOUND_S + 60)
-def test_smoke_image_data_partition_survives_a_power_cut(
-    smoke_image: Path, tmp_path: Path
-) -> None:
-    disk = blank_disk(tmp_path / "data.img")
+def test_smoke_image_data_partition_survives_a_power_cut(smoke_image: Path) -> None:
+    disk = blank_disk(smoke_image / "power-cut-data.img")
     first = boot_until_ready(smoke_image, disk, power_cut=True)
     assert first.console.first(r"^First start: created department"), first.console.tail()
     second = boot_until_ready(smoke_image, disk)
