@@ -2,10 +2,12 @@
 # `make image BOARD=rpi4|rpi5|rpi3`: Buildroot 2025.02.16 from BUILDROOT_SRC (a tarball or an
 # extracted tree) or downloaded from buildroot.org and checked against the SHA-256 in its signed
 # .sign file, the LINEBOX external tree, an out-of-tree output directory images/build/BOARD, and
-# the SD card image copied to images/out/linebox-BOARD.img.
+# the SD card image copied to images/out/linebox-BOARD.img. `build-image.sh --source` only makes
+# the Buildroot source available (downloading it when needed) and prints the tree's path: the
+# offline tests use it when no BUILDROOT_SRC is at hand.
 set -eu
 
-BOARD=${1:?usage: build-image.sh rpi4|rpi5|rpi3}
+BOARD=${1:?usage: build-image.sh rpi4|rpi5|rpi3|--source}
 VERSION=2025.02.16
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$REPO/images/build
@@ -14,7 +16,7 @@ SRC=${BUILDROOT_SRC:-$REPO/../shared/buildroot/buildroot-$VERSION.tar.xz}
 URL=https://buildroot.org/downloads/buildroot-$VERSION.tar.xz
 export BR2_DL_DIR="${BR2_DL_DIR:-$BUILD/dl}"
 
-[ -f "$REPO/buildroot-config/configs/linebox_${BOARD}_defconfig" ] || {
+[ "$BOARD" = --source ] || [ -f "$REPO/buildroot-config/configs/linebox_${BOARD}_defconfig" ] || {
     echo "build-image: no defconfig for '$BOARD' (rpi4, rpi5 or rpi3)" >&2; exit 1; }
 mkdir -p "$BUILD" "$OUT" "$BR2_DL_DIR"
 
@@ -24,7 +26,7 @@ else
     if [ ! -f "$SRC" ]; then
         SRC=$BUILD/buildroot-$VERSION.tar.xz
         if [ ! -f "$SRC" ]; then
-            echo "build-image: downloading $URL"
+            echo "build-image: downloading $URL" >&2
             wget -q -O "$SRC.part" "$URL"
             wget -q -O "$SRC.sign" "$URL.sign"
             # The .sign file is GPG-signed by the Buildroot maintainers and lists the SHA-256.
@@ -45,6 +47,10 @@ else
     if [ ! -f "$tree/Makefile" ]; then
         tar -xJf "$SRC" -C "$BUILD"
     fi
+fi
+if [ "$BOARD" = --source ]; then
+    echo "$tree"
+    exit 0
 fi
 
 output=$BUILD/$BOARD

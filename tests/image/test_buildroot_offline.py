@@ -34,6 +34,7 @@ DEFAULT_SRC = REPO.parent / "shared" / "buildroot" / f"buildroot-{BUILDROOT_VERS
 CACHE = REPO / ".cache" / "buildroot"
 BOARDS = ("rpi4", "rpi5", "rpi3")
 MAKE_TIMEOUT_S = 180
+FETCH_TIMEOUT_S = 600
 # The box's Python: the environment markers of pyproject and its dependencies are evaluated for it.
 TARGET_ENVIRONMENT = {
     "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "aarch64",
@@ -48,10 +49,17 @@ OVERRIDE_SUFFIX = "-linebox"  # a newer release installed over the tree's (see i
 def _buildroot_tree() -> Path:
     source = Path(os.environ.get("BUILDROOT_SRC", DEFAULT_SRC))
     if not source.exists():
-        pytest.fail(
-            f"Buildroot {BUILDROOT_VERSION} source not found at {source}. Set BUILDROOT_SRC to the "
-            f"release tarball or an extracted tree: https://buildroot.org/downloads/"
-            f"buildroot-{BUILDROOT_VERSION}.tar.xz (or `make image` downloads it).")
+        # A newcomer's clone has no ../shared: the release is downloaded (and its SHA-256
+        # checked) the way `make image` does it.
+        fetched = subprocess.run(["sh", str(REPO / "images" / "build-image.sh"), "--source"],
+                                 capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
+        if fetched.returncode != 0:
+            pytest.fail(
+                f"Buildroot {BUILDROOT_VERSION} source not found at {source} and not downloaded "
+                f"({fetched.stderr.strip()[-300:]}). Set BUILDROOT_SRC to the release tarball or "
+                f"an extracted tree: https://buildroot.org/downloads/"
+                f"buildroot-{BUILDROOT_VERSION}.tar.xz")
+        return Path(fetched.stdout.strip().splitlines()[-1])
     if source.is_dir():
         return source
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
