@@ -15,6 +15,9 @@
 # Needs: apt with the arm64 architecture (added here when run as root), dpkg-deb, cpio,
 # and the network to Debian's and the Python package index's mirrors on a first run.
 set -eu
+# Files in the image must be readable by the daemon's own user whatever umask the caller has (a
+# test run may have tightened it to 077 for the files it makes).
+umask 022
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
