@@ -166,7 +166,9 @@ def test_an_unplugged_modem_is_reported_lost_and_reopened_after_the_replug(
         assert supervisor.state == "opening"
         await asyncio.sleep(1.7)  # the stick is out for a while; backoff grows meanwhile
         loop = asyncio.get_running_loop()
-        spacer = os.openpty()  # takes the freed pts number: the stick comes back renumbered
+        # Take the freed pts number (the lowest free one is handed out next; a few spacers, as
+        # other processes may free lower numbers meanwhile): the stick comes back renumbered.
+        spacers = [os.openpty() for _ in range(4)]
         second = ScriptedModem(modem_with_imei(IMEI_A), link=link)
         replugged_at = loop.time()
         await until(lambda: len(seen.opened) == 2, BACKOFF_MAX_S + 2.0)
@@ -178,8 +180,9 @@ def test_an_unplugged_modem_is_reported_lost_and_reopened_after_the_replug(
         assert second.received == ["ATE0"]
         await supervisor.stop()
         second.close()
-        for fd in spacer:
-            os.close(fd)
+        for spacer in spacers:
+            for fd in spacer:
+                os.close(fd)
     run(scenario)
 
 
