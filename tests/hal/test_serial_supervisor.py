@@ -161,15 +161,17 @@ def test_an_unplugged_modem_is_reported_lost_and_reopened_after_the_replug(
                                     candidates=list, use_udev=use_udev)
         supervisor.start()
         await until(lambda: len(seen.opened) == 1, 5.0)
+        # The stick's next tty is made while the first still holds its number, so it comes back
+        # renumbered (as ttyUSB renumbering does); its by-id link appears only at the replug.
+        second = ScriptedModem(modem_with_imei(IMEI_A), link=tmp_path / "not-yet-plugged")
         first.unplug()
         await until(lambda: len(seen.lost) == 1, 1.0)
         assert supervisor.state == "opening"
         await asyncio.sleep(1.7)  # the stick is out for a while; backoff grows meanwhile
         loop = asyncio.get_running_loop()
-        # Take the freed pts number (the lowest free one is handed out next; a few spacers, as
-        # other processes may free lower numbers meanwhile): the stick comes back renumbered.
-        spacers = [os.openpty() for _ in range(4)]
-        second = ScriptedModem(modem_with_imei(IMEI_A), link=link)
+        assert second.link is not None
+        os.replace(second.link, link)
+        second.link = link
         replugged_at = loop.time()
         await until(lambda: len(seen.opened) == 2, BACKOFF_MAX_S + 2.0)
         reopen_s = seen.opened[1][1] - replugged_at
@@ -180,9 +182,6 @@ def test_an_unplugged_modem_is_reported_lost_and_reopened_after_the_replug(
         assert second.received == ["ATE0"]
         await supervisor.stop()
         second.close()
-        for spacer in spacers:
-            for fd in spacer:
-                os.close(fd)
     run(scenario)
 
 
