@@ -68,9 +68,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 
-MODEM_KINDS = ("gsm", "fxo")
-
-
 class LineMedia:
     """One call's audio on a modem line: an RTP port of ours bridged to the line's PCM."""
 
