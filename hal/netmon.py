@@ -1,7 +1,7 @@
 """The box's view of its own network: links, addresses and default routes, from rtnetlink.
 
 `NetworkMonitor` subscribes to the kernel's link, IPv4/IPv6 address and IPv4/IPv6 route groups
-with pyroute2's `AsyncIPRoute` and turns what it hears into facts for `firmware/failover.py`:
+and turns what it hears into facts for `firmware/failover.py`:
 `DefaultRouteLost` / `DefaultRoutePresent`, `LinkWentDown` / `LinkCameUp`, `AddressChanged`.
 The kernel drops the default route of a link that goes down *without* sending RTM_DELROUTE for
 it (DEPENDENCIES.md, pyroute2), so the monitor never trusts route events alone: after every
@@ -9,7 +9,11 @@ batch of messages, whatever it was, it asks the kernel again whether a default r
 The state is read once at start and reported as facts too. Netlink cannot see an outage beyond
 the box's router; the failover monitor's probes cover that. The netlink sockets live on a stock
 asyncio loop in a thread of the monitor's own: the daemon runs on uvloop, which cannot make a
-datagram endpoint of a netlink socket (AsyncIPRoute fails with ValueError "invalid family 16").
+datagram endpoint of a netlink socket (it fails with ValueError "invalid family 16").
+
+The rtnetlink messages are read by the small codec below (`hal/rtnl.py`), not by pyroute2:
+importing pyroute2 cost the daemon ~22 MB of resident memory (372 modules) on the box's 80 MB
+idle budget (issue 13), for the four message kinds used here (rtnetlink(7)).
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.rtnl import (
+from hal.rtnl import (
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
     RTMGRP_IPV6_IFADDR,
     RTMGRP_IPV6_ROUTE,
     RTMGRP_LINK,
+    RtnlSocket,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ GROUPS = (
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000  # the carrier (linux/if.h)
 RTN_UNICAST = 1  # a default route of type unreachable/blackhole/prohibit leads nowhere
+RT_TABLE_MAIN = 254  # the routes the box's traffic takes (ip route; not local or policy tables)
 RT_SCOPE_UNIVERSE = 0  # addresses the provider can see; link-local and host ones are ignored
 ADDRESS_EVENTS = frozenset({"RTM_NEWADDR", "RTM_DELADDR"})
 # After a netlink error (the receive buffer overflowed: ENOBUFS, messages lost), wait this long
@@ -129,8 +134,8 @@ class NetworkMonitor:
     ) -> None:
         self._on_fact = on_fact
         self._families = families
-        self._events: Any = None  # AsyncIPRoute bound to the groups: only multicast arrives
-        self._queries: Any = None  # AsyncIPRoute for dumps, so replies never mix with events
+        self._events: RtnlSocket | None = None  # bound to the groups: only multicast arrives
+        self._queries: RtnlSocket | None = None  # for dumps, so replies never mix with events
         self._route_present: bool | None = None
         self._links: dict[int, tuple[str, bool]] = {}  # index → (name, up)
         self.started = asyncio.Event()
@@ -188,16 +193,15 @@ class NetworkMonitor:
 
     async def _watch(self) -> None:
         """The watching itself, on the monitor thread's loop."""
-        self._events = AsyncIPRoute()
-        self._queries = AsyncIPRoute()
+        # Subscribed before the state is read, so nothing that happens in between is missed.
+        events = self._events = RtnlSocket(groups=GROUPS)
+        self._queries = RtnlSocket()
         try:
-            # Subscribe before reading the state, so nothing that happens in between is missed.
-            await self._events.bind(groups=GROUPS)
             await self._resync()
             self._caller_loop().call_soon_threadsafe(self.started.set)
             while True:
                 try:
-                    async for message in self._events.get():
+                    for message in await events.receive_batch():
                         self._on_message(message)
                     await self._check_default_route()
                 except (OSError, ValueError) as exc:
@@ -206,7 +210,7 @@ class NetworkMonitor:
                     await asyncio.sleep(RESYNC_DELAY_S)
                     await self._resync()
         finally:
-            self._events.close()
+            events.close()
             self._queries.close()
 
     # --- inside ----------------------------------------------------------------------------------
@@ -230,8 +234,12 @@ class NetworkMonitor:
         except Exception:  # a consumer's bug must not stop the watching
             LOGGER.exception("network fact handler failed on %s", fact)
 
+    def _query_socket(self) -> RtnlSocket:
+        assert self._queries is not None, "_watch() opens it first"
+        return self._queries
+
     async def _resync(self) -> None:
-        async for message in await self._queries.get_links():
+        for message in await self._query_socket().dump_links():
             self._on_link(message)
         await self._check_default_route()
 
@@ -262,8 +270,9 @@ class NetworkMonitor:
     async def _check_default_route(self) -> None:
         present = False
         for family in self._families:
-            async for route in await self._queries.get_default_routes(family=family):
-                if route.get("event") == "RTM_NEWROUTE" and route["type"] == RTN_UNICAST:
+            for route in await self._query_socket().dump_routes(family):
+                if (route.get("event") == "RTM_NEWROUTE" and route["type"] == RTN_UNICAST
+                        and route["dst_len"] == 0 and route["table"] == RT_TABLE_MAIN):
                     present = True
         if present != self._route_present:
             self._route_present = present
