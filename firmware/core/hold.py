@@ -182,7 +182,7 @@ class Hold:
     def refresh(self, call: Call, now: float) -> None:
         """After any change of a side's session: music toward each side whose other side
         holds, and (the box in the path of a direct call) each side told of it."""
-        found = self._bridge(call)
+        found = self.bridge_of(call)
         if found is None:
             return
         bridge, ports = found
@@ -254,7 +254,7 @@ class Hold:
         if call.state == "answered":
             self.refresh(call, now)
 
-    def _bridge(self, call: Call) -> tuple[MediaBridge, dict[str, int]] | None:
+    def bridge_of(self, call: Call) -> tuple[MediaBridge, dict[str, int]] | None:
         anchor = call.anchor
         if isinstance(anchor, HeldMedia):
             return anchor.bridge, anchor.ports

@@ -91,7 +91,7 @@ def _accepts_dialog_info(request: Request) -> bool:
     return not accept or bool(ACCEPTABLE & set(accept))
 
 
-def _parse_replaces(value: str) -> tuple[str, set[str | None], bool]:
+def parse_replaces(value: str) -> tuple[str, set[str | None], bool]:
     """Call-ID, the pair of tags, and early-only of a Replaces header (RFC 3891 §6.1)."""
     call_id, *params = [part.strip() for part in value.split(";")]
     if not call_id:
@@ -386,7 +386,7 @@ class Presence:
         (firmware/core/pickup.py). Phones differ in which tag they put where, so the two tags
         are matched as a pair either way round."""
         try:
-            call_id, tags, early_only = _parse_replaces(request.headers.get("Replaces") or "")
+            call_id, tags, early_only = parse_replaces(request.headers.get("Replaces") or "")
         except ValueError as exc:
             raise RemoteProtocolError(f"bad Replaces: {exc}", status_hint=400) from exc
         for call in list(self.core.calls.values()):

@@ -27,20 +27,26 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from ..calls import Call, CallState
-from ..legs import SessionDescription
+from ..legs import LegRecord, NobodyCalling, SessionDescription
+from ..media import sdp
+from ..media.bridge import BridgeSide, MediaBridge
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import Request, Response
 from ..sip.transaction import Address, new_branch
 from ..sip.uri import OtherUri, SipUri, parse_name_addr
-from ..sip_legs import SipCaller, SipLeg
+from ..sip_legs import SipCaller, SipLeg, send_reinvite
 from .admission import DIALLABLE_RE
+from .hold import HeldMedia
+from .modem_lines import LineMedia
+from .presence import parse_replaces
 
 if TYPE_CHECKING:
     from ..calls import Timer
@@ -55,7 +61,8 @@ SUBSCRIPTION_S = 60
 # within this time, the box sends the BYE.
 REFERRER_BYE_GRACE_S = 2.0
 NOT_TRANSFERABLE = "This call cannot be transferred"
-ATTENDED_NOT_SUPPORTED = "Attended transfer (Replaces) is not supported"
+NOT_YOUR_DIALOG = "The dialog to replace is not the referrer's"
+BAD_REPLACES = "Bad Replaces in Refer-To"
 
 SipParty = SipCaller | SipLeg
 
@@ -82,6 +89,18 @@ def embeds_replaces(request: Request) -> bool:
     value = request.headers.get("Refer-To") or ""
     uri = parse_name_addr(value).uri
     return isinstance(uri, SipUri) and "replaces=" in uri.headers.lower()
+
+
+def embedded_replaces(request: Request) -> str:
+    """The Replaces header embedded in the Refer-To URI (RFC 3515 §2.1, RFC 3891 §7.1: an
+    escaped URI header, `?Replaces=callid%3Bto-tag%3D...%3Bfrom-tag%3D...`)."""
+    uri = parse_name_addr(request.headers.get("Refer-To") or "").uri
+    headers = uri.headers if isinstance(uri, SipUri) else ""
+    for header in headers.split("&"):
+        name, _, value = header.partition("=")
+        if name.strip().lower() == "replaces":
+            return unquote(value)
+    return ""
 
 
 def party_sdp(party: SipParty) -> bytes:
@@ -310,17 +329,21 @@ class Transfer:
                   now: float) -> None:
         core = self.core
         referrer = call.connected.get(side)
-        other_side = "b" if side == "a" else "a"
-        transferee = call.connected.get(other_side)
         if (call.state != CallState.ANSWERED or not isinstance(referrer, SipCaller | SipLeg)
                 or referrer.dialog is None):
             core.reply(tx_id, request, 481, now)  # no answered dialog to refer in
             return
         referrer.dialog.receive_request(request)
         if embeds_replaces(request):
-            core.reply(tx_id, request, 501, now, reason=ATTENDED_NOT_SUPPORTED)
+            self._on_attended(call, side, tx_id, request, referrer, now)
             return
-        target = refer_target(request)
+        self._blind(call, side, tx_id, request, referrer, refer_target(request), now)
+
+    def _blind(self, call: Call, side: str, tx_id: str, request: Request, referrer: SipParty,
+               target: str, now: float) -> None:
+        core = self.core
+        other_side = "b" if side == "a" else "a"
+        transferee = call.connected.get(other_side)
         if (call.local is not None or call.anchor is not None
                 or not isinstance(transferee, SipCaller | SipLeg) or transferee.dialog is None
                 or not party_sdp(transferee)):
@@ -331,11 +354,7 @@ class Transfer:
         referrer_ext = self._member(call, side)
         if not self._valid_target(tx_id, request, target, referrer_ext, now):
             return
-        notify = (request.headers.get("Refer-Sub") or "true").strip().lower() != "false"
-        headers = [] if notify else [("Refer-Sub", "false")]
-        core.reply(tx_id, request, 202, now, headers=headers)
-        referral = Referral(core=core, referrer=referrer, target=target, notify=notify)
-        referral.send_notify(100, "Trying", now)
+        referral = self._accept(call, side, tx_id, request, referrer, target, now)
         LOGGER.info("call %s: %s transfers %s to %s", call.id, referrer_ext or side,
                     other_side, target)
         self._release_referrer(call, side, referrer, referrer_ext, referral, now)
@@ -349,6 +368,180 @@ class Transfer:
         exclude = frozenset({referrer_ext}) if referrer_ext else frozenset()
         call.start_transfer(party, target, now, shown_caller=shown)
         core.distribution.route_internal(call, target, exclude=exclude, now=now)
+
+    def _accept(self, call: Call, side: str, tx_id: str, request: Request, referrer: SipParty,
+                target: str, now: float) -> Referral:
+        """202 Accepted (RFC 3515 §2.4.2) and the first NOTIFY, 100 Trying (§2.4.4)."""
+        notify = (request.headers.get("Refer-Sub") or "true").strip().lower() != "false"
+        headers = [] if notify else [("Refer-Sub", "false")]
+        self.core.reply(tx_id, request, 202, now, headers=headers)
+        referral = Referral(core=self.core, referrer=referrer, target=target, notify=notify)
+        referral.send_notify(100, "Trying", now)
+        return referral
+
+    # ------------------------------------------------------------------ attended transfer
+    def _on_attended(self, call: Call, side: str, tx_id: str, request: Request,
+                     referrer: SipParty, now: float) -> None:
+        """REFER with Refer-To: <C?Replaces=consultation> (RFC 5589 §7): the referrer B talks
+        with A in `call` and with C in a second call (the consultation); A and C are joined
+        in `call`, B leaves both. What the transferee's INVITE with Replaces would meet at C
+        (RFC 3891 §3) is what the REFER's NOTIFY reports: 481 for no such dialog, 486 for a
+        confirmed one marked early-only, 403 for a dialog that is not the referrer's."""
+        core = self.core
+        try:
+            call_id, tags, early_only = parse_replaces(embedded_replaces(request))
+        except ValueError:
+            core.reply(tx_id, request, 400, now, reason=BAD_REPLACES)
+            return
+        target = refer_target(request)
+        referrer_ext = self._member(call, side)
+        found = self._consultation(call_id, tags)
+        if (found is not None and found[0] is not call and found[1] == "a"
+                and found[0].state in (CallState.ROUTING, CallState.QUEUED, CallState.RINGING)
+                and referrer_ext is not None and self._member(found[0], "a") == referrer_ext):
+            # The referrer transfers while its consultation still rings (RFC 5589 §7.3, the
+            # phones' "semi-attended" transfer): its own INVITE is given up (487) and the
+            # transferee is transferred blind to the number it called.
+            consultation = found[0]
+            LOGGER.info("call %s: transferred to %s while the consultation %s rings", call.id,
+                        consultation.info.dialed, consultation.id)
+            consultation.fail(487, "transferred before the answer", now, outcome="missed")
+            self._blind(call, side, tx_id, request, referrer, consultation.info.dialed, now)
+            return
+        referral = self._accept(call, side, tx_id, request, referrer, target, now)
+        refusal = self._refusal(call, side, found, early_only, referrer_ext)
+        if refusal is not None:
+            status, reason = refusal
+            LOGGER.info("call %s: attended transfer refused: %d %s", call.id, status, reason)
+            referral.send_notify(status, reason, now)  # the call goes on as it was
+            return
+        assert found is not None
+        consultation, consult_side = found
+        self._join(call, side, referrer, referrer_ext, consultation, consult_side, referral,
+                   now)
+
+    def _consultation(self, call_id: str, tags: set[str | None]) -> tuple[Call, str] | None:
+        """The call and side of the dialog a Replaces names, its two tags matched either way
+        round (phones differ in which they call to-tag)."""
+        for (dialog_call_id, local, remote), (call, side) in self.core.dialogs.items():
+            if dialog_call_id == call_id and {local, remote} == tags:
+                return call, side
+        return None
+
+    def _refusal(self, call: Call, side: str, found: tuple[Call, str] | None,
+                 early_only: bool, referrer_ext: str | None) -> tuple[int, str] | None:
+        if found is None:
+            return 481, "Call/Transaction Does Not Exist"
+        consultation, consult_side = found
+        target_side = "b" if consult_side == "a" else "a"
+        if consultation is call:
+            return 403, NOT_YOUR_DIALOG
+        if consultation.state != CallState.ANSWERED:
+            return 481, "Call/Transaction Does Not Exist"  # RFC 3891 §3: not our early one
+        if early_only:
+            return 486, "Busy Here"  # RFC 3891 §3: a confirmed dialog, early-only asked
+        # RFC 3891 §6.1: only a party of the replaced dialog may have it replaced.
+        if referrer_ext is None or self._member(consultation, consult_side) != referrer_ext:
+            return 403, NOT_YOUR_DIALOG
+        target = consultation.connected.get(target_side)
+        if (consultation.local is not None or not isinstance(target, SipCaller | SipLeg)
+                or target.dialog is None):
+            return 403, NOT_TRANSFERABLE  # voicemail, or a line the box holds the audio of
+        if call.local is not None or not _plannable(self.core, call, side):
+            return 403, NOT_TRANSFERABLE
+        return None
+
+    def _join(self, call: Call, side: str, referrer: SipParty, referrer_ext: str | None,
+              consultation: Call, consult_side: str, referral: Referral, now: float) -> None:
+        """The target leaves the consultation (which ends, the referrer hung up on) and takes
+        the referrer's side of `call`; its media is joined to the transferee's in the box."""
+        core = self.core
+        target_side = "b" if consult_side == "a" else "a"
+        target = consultation.connected[target_side]
+        assert isinstance(target, SipCaller | SipLeg) and target.dialog is not None
+        label = (self._member(consultation, target_side)
+                 or (target.label if isinstance(target, SipLeg) else consultation.info.caller))
+        LOGGER.info("call %s: %s transfers it to %s (attended, consultation %s)", call.id,
+                    referrer_ext, label, consultation.id)
+        # The consultation lets the target go: its dialog, its line channels now the call's.
+        del consultation.connected[target_side]
+        keys = core._dialog_keys.get(consultation.id, [])
+        if target.dialog.id in keys:
+            keys.remove(target.dialog.id)
+        if isinstance(target, SipLeg) and target.channel is not None:
+            call.channels.append(target.channel)
+            target.channel = None
+        call.channels.extend(consultation.channels)
+        consultation.channels = []
+        consultation.hang_up(now, "attended transfer")  # BYE to the referrer (RFC 5589 §7.1)
+        self._release_referrer(call, side, referrer, referrer_ext, referral, now)
+        plan = _media_plan(core, call, side)
+        assert plan is not None
+        # The target is the call's member on that side now, a leg of its record.
+        call.connected[side] = target
+        if isinstance(target, SipLeg):
+            call.legs.append(target)  # its lamp shows it talking (presence.py)
+        if side == "b":
+            call.winner = target if isinstance(target, SipLeg) else None
+            call.answered_by = label
+            call.member_since = now
+        else:
+            call.caller = NobodyCalling()  # the referrer's INVITE is nobody's now
+        call.leg_records.append(LegRecord(
+            target=label, contact=_contact_of(target), started_at=now, answered_at=now,
+            result="answered", sip_status=200))
+        core.party_connected(call, side, target)
+        self._reconnect(call, side, plan, referral, now)
+
+    def _reconnect(self, call: Call, side: str, plan: MediaPlan, referral: Referral,
+                   now: float) -> None:
+        """Re-INVITE the parties whose media changes with the box's offers; the final NOTIFY
+        when all answered, the call ended when one refused (it would be left silent)."""
+        waiting = {s for s, _ in plan.moves}
+
+        def done(moved_side: str, ok: bool, status: int, now: float) -> None:
+            waiting.discard(moved_side)
+            if call.state == CallState.ENDED or referral.final_status is not None:
+                return
+            if not ok:
+                LOGGER.warning("call %s: the transfer's re-INVITE was refused (%d)", call.id,
+                               status)
+                referral.finished(status, _REASONS.get(status, "Failed"), now)
+                call.hang_up(now, f"transfer failed: re-INVITE refused ({status})")
+                return
+            if not waiting:
+                referral.finished(200, "OK", now)
+            self.core.hold.refresh(call, now)
+
+        for moved_side, offer in plan.moves:
+            party = call.connected.get(moved_side)
+            assert isinstance(party, SipCaller | SipLeg)
+            self._reinvite(call, moved_side, party, offer, plan.accept[moved_side], done, now)
+
+    def _reinvite(self, call: Call, side: str, party: SipParty, offer: bytes,
+                  accept: Callable[[bytes], None],
+                  done: Callable[[str, bool, int, float], None], now: float) -> None:
+        media = call.anchor if isinstance(call.anchor, HeldMedia) else None
+        if media is not None:
+            # While it is pending, the side counts as neither holding nor held (hold.py).
+            media.reinviting.add(side)
+            media.bodies[side] = offer
+            media.told_held[side] = False
+
+        def answered(response: Response | None, now: float) -> None:
+            if media is not None:
+                media.reinviting.discard(side)
+            status = response.status if response is not None else 408
+            ok = response is not None and status < 300
+            if ok and response is not None:
+                try:
+                    accept(response.body)
+                except sdp.SdpError as exc:
+                    LOGGER.warning("call %s: %s answered unusable SDP: %s", call.id, side, exc)
+                    ok, status = False, 488
+            done(side, ok, status, now)
+
+        send_reinvite(party, offer, self.core, now, answered)
 
     def _member(self, call: Call, side: str) -> str | None:
         """The office member on `side` of the call (None: an outside party)."""
@@ -414,3 +607,89 @@ def transferee_number(call: Call, transferee: SipParty) -> str:
     if isinstance(transferee, SipLeg):
         return transferee.label
     return call.info.dialed
+
+
+def _contact_of(party: SipParty) -> str:
+    if isinstance(party, SipLeg):
+        return party.target.request_uri
+    contacts = party.invite.contacts
+    return str(contacts[0].uri) if contacts else ""
+
+
+@dataclass(slots=True)
+class MediaPlan:
+    """How a call's parties get their media through the box after one side changed hands:
+    the offers to send (side, SDP) and what each answer joins."""
+
+    moves: list[tuple[str, bytes]]
+    accept: dict[str, Callable[[bytes], None]]
+
+
+def _media_plan(core: Gateway, call: Call, side: str) -> MediaPlan | None:
+    """The box's media for the party about to take `side` of `call` (the transferee keeps
+    the other side): the modem line's port when the transferee is a line (its `LineMedia`),
+    the port of the call's bridge that faced the referrer when the box already holds the
+    media (a hold, the queue's early media: `HeldMedia`, `CallMedia`), else a bridge the box
+    opens now, both parties re-INVITEd to it (RFC 3264 §8). Chosen over relaying SDP between
+    the two: the transferee's session usually stays where it is (no re-INVITE it could
+    refuse), and its music on hold stops the moment the target's answer joins the bridge.
+    None when there is no way (no free port)."""
+    other = "b" if side == "a" else "a"
+    transferee = call.connected.get(other)
+    line_media = getattr(transferee, "media", None)
+    if isinstance(line_media, LineMedia):
+        if line_media.port is None:
+            return None
+        line_port = line_media.port
+
+        def join_line(answer: bytes) -> None:
+            line_media.accept_answer(answer)
+            core._rtp_owners.pop(line_port, None)
+        return MediaPlan(moves=[(side, line_media.offer())], accept={side: join_line})
+    found = core.hold.bridge_of(call)
+    if found is not None:
+        held_bridge, held_ports = found
+        codec = held_bridge.sides[held_ports[other]].choice.codec
+        return MediaPlan(moves=[(side, sdp.offer(host=core.local_host, port=held_ports[side],
+                                                 first=codec))],
+                         accept={side: _joiner(held_bridge, held_ports[side], core)})
+    if not isinstance(transferee, SipCaller | SipLeg) or transferee.dialog is None:
+        return None
+    ports: dict[str, int] = {}
+    for s in (other, side):
+        opened = core.open_media_port()
+        if opened is None:
+            for port in ports.values():
+                core.close_media(port)
+            return None
+        ports[s] = opened
+    bridge = MediaBridge(BridgeSide(ports["a"], sdp.awaiting_answer()),
+                         BridgeSide(ports["b"], sdp.awaiting_answer()))
+    offers = {s: sdp.offer(host=core.local_host, port=ports[s]) for s in ports}
+    media = HeldMedia(core, ports, bridge, dict(offers))
+    for port in ports.values():
+        core.route_media(port, media.receiver(port))
+    call.anchor = media
+    return MediaPlan(moves=[(other, offers[other]), (side, offers[side])],
+                     accept={s: _joiner(bridge, ports[s], core) for s in ports})
+
+
+def _plannable(core: Gateway, call: Call, side: str) -> bool:
+    """Whether `_media_plan` can join a new party on `side` (without opening anything)."""
+    transferee = call.connected.get("b" if side == "a" else "a")
+    line_media = getattr(transferee, "media", None)
+    if isinstance(line_media, LineMedia):
+        return line_media.port is not None
+    if core.hold.bridge_of(call) is not None:
+        return True
+    return (call.anchor is None and isinstance(transferee, SipCaller | SipLeg)
+            and transferee.dialog is not None)
+
+
+def _joiner(bridge: MediaBridge, port: int, core: Gateway) -> Callable[[bytes], None]:
+    def join(answer: bytes) -> None:
+        bridge.update(port, sdp.accept_answer(answer))
+        # Another party sends to this port now: its first packet takes the port at once
+        # (the box latches a port to the host it hears first, gateway.receive_rtp).
+        core._rtp_owners.pop(port, None)
+    return join

@@ -1,0 +1,207 @@
+"""Attended transfer through the sans-IO gateway (issue 14, RFC 5589 §7, RFC 3515 REFER with
+an embedded RFC 3891 Replaces): the provider's caller talks to 101, 101 consults 103 in a
+second call, then REFERs the caller with Refer-To: <103?Replaces=the consultation>. The box
+joins the caller and 103 through a bridge of its own, hangs the consultation up on 101, tells
+101 the progress in NOTIFYs and hangs up 101's first dialog too. One record of the customer's
+call with both members; each member's figures their own."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from firmware.media import sdp
+from firmware.sip.message import Request, Response
+from tests.core.network import (
+    GATEWAY,
+    PHONE_ADDRESSES,
+    Office,
+    authorised_call,
+    office,
+)
+from tests.core.test_hold import box_reinvite, heard, phone_reinvite, rtp
+from tests.core.test_transfer import (
+    PROVIDER_SDP,
+    answered_by,
+    in_dialog,
+    phone_sdp,
+    provider_call_answered_by_101,
+    sipfrags,
+)
+
+PROVIDER_RTP = ("127.0.0.2", 40000)
+PHONE_103_RTP = (PHONE_ADDRESSES["103"].host, 30000)
+
+def consultation(o: Office, target: str = "103", consulting: str = "101"
+                 ) -> tuple[Request, Response]:
+    """`consulting` calls `target`, which answers: the consultation's INVITE (as the
+    consulting phone sent it) and the box's 200 to it."""
+    phone = o.phones[consulting]
+    invite, _ = authorised_call(phone, target, sdp=phone_sdp(phone))
+    answered_by(o.phones[target])
+    ok = [r for r in phone.responses() if r.call_id == invite.call_id and r.status == 200][-1]
+    return invite, ok
+
+def replaces(invite: Request, ok: Response, *, early_only: bool = False) -> str:
+    """The Refer-To of an attended transfer to the consultation (RFC 3891 §6.1, escaped as
+    a URI header, RFC 3261 §19.1.1)."""
+    value = f"{invite.call_id};to-tag={ok.to.tag};from-tag={invite.from_.tag}"
+    if early_only:
+        value += ";early-only"
+    return f"<sip:103@{GATEWAY.host}?Replaces={quote(value, safe='')}>"
+
+def byes_in(peer_requests: list[Request], call_id: str) -> int:
+    return len([r for r in peer_requests if r.call_id == call_id])
+
+def box_ports(reinvite: Request) -> int:
+    return sdp.SessionDescription.parse(reinvite.body).media[0].port
+
+def test_an_attended_transfer_joins_the_caller_and_the_consulted_colleague() -> None:
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)
+    o.net.advance(10.0)
+    consult, ok = consultation(o)
+    o.net.advance(5.0)
+    reply = in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", replaces(consult, ok))])
+    assert reply.status == 202
+    assert sipfrags(o.phones["101"], leg) == ["SIP/2.0 100 Trying"]
+    # The consultation is over for 101 (the box speaks for 103, RFC 5589 §7.1).
+    assert byes_in(o.phones["101"].requests("BYE"), consult.call_id) == 1
+    # The caller and 103 are each re-INVITEd to a port of the box, and answer.
+    to_caller = box_reinvite(o.provider, PROVIDER_SDP)
+    to_target = box_reinvite(o.phones["103"], phone_sdp(o.phones["103"]))
+    assert to_caller.call_id == caller.call_id and to_target.to.tag is not None
+    assert sdp.SessionDescription.parse(to_target.body).connection == GATEWAY.host
+    assert sipfrags(o.phones["101"], leg) == ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
+    # Their audio flows through the box, each way.
+    caller_port, target_port = box_ports(to_caller), box_ports(to_target)
+    o.net.rtp_to_send()
+    o.net.gateway.receive_rtp(caller_port, rtp(0, 5), o.net.now, PROVIDER_RTP)
+    [(port, packet)] = heard(o, PHONE_103_RTP)
+    assert port == target_port and packet.sequence == 5
+    o.net.gateway.receive_rtp(target_port, rtp(0, 6), o.net.now, PHONE_103_RTP)
+    [(port, packet)] = heard(o, PROVIDER_RTP)
+    assert port == caller_port and packet.sequence == 6
+    # 101 is hung up in the first dialog too when it does not leave by itself.
+    o.net.advance(3.0)
+    assert byes_in(o.phones["101"].requests("BYE"), leg.call_id) == 1
+    [call] = o.net.calls()
+    assert (call["state"], call["answered_by"]) == ("answered", "103")
+
+def test_the_transferred_call_is_one_record_with_both_members_and_their_figures() -> None:
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)  # answered at 2 s
+    o.net.advance(10.0)
+    consult, ok = consultation(o)  # at 12 s
+    o.net.advance(5.0)
+    in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", replaces(consult, ok))])  # 17 s
+    box_reinvite(o.provider, PROVIDER_SDP)
+    box_reinvite(o.phones["103"], phone_sdp(o.phones["103"]))
+    in_dialog(o.phones["101"], leg, "BYE")
+    o.net.advance(30.0)
+    # 103 hangs up at 47 s, in the dialog the consultation's INVITE made.
+    in_dialog(o.phones["103"], o.phones["103"].invites()[0], "BYE")
+    assert byes_in(o.provider.requests("BYE"), caller.call_id) == 1
+    rows = {row["sip_call_id"]: (row, legs) for row, legs in o.rows}
+    row, legs = rows[caller.call_id]
+    assert (row["answered_by"], row["outcome"], row["end_cause"]) == (
+        "103", "answered", "hangup by callee")
+    assert row["answered_at"] == 2.0
+    assert [(leg_["target"], leg_["result"]) for leg_ in legs
+            if leg_["result"] == "answered"] == [("101", "answered"), ("103", "answered")]
+    first = next(leg_ for leg_ in legs if leg_["target"] == "101")
+    assert (first["answered_at"], first["ended_at"]) == (2.0, 17.0)
+    # The consultation is a call of its own between the two phones, over at the transfer.
+    consult_row, _ = rows[consult.call_id]
+    assert (consult_row["direction"], consult_row["end_cause"]) == (
+        "internal", "attended transfer")
+    agents = o.net.gateway.agents
+    # 101: 15 s with the caller, 5 s consulting; 103: 5 s consulting, 30 s with the caller.
+    assert agents.agent("101").talk_time_s == 20.0
+    assert agents.agent("103").talk_time_s == 35.0
+    assert agents.agent("101").calls_answered == 1
+    assert [agents.agent(e).calls_in_progress for e in ("101", "102", "103")] == [0, 0, 0]
+
+def test_a_caller_on_hold_keeps_its_port_and_only_the_target_is_reinvited() -> None:
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)
+    sendonly = phone_sdp(o.phones["101"]).replace(b"a=rtpmap:101", b"a=sendonly\r\na=rtpmap:101")
+    assert phone_reinvite(o.phones["101"], sendonly).status == 200  # 101 holds the caller
+    hold = box_reinvite(o.provider, PROVIDER_SDP + b"a=recvonly\r\n")
+    caller_port = box_ports(hold)
+    consult, ok = consultation(o)
+    in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", replaces(consult, ok))])
+    to_target = box_reinvite(o.phones["103"], phone_sdp(o.phones["103"]))
+    assert box_ports(to_target) != caller_port
+    # The caller is taken off hold from the same port (sendrecv), and the music stops.
+    resume = box_reinvite(o.provider, PROVIDER_SDP)
+    offer = sdp.SessionDescription.parse(resume.body).media[0]
+    assert (offer.port, offer.direction) == (caller_port, "sendrecv")
+    assert sipfrags(o.phones["101"], leg)[-1] == "SIP/2.0 200 OK"
+    o.net.rtp_to_send()
+    o.net.advance(1.0)
+    assert heard(o, PROVIDER_RTP) == []
+    o.net.gateway.receive_rtp(box_ports(to_target), rtp(0, 8), o.net.now, PHONE_103_RTP)
+    [(port, packet)] = heard(o, PROVIDER_RTP)
+    assert port == caller_port and packet.sequence == 8
+
+def test_an_unknown_consultation_is_reported_481_and_the_call_goes_on() -> None:
+    o = office()
+    _, leg = provider_call_answered_by_101(o)
+    refer_to = f"<sip:103@{GATEWAY.host}?Replaces=nosuch%3Bto-tag%3D1%3Bfrom-tag%3D2>"
+    assert in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", refer_to)]).status == 202
+    assert sipfrags(o.phones["101"], leg)[-1].startswith("SIP/2.0 481")
+    o.net.advance(5.0)
+    assert o.phones["101"].requests("BYE") == []
+    [call] = o.net.calls()
+    assert (call["state"], call["answered_by"]) == ("answered", "101")
+
+def test_early_only_names_a_confirmed_dialog_486() -> None:
+    o = office()
+    _, leg = provider_call_answered_by_101(o)
+    consult, ok = consultation(o)
+    refer_to = replaces(consult, ok, early_only=True)
+    in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", refer_to)])
+    assert sipfrags(o.phones["101"], leg)[-1] == "SIP/2.0 486 Busy Here"
+    assert len(o.net.calls()) == 2  # both calls go on
+
+def test_a_colleagues_conversation_cannot_be_named_403() -> None:
+    o = office()
+    _, leg = provider_call_answered_by_101(o)
+    consult, ok = consultation(o, target="103", consulting="102")
+    in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", replaces(consult, ok))])
+    assert sipfrags(o.phones["101"], leg)[-1].startswith("SIP/2.0 403")
+    assert o.phones["102"].requests("BYE") == [] and len(o.net.calls()) == 2
+
+def test_a_malformed_replaces_is_400() -> None:
+    o = office()
+    _, leg = provider_call_answered_by_101(o)
+    refer_to = f"<sip:103@{GATEWAY.host}?Replaces=only-a-call-id>"
+    assert in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", refer_to)]).status == 400
+
+def test_a_transfer_while_the_consultation_rings_rings_the_target_for_the_caller() -> None:
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)
+    phone = o.phones["101"]
+    consult, _ = authorised_call(phone, "103", sdp=phone_sdp(phone))
+    ringing = [r for r in phone.responses() if r.call_id == consult.call_id
+               and r.status == 180][-1]
+    value = f"{consult.call_id};to-tag={ringing.to.tag};from-tag={consult.from_.tag}"
+    refer_to = f"<sip:103@{GATEWAY.host}?Replaces={quote(value, safe='')}>"
+    assert in_dialog(phone, leg, "REFER", [("Refer-To", refer_to)]).status == 202
+    assert 487 in [r.status for r in phone.responses() if r.call_id == consult.call_id]
+    ring = o.phones["103"].ringing_invite()
+    assert ring.from_.uri.user == o.provider.user and ring.body == PROVIDER_SDP
+    answered_by(o.phones["103"])
+    assert sipfrags(phone, leg)[-1] == "SIP/2.0 200 OK"
+
+def test_a_target_refusing_the_new_media_fails_the_transfer_and_ends_the_call() -> None:
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)
+    consult, ok = consultation(o)
+    in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", replaces(consult, ok))])
+    box_reinvite(o.provider, PROVIDER_SDP)
+    o.phones["103"].reply(o.phones["103"].ringing_invite(), 488)
+    assert sipfrags(o.phones["101"], leg)[-1].startswith("SIP/2.0 488")
+    assert byes_in(o.provider.requests("BYE"), caller.call_id) == 1
+    assert o.net.calls() == []
+
