@@ -57,6 +57,7 @@ from .routing.tollguard import OutboundCallRefused
 from .sip.transaction import Address
 from .store import Config, ConfigError, Store
 from .transport.tcp import TcpLimits, TcpTransport, descriptor_reserve
+from .transport.udp import UdpEndpoint
 from .voicemail import VoicemailMessage
 
 LOGGER = logging.getLogger(__name__)
@@ -310,24 +311,6 @@ class GreetingCache:
         self._versions, self._pcm = greetings
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        # Done once the transport is closed: whatever was sent before close() has left.
-        self.closed: asyncio.Future[None] = daemon.loop.create_future()
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.daemon.on_message(data, Address("udp", addr[0], addr[1]))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and friends: the transaction timers take care of the rest.
-        LOGGER.debug("UDP error: %s", exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
 class SocketPorts:
     """RTP ports with a bound UDP socket each, read by the event loop (MediaPorts for the
     gateway). A port something else holds is skipped."""
@@ -431,8 +414,7 @@ class Daemon:
             in_use=self._registered_from, reserve_descriptors=descriptor_reserve(
                 len(range(self.media_ports.range.first, self.media_ports.range.last, 2))),
         )
-        self._udp: asyncio.DatagramTransport | None = None
-        self._udp_protocol: _UdpProtocol | None = None
+        self._udp: UdpEndpoint | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -463,8 +445,8 @@ class Daemon:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER_BYTES)
         sock.bind((self.sip_host, self.sip_port))
-        protocol = self._udp_protocol = _UdpProtocol(self)
-        self._udp, _ = await self.loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+        # Read with the kernel's receive timestamps: the overload control's signal.
+        self._udp = UdpEndpoint(self.loop, sock, self.on_datagram, after_batch=self.flush)
         self._servers.append(await self.tcp.serve(self.sip_host, self.sip_port))
         sock_path = control_socket_path(self.db_path)
         with contextlib.suppress(FileNotFoundError):
@@ -510,14 +492,12 @@ class Daemon:
             server.close()
         if self._timer is not None:
             self._timer.cancel()
-        # The BYEs and the un-REGISTER are sent or in the transports' buffers: a transport
-        # closes once its buffer is written (bounded: a peer not reading is cut).
+        # The BYEs and the un-REGISTER are sent (UDP: in the kernel already) or in TCP's
+        # buffers: a connection closes once its buffer is written (bounded: a peer not
+        # reading is cut).
         if self._udp is not None:
             self._udp.close()
         await self.tcp.close_when_sent(SHUTDOWN_SEND_TIMEOUT_S)
-        if self._udp_protocol is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._udp_protocol.closed, SHUTDOWN_SEND_TIMEOUT_S)
         await self.modems.stop()
         if self.hardware is not None:
             self.hardware.close()
@@ -600,6 +580,10 @@ class Daemon:
         self.gateway.receive(data, source, self.loop.time())
         self.flush()
 
+    def on_datagram(self, data: bytes, source: Address, waited_s: float | None) -> None:
+        # Flushed once per batch of datagrams (UdpEndpoint's after_batch).
+        self.gateway.receive(data, source, self.loop.time(), waited_s=waited_s)
+
     def on_rtp(self, port: int, sock: socket.socket) -> None:
         # Drain what is queued: one wake-up may find several packets.
         for _ in range(64):
@@ -622,7 +606,7 @@ class Daemon:
                 address = event.destination
                 if address.transport == "udp":
                     if self._udp is not None:
-                        self._udp.sendto(event.data, (address.host, address.port))
+                        self._udp.send(event.data, (address.host, address.port))
                 else:
                     self.tcp.send(event.data, address)
             elif isinstance(event, RtpToSend):

@@ -71,6 +71,7 @@ from .hold import Hold
 from .lines import ChannelPool, Lines
 from .lookups import Lookups
 from .menus import Menus
+from .overload import OverloadControl, is_new_work, shed_response
 from .pickup import Pickup
 from .presence import Presence
 from .sip_edge import RejectWith, SipEdge
@@ -145,7 +146,7 @@ class Gateway:
         self.stats: dict[str, int] = {
             "calls": 0, "answered": 0, "rejected_busy": 0, "parse_errors": 0,
             "dropped_scanner": 0, "dropped_banned": 0, "internal_errors": 0,
-            "rtp_foreign": 0,
+            "rtp_foreign": 0, "shed_overload": 0,
         }
         self._events: deque[Event] = deque()  # for the daemon, in order (next_event)
         # The box's own media (voicemail, prompts): sessions by local RTP port.
@@ -177,6 +178,7 @@ class Gateway:
         self.endings = Endings(self)
         self.failover = Failover(self)
         self.limiter = RateLimiter()
+        self.overload = OverloadControl(now=now)  # 503 to strangers' new work when behind
         self.auth_guard = AuthGuard.of(config.security)
         self.apply_config(config, trunk_addresses, now)
 
@@ -213,7 +215,10 @@ class Gateway:
             if extension not in self.extensions:
                 self.registrar.forget(extension)
 
-    def receive(self, data: bytes, source: Address, now: float) -> None:
+    def receive(self, data: bytes, source: Address, now: float,
+                waited_s: float | None = None) -> None:
+        """One datagram or framed message; `waited_s`: how long it sat in the receive queue
+        (the kernel's timestamp; firmware/core/overload.py), when the transport knows."""
         self.now = now
         host = source.host
         if self.auth_guard.source_banned(host, now) and not self.registrar.is_binding_source(
@@ -227,6 +232,19 @@ class Gateway:
                    or host in self.registrar.registered_hosts())
         if not trusted and not self.limiter.allow(host, now):
             self.stats["dropped_banned"] += 1
+            return
+        if waited_s is not None:
+            self.overload.observe(waited_s, now)
+        if (self.overload.overloaded and is_new_work(data)
+                and self.lines.by_address(source) is None
+                and not self.registrar.is_binding_source(source)
+                and not self.overload.admit(now)):
+            # Behind: a stranger's new call or registration is turned away before it is
+            # parsed; calls in progress and the office's own phones are served first.
+            self.stats["shed_overload"] += 1
+            reply = shed_response(data)
+            if reply is not None:
+                self.emit(DatagramToSend(data=reply, destination=source))
             return
         try:
             message = parse_message(data, stream=source.reliable)

@@ -87,5 +87,6 @@ def gateway_status(core: Gateway, now: float) -> dict[str, object]:
         # Busy lamps: which phone (extension) watches which extension (RFC 4235).
         "lamps": core.presence.statuses(),
         "stats": dict(core.stats),
+        "overload": core.overload.status(now).as_dict(),
         "transactions": core.layer.transaction_count,
     }

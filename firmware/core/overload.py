@@ -1,0 +1,196 @@
+"""Overload control: when the box cannot keep up, new work from strangers is turned away early
+and cheaply (503 with Retry-After), so calls in progress and the office's own phones keep being
+served, and the box recovers by itself.
+
+Pure: the daemon reports how long each datagram waited in the socket's receive queue
+(`observe`, from the kernel's receive timestamp) and the gateway asks, before parsing, whether
+a datagram is new work (`is_new_work`) to admit (`admit`) or shed. Nothing here reads a clock
+or a socket.
+
+Why the queueing delay is the signal. RFC 6357's system model has a monitor that watches the
+server's load (queue length, processing delay, CPU, memory); the useful signal is the one that
+reflects what the senders feel: the time their request waits before it is read. Once a request
+waits T1 (500 ms, RFC 3261 §17.1.1.2) it is sent again, the retransmission joins the same
+queue, and the load doubles — the cliff the bench showed. The kernel timestamps every datagram
+on arrival, so the delay is measured exactly and per datagram, tens of milliseconds before any
+retransmission. Event-loop lag does not see this: asyncio reads one datagram per loop turn, so
+its timers stay on time while thousands of datagrams wait in a 4 MB socket buffer. CPU load is
+slow to average and says nothing about the queue. Kamailio's ratelimit module (its TAILDROP and
+RED algorithms on a per-pipe rate, and its FEEDBACK algorithm on CPU load) and pike (a per-source
+rate, which Linebox has in firmware/security.py) both need a rate the admin guesses in advance;
+the delay needs none, and it means the same thing on a Pi and on a PC.
+
+What is shed, and in what order (RFC 7339 §5.10: prefer rejecting requests that start new
+work over those inside existing dialogs, whose loss wastes what was spent on them). Responses,
+requests inside a dialog (a To tag: ACK, BYE, re-INVITE, ...), CANCEL and ACK are always
+served: they finish work already paid for. Requests from the office's registered phones
+(exactly their binding's source) and from the lines (the provider) are served. The rest — an
+INVITE, REGISTER, SUBSCRIBE, OPTIONS from anyone else — is admitted at a ratio that falls while
+the delay is above target and climbs back while it is below (additive increase, multiplicative
+decrease, in the spirit of RFC 7339's loss-based scheme, §6), so the box neither collapses nor
+flips between all and nothing.
+
+The decision reads the start line and the To header only; the 503 echoes Via, From, To,
+Call-ID and CSeq from the raw bytes (`error_response_bytes`), no parse of the whole message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..sip.message import error_response_bytes
+
+LOGGER = logging.getLogger(__name__)
+
+# The delay a datagram may wait before the box counts as behind: well under T1 (500 ms), so
+# shedding starts long before any sender retransmits, and well over what a quiet Pi shows
+# (a millisecond or two) or a garbage-collection pause costs.
+TARGET_DELAY_S = 0.040
+# Below this the box is keeping up and may take more new work.
+RELEASE_DELAY_S = 0.010
+# At this delay everything new from strangers is shed at once: half of T1 is gone.
+SEVERE_DELAY_S = 0.250
+# How often the admission ratio is adjusted (a few times per queueing delay at target).
+CONTROL_INTERVAL_S = 0.100
+DECREASE_FACTOR = 0.7
+INCREASE_STEP = 0.05  # from nothing back to everything in 2 s of keeping up
+# RFC 3261 §21.5.4: how long the client should wait before trying again.
+RETRY_AFTER_S = 5
+# Kernel timestamps are wall-clock: a datagram that "waited" longer than this was stamped
+# before the wall clock stepped (the first NTP sync), not queued. Ignored.
+MAX_PLAUSIBLE_DELAY_S = 30.0
+
+# What is never shed: requests that finish or continue work already admitted.
+_CONTINUING_METHODS = frozenset({b"ACK", b"CANCEL", b"BYE", b"PRACK"})
+_SHED_REASON = "Service Unavailable (overloaded)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverloadStatus:
+    """What `linebox status` shows under `overload`."""
+
+    overloaded: bool
+    admit_ratio: float
+    delay_ms: float  # the largest delay seen in the last control interval
+    shed: int  # new requests answered 503 since start
+    episodes: int  # times the box went into overload since start
+
+    def as_dict(self) -> dict[str, object]:
+        return {"overloaded": self.overloaded, "admit_ratio": round(self.admit_ratio, 3),
+                "delay_ms": round(self.delay_ms, 1), "shed": self.shed,
+                "episodes": self.episodes}
+
+
+def is_new_work(data: bytes) -> bool:
+    """Whether `data` is a request that would start new work: a request (not a response)
+    outside any dialog (no To tag) whose method is not one that continues a transaction.
+
+    Reads the start line and the To header and nothing else. A message this cannot read is
+    not new work here: the full parser answers it (400) as it would anyway."""
+    end = data.find(b"\r\n")
+    if end <= 0:
+        return False
+    start = data[:end]
+    if start.startswith(b"SIP/"):
+        return False  # a response: always served
+    method = start.split(b" ", 1)[0].upper()
+    if method in _CONTINUING_METHODS:
+        return False
+    head_end = data.find(b"\r\n\r\n")
+    head = data[end + 2:head_end if head_end >= 0 else len(data)]
+    for line in head.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"to", b"t"):
+            # §8.1.1.2: the To tag is what makes it part of a dialog. A tag written inside
+            # the URI's <...> would be read as one too: such a request is merely served.
+            return b"tag=" not in value.replace(b" ", b"").lower()
+    return False  # no To: malformed, the parser's 400 is the answer
+
+
+def shed_response(data: bytes, retry_after_s: int = RETRY_AFTER_S) -> bytes | None:
+    """The stateless 503 with Retry-After (RFC 3261 §21.5.4) for a shed request, built from
+    its raw headers; None when it cannot be answered (no Via)."""
+    reply = error_response_bytes(data, 503, _SHED_REASON, to_tag="overload")
+    if reply is None:
+        return None
+    head, sep, body = reply.partition(b"\r\n\r\n")
+    return head + f"\r\nRetry-After: {retry_after_s}".encode() + sep + body
+
+
+class OverloadControl:
+    """The admission ratio for new work from strangers, driven by the queueing delay."""
+
+    def __init__(self, *, now: float) -> None:
+        self.admit_ratio = 1.0
+        self.shed = 0
+        self.episodes = 0
+        self._credit = 0.0
+        self._interval_ends = now + CONTROL_INTERVAL_S
+        self._interval_max_s = 0.0
+        self._last_max_s = 0.0
+
+    @property
+    def overloaded(self) -> bool:
+        return self.admit_ratio < 1.0
+
+    def observe(self, delay_s: float, now: float) -> None:
+        """A datagram waited `delay_s` in the receive queue before it was read."""
+        if not 0.0 <= delay_s <= MAX_PLAUSIBLE_DELAY_S:
+            return  # a wall-clock step between the kernel's stamp and our reading
+        self._advance(now)
+        if delay_s > self._interval_max_s:
+            self._interval_max_s = delay_s
+        if delay_s >= SEVERE_DELAY_S and self.admit_ratio > 0.0:
+            # Do not wait for the interval's end: every datagram read now is already late.
+            self._set_ratio(0.0, delay_s)
+
+    def admit(self, now: float) -> bool:
+        """Whether to take one more piece of new work from a stranger now. Deterministic:
+        over any run of requests, the share admitted is the ratio (a credit count, not a
+        coin), so a test and the bench see the same thing."""
+        self._advance(now)
+        if self.admit_ratio >= 1.0:
+            return True
+        self._credit += self.admit_ratio
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return True
+        self.shed += 1
+        return False
+
+    def status(self, now: float) -> OverloadStatus:
+        self._advance(now)
+        return OverloadStatus(overloaded=self.overloaded, admit_ratio=self.admit_ratio,
+                              delay_ms=1000.0 * self._last_max_s, shed=self.shed,
+                              episodes=self.episodes)
+
+    def _advance(self, now: float) -> None:
+        """Close the control intervals that ended before `now`; an interval with no datagram
+        counts as a quiet one (nothing waited)."""
+        while now >= self._interval_ends:
+            worst, self._interval_max_s = self._interval_max_s, 0.0
+            self._last_max_s = worst
+            if worst > TARGET_DELAY_S:
+                self._set_ratio(self.admit_ratio * DECREASE_FACTOR, worst)
+            elif worst < RELEASE_DELAY_S and self.admit_ratio < 1.0:
+                self._set_ratio(min(1.0, self.admit_ratio + INCREASE_STEP), worst)
+            # A long silence is many quiet intervals: catch up without looping over each.
+            if now - self._interval_ends > CONTROL_INTERVAL_S * 100:
+                self._interval_ends = now
+                if self.admit_ratio < 1.0:
+                    self._set_ratio(1.0, 0.0)
+            self._interval_ends += CONTROL_INTERVAL_S
+
+    def _set_ratio(self, ratio: float, delay_s: float) -> None:
+        was_overloaded = self.overloaded
+        self.admit_ratio = ratio
+        if self.overloaded and not was_overloaded:
+            self.episodes += 1
+            self._credit = 0.0
+            LOGGER.warning("overloaded: requests waited %.0f ms to be read; new calls and "
+                           "registrations from outside the office get 503 for a while",
+                           1000.0 * delay_s)
+        elif was_overloaded and not self.overloaded:
+            LOGGER.warning("overload over: all new requests are served again (%d answered "
+                           "503 so far)", self.shed)

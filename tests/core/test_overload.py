@@ -1,0 +1,242 @@
+"""Overload control (issue 16): the admission ratio driven by the queueing delay, with stepped
+time, and the gateway shedding strangers' new work while serving calls in progress, the
+office's phones and the provider."""
+
+from __future__ import annotations
+
+import pytest
+
+from firmware.core.overload import (
+    CONTROL_INTERVAL_S,
+    DECREASE_FACTOR,
+    INCREASE_STEP,
+    RETRY_AFTER_S,
+    SEVERE_DELAY_S,
+    TARGET_DELAY_S,
+    OverloadControl,
+    is_new_work,
+    shed_response,
+)
+from firmware.sip.message import Response, parse_message
+from firmware.sip.transaction import Address
+from tests.core.network import (
+    GATEWAY,
+    RING_ALL_DID,
+    Office,
+    Peer,
+    authorised_call,
+    office,
+    request,
+)
+
+STRANGER = Address("udp", "198.51.100.7", 5060)
+LATE_S = 0.3  # a datagram that waited this long in the receive queue: past SEVERE_DELAY_S
+
+
+def invite_bytes(*, to_tag: str | None = None, method: str = "INVITE",
+                 to_name: str = "To") -> bytes:
+    to = "<sip:200@192.0.2.1>" + (f";tag={to_tag}" if to_tag else "")
+    return (f"{method} sip:200@192.0.2.1 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-ol-1\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:999@198.51.100.7>;tag=f1\r\n"
+            f"{to_name}: {to}\r\n"
+            "Call-ID: ol-1@198.51.100.7\r\n"
+            f"CSeq: 1 {method}\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+
+# --- the controller --------------------------------------------------------------------------
+
+
+def test_a_box_that_keeps_up_admits_everything() -> None:
+    control = OverloadControl(now=0.0)
+    for step in range(50):
+        control.observe(0.002, step * 0.01)
+        assert control.admit(step * 0.01)
+    assert not control.overloaded
+    assert control.shed == 0
+
+
+def test_a_delay_above_target_lowers_the_ratio_when_the_interval_ends() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(TARGET_DELAY_S * 2, 0.05)
+    assert control.admit_ratio == 1.0  # decided once per interval, not per datagram
+    control.observe(0.0, CONTROL_INTERVAL_S + 0.001)
+    assert control.admit_ratio == pytest.approx(DECREASE_FACTOR)
+    assert control.overloaded and control.episodes == 1
+
+
+def test_a_severe_delay_sheds_all_new_work_at_once() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(SEVERE_DELAY_S, 0.01)
+    assert control.admit_ratio == 0.0
+    assert not any(control.admit(0.01) for _ in range(100))
+    assert control.shed == 100
+
+
+def test_the_admitted_share_is_the_ratio_without_randomness() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(TARGET_DELAY_S * 2, 0.05)
+    control.observe(TARGET_DELAY_S * 2, 0.15)  # closes the first interval: 0.7
+    control.observe(TARGET_DELAY_S * 2, 0.25)  # and the second: 0.49
+    assert control.admit_ratio == pytest.approx(DECREASE_FACTOR ** 2)
+    admitted = sum(control.admit(0.26) for _ in range(1000))
+    assert abs(admitted - 490) <= 1  # the credit is a float sum
+    assert control.shed == 1000 - admitted
+
+
+def test_it_recovers_by_itself_step_by_step() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(SEVERE_DELAY_S, 0.0)
+    control.observe(0.001, CONTROL_INTERVAL_S)  # closes the interval that was severe
+    ratios = []
+    now = CONTROL_INTERVAL_S
+    for _ in range(int(1 / INCREASE_STEP) + 1):
+        now += CONTROL_INTERVAL_S
+        control.observe(0.001, now)
+        ratios.append(control.admit_ratio)
+    # Hysteresis: no jump back to everything — it climbs one step per quiet interval.
+    assert ratios[0] == pytest.approx(INCREASE_STEP)
+    assert all(b >= a for a, b in zip(ratios, ratios[1:], strict=False))
+    assert ratios[-1] == 1.0 and not control.overloaded
+
+
+def test_a_delay_between_release_and_target_holds_the_ratio() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(TARGET_DELAY_S * 2, 0.05)
+    control.observe(TARGET_DELAY_S * 0.8, 0.15)
+    held = control.admit_ratio
+    control.observe(TARGET_DELAY_S * 0.8, 0.25)
+    control.observe(TARGET_DELAY_S * 0.8, 0.35)
+    assert control.admit_ratio == held == pytest.approx(DECREASE_FACTOR)
+
+
+def test_a_long_silence_ends_the_overload() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(SEVERE_DELAY_S, 0.0)
+    assert control.admit(3600.0)  # an hour later, nothing has waited since
+    assert not control.overloaded
+
+
+def test_samples_that_span_a_wall_clock_step_are_ignored() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(2 * 365 * 86400.0, 0.01)  # stamped before the first NTP sync
+    control.observe(-3600.0, 0.02)  # the clock stepped back
+    control.observe(0.0, 0.2)
+    assert not control.overloaded
+
+
+def test_status_says_what_the_admin_needs() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(SEVERE_DELAY_S, 0.0)
+    control.admit(0.0)
+    status = control.status(0.05).as_dict()
+    assert status == {"overloaded": True, "admit_ratio": 0.0, "delay_ms": 0.0, "shed": 1,
+                      "episodes": 1}
+    assert control.status(0.15).as_dict()["delay_ms"] == SEVERE_DELAY_S * 1000
+
+
+# --- what is new work ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data, new", [
+    (invite_bytes(), True),
+    (invite_bytes(method="REGISTER"), True),
+    (invite_bytes(method="OPTIONS"), True),
+    (invite_bytes(to_name="t"), True),  # the compact form (RFC 3261 §7.3.3)
+    (invite_bytes(to_tag="abc"), False),  # a re-INVITE: inside a dialog
+    (invite_bytes(to_tag="abc", method="BYE"), False),
+    (invite_bytes(method="CANCEL"), False),
+    (invite_bytes(method="ACK"), False),
+    (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1\r\n\r\n", False),
+    (b"\r\n\r\n", False),  # a keep-alive
+    (b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n", False),  # no To: the parser's 400
+])
+def test_new_work_is_a_request_outside_any_dialog(data: bytes, new: bool) -> None:
+    assert is_new_work(data) is new
+
+
+def test_the_503_carries_retry_after_and_echoes_the_transaction() -> None:
+    reply = shed_response(invite_bytes())
+    assert reply is not None
+    response = parse_message(reply)
+    assert isinstance(response, Response)
+    assert response.status == 503
+    assert response.headers.get("Retry-After") == str(RETRY_AFTER_S)
+    assert response.top_via.branch == "z9hG4bK-ol-1"
+    assert response.call_id == "ol-1@198.51.100.7"
+    assert response.to.tag  # §8.2.6.2: a final response has a To tag
+
+
+def test_a_request_without_via_gets_no_503() -> None:
+    assert shed_response(b"INVITE sip:x SIP/2.0\r\nTo: <sip:x@y>\r\n\r\n") is None
+
+
+# --- the gateway under overload --------------------------------------------------------------
+
+
+def overloaded_office() -> tuple[Office, Peer]:
+    """The standard office; a stranger's INVITE that waited LATE_S puts the box in overload
+    (and is itself shed)."""
+    o = office()
+    stranger = Peer(o.net, STRANGER, "999")
+    o.net.gateway.receive(invite_bytes(), STRANGER, o.net.now, waited_s=LATE_S)
+    o.net.pump()
+    return o, stranger
+
+
+def test_a_strangers_late_invite_gets_503_with_retry_after_and_no_call() -> None:
+    o, stranger = overloaded_office()
+    responses = [m for m in stranger.received if isinstance(m, Response)]
+    assert [r.status for r in responses] == [503]
+    assert responses[0].headers.get("Retry-After") == str(RETRY_AFTER_S)
+    assert o.net.calls() == []
+    assert o.net.stats()["shed_overload"] == 1
+    assert o.net.status()["overload"]["overloaded"] is True
+
+
+def test_a_strangers_register_is_shed_too() -> None:
+    o, stranger = overloaded_office()
+    stranger.send(request("REGISTER", f"sip:{GATEWAY.host}", [
+        ("Via", stranger.via()), ("Max-Forwards", "70"),
+        ("From", f"<sip:999@{GATEWAY.host}>;tag=r1"), ("To", f"<sip:999@{GATEWAY.host}>"),
+        ("Call-ID", "r1@198.51.100.7"), ("CSeq", "1 REGISTER"),
+        ("Contact", "<sip:999@198.51.100.7>"),
+    ]))
+    assert stranger.final_statuses("REGISTER") == [503]
+
+
+def test_the_offices_registered_phone_calls_through_an_overload() -> None:
+    o, _ = overloaded_office()
+    _, response = authorised_call(o.phones["101"], "200")
+    assert response.status in (100, 180)
+    assert o.phones["102"].invites(), "the department member is rung"
+    assert o.net.stats()["shed_overload"] == 1  # only the stranger's
+
+
+def test_the_providers_call_is_served_through_an_overload() -> None:
+    o, _ = overloaded_office()
+    o.provider.call(RING_ALL_DID)
+    assert o.phones["101"].invites() and o.phones["102"].invites()
+
+
+def test_a_call_in_progress_is_answered_and_hung_up_through_an_overload() -> None:
+    o = office()
+    invite = o.provider.call(RING_ALL_DID)
+    o.phones["101"].answer()
+    o.net.gateway.receive(invite_bytes(), STRANGER, o.net.now, waited_s=LATE_S)
+    o.net.pump()
+    assert o.net.status()["overload"]["overloaded"] is True
+    o.provider.bye(invite)
+    assert o.provider.final_statuses("BYE") == [200]
+    assert o.phones["101"].requests("BYE")
+    assert o.net.calls() == []
+
+
+def test_strangers_are_served_again_once_the_queue_is_short() -> None:
+    o, stranger = overloaded_office()
+    o.net.advance(3.0)  # quiet intervals: the ratio climbs back to everything
+    assert o.net.status()["overload"]["overloaded"] is False
+    stranger.call("200")
+    assert stranger.final_statuses()[-1] == 407  # challenged as usual, not shed
