@@ -271,6 +271,11 @@ class Hold:
         party.start(now)
         return party
 
+    def players_of(self, call: Call) -> dict[str, LocalParty] | None:
+        """The music playing in `call`, by the side that hears it (a transfer that moves the
+        held party to the other side moves its music too)."""
+        return self._players.get(call.id)
+
     def call_ended(self, call: Call) -> None:
         for player in self._players.pop(call.id, {}).values():
             player.detach()

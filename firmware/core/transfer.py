@@ -1,22 +1,37 @@
-"""Blind transfer: a party of an answered call sends REFER (RFC 3515) naming an extension, a
-department or an outside number, and the box connects the other party there (RFC 5589 §6).
+"""Transfer: a party of an answered call sends REFER (RFC 3515) naming an extension, a
+department or an outside number (blind, RFC 5589 §6), or naming a second call of its own with
+an embedded Replaces (attended, RFC 5589 §7, RFC 3891), and the box connects the other party
+there.
 
 The call stays one call. The referrer's side is released: its dialog leaves the call and is
 kept here only to carry the implicit subscription's NOTIFYs (`Event: refer`, a
-`message/sipfrag` body: `SIP/2.0 100 Trying`, then the target's final status, RFC 3515
-§2.4.4–2.4.5), after which the referrer is hung up unless it sent BYE itself. The other party,
-the transferee, becomes the call's caller (a `TransferredParty`) and the call rings again
-(firmware/calls.py: ANSWERED → RINGING) through `Distribution.route_internal` as any call to
-that destination: an extension's phones, a department's ring plan with its queue and
-no-answer scheme, or a line out.
+`message/sipfrag` body: `SIP/2.0 100 Trying`, then the final status, RFC 3515 §2.4.4–2.4.5),
+after which the referrer is hung up unless it sent BYE itself.
 
-Media stays direct (the box does not anchor it). The target is offered the transferee's own
-SDP — the offer or answer it gave when the call was set up, an address it still listens on —
-and once the target answers, the box re-INVITEs the transferee with the target's SDP as the
-new offer (RFC 3264 §8: a new address, the codec the target chose), so the two talk to each
-other. Chosen over anchoring for the common case, G.711 phones whose address and codecs do not
-change in a call: no RTP passes through the box and no re-INVITE is needed while the target
-rings. The transferee hears nothing from the box while the target rings.
+Blind: the other party, the transferee, becomes the call's caller (a `TransferredParty`) and
+the call rings again (firmware/calls.py: ANSWERED → TRANSFERRING → RINGING) through
+`Distribution.route_internal` as any call to that destination: an extension's phones, a
+department's ring plan with its queue and no-answer scheme, or a line out. Between two SIP
+parties talking directly the target is offered the transferee's own SDP (the offer or answer
+it gave when the call was set up, an address it still listens on) and, once it answers, the
+transferee is re-INVITEd with the target's SDP (RFC 3264 §8): no RTP through the box for the
+common case of G.711 phones. When the box holds the media already — the referrer had put the
+caller on hold (hold.py), the caller came through the queue's early media (anchor.py), or it
+is a GSM/FXO line (modem_lines.py) — the transferee's session stays where it is: the target
+is offered the box's port that faced the referrer (or the line's port) and its answer joins
+the bridge (`TransferAnchor`); a held caller hears the music until then and is taken off hold.
+
+Attended: B talks with A in this call and with C in a consultation; B's REFER here names the
+consultation (Refer-To: <C?Replaces=...>). C leaves the consultation (which ends, B hung up on
+there) and takes B's side of this call; A and C are joined through a bridge in the box
+(`_media_plan`): the port that faced B when the box holds the media (A keeps its session),
+a modem line's port, else two new ports with both re-INVITEd. Relaying SDP between A and C
+instead would need both re-INVITEs to succeed in the right order with the answer of one as
+the offer of the other; in the box, each party's session is its own. The final NOTIFY waits
+for the re-INVITEs' answers. What the transferee's INVITE with Replaces would meet at C (RFC
+3891 §3) is what the NOTIFY reports: no such dialog 481, early-only on a confirmed one 486, not
+the referrer's dialog 403; a consultation that still rings is given up (487) and the
+transferee transferred blind to the number it called.
 
 When the target does not answer (or is busy), the referrer is told the status in the final
 NOTIFY and the transferee is hung up; the record says the call was answered, ending with
@@ -33,7 +48,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from ..calls import Call, CallState
+from ..calls import Call, CallState, MediaAnchor
 from ..legs import LegRecord, NobodyCalling, SessionDescription
 from ..media import sdp
 from ..media.bridge import BridgeSide, MediaBridge
@@ -45,7 +60,7 @@ from ..sip.uri import OtherUri, SipUri, parse_name_addr
 from ..sip_legs import SipCaller, SipLeg, send_reinvite
 from .admission import DIALLABLE_RE
 from .hold import HeldMedia
-from .modem_lines import LineMedia
+from .modem_lines import LineMedia, ModemCaller
 from .presence import parse_replaces
 
 if TYPE_CHECKING:
@@ -65,6 +80,7 @@ NOT_YOUR_DIALOG = "The dialog to replace is not the referrer's"
 BAD_REPLACES = "Bad Replaces in Refer-To"
 
 SipParty = SipCaller | SipLeg
+Transferee = SipCaller | SipLeg | ModemCaller
 
 
 def _via(core: Gateway, destination: Address) -> str:
@@ -178,22 +194,40 @@ def _ignore_timeout(tx: str, now: float) -> None:
 class TransferredParty:
     """The transferee as the caller of the call ringing the target (a `CallerParty`): it is
     answered already, so ringing is not relayed, an answer is a re-INVITE with the target's
-    SDP, and a failure hangs it up; every outcome is reported to the referral."""
+    SDP — or, when the box holds the media (`held`), the target's answer joined to the box's
+    bridge and the transferee left where it is — and a failure hangs it up; every outcome is
+    reported to the referral."""
 
     core: Gateway
-    party: SipParty
+    party: Transferee
     sdp: bytes
     referral: Referral
     call: weakref.ref[Call]
+    held: TransferAnchor | None = None
     gone: bool = False
     reinvite: Request | None = None
     ack: Request | None = None
     hints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
-    def sip_party(self) -> SipParty:
+    def sip_party(self) -> SipParty | None:
         """The SIP party behind (firmware/sip_legs.py relays requests in its dialog)."""
-        return self.party
+        return self.party if isinstance(self.party, SipCaller | SipLeg) else None
+
+    # A modem line's caller transferred: the box answers the target's requests for it
+    # (firmware/sip_legs.py `_held_request`, the `BoxHeldMedia` of firmware/legs.py).
+    @property
+    def current_sdp(self) -> bytes:
+        return self.party.current_sdp if isinstance(self.party, ModemCaller) else b""
+
+    def renegotiate(self, offer: bytes) -> bytes:
+        if not isinstance(self.party, ModemCaller):
+            raise sdp.SdpError("no session of the box's with this party")
+        return self.party.renegotiate(offer)
+
+    def key_pressed(self, key: str, now: float) -> None:
+        if isinstance(self.party, ModemCaller):
+            self.party.key_pressed(key, now)
 
     @property
     def offer(self) -> SessionDescription | None:
@@ -206,15 +240,24 @@ class TransferredParty:
         return not self.gone
 
     def answer(self, media: SessionDescription, now: float) -> None:
-        """The target answered with `media`: the transferee gets it as a new offer."""
+        """The target answered with `media`: the transferee gets it as a new offer (when
+        the box holds the media, the answer has joined the bridge already)."""
         call = self.call()
         if call is not None:
             self.core.transfer.completed(call, now)
         self.referral.finished(200, "OK", now)
+        if self.held is not None and call is not None:
+            call.anchor = self.held.inner
+            # Off hold if the referrer had held it: the hold room re-INVITEs it sendrecv
+            # and stops the music (it finds the party on its side of the call).
+            call.connected.setdefault("a", self)
+            self.core.hold.refresh(call, now)
+            return
         if media.body and media.body != self.sdp:
             self._send_reinvite(media, now)
 
     def _send_reinvite(self, media: SessionDescription, now: float) -> None:
+        assert isinstance(self.party, SipCaller | SipLeg)
         dialog = self.party.dialog
         assert dialog is not None
         self.reinvite = dialog.create_request(
@@ -226,7 +269,7 @@ class TransferredParty:
                                on_timeout=self._on_reinvite_timeout)
 
     def _on_reinvite_response(self, tx: str, response: Response, now: float) -> None:
-        if response.status < 200:
+        if response.status < 200 or not isinstance(self.party, SipCaller | SipLeg):
             return
         dialog = self.party.dialog
         if response.status >= 300:
@@ -288,9 +331,10 @@ class Transfer:
             return False
         if call.state == CallState.ENDED:
             return False
-        if caller.party.dialog is not None:
+        party = caller.sip_party
+        if party is not None and party.dialog is not None:
             try:
-                caller.party.dialog.receive_request(request)
+                party.dialog.receive_request(request)
             except RemoteProtocolError as exc:
                 self.core.reply(tx_id, request, exc.status_hint, now)
                 return True
@@ -344,29 +388,41 @@ class Transfer:
         core = self.core
         other_side = "b" if side == "a" else "a"
         transferee = call.connected.get(other_side)
-        if (call.local is not None or call.anchor is not None
-                or not isinstance(transferee, SipCaller | SipLeg) or transferee.dialog is None
-                or not party_sdp(transferee)):
-            # The box holds this call's media (voicemail, a queue's early media, a modem
-            # line), or the transferee's SDP is unknown: not transferred, the call goes on.
+        direct = (call.anchor is None and isinstance(transferee, SipCaller | SipLeg)
+                  and transferee.dialog is not None and bool(party_sdp(transferee)))
+        held = None if direct or call.local is not None else _held_plan(core, call, side)
+        if not direct and held is None:
+            # Voicemail, no port left for the box's media, or the transferee's SDP unknown:
+            # not transferred, the call goes on.
             core.reply(tx_id, request, 403, now, reason=NOT_TRANSFERABLE)
             return
+        assert isinstance(transferee, SipCaller | SipLeg | ModemCaller)
         referrer_ext = self._member(call, side)
         if not self._valid_target(tx_id, request, target, referrer_ext, now):
             return
         referral = self._accept(call, side, tx_id, request, referrer, target, now)
-        LOGGER.info("call %s: %s transfers %s to %s", call.id, referrer_ext or side,
-                    other_side, target)
+        LOGGER.info("call %s: %s transfers %s to %s%s", call.id, referrer_ext or side,
+                    other_side, target, " (the box holds the media)" if held else "")
         self._release_referrer(call, side, referrer, referrer_ext, referral, now)
-        party = TransferredParty(core=core, party=transferee, sdp=party_sdp(transferee),
-                                 referral=referral, call=weakref.ref(call))
-        if transferee.dialog is not None:
+        party = TransferredParty(
+            core=core, party=transferee, referral=referral, call=weakref.ref(call),
+            sdp=party_sdp(transferee) if isinstance(transferee, SipCaller | SipLeg) else b"")
+        if held is not None:
+            # The target is offered the box's port that faced the referrer (or the line's);
+            # its answer joins the bridge (`TransferAnchor`), the transferee stays put.
+            if side == "a":
+                _swap_sides(call)
+            party.held = TransferAnchor(inner=call.anchor, offer=held.moves[0][1],
+                                        accept=held.accept[held.moves[0][0]])
+        if isinstance(transferee, SipCaller | SipLeg) and transferee.dialog is not None:
             core.dialogs[transferee.dialog.id] = (call, "a")
         # Who the target sees calling: the transferee (the call's caller, or the number the
         # referrer had called).
         shown = call.info.caller if other_side == "a" else transferee_number(call, transferee)
         exclude = frozenset({referrer_ext}) if referrer_ext else frozenset()
         call.start_transfer(party, target, now, shown_caller=shown)
+        if party.held is not None:
+            call.anchor = party.held
         core.distribution.route_internal(call, target, exclude=exclude, now=now)
 
     def _accept(self, call: Call, side: str, tx_id: str, request: Request, referrer: SipParty,
@@ -602,7 +658,7 @@ class Transfer:
                 del self.referrers[key]
 
 
-def transferee_number(call: Call, transferee: SipParty) -> str:
+def transferee_number(call: Call, transferee: Transferee) -> str:
     """The number of an answered leg (the outside number or the extension it rang)."""
     if isinstance(transferee, SipLeg):
         return transferee.label
@@ -634,26 +690,13 @@ def _media_plan(core: Gateway, call: Call, side: str) -> MediaPlan | None:
     the two: the transferee's session usually stays where it is (no re-INVITE it could
     refuse), and its music on hold stops the moment the target's answer joins the bridge.
     None when there is no way (no free port)."""
+    held = _held_plan(core, call, side)
+    if held is not None:
+        return held
     other = "b" if side == "a" else "a"
     transferee = call.connected.get(other)
-    line_media = getattr(transferee, "media", None)
-    if isinstance(line_media, LineMedia):
-        if line_media.port is None:
-            return None
-        line_port = line_media.port
-
-        def join_line(answer: bytes) -> None:
-            line_media.accept_answer(answer)
-            core._rtp_owners.pop(line_port, None)
-        return MediaPlan(moves=[(side, line_media.offer())], accept={side: join_line})
-    found = core.hold.bridge_of(call)
-    if found is not None:
-        held_bridge, held_ports = found
-        codec = held_bridge.sides[held_ports[other]].choice.codec
-        return MediaPlan(moves=[(side, sdp.offer(host=core.local_host, port=held_ports[side],
-                                                 first=codec))],
-                         accept={side: _joiner(held_bridge, held_ports[side], core)})
-    if not isinstance(transferee, SipCaller | SipLeg) or transferee.dialog is None:
+    if (call.anchor is not None or not isinstance(transferee, SipCaller | SipLeg)
+            or transferee.dialog is None):
         return None
     ports: dict[str, int] = {}
     for s in (other, side):
@@ -672,6 +715,31 @@ def _media_plan(core: Gateway, call: Call, side: str) -> MediaPlan | None:
     call.anchor = media
     return MediaPlan(moves=[(other, offers[other]), (side, offers[side])],
                      accept={s: _joiner(bridge, ports[s], core) for s in ports})
+
+
+def _held_plan(core: Gateway, call: Call, side: str) -> MediaPlan | None:
+    """The box's offer to whoever takes `side` of a call whose media the box holds already
+    (a modem line's port, or the port of its bridge that faced `side`); None otherwise."""
+    other = "b" if side == "a" else "a"
+    transferee = call.connected.get(other)
+    line_media = getattr(transferee, "media", None)
+    if isinstance(line_media, LineMedia):
+        if line_media.port is None or side != "b":
+            return None
+        line_port = line_media.port
+
+        def join_line(answer: bytes) -> None:
+            line_media.accept_answer(answer)
+            core._rtp_owners.pop(line_port, None)
+        return MediaPlan(moves=[(side, line_media.offer())], accept={side: join_line})
+    found = core.hold.bridge_of(call)
+    if found is not None and (side == "b" or isinstance(call.anchor, HeldMedia)):
+        held_bridge, held_ports = found
+        codec = held_bridge.sides[held_ports[other]].choice.codec
+        return MediaPlan(moves=[(side, sdp.offer(host=core.local_host, port=held_ports[side],
+                                                 first=codec))],
+                         accept={side: _joiner(held_bridge, held_ports[side], core)})
+    return None
 
 
 def _plannable(core: Gateway, call: Call, side: str) -> bool:
@@ -693,3 +761,55 @@ def _joiner(bridge: MediaBridge, port: int, core: Gateway) -> Callable[[bytes], 
         # (the box latches a port to the host it hears first, gateway.receive_rtp).
         core._rtp_owners.pop(port, None)
     return join
+
+
+def _swap_sides(call: Call) -> None:
+    """The transferee on side "b" becomes the caller ("a") of the transferred call: the box's
+    ports of a `HeldMedia` (and its music) follow it."""
+    media = call.anchor
+    assert isinstance(media, HeldMedia)
+    media.ports["a"], media.ports["b"] = media.ports["b"], media.ports["a"]
+    media.bodies["a"], media.bodies["b"] = media.bodies["b"], media.bodies["a"]
+    media.told_held["a"], media.told_held["b"] = media.told_held["b"], media.told_held["a"]
+    media.reinviting = {"b" if s == "a" else "a" for s in media.reinviting}
+    players = media.core.hold.players_of(call)
+    if players is not None:
+        swapped = {("b" if s == "a" else "a"): player for s, player in players.items()}
+        players.clear()
+        players.update(swapped)
+
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class TransferAnchor:
+    """The call's `MediaAnchor` while the target rings, when the box holds the media: the
+    legs are offered the box's port that faced the referrer (or a modem line's port), and the
+    answer joins it to the bridge; afterwards the call's own anchor (`inner`) is back."""
+
+    inner: MediaAnchor | None
+    offer: bytes
+    accept: Callable[[bytes], None]
+
+    @property
+    def caller_answer(self) -> bytes:
+        return b""  # nothing to send the transferee: it is answered, and stays where it is
+
+    def leg_offer(self) -> bytes:
+        return self.offer
+
+    def connect(self, answer: bytes, now: float) -> bool:
+        try:
+            self.accept(answer)
+        except sdp.SdpError as exc:
+            LOGGER.warning("the transfer target's SDP is unusable: %s", exc)
+            return False
+        if isinstance(self.inner, HeldMedia):
+            self.inner.bodies["b"] = self.offer
+            self.inner.told_held["b"] = False
+        return True
+
+    def renegotiate(self, side: str, offer: bytes) -> bytes:
+        raise sdp.SdpError("the call is being transferred")
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
