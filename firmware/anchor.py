@@ -80,7 +80,7 @@ class CallMedia:
             bridge = self.bridge
             if bridge is None:
                 return
-            out: list[Datagram] = bridge.receive(port, data)
+            out: list[Datagram] = bridge.receive(port, data, now)
             for local, datagram, destination in out:
                 self.services.send_rtp(local, datagram, destination)
         return receive

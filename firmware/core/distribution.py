@@ -114,8 +114,10 @@ class Distribution:
         call.info.department = destination if department is not None else None
         if department is None:
             if destination in self.core.extensions:
-                call.ring_legs(self.extension_legs(destination), DIRECT_RING_TIMEOUT_S,
-                                  now)
+                ring = partial(self._ring_extension, call, destination)
+                if not self.core.recordings.warn_first(call, members=[destination],
+                                                       department=None, then=ring, now=now):
+                    ring(now)
             else:
                 self._forward(call, destination, EXTERNAL_RING_TIMEOUT_S, now)
             return
@@ -126,6 +128,16 @@ class Distribution:
                             sticky_member=self.sticky_member(department, call.info.caller),
                             crm_owner=self.crm_owner(department, call.info.caller)),
         )
+        # A call that may be recorded: the caller hears the warning before anyone rings.
+        if not self.core.recordings.warn_first(
+                call, members=[m.extension for m in department.members], department=destination,
+                then=partial(self._distribute, call, department), now=now):
+            self._distribute(call, department, now)
+
+    def _ring_extension(self, call: Call, extension: str, now: float) -> None:
+        call.ring_legs(self.extension_legs(extension), DIRECT_RING_TIMEOUT_S, now)
+
+    def _distribute(self, call: Call, department: Department, now: float) -> None:
         crm = self.core.config.crm
         if crm.url is not None and self.settings(department).sticky == "crm_owner":
             self.core.lookups.ask_crm(call, crm.url, crm.timeout_s, now)

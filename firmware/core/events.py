@@ -125,6 +125,35 @@ class SmsArrived:
     complete: bool = True
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingStarted:
+    """Call `call_id` is recorded from `wall_time` (Unix seconds): G.711 `codec` in WAV,
+    `channels` 2 (caller left, member right) or 1 (mixed). Its audio follows."""
+
+    call_id: str
+    codec: str
+    channels: int
+    wall_time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingAudio:
+    """The next bytes of a recording's WAV data (about a second's), to append."""
+
+    call_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingFinished:
+    """The call ended: the recording is `duration_s` long and its file can be closed."""
+
+    call_id: str
+    duration_s: float
+
+
+# A recorded call's file (firmware/media/recorder_files.py writes it).
+RecordingEvent = RecordingStarted | RecordingAudio | RecordingFinished
 # The record events a `CallRecorder` writes (firmware.core.records.write).
 RecordEvent = (
     CallRecorded | CallbackStateChanged | CallbackPending | VoicemailLeft | SecurityNoticed
@@ -132,5 +161,5 @@ RecordEvent = (
 )
 Event = (
     DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | LineStateChanged
-    | ModemCommandRequested | FailoverSwitched | RecordEvent
+    | ModemCommandRequested | FailoverSwitched | RecordEvent | RecordingEvent
 )

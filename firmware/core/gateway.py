@@ -74,6 +74,7 @@ from .menus import Menus
 from .overload import OverloadControl, is_new_work, shed_response
 from .pickup import Pickup
 from .presence import Presence
+from .recordings import Recordings
 from .sip_edge import RejectWith, SipEdge
 from .status import gateway_status
 from .transfer import Transfer
@@ -174,6 +175,7 @@ class Gateway:
         self.pickup = Pickup(self)
         self.transfer = Transfer(self)  # REFER (RFC 3515)
         self.hold = Hold(self)  # music on hold
+        self.recordings = Recordings(self)  # call recording
         self.lines = Lines(self)
         self.endings = Endings(self)
         self.failover = Failover(self)
@@ -421,8 +423,11 @@ class Gateway:
             self._dialog_keys.setdefault(call.id, []).append(dialog.id)
         if side == "b" and call.answered_by in self.extensions:
             self.agents.offer_answered(call.answered_by, self.now)
+        if side == "b":
+            self.recordings.member_connected(call, self.now)
 
     def call_finished(self, call: Call, now: float) -> None:
+        self.recordings.call_ended(call, now)
         self.endings.finished(call, now)
 
     # ------------------------------------------------------------------ the daemon's results

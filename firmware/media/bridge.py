@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from . import g711
 from .pcm import PcmEnd
@@ -36,6 +37,12 @@ class BridgeSide:
     packets_in: int = 0
 
 
+class BridgeTap(Protocol):
+    """Hears every audio packet a party sends through the bridge (the call's recorder)."""
+
+    def heard(self, side: str, packet: RtpPacket, codec: str, now: float) -> None: ...
+
+
 def _transcode(payload: bytes, source: str, target: str) -> bytes:
     return payload.translate(g711.ALAW_TO_ULAW if source == "PCMA" else g711.ULAW_TO_ALAW)
 
@@ -49,6 +56,8 @@ class MediaBridge:
         # Ports toward whose party nothing is forwarded: the box plays there itself (music on
         # hold, firmware/core/hold.py) instead of the other side's audio.
         self.muted: set[int] = set()
+        # The call's recorder (firmware/media/recorder.py): side "a" is `a`'s audio, "b" `b`'s.
+        self.tap: BridgeTap | None = None
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -84,7 +93,7 @@ class MediaBridge:
         """A re-INVITE moved one party, or put it on hold."""
         self.sides[port].choice = choice
 
-    def receive(self, port: int, data: bytes) -> list[Datagram]:
+    def receive(self, port: int, data: bytes, now: float | None = None) -> list[Datagram]:
         source = self.sides.get(port)
         if source is None:
             return []
@@ -98,6 +107,10 @@ class MediaBridge:
             self.b.packet_from_party(packet, source.choice)
             return []
         target = self.b if source is self.a else self.a
+        if (self.tap is not None and now is not None
+                and packet.payload_type == source.choice.payload_type):
+            # Recorded before hold or mute: the file keeps what each party said.
+            self.tap.heard("a" if source is self.a else "b", packet, source.choice.codec, now)
         out = target.choice
         if out.on_hold or target.port in self.muted:
             return []

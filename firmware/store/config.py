@@ -30,6 +30,12 @@ from firmware.failover import (
     UP_AFTER_MIN,
     FailoverSettings,
 )
+from firmware.recording import (
+    RecordingError,
+    RecordingSettings,
+    parse_recording,
+    recording_to_data,
+)
 from firmware.routing.menu import MENU_PREFIX, Menu, MenuError, menu_to_data, parse_menus
 from firmware.routing.rules import (
     ACTIONS,
@@ -166,6 +172,7 @@ SECTIONS = (
     "smtp",
     "notifications",
     "menus",
+    "recording",
 )
 
 # Bounds on what is read as a configuration (issue 9 item 8): a real one is a few kilobytes and
@@ -453,6 +460,7 @@ class Config:
     smtp: Smtp = field(default_factory=Smtp)
     notifications: Notifications = field(default_factory=Notifications)
     menus: tuple[Menu, ...] = ()  # voice menus (firmware/routing/menu.py)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)  # call recording
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -1749,6 +1757,13 @@ def parse_config(data: object) -> Config:
         if name is not None and name not in schedule_paths:
             raise ConfigError(path, f'unknown schedule "{name}"')
 
+    try:
+        recording = parse_recording(
+            top.get("recording", {}), "recording", numbers=set(number_paths),
+            departments=set(department_paths), employees=extension_numbers)
+    except RecordingError as error:
+        raise ConfigError(error.path, error.message) from None
+
     rules = tuple(
         _parse_rule(item, _at_index("rules", index), destinations)
         for index, item in enumerate(_list(top.get("rules", []), "rules"))
@@ -1780,6 +1795,7 @@ def parse_config(data: object) -> Config:
         failover=failover,
         hardware=hardware,
         menus=menus,
+        recording=recording,
         smtp=smtp,
         notifications=notifications,
     )
@@ -2019,6 +2035,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     data.update(_notifications_to_data(cfg))
     if cfg.menus:
         data["menus"] = [menu_to_data(menu) for menu in cfg.menus]
+    if cfg.recording != RecordingSettings():
+        data["recording"] = recording_to_data(cfg.recording)
     return data
 
 

@@ -85,6 +85,7 @@ SETTING_HARDWARE = "hardware"
 SETTING_MENUS = "menus"
 SETTING_SMTP = "smtp"
 SETTING_NOTIFICATIONS = "notifications"
+SETTING_RECORDING = "recording"
 SETTING_NUMBER_SCHEDULES = "number_schedules"  # DID number -> schedule name
 SETTING_NUMBER_WEBHOOKS = "number_webhooks"  # DID number -> {webhook, webhook_timeout_s}
 # Trunk name -> the trunk keys the `trunks` table has no column for (digest_algorithms, ...).
@@ -98,6 +99,7 @@ RESERVED_SETTINGS = (SETTING_NUMBER_SCHEDULES, SETTING_NUMBER_WEBHOOKS, SETTING_
 CONFIG_SETTINGS = (
     SETTING_SECURITY, SETTING_SIP, SETTING_SITE, SETTING_SCHEDULES, SETTING_RULES, SETTING_CRM,
     SETTING_FAILOVER, SETTING_HARDWARE, SETTING_SMTP, SETTING_NOTIFICATIONS, SETTING_MENUS,
+    SETTING_RECORDING,
 )
 
 # Columns of their own; every other key rides in `extra` (extensions) or SETTING_TRUNK_EXTRA.

@@ -27,6 +27,9 @@ from firmware.core.events import (
     FailoverSwitched,
     LineStateChanged,
     ModemCommandRequested,
+    RecordingAudio,
+    RecordingFinished,
+    RecordingStarted,
     RtpToSend,
 )
 from firmware.sip.auth import build_authorization, choose_challenge
@@ -124,6 +127,7 @@ class Network:
         self.line_changes: list[LineStateChanged] = []
         self.modem_commands: list[ModemCommandRequested] = []
         self.failover_switches: list[FailoverSwitched] = []
+        self.recording_events: list[RecordingStarted | RecordingAudio | RecordingFinished] = []
         self._to_gateway: deque[tuple[bytes, Address]] = deque()
 
     def send(self, peer: Peer, message: Message) -> None:
@@ -166,6 +170,8 @@ class Network:
                 self.modem_commands.append(event)
             elif isinstance(event, FailoverSwitched):
                 self.failover_switches.append(event)
+            elif isinstance(event, RecordingStarted | RecordingAudio | RecordingFinished):
+                self.recording_events.append(event)
             else:
                 assert write_record(self._recorder, event), f"unexpected event {event!r}"
         return datagrams
