@@ -71,7 +71,7 @@ from .hold import Hold
 from .lines import ChannelPool, Lines
 from .lookups import Lookups
 from .menus import Menus
-from .overload import OverloadControl, is_new_work, shed_response
+from .overload import SERVE, SHED, OverloadControl, shed_response
 from .pickup import Pickup
 from .presence import Presence
 from .recordings import Recordings
@@ -237,17 +237,20 @@ class Gateway:
             return
         if waited_s is not None:
             self.overload.observe(waited_s, now)
-        if (self.overload.overloaded and is_new_work(data)
-                and self.lines.by_address(source) is None
-                and not self.registrar.is_binding_source(source)
-                and not self.overload.admit(now)):
-            # Behind: a stranger's new call or registration is turned away before it is
-            # parsed; calls in progress and the office's own phones are served first.
-            self.stats["shed_overload"] += 1
-            reply = shed_response(data)
-            if reply is not None:
-                self.emit(DatagramToSend(data=reply, destination=source))
-            return
+        if self.overload.overloaded:
+            verdict = self.overload.screen(data, now, own=lambda: (
+                self.lines.by_address(source) is not None
+                or self.registrar.is_binding_source(source)))
+            if verdict != SERVE:
+                # Behind: a stranger's new call or registration is turned away before it is
+                # parsed (or the ACK of such a 503 dropped); calls in progress and the
+                # office's own phones and lines are served first.
+                if verdict == SHED:
+                    self.stats["shed_overload"] += 1
+                    reply = shed_response(data)
+                    if reply is not None:
+                        self.emit(DatagramToSend(data=reply, destination=source))
+                return
         try:
             message = parse_message(data, stream=source.reliable)
         except RemoteProtocolError as exc:

@@ -30,13 +30,18 @@ the delay is above target and climbs back while it is below (additive increase, 
 decrease, in the spirit of RFC 7339's loss-based scheme, §6), so the box neither collapses nor
 flips between all and nothing.
 
-The decision reads the start line and the To header only; the 503 echoes Via, From, To,
-Call-ID and CSeq from the raw bytes (`error_response_bytes`), no parse of the whole message.
+An answer to our digest challenge (the second INVITE of a call) is taken while anything is:
+shedding it would waste the first half of the call. The ACK of our own 503 is dropped here.
+
+The decision reads the start line and the header names (and the To header's value) only; the
+503 echoes Via, From, To, Call-ID and CSeq from the raw bytes (`error_response_bytes`), no
+parse of the whole message.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..sip.message import error_response_bytes
@@ -63,7 +68,16 @@ MAX_PLAUSIBLE_DELAY_S = 30.0
 
 # What is never shed: requests that finish or continue work already admitted.
 _CONTINUING_METHODS = frozenset({b"ACK", b"CANCEL", b"BYE", b"PRACK"})
+_CREDENTIALS = (b"authorization", b"proxy-authorization")
 _SHED_REASON = "Service Unavailable (overloaded)"
+_SHED_TAG = "overload"  # the To tag of our 503s: their ACKs are recognised and dropped
+
+# What `classify` says of a datagram.
+SERVE = "serve"  # a response, a request inside a dialog, ACK, CANCEL, BYE: always served
+NEW = "new"  # a request that starts new work: admitted at the ratio
+ANSWER = "answer"  # new work answering our digest challenge: the challenge is paid for
+DROP = "drop"  # the ACK of one of our 503s: nothing to do (RFC 3261 §17.2.1, stateless)
+SHED = "shed"  # what `screen` says of new work not admitted: answer 503 (`shed_response`)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,36 +96,50 @@ class OverloadStatus:
                 "episodes": self.episodes}
 
 
-def is_new_work(data: bytes) -> bool:
-    """Whether `data` is a request that would start new work: a request (not a response)
-    outside any dialog (no To tag) whose method is not one that continues a transaction.
+def classify(data: bytes) -> str:
+    """SERVE, NEW, ANSWER or DROP for one datagram, from its start line and header names
+    (and the To header's value) only.
 
-    Reads the start line and the To header and nothing else. A message this cannot read is
-    not new work here: the full parser answers it (400) as it would anyway."""
+    A message this cannot read is served: the full parser answers it (400) as it would
+    anyway."""
     end = data.find(b"\r\n")
     if end <= 0:
-        return False
+        return SERVE
     start = data[:end]
     if start.startswith(b"SIP/"):
-        return False  # a response: always served
+        return SERVE  # a response
     method = start.split(b" ", 1)[0].upper()
-    if method in _CONTINUING_METHODS:
-        return False
     head_end = data.find(b"\r\n\r\n")
     head = data[end + 2:head_end if head_end >= 0 else len(data)]
+    in_dialog = credentials = False
     for line in head.split(b"\r\n"):
         name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() in (b"to", b"t"):
-            # §8.1.1.2: the To tag is what makes it part of a dialog. A tag written inside
-            # the URI's <...> would be read as one too: such a request is merely served.
-            return b"tag=" not in value.replace(b" ", b"").lower()
-    return False  # no To: malformed, the parser's 400 is the answer
+        if not colon:
+            continue
+        name = name.strip().lower()
+        if name in (b"to", b"t"):
+            # §8.1.1.2: the To tag is what makes a request part of a dialog. A tag written
+            # inside the URI's <...> reads as one too: such a request is merely served.
+            value = value.replace(b" ", b"").lower()
+            if method == b"ACK" and b"tag=" + _SHED_TAG.encode() in value:
+                return DROP
+            in_dialog = b"tag=" in value
+        elif name in _CREDENTIALS:
+            credentials = True
+    if in_dialog or method in _CONTINUING_METHODS:
+        return SERVE
+    return ANSWER if credentials else NEW
+
+
+def is_new_work(data: bytes) -> bool:
+    """Whether `data` starts new work (NEW or ANSWER)."""
+    return classify(data) in (NEW, ANSWER)
 
 
 def shed_response(data: bytes, retry_after_s: int = RETRY_AFTER_S) -> bytes | None:
     """The stateless 503 with Retry-After (RFC 3261 §21.5.4) for a shed request, built from
     its raw headers; None when it cannot be answered (no Via)."""
-    reply = error_response_bytes(data, 503, _SHED_REASON, to_tag="overload")
+    reply = error_response_bytes(data, 503, _SHED_REASON, to_tag=_SHED_TAG)
     if reply is None:
         return None
     head, sep, body = reply.partition(b"\r\n\r\n")
@@ -145,19 +173,39 @@ class OverloadControl:
             # Do not wait for the interval's end: every datagram read now is already late.
             self._set_ratio(0.0, delay_s)
 
-    def admit(self, now: float) -> bool:
+    def admit(self, now: float, *, answer: bool = False) -> bool:
         """Whether to take one more piece of new work from a stranger now. Deterministic:
         over any run of requests, the share admitted is the ratio (a credit count, not a
-        coin), so a test and the bench see the same thing."""
+        coin), so a test and the bench see the same thing.
+
+        An `answer` to our challenge is taken unless nothing is (a severe delay): refusing it
+        would waste the challenge already sent, and a call admitted at its first INVITE must
+        not be refused at its second. A flood of made-up answers is the authentication
+        guard's to stop (firmware/security.py: failures ban the source)."""
         self._advance(now)
         if self.admit_ratio >= 1.0:
             return True
+        if answer:
+            if self.admit_ratio > 0.0:
+                return True
+            self.shed += 1
+            return False
         self._credit += self.admit_ratio
         if self._credit >= 1.0:
             self._credit -= 1.0
             return True
         self.shed += 1
         return False
+
+    def screen(self, data: bytes, now: float, *, own: Callable[[], bool]) -> str:
+        """SERVE, SHED or DROP for a datagram while overloaded. `own()`: whether it comes from
+        the office's own phones or lines — asked only of new work, the rest is served anyway."""
+        kind = classify(data)
+        if kind in (SERVE, DROP):
+            return kind
+        if own():
+            return SERVE
+        return SERVE if self.admit(now, answer=kind == ANSWER) else SHED
 
     def status(self, now: float) -> OverloadStatus:
         self._advance(now)

@@ -7,13 +7,18 @@ from __future__ import annotations
 import pytest
 
 from firmware.core.overload import (
+    ANSWER,
     CONTROL_INTERVAL_S,
     DECREASE_FACTOR,
+    DROP,
     INCREASE_STEP,
+    NEW,
     RETRY_AFTER_S,
+    SERVE,
     SEVERE_DELAY_S,
     TARGET_DELAY_S,
     OverloadControl,
+    classify,
     is_new_work,
     shed_response,
 )
@@ -34,8 +39,9 @@ LATE_S = 0.3  # a datagram that waited this long in the receive queue: past SEVE
 
 
 def invite_bytes(*, to_tag: str | None = None, method: str = "INVITE",
-                 to_name: str = "To") -> bytes:
+                 to_name: str = "To", credentials: str | None = None) -> bytes:
     to = "<sip:200@192.0.2.1>" + (f";tag={to_tag}" if to_tag else "")
+    extra = f"{credentials}: Digest username=\"999\"\r\n" if credentials else ""
     return (f"{method} sip:200@192.0.2.1 SIP/2.0\r\n"
             "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-ol-1\r\n"
             "Max-Forwards: 70\r\n"
@@ -43,6 +49,7 @@ def invite_bytes(*, to_tag: str | None = None, method: str = "INVITE",
             f"{to_name}: {to}\r\n"
             "Call-ID: ol-1@198.51.100.7\r\n"
             f"CSeq: 1 {method}\r\n"
+            f"{extra}"
             "Content-Length: 0\r\n\r\n").encode()
 
 
@@ -151,10 +158,33 @@ def test_status_says_what_the_admin_needs() -> None:
     (invite_bytes(method="ACK"), False),
     (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1\r\n\r\n", False),
     (b"\r\n\r\n", False),  # a keep-alive
-    (b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n", False),  # no To: the parser's 400
+    # No To: not in a dialog; a 503 under overload, else the parser's 400.
+    (b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n", True),
 ])
 def test_new_work_is_a_request_outside_any_dialog(data: bytes, new: bool) -> None:
     assert is_new_work(data) is new
+
+
+@pytest.mark.parametrize("data, kind", [
+    (invite_bytes(), NEW),
+    (invite_bytes(credentials="Proxy-Authorization"), ANSWER),  # the call's second INVITE
+    (invite_bytes(method="REGISTER", credentials="Authorization"), ANSWER),
+    (invite_bytes(to_tag="abc", credentials="Proxy-Authorization"), SERVE),
+    (invite_bytes(method="ACK", to_tag="overload"), DROP),  # the ACK of our own 503
+    (invite_bytes(method="ACK", to_tag="x"), SERVE),
+])
+def test_classify_tells_new_work_answers_and_our_own_acks(data: bytes, kind: str) -> None:
+    assert classify(data) == kind
+
+
+def test_an_answer_to_our_challenge_is_taken_while_anything_is() -> None:
+    control = OverloadControl(now=0.0)
+    control.observe(TARGET_DELAY_S * 2, 0.05)
+    control.observe(TARGET_DELAY_S * 2, 0.15)
+    assert 0.0 < control.admit_ratio < 1.0
+    assert all(control.admit(0.15, answer=True) for _ in range(100))
+    control.observe(SEVERE_DELAY_S, 0.16)
+    assert not control.admit(0.16, answer=True)
 
 
 def test_the_503_carries_retry_after_and_echoes_the_transaction() -> None:
@@ -194,6 +224,15 @@ def test_a_strangers_late_invite_gets_503_with_retry_after_and_no_call() -> None
     assert o.net.calls() == []
     assert o.net.stats()["shed_overload"] == 1
     assert o.net.status()["overload"]["overloaded"] is True
+
+
+def test_the_ack_of_our_503_is_dropped_without_a_word() -> None:
+    o, stranger = overloaded_office()
+    before = len(stranger.received)
+    o.net.gateway.receive(invite_bytes(method="ACK", to_tag="overload"), STRANGER, o.net.now)
+    o.net.pump()
+    assert len(stranger.received) == before
+    assert o.net.stats()["parse_errors"] == 0 and o.net.stats()["internal_errors"] == 0
 
 
 def test_a_strangers_register_is_shed_too() -> None:
