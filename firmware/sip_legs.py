@@ -699,15 +699,16 @@ def ack_received(call: Call, side: str, ack: Request, services: SipServices,
 
 
 def send_reinvite(party: SipParty, body: bytes, services: SipServices, now: float,
-                  on_answer: Callable[[Response | None, float], None]) -> None:
+                  on_answer: Callable[[Response | None, float], None], *,
+                  headers: list[tuple[str, str]] | None = None) -> None:
     """The box's own re-INVITE to `party` with the offer `body` (RFC 3261 §14.1): a 2xx is
     ACKed, retransmissions too (§13.2.2.4); `on_answer` hears the final response once (None:
-    none came, Timer B)."""
+    none came, Timer B). `headers` go with it (a transfer's P-Asserted-Identity)."""
     dialog = party.dialog
     assert dialog is not None
     destination = party.destination
     invite = dialog.create_request("INVITE", via=_via(services, destination), headers=[
-        ("Allow", ALLOW), ("User-Agent", services.user_agent),
+        ("Allow", ALLOW), ("User-Agent", services.user_agent), *(headers or []),
         ("Content-Type", "application/sdp")], body=body)
     answered: list[bool] = []
 

@@ -547,10 +547,17 @@ class Transfer:
             target=label, contact=_contact_of(target), started_at=now, answered_at=now,
             result="answered", sip_status=200))
         core.party_connected(call, side, target)
-        self._reconnect(call, side, plan, referral, now)
+        # Who the target talks to now (RFC 3325 §9.1; phones show it, as they show a new
+        # call's From): the transferee's number.
+        transferee = call.connected.get("b" if side == "a" else "a")
+        shown = call.info.caller
+        if side == "a" and isinstance(transferee, SipCaller | SipLeg | ModemCaller):
+            shown = transferee_number(call, transferee)
+        identity = [("P-Asserted-Identity", f"<sip:{shown}@{core.local_host}>")]
+        self._reconnect(call, side, plan, referral, now, identity)
 
     def _reconnect(self, call: Call, side: str, plan: MediaPlan, referral: Referral,
-                   now: float) -> None:
+                   now: float, identity: list[tuple[str, str]]) -> None:
         """Re-INVITE the parties whose media changes with the box's offers; the final NOTIFY
         when all answered, the call ended when one refused (it would be left silent)."""
         waiting = {s for s, _ in plan.moves}
@@ -572,11 +579,13 @@ class Transfer:
         for moved_side, offer in plan.moves:
             party = call.connected.get(moved_side)
             assert isinstance(party, SipCaller | SipLeg)
-            self._reinvite(call, moved_side, party, offer, plan.accept[moved_side], done, now)
+            self._reinvite(call, moved_side, party, offer, plan.accept[moved_side], done, now,
+                           identity if moved_side == side else [])
 
     def _reinvite(self, call: Call, side: str, party: SipParty, offer: bytes,
                   accept: Callable[[bytes], None],
-                  done: Callable[[str, bool, int, float], None], now: float) -> None:
+                  done: Callable[[str, bool, int, float], None], now: float,
+                  headers: list[tuple[str, str]]) -> None:
         media = call.anchor if isinstance(call.anchor, HeldMedia) else None
         if media is not None:
             # While it is pending, the side counts as neither holding nor held (hold.py).
@@ -597,7 +606,7 @@ class Transfer:
                     ok, status = False, 488
             done(side, ok, status, now)
 
-        send_reinvite(party, offer, self.core, now, answered)
+        send_reinvite(party, offer, self.core, now, answered, headers=headers)
 
     def _member(self, call: Call, side: str) -> str | None:
         """The office member on `side` of the call (None: an outside party)."""

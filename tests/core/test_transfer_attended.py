@@ -71,6 +71,9 @@ def test_an_attended_transfer_joins_the_caller_and_the_consulted_colleague() -> 
     to_target = box_reinvite(o.phones["103"], phone_sdp(o.phones["103"]))
     assert to_caller.call_id == caller.call_id and to_target.to.tag is not None
     assert sdp.SessionDescription.parse(to_target.body).connection == GATEWAY.host
+    # 103 is told whom it talks to now: the customer (RFC 3325 P-Asserted-Identity).
+    assert to_target.headers.get("P-Asserted-Identity") == (
+        f"<sip:{o.provider.user}@{GATEWAY.host}>")
     assert sipfrags(o.phones["101"], leg) == ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
     # Their audio flows through the box, each way.
     caller_port, target_port = box_ports(to_caller), box_ports(to_target)
