@@ -19,7 +19,6 @@ from ..routing.model import (
     ON_LINE,
     CallFacts,
     DepartmentSnapshot,
-    MemberState,
     RoutingMemory,
 )
 from ..routing.plan import RingPlan, UnknownStrategyError
@@ -31,6 +30,7 @@ from ..routing.scheme import (
     mobiles_of,
     voicemail_box,
 )
+from ..routing.snapshot import department_snapshot, member_state
 from ..sip_legs import SipLeg, Target
 from ..store.config import Department
 
@@ -59,10 +59,6 @@ def department_call(call: Call) -> DepartmentCall:
     ctx = call.context
     assert isinstance(ctx, DepartmentCall), "a department call without its routing state"
     return ctx
-
-
-def _optional_int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def is_dialable(text: str) -> bool:
@@ -392,35 +388,15 @@ class Distribution:
         members = []
         for member in department.members:
             extension = member.extension
-            state = self.core.agents.agent(extension)
-            extra = member.extra
-            # The member's own skills when the department sets them, else the employee's.
             employee = self.core.extensions.get(extension)
-            skills = (
-                frozenset(str(skill) for skill in extra["skills"] or []) if "skills" in extra
-                else frozenset(employee.skills) if employee is not None else frozenset()
-            )
-            members.append(MemberState(
-                extension=extension, ring_time_s=member.ring_time_s,
+            members.append(member_state(
+                member, self.core.agents.agent(extension),
                 registered=self.core.registrar.is_registered(extension, now),
-                status=state.status,
-                busy=state.calls_in_progress > 0 or extension in ringing,
-                wrap_up_until=state.wrap_up_until,
-                rank=_optional_int(extra.get("rank")),
-                tier=_optional_int(extra.get("tier")) or 1,
-                weight=float(extra.get("weight", 0) or 0),
-                skills=skills,
-                last_call_ended_at=state.last_call_ended_at,
-                talk_time_s=state.talk_time_s, calls_answered=state.calls_answered,
+                ringing=extension in ringing,
+                employee_skills=employee.skills if employee is not None else (),
                 conversion=self.core.conversion.get(extension),
             ))
-        return DepartmentSnapshot(
-            number=department.number, strategy=department.strategy,
-            ring_timeout_s=department.ring_timeout_s, members=tuple(members),
-            step_delay_s=settings.step_delay_s, tier_time_s=settings.tier_time_s,
-            tier_mode=settings.tier_mode, rank_mode=settings.rank_mode,
-            sticky_ring_s=settings.sticky_ring_s,
-        )
+        return department_snapshot(department, members)
 
     def _ringing_extensions(self) -> set[str]:
         return {
