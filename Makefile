@@ -17,6 +17,9 @@ DEB_TEST_PACKAGES += $(DEB_IMAGE_CHECK_PACKAGES)
 # cpio for the initramfs; build.sh adds dpkg's arm64 architecture itself.
 DEB_SMOKE_PACKAGES := qemu-system-arm cpio
 DEB_TEST_PACKAGES += $(DEB_SMOKE_PACKAGES)
+# A/B updates (tests/image/test_rauc.py): RAUC's host tool and service, a D-Bus daemon for its
+# private session bus, openssl for the test signing keys.
+DEB_TEST_PACKAGES += rauc dbus openssl
 BOARD ?= rpi4
 
 .PHONY: run test lint bench deb-test deb-bench clean image

@@ -16,6 +16,7 @@ import getpass
 import json
 import logging
 import logging.handlers
+import os
 import signal
 import sqlite3
 import subprocess
@@ -368,6 +369,9 @@ def _start_web(db: str, http: tuple[str, int],
     )
     print(f"Web UI: http://{host}:{port}/")
     sys.stdout.flush()
+    # Where the daemon checks the web UI answers before it marks an updated system good.
+    local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    os.environ["LINEBOX_WEB_URL"] = f"http://{f'[{local}]' if ':' in local else local}:{port}/"
     LOGGER.info("web UI process %d on %s:%d", web.pid, host, port)
     return web
 

@@ -58,6 +58,7 @@ from .sip.transaction import Address
 from .store import Config, ConfigError, Store
 from .transport.tcp import TcpLimits, TcpTransport, descriptor_reserve
 from .transport.udp import UdpEndpoint
+from .update import Updater, update_dir_for, web_url_from_env
 from .voicemail import VoicemailMessage
 
 LOGGER = logging.getLogger(__name__)
@@ -373,6 +374,7 @@ class Daemon:
         self.sip_host = sip_host
         self.sip_port = sip_port
         self.db_path = Path(db_path)
+        self.updater = Updater(update_dir_for(self.db_path))  # RAUC, the System page's update
         self.advertised_host = advertised_host or _advertised_host(sip_host)
         self.loop = asyncio.get_running_loop()
         self.housekeeping_interval_s = housekeeping_interval_s
@@ -693,10 +695,23 @@ class Daemon:
             "agent": self._control_agent,
             "sms_send": self._control_sms_send,
             "ussd": self._control_ussd,
+            "update": self._control_update,
         }.get(str(command))
         if handler is None:
             return {"ok": False, "error": f"unknown command {command!r}"}
         return await handler(request)
+
+    async def _control_update(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The System page's update (firmware/update.py): {"command": "update", "action":
+        "status" | "install" (the bundle the web UI stored) | "reboot"}."""
+        action = request.get("action")
+        if action == "status":
+            return {"ok": True, "update": await self.updater.status()}
+        if action == "install":
+            return self.updater.start_install(self.updater.bundle_path)
+        if action == "reboot":
+            return self.updater.request_reboot()
+        return {"ok": False, "error": f"unknown update action {action!r}"}
 
     async def _control_agent(self, request: dict[str, Any]) -> dict[str, Any]:
         """Set an agent's status: {"command": "agent", "extension", "status", "reason"}."""
@@ -866,6 +881,9 @@ async def run_daemon(
     daemon = Daemon(store, sip_host=sip_host, sip_port=sip_port, db_path=db_path,
                     rtp_ports=rtp_ports, housekeeping_interval_s=housekeeping_interval_s)
     await daemon.start()
+    # SIP is served: the booted system is good once the web UI answers too (firmware/update.py).
+    daemon._background.append(asyncio.get_running_loop().create_task(
+        daemon.updater.mark_good_when_ready(web_url_from_env())))
     if ready is not None:
         ready(daemon)
     await daemon.run_until_stopped()

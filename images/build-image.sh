@@ -58,3 +58,8 @@ make -C "$tree" O="$output" BR2_EXTERNAL="$REPO/buildroot-config" "linebox_${BOA
 make -C "$tree" O="$output"
 cp "$output/images/linebox.img" "$OUT/linebox-$BOARD.img"
 echo "build-image: $OUT/linebox-$BOARD.img"
+# The signed update bundle of the same system (post-image.sh), for the web UI's System update.
+if [ -e "$output/images/linebox.raucb" ]; then
+    cp "$output/images/linebox.raucb" "$OUT/linebox-$BOARD.raucb"
+    echo "build-image: $OUT/linebox-$BOARD.raucb"
+fi

@@ -65,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from . import (
         agent,
         auth,
+        calls,
         departments,
         employees,
         lines,
@@ -74,11 +75,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         reports,
         rules,
         system,
+        update,
         voicemail,
     )
 
     for module in (auth, employees, departments, numbers, lines, rules, menus, monitor, reports,
-                   agent, voicemail, system):
+                   agent, voicemail, system, update, calls):
         app.register_blueprint(module.bp)
     app.add_url_rule("/", endpoint="index", view_func=auth.index)
     return app

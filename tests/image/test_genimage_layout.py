@@ -88,8 +88,16 @@ def test_documented_names_are_the_layout_names() -> None:
 
 def test_boot_partition_holds_firmware_kernel_and_command_line(image: Path) -> None:
     listing = _run("mdir", "-b", "-i", f"{image}@@{4 * MIB}", "::")
-    for name in ("config.txt", "cmdline.txt", "start4.elf", "Image", "bcm2711-rpi-4-b.dtb"):
+    for name in ("config.txt", "start4.elf"):
         assert f"::/{name}" in listing
+    # Slot A's kernel files in its own folder, named by config.txt's os_prefix (rauc-boot).
+    slot_a = _run("mdir", "-b", "-i", f"{image}@@{4 * MIB}", "::/slot-a")
+    for name in ("cmdline.txt", "Image", "bcm2711-rpi-4-b.dtb"):
+        assert f"::/slot-a/{name}" in slot_a
+    config = _run("mtype", "-i", f"{image}@@{4 * MIB}", "::/config.txt")
+    assert config.splitlines()[-1] == "os_prefix=slot-a/"
+    cmdline = _run("mtype", "-i", f"{image}@@{4 * MIB}", "::/slot-a/cmdline.txt")
+    assert "root=/dev/mmcblk0p2 rauc.slot=A " in cmdline
 
 
 def test_root_file_system_over_budget_is_refused(tmp_path: Path) -> None:
