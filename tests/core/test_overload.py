@@ -74,6 +74,16 @@ def test_a_delay_above_target_lowers_the_ratio_when_the_interval_ends() -> None:
     assert control.overloaded and control.episodes == 1
 
 
+def test_a_burst_is_no_overload_while_the_shortest_wait_stays_short() -> None:
+    # CoDel's rule (RFC 8289): a GC pause raises some waits, a standing queue raises them all.
+    control = OverloadControl(now=0.0)
+    control.observe(0.0005, 0.01)
+    control.observe(SEVERE_DELAY_S * 0.8, 0.02)
+    control.observe(TARGET_DELAY_S * 10, 0.03)
+    control.observe(0.0, CONTROL_INTERVAL_S + 0.001)
+    assert not control.overloaded
+
+
 def test_a_severe_delay_sheds_all_new_work_at_once() -> None:
     control = OverloadControl(now=0.0)
     control.observe(SEVERE_DELAY_S, 0.01)
