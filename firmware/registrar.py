@@ -2,8 +2,11 @@
 
 Pure: each call takes `now`. Authentication happens before `register` is called; this module only
 applies §10.3 steps 2–8 to an authenticated REGISTER and builds the 200 (or 400/423/500) answer.
-Bindings live in memory: phones refresh them every few minutes, so after a restart they are back
-within one registration interval — the same trade-off Asterisk makes without its astdb.
+Bindings live in memory and are kept in the database too (issue 16): the registrar notes which
+extensions' bindings changed (`take_changed`), the daemon writes their `rows` in its recorder
+thread, and a restart `restore`s the live ones at once — as Asterisk keeps them in its astdb —
+instead of leaving every phone unreachable, and a stranger to the rate limiter, until its next
+REGISTER.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from .sip.errors import RemoteProtocolError
 from .sip.message import Request, Response, make_response
 from .sip.transaction import Address
-from .sip.uri import NameAddr, SipUri
+from .sip.uri import NameAddr, SipUri, parse_name_addr
 
 LOGGER = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class Registrar:
         self._hosts: set[str] | None = None  # cache of registered source hosts
         # Cache of (extension, transport, host, port) of live bindings' sources.
         self._sources: set[tuple[str, str, str, int]] | None = None
+        self._changed: set[str] = set()  # extensions whose bindings changed since take_changed
 
     @staticmethod
     def check_aor(request: Request) -> None:
@@ -93,6 +97,7 @@ class Registrar:
                     return make_response(request, 500, "Out of order CSeq", to_tag=to_tag)
             self._bindings.pop(extension, None)
             self._hosts = self._sources = None
+            self._changed.add(extension)
             LOGGER.info("extension %s unregistered every contact", extension)
             return self._ok(request, extension, now, to_tag=to_tag)
         updates: list[tuple[str, NameAddr, int]] = []
@@ -127,6 +132,7 @@ class Registrar:
         else:
             self._bindings.pop(extension, None)
         self._hosts = self._sources = None
+        self._changed.add(extension)
         return self._ok(request, extension, now, to_tag=to_tag)
 
     def _requested_expires(self, contact: NameAddr, header_expires: int | None) -> int:
@@ -182,6 +188,9 @@ class Registrar:
             keep: list[Binding] = []
             for binding in self._bindings[extension]:
                 (keep if binding.expires_at > now else gone).append(binding)
+            if len(keep) == len(self._bindings[extension]):
+                continue
+            self._changed.add(extension)
             if keep:
                 self._bindings[extension] = keep
             else:
@@ -194,3 +203,55 @@ class Registrar:
         """The extension was removed from the configuration."""
         self._bindings.pop(extension, None)
         self._hosts = self._sources = None
+        self._changed.add(extension)
+
+    # ------------------------------------------------------------------ kept across restarts
+    def take_changed(self) -> set[str]:
+        """Extensions whose bindings changed since the last call (to write them down)."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def rows(self, extension: str, wall_offset_s: float) -> list[dict[str, object]]:
+        """`extension`'s bindings as rows of the `registrations` table, times in wall-clock
+        seconds (this module's `now` + `wall_offset_s`)."""
+        return [
+            {"extension": b.extension, "contact_text": b.contact_text,
+             "contact": str(b.contact), "expires_at": b.expires_at + wall_offset_s,
+             "call_id": b.call_id, "cseq": b.cseq, "source_transport": b.source.transport,
+             "source_host": b.source.host, "source_port": b.source.port,
+             "user_agent": b.user_agent, "registered_at": b.registered_at + wall_offset_s}
+            for b in self._bindings.get(extension, [])
+        ]
+
+    def restore(self, rows: list[dict[str, object]], now: float, wall_offset_s: float) -> int:
+        """Take back bindings kept before a restart (`rows` as `rows` made them; times
+        wall-clock, `now` + `wall_offset_s` is the wall time now). Expired ones and rows that
+        no longer parse are skipped; how many were taken."""
+        taken = 0
+        for row in rows:
+            try:
+                expires_at = float(str(row["expires_at"])) - wall_offset_s
+                if expires_at <= now:
+                    continue
+                binding = Binding(
+                    extension=str(row["extension"]),
+                    contact=parse_name_addr(str(row["contact"])),
+                    contact_text=str(row["contact_text"]), expires_at=expires_at,
+                    call_id=str(row["call_id"]), cseq=int(str(row["cseq"])),
+                    source=Address(str(row["source_transport"]), str(row["source_host"]),
+                                   int(str(row["source_port"]))),
+                    user_agent=str(row["user_agent"]),
+                    registered_at=float(str(row["registered_at"])) - wall_offset_s,
+                )
+            except (RemoteProtocolError, ValueError, KeyError) as exc:
+                LOGGER.warning("kept registration of %s not restored: %s",
+                               row.get("extension"), exc)
+                continue
+            current = [b for b in self._bindings.get(binding.extension, [])
+                       if b.contact_text != binding.contact_text]
+            if len(current) >= MAX_CONTACTS_PER_AOR:
+                continue
+            self._bindings[binding.extension] = [*current, binding]
+            taken += 1
+        self._hosts = self._sources = None
+        return taken
