@@ -166,7 +166,7 @@ class Soak:
                                trunk_addresses={"provider": PROVIDER}, key=b"k" * 32,
                                now=0.0, rng=random.Random(seed))
         self._seq = itertools.count()
-        self._plan: list[tuple[float, int, Callable[[], None]]] = []
+        self._plan: list[tuple[float, int, Callable[[], object]]] = []
         self._wire: deque[tuple[bytes, Address]] = deque()
         self.callers: dict[str, CallerLeg] = {}  # by Call-ID
         self.phone_legs: dict[tuple[str, str], PhoneLeg] = {}  # (phone, Call-ID)
@@ -178,7 +178,7 @@ class Soak:
         self.voicemails = 0
 
     # ------------------------------------------------------------------ time
-    def at(self, delay_s: float, action: Callable[[], None]) -> None:
+    def at(self, delay_s: float, action: Callable[[], object]) -> None:
         heapq.heappush(self._plan, (self.now + delay_s, next(self._seq), action))
 
     def step(self) -> None:
@@ -370,7 +370,7 @@ class Soak:
         if message.method == "INVITE":
             leg = self.phone_legs.get(key)
             if leg is not None:  # a re-INVITE or a retransmission
-                if leg.answered and message.to_tag:
+                if leg.answered and "tag=" in (message.headers.get("To") or ""):
                     self.send(make_response(message, 200, headers=[
                         ("Contact", f"<sip:{phone}@{address.host}:5060>"),
                         ("Content-Type", "application/sdp")], body=phone_sdp(address.host)),
@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     def checkpoint() -> None:
         gc.collect()
         elapsed = time.monotonic() - started
-        row = {"calls": soak.counts.started, "wall_s": round(elapsed, 1),
+        row: dict[str, Any] = {"calls": soak.counts.started, "wall_s": round(elapsed, 1),
                "sim_s": round(soak.now), "rate": round(soak.counts.started / elapsed),
                "rss_mb": round(rss_mb(), 1), "records": soak.records,
                "tables": tables(soak.gateway)}
