@@ -6,13 +6,20 @@ provider talks on with 103 and hangs up. One record: answered by 103, both agent
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.linebox import LineboxProcess, base_config, running_linebox
-from tests.e2e.test_calls import provider_call, start_agent, wait_for_records
+from tests.e2e.linebox import AGENT_PASSWORDS, LineboxProcess, base_config, running_linebox
+from tests.e2e.sipp import Sipp, SippProcess, free_port, wait_until_bound
+from tests.e2e.test_calls import (
+    provider_call,
+    register,
+    start_agent,
+    wait_for_records,
+)
 
 CALLER_ID = "79990000001"
 
@@ -53,5 +60,77 @@ def test_an_agent_transfers_the_provider_call_to_a_colleague(
     agents = {a["extension"]: a for a in linebox.status()["agents"]}
     assert (agents["101"]["calls_answered_today"], agents["103"]["calls_answered_today"]) == (
         1, 1)
+    assert linebox.status()["calls"] == []
+    assert set(linebox.channels_in_use().values()) == {0}
+
+
+def wait_until_tcp_listens(port: int, timeout_s: float = 5.0) -> bool:
+    """Whether a TCP socket listens on `port` (read from /proc/net/tcp, state 0A), within
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    wanted = f":{port:04X} "
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as table:
+            if any(wanted in line and line.split()[3] == "0A" for line in table):
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def start_consulting_phone(linebox: LineboxProcess, trace: Path
+                           ) -> tuple[SippProcess, SippProcess]:
+    """Agent 101's phone as two SIPp processes joined by SIPp's 3PCC twin socket (SIPp runs
+    one dialog per call): the second line (agent_consult.xml, listening on the twin socket)
+    and the first line (agent_attended.xml, registered as 101, which answers the department's
+    call and later tells the second line to consult 103)."""
+    twin = free_port()
+    second = Sipp(scenario="agent_consult.xml", remote=linebox.address, service="103",
+                  auth_user="101", auth_password=AGENT_PASSWORDS["101"],
+                  auth_uri=f"103@{linebox.address}", keys={"caller": "101"}, calls=1,
+                  timeout_s=30, trace_dir=trace, name="agent101-line2",
+                  extra_args=["-3pcc", f"127.0.0.1:{twin}"]).start()
+    # Not probed by connecting: SIPp takes the first connection to its twin socket as the twin.
+    assert wait_until_tcp_listens(twin), "the second line's twin socket did not open"
+    first_line = Sipp(scenario="agent_attended.xml", service="101", calls=1, auto_answer=True,
+                      variables={"target": "103", "refer_ms": 1500}, trace_dir=trace,
+                      timeout_s=30, name="agent101", extra_args=["-3pcc", f"127.0.0.1:{twin}"])
+    first = first_line.start()
+    assert first_line.local_port is not None and wait_until_bound(first_line.local_port)
+    register(linebox, "101", first_line.local_port, trace)
+    return first, second
+
+
+def test_an_agent_consults_a_colleague_and_transfers_the_caller_to_them(
+    linebox: LineboxProcess, tmp_path: Path
+) -> None:
+    with start_agent(linebox, "103", tmp_path, scenario="agent_reinvited.xml") as target:
+        first, second = start_consulting_phone(linebox, tmp_path)
+        with first, second:
+            caller = provider_call(linebox, tmp_path, scenario="provider_joined.xml",
+                                   variables={"hold_ms": 500}).start()
+            called = caller.wait()
+            assert called.ok and called.counters.get("reinvited") == 1, called.describe()
+            consulted = second.wait()
+            assert consulted.ok and consulted.counters.get("consultation_ended") == 1, (
+                consulted.describe())
+            transferred = first.wait()
+            assert transferred.ok and transferred.successful_calls == 1, transferred.describe()
+        answered = target.wait()
+        assert answered.ok and answered.counters.get("reinvited") == 1, answered.describe()
+    # 103 was told whom it talks to after the transfer: the caller's number.
+    assert answered.message_log is not None
+    log = answered.message_log.read_text(errors="replace")
+    assert f"P-Asserted-Identity: <sip:{CALLER_ID}@" in log
+    records = wait_for_records(linebox, 2)
+    by_direction = {record["direction"]: record for record in records}
+    customer = by_direction["inbound"]
+    assert (customer["outcome"], customer["answered_by"]) == ("answered", "103")
+    assert sorted((leg["target"], leg["result"]) for leg in customer["legs"]) == [
+        ("101", "answered"), ("103", "answered")]
+    consultation = by_direction["internal"]
+    assert (consultation["end_cause"], consultation["answered_by"]) == (
+        "attended transfer", "103")
+    agents = {a["extension"]: a for a in linebox.status()["agents"]}
+    assert agents["101"]["calls_answered_today"] == 1
     assert linebox.status()["calls"] == []
     assert set(linebox.channels_in_use().values()) == {0}
