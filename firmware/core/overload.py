@@ -61,6 +61,10 @@ RELEASE_DELAY_S = 0.0025
 # A single datagram that waited this long sheds everything new from strangers at once: half of
 # T1 is gone, and waiting for the interval's end would let the queue grow further.
 SEVERE_DELAY_S = 0.250
+# A queue is made of datagrams: an interval with fewer than this many read is no overload
+# whatever they waited (a box descheduled by a busy CPU delays its few datagrams too; that is
+# no queue for shedding to shorten).
+MIN_SAMPLES = 10
 DECREASE_FACTOR = 0.7
 INCREASE_STEP = 0.05  # from nothing back to everything in 2 s of keeping up
 # RFC 3261 §21.5.4: how long the client should wait before trying again.
@@ -159,6 +163,7 @@ class OverloadControl:
         self._credit = 0.0
         self._interval_ends = now + CONTROL_INTERVAL_S
         self._interval_min_s: float | None = None  # None: no datagram in this interval yet
+        self._interval_samples = 0
         self._last_min_s = 0.0
 
     @property
@@ -172,7 +177,9 @@ class OverloadControl:
         self._advance(now)
         if self._interval_min_s is None or delay_s < self._interval_min_s:
             self._interval_min_s = delay_s
-        if delay_s >= SEVERE_DELAY_S and self.admit_ratio > 0.0:
+        self._interval_samples += 1
+        if (delay_s >= SEVERE_DELAY_S and self._interval_samples >= MIN_SAMPLES
+                and self.admit_ratio > 0.0):
             # Do not wait for the interval's end: every datagram read now is already late.
             self._set_ratio(0.0, delay_s)
 
@@ -221,8 +228,9 @@ class OverloadControl:
         counts as a quiet one (nothing waited)."""
         while now >= self._interval_ends:
             standing, self._interval_min_s = self._interval_min_s or 0.0, None
+            samples, self._interval_samples = self._interval_samples, 0
             self._last_min_s = standing
-            if standing > TARGET_DELAY_S:
+            if standing > TARGET_DELAY_S and samples >= MIN_SAMPLES:
                 self._set_ratio(self.admit_ratio * DECREASE_FACTOR, standing)
             elif standing < RELEASE_DELAY_S and self.admit_ratio < 1.0:
                 self._set_ratio(min(1.0, self.admit_ratio + INCREASE_STEP), standing)

@@ -12,6 +12,7 @@ from firmware.core.overload import (
     DECREASE_FACTOR,
     DROP,
     INCREASE_STEP,
+    MIN_SAMPLES,
     NEW,
     RETRY_AFTER_S,
     SERVE,
@@ -53,13 +54,28 @@ def invite_bytes(*, to_tag: str | None = None, method: str = "INVITE",
             "Content-Length: 0\r\n\r\n").encode()
 
 
+def waited(control: OverloadControl, delay_s: float, now: float) -> None:
+    """A queue's worth of datagrams read at `now`, each having waited `delay_s`."""
+    for _ in range(MIN_SAMPLES):
+        control.observe(delay_s, now)
+
+
 # --- the controller --------------------------------------------------------------------------
+
+
+def test_a_few_late_datagrams_are_no_queue() -> None:
+    # A box descheduled by a busy CPU delays its few datagrams too: nothing to shed.
+    control = OverloadControl(now=0.0)
+    for _ in range(MIN_SAMPLES - 1):
+        control.observe(SEVERE_DELAY_S * 2, 0.01)
+    control.observe(0.0, CONTROL_INTERVAL_S + 0.001)
+    assert not control.overloaded
 
 
 def test_a_box_that_keeps_up_admits_everything() -> None:
     control = OverloadControl(now=0.0)
     for step in range(50):
-        control.observe(0.002, step * 0.01)
+        waited(control, 0.002, step * 0.01)
         assert control.admit(step * 0.01)
     assert not control.overloaded
     assert control.shed == 0
@@ -67,9 +83,9 @@ def test_a_box_that_keeps_up_admits_everything() -> None:
 
 def test_a_delay_above_target_lowers_the_ratio_when_the_interval_ends() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(TARGET_DELAY_S * 2, 0.05)
+    waited(control, TARGET_DELAY_S * 2, 0.05)
     assert control.admit_ratio == 1.0  # decided once per interval, not per datagram
-    control.observe(0.0, CONTROL_INTERVAL_S + 0.001)
+    waited(control, 0.0, CONTROL_INTERVAL_S + 0.001)
     assert control.admit_ratio == pytest.approx(DECREASE_FACTOR)
     assert control.overloaded and control.episodes == 1
 
@@ -77,16 +93,16 @@ def test_a_delay_above_target_lowers_the_ratio_when_the_interval_ends() -> None:
 def test_a_burst_is_no_overload_while_the_shortest_wait_stays_short() -> None:
     # CoDel's rule (RFC 8289): a GC pause raises some waits, a standing queue raises them all.
     control = OverloadControl(now=0.0)
-    control.observe(0.0005, 0.01)
-    control.observe(SEVERE_DELAY_S * 0.8, 0.02)
-    control.observe(TARGET_DELAY_S * 10, 0.03)
-    control.observe(0.0, CONTROL_INTERVAL_S + 0.001)
+    waited(control, 0.0005, 0.01)
+    waited(control, SEVERE_DELAY_S * 0.8, 0.02)
+    waited(control, TARGET_DELAY_S * 10, 0.03)
+    waited(control, 0.0, CONTROL_INTERVAL_S + 0.001)
     assert not control.overloaded
 
 
 def test_a_severe_delay_sheds_all_new_work_at_once() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(SEVERE_DELAY_S, 0.01)
+    waited(control, SEVERE_DELAY_S, 0.01)
     assert control.admit_ratio == 0.0
     assert not any(control.admit(0.01) for _ in range(100))
     assert control.shed == 100
@@ -94,9 +110,9 @@ def test_a_severe_delay_sheds_all_new_work_at_once() -> None:
 
 def test_the_admitted_share_is_the_ratio_without_randomness() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(TARGET_DELAY_S * 2, 0.05)
-    control.observe(TARGET_DELAY_S * 2, 0.15)  # closes the first interval: 0.7
-    control.observe(TARGET_DELAY_S * 2, 0.25)  # and the second: 0.49
+    waited(control, TARGET_DELAY_S * 2, 0.05)
+    waited(control, TARGET_DELAY_S * 2, 0.15)  # closes the first interval: 0.7
+    waited(control, TARGET_DELAY_S * 2, 0.25)  # and the second: 0.49
     assert control.admit_ratio == pytest.approx(DECREASE_FACTOR ** 2)
     admitted = sum(control.admit(0.26) for _ in range(1000))
     assert abs(admitted - 490) <= 1  # the credit is a float sum
@@ -105,13 +121,13 @@ def test_the_admitted_share_is_the_ratio_without_randomness() -> None:
 
 def test_it_recovers_by_itself_step_by_step() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(SEVERE_DELAY_S, 0.0)
-    control.observe(0.001, CONTROL_INTERVAL_S)  # closes the interval that was severe
+    waited(control, SEVERE_DELAY_S, 0.0)
+    waited(control, 0.001, CONTROL_INTERVAL_S)  # closes the interval that was severe
     ratios = []
     now = CONTROL_INTERVAL_S
     for _ in range(int(1 / INCREASE_STEP) + 1):
         now += CONTROL_INTERVAL_S
-        control.observe(0.001, now)
+        waited(control, 0.001, now)
         ratios.append(control.admit_ratio)
     # Hysteresis: no jump back to everything — it climbs one step per quiet interval.
     assert ratios[0] == pytest.approx(INCREASE_STEP)
@@ -121,32 +137,32 @@ def test_it_recovers_by_itself_step_by_step() -> None:
 
 def test_a_delay_between_release_and_target_holds_the_ratio() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(TARGET_DELAY_S * 2, 0.05)
-    control.observe(TARGET_DELAY_S * 0.8, 0.15)
+    waited(control, TARGET_DELAY_S * 2, 0.05)
+    waited(control, TARGET_DELAY_S * 0.8, 0.15)
     held = control.admit_ratio
-    control.observe(TARGET_DELAY_S * 0.8, 0.25)
-    control.observe(TARGET_DELAY_S * 0.8, 0.35)
+    waited(control, TARGET_DELAY_S * 0.8, 0.25)
+    waited(control, TARGET_DELAY_S * 0.8, 0.35)
     assert control.admit_ratio == held == pytest.approx(DECREASE_FACTOR)
 
 
 def test_a_long_silence_ends_the_overload() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(SEVERE_DELAY_S, 0.0)
+    waited(control, SEVERE_DELAY_S, 0.0)
     assert control.admit(3600.0)  # an hour later, nothing has waited since
     assert not control.overloaded
 
 
 def test_samples_that_span_a_wall_clock_step_are_ignored() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(2 * 365 * 86400.0, 0.01)  # stamped before the first NTP sync
-    control.observe(-3600.0, 0.02)  # the clock stepped back
-    control.observe(0.0, 0.2)
+    waited(control, 2 * 365 * 86400.0, 0.01)  # stamped before the first NTP sync
+    waited(control, -3600.0, 0.02)  # the clock stepped back
+    waited(control, 0.0, 0.2)
     assert not control.overloaded
 
 
 def test_status_says_what_the_admin_needs() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(SEVERE_DELAY_S, 0.0)
+    waited(control, SEVERE_DELAY_S, 0.0)
     control.admit(0.0)
     status = control.status(0.05).as_dict()
     assert status == {"overloaded": True, "admit_ratio": 0.0, "delay_ms": 0.0, "shed": 1,
@@ -189,11 +205,11 @@ def test_classify_tells_new_work_answers_and_our_own_acks(data: bytes, kind: str
 
 def test_an_answer_to_our_challenge_is_taken_while_anything_is() -> None:
     control = OverloadControl(now=0.0)
-    control.observe(TARGET_DELAY_S * 2, 0.05)
-    control.observe(TARGET_DELAY_S * 2, 0.15)
+    waited(control, TARGET_DELAY_S * 2, 0.05)
+    waited(control, TARGET_DELAY_S * 2, 0.15)
     assert 0.0 < control.admit_ratio < 1.0
     assert all(control.admit(0.15, answer=True) for _ in range(100))
-    control.observe(SEVERE_DELAY_S, 0.16)
+    waited(control, SEVERE_DELAY_S, 0.16)
     assert not control.admit(0.16, answer=True)
 
 
@@ -217,13 +233,25 @@ def test_a_request_without_via_gets_no_503() -> None:
 
 
 def overloaded_office() -> tuple[Office, Peer]:
-    """The standard office; a stranger's INVITE that waited LATE_S puts the box in overload
-    (and is itself shed)."""
+    """The standard office with a queue of datagrams that waited LATE_S each (the box in
+    overload); a stranger's INVITE then, shed."""
     o = office()
     stranger = Peer(o.net, STRANGER, "999")
-    o.net.gateway.receive(invite_bytes(), STRANGER, o.net.now, waited_s=LATE_S)
+    waited(o.net.gateway.overload, LATE_S, o.net.now)
+    o.net.gateway.receive(invite_bytes(), STRANGER, o.net.now)
     o.net.pump()
     return o, stranger
+
+
+def test_datagrams_that_waited_in_the_socket_set_off_the_overload() -> None:
+    o = office()
+    stranger = Peer(o.net, STRANGER, "999")
+    for _ in range(MIN_SAMPLES):
+        o.net.gateway.receive(invite_bytes(), STRANGER, o.net.now, waited_s=LATE_S)
+        o.net.pump()
+    statuses = [m.status for m in stranger.received if isinstance(m, Response)]
+    assert statuses[:-1] == [407] * (MIN_SAMPLES - 1)  # the queue is seen by its tenth
+    assert statuses[-1] == 503
 
 
 def test_a_strangers_late_invite_gets_503_with_retry_after_and_no_call() -> None:
@@ -274,8 +302,7 @@ def test_a_call_in_progress_is_answered_and_hung_up_through_an_overload() -> Non
     o = office()
     invite = o.provider.call(RING_ALL_DID)
     o.phones["101"].answer()
-    o.net.gateway.receive(invite_bytes(), STRANGER, o.net.now, waited_s=LATE_S)
-    o.net.pump()
+    waited(o.net.gateway.overload, LATE_S, o.net.now)
     assert o.net.status()["overload"]["overloaded"] is True
     o.provider.bye(invite)
     assert o.provider.final_statuses("BYE") == [200]
