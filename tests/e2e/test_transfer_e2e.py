@@ -7,12 +7,16 @@ provider talks on with 103 and hangs up. One record: answered by 103, both agent
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hal.fake.atmodem import TONE_HZ
+from hal.fake.gsm import FakeHuawei
 from tests.e2e.linebox import AGENT_PASSWORDS, LineboxProcess, base_config, running_linebox
+from tests.e2e.media import RtpListener, scenario, tone_file, tone_share
 from tests.e2e.sipp import Sipp, SippProcess, free_port, wait_until_bound
 from tests.e2e.test_calls import (
     provider_call,
@@ -20,6 +24,7 @@ from tests.e2e.test_calls import (
     start_agent,
     wait_for_records,
 )
+from tests.e2e.test_gsm_e2e import GSM_CALLER, gsm_config, mts
 
 CALLER_ID = "79990000001"
 
@@ -134,3 +139,58 @@ def test_an_agent_consults_a_colleague_and_transfers_the_caller_to_them(
     assert agents["101"]["calls_answered_today"] == 1
     assert linebox.status()["calls"] == []
     assert set(linebox.channels_in_use().values()) == {0}
+
+
+TARGET_HZ = 700.0
+
+
+def test_a_gsm_caller_transferred_by_the_answering_manager_reaches_the_target_with_audio(
+    tmp_path: Path,
+) -> None:
+    """The box holds a GSM call's audio (the modem's PCM bridged to an RTP port of its own):
+    101 answers and refers the caller to 103 (blind), 103 is offered the line's port, and the
+    GSM caller's tone (the fake modem's 1 kHz) reaches 103 while 103's 700 Hz reaches the
+    modem."""
+    target_ear = RtpListener("127.0.0.1")
+    try:
+        with FakeHuawei(link=tmp_path / "usb-HUAWEI_Mobile-if02-port0") as modem, \
+                running_linebox(tmp_path / "linebox", gsm_config(modem)) as linebox:
+            linebox.wait_for(lambda: mts(linebox)["state"] == "up", 15, "the GSM line up")
+            with (
+                start_agent(linebox, "101", tmp_path, scenario="agent_transfer.xml",
+                            variables={"target": "103", "refer_ms": 1000}) as referrer,
+                start_agent(linebox, "103", tmp_path, timeout_s=60, scenario=str(scenario(
+                    tmp_path, "agent_answer_rtp.template.xml",
+                    audio=tone_file(tmp_path, 4.0, TARGET_HZ))),
+                    variables={"rtp_port": target_ear.port, "answer_delay_ms": 300},
+                ) as target,
+            ):
+                before = len(modem.commands)
+                modem.ring(GSM_CALLER)
+                modem.wait_for_command(r"^ATA", since=before, timeout_s=15)
+                transferred = referrer.wait(20)
+                assert transferred.ok, transferred.describe()
+                linebox.wait_for(lambda: len(target_ear.packets) >= 100, 10,
+                                 "two seconds of the GSM caller's audio at 103")
+                heard = target_ear.audio()
+                assert tone_share(heard[-8000:], TONE_HZ) > 0.5  # the caller's 1 kHz
+                spoken = len(modem.audio_received)
+                modem.wait_until(lambda: len(modem.audio_received) >= spoken + 16000,
+                                 timeout_s=10, what="a second of 103's audio at the modem")
+                said = array("h", bytes(modem.audio_received[-16000:]))
+                assert tone_share(said, TARGET_HZ) > 0.5  # 103's 700 Hz on the line
+                modem.remote_hangs_up()
+                answered = target.wait(15)
+            assert answered.ok and answered.counters.get("answered") == 1, answered.describe()
+            # 103 was rung with the GSM caller's number.
+            assert answered.message_log is not None
+            assert f"From: <sip:{GSM_CALLER}@" in answered.message_log.read_text(
+                errors="replace")
+            [record] = linebox.wait_for(lambda: linebox.calls(), 10, "the call's record")
+            assert (record["source"], record["outcome"], record["answered_by"]) == (
+                "gsm:mts", "answered", "103")
+            assert sorted((leg["target"], leg["result"]) for leg in record["legs"]) == [
+                ("101", "answered"), ("103", "answered")]
+            assert mts(linebox)["channels_in_use"] == 0
+    finally:
+        target_ear.close()
