@@ -19,6 +19,7 @@ from tests.e2e.linebox import AGENT_PASSWORDS, LineboxProcess, base_config, runn
 from tests.e2e.media import RtpListener, scenario, tone_file, tone_share
 from tests.e2e.sipp import Sipp, SippProcess, free_port, wait_until_bound
 from tests.e2e.test_calls import (
+    PROVIDER_IP,
     provider_call,
     register,
     start_agent,
@@ -105,23 +106,46 @@ def start_consulting_phone(linebox: LineboxProcess, trace: Path
     return first, second
 
 
+CALLER_HZ = 440.0
+COLLEAGUE_HZ = 1000.0
+TALK_S = 2.5
+
+
 def test_an_agent_consults_a_colleague_and_transfers_the_caller_to_them(
     linebox: LineboxProcess, tmp_path: Path
 ) -> None:
-    with start_agent(linebox, "103", tmp_path, scenario="agent_reinvited.xml") as target:
-        first, second = start_consulting_phone(linebox, tmp_path)
-        with first, second:
-            caller = provider_call(linebox, tmp_path, scenario="provider_joined.xml",
-                                   variables={"hold_ms": 500}).start()
-            called = caller.wait()
-            assert called.ok and called.counters.get("reinvited") == 1, called.describe()
-            consulted = second.wait()
-            assert consulted.ok and consulted.counters.get("consultation_ended") == 1, (
-                consulted.describe())
-            transferred = first.wait()
-            assert transferred.ok and transferred.successful_calls == 1, transferred.describe()
-        answered = target.wait()
-        assert answered.ok and answered.counters.get("reinvited") == 1, answered.describe()
+    caller_ear = RtpListener(PROVIDER_IP)
+    colleague_ear = RtpListener("127.0.0.1")
+    try:
+        with start_agent(linebox, "103", tmp_path, scenario=str(scenario(
+                tmp_path, "agent_reinvited.template.xml",
+                audio=tone_file(tmp_path, TALK_S, COLLEAGUE_HZ))),
+                variables={"rtp_port": colleague_ear.port}) as target:
+            first, second = start_consulting_phone(linebox, tmp_path)
+            with first, second:
+                caller = provider_call(
+                    linebox, tmp_path, scenario=scenario(
+                        tmp_path, "provider_joined.template.xml",
+                        audio=tone_file(tmp_path, TALK_S, CALLER_HZ)),
+                    variables={"hold_ms": 500, "talk_ms": int(TALK_S * 1000),
+                               "rtp_port": caller_ear.port},
+                    extra_args=["-mp", str(free_port(PROVIDER_IP))]).start()
+                called = caller.wait()
+                assert called.ok and called.counters.get("reinvited") == 1, called.describe()
+                consulted = second.wait()
+                assert consulted.ok and consulted.counters.get("consultation_ended") == 1, (
+                    consulted.describe())
+                transferred = first.wait()
+                assert transferred.ok and transferred.successful_calls == 1, (
+                    transferred.describe())
+            answered = target.wait()
+            assert answered.ok and answered.counters.get("reinvited") == 1, answered.describe()
+        # Each side's tone reached the other through the box's bridge.
+        assert tone_share(colleague_ear.audio()[-8000:], CALLER_HZ) > 0.5
+        assert tone_share(caller_ear.audio()[-8000:], COLLEAGUE_HZ) > 0.5
+    finally:
+        caller_ear.close()
+        colleague_ear.close()
     # 103 was told whom it talks to after the transfer: the caller's number.
     assert answered.message_log is not None
     log = answered.message_log.read_text(errors="replace")
