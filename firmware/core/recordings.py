@@ -24,6 +24,7 @@ from ..anchor import CallMedia
 from ..calls import Call, CallState
 from ..ivr import RingbackScript
 from ..media import g711
+from ..media.bridge import MediaBridge
 from ..media.recorder import CALLER, Recorder
 from ..media.rtp import RtpPacket
 from ..media.session import MediaEvent, PlaybackFinished
@@ -117,8 +118,11 @@ class Recordings:
     def member_connected(self, call: Call, now: float) -> None:
         """A member answered (or took over after a transfer): start recording if their
         setting says so, or put the running recorder on the call's bridge."""
-        anchor = call.anchor
-        bridge = anchor.bridge if isinstance(anchor, CallMedia) else None
+        # The bridge of the box's anchor (firmware/anchor.py), or of the media a hold or a
+        # transfer put through the box since (firmware/core/hold.py): both have one.
+        bridge = getattr(call.anchor, "bridge", None)
+        if not isinstance(bridge, MediaBridge):
+            bridge = None
         tap = self.active.get(call.id)
         if tap is not None:
             if bridge is not None and bridge.tap is None:

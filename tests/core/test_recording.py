@@ -225,3 +225,55 @@ def test_a_header_is_repaired_to_the_files_length() -> None:
     assert (info.codec, info.channels, info.data_bytes) == ("PCMU", 2, 16000)
     assert info.duration_s == 1.0
     assert repaired_sizes(bytes(fixed), HEADER_BYTES + 16000) is None
+
+
+def test_a_hold_keeps_the_recording_going_the_caller_still_recorded() -> None:
+    from tests.core.test_hold import SENDONLY, phone_reinvite
+
+    o = office(config=recorded_config())
+    invite, caller_port = call_in(o)
+    o.net.advance(WARNING_S + 0.5)
+    member_port = answered(o)
+    talk(o, caller_port, member_port, 1.0)
+    # 101 holds: the box plays music to the caller on the same anchored ports.
+    assert phone_reinvite(o.phones["101"], SENDONLY).status == 200
+    base = int(o.net.now * 8000)
+    for i in range(100):  # two seconds of the caller talking to the music
+        o.net.advance(0.02)
+        o.net.gateway.receive_rtp(caller_port, RtpPacket(
+            payload_type=8, sequence=1000 + i, timestamp=base + 160 * i, ssrc=7,
+            payload=bytes([CALLER_CODE]) * 160).to_bytes(), o.net.now)
+        o.net.pump()
+    o.provider.bye(invite)
+    finished = o.net.recording_events[-1]
+    assert isinstance(finished, RecordingFinished)
+    assert finished.duration_s == pytest.approx(WARNING_S + 0.5 + 3.0, abs=0.1)
+    left = recording_bytes(o)[0::2]
+    held_from = round((WARNING_S + 0.5 + 1.0) * 8000) + 400
+    assert left[held_from:].count(CALLER_CODE) >= 2 * 8000 - 800
+
+
+def test_a_menus_caller_hears_the_warning_when_the_menu_sends_them_to_a_recorded_department(
+) -> None:
+    config = recorded_config()
+    notice = "+74950000701"
+    config["numbers"] = [*config["numbers"], {  # type: ignore[list-item]
+        "number": notice, "trunk": "provider", "channels": 3, "destination": "menu:notice"}]
+    config["menus"] = [{"name": "notice", "greeting": ["menu_welcome"], "then": "200"}]
+    o = office(config=config)
+    invite = o.provider.call(notice, sdp=CALLER_SDP)
+    early = [r for r in o.provider.responses() if r.status == 183]
+    assert len(early) == 1
+    welcome_s = len(prompts.prompt("en", "menu_welcome")) / 2 / 8000
+    o.net.advance(welcome_s + WARNING_S / 2)
+    assert not ringing(o, "101")  # the menu, then the warning: nobody rung yet
+    heard = heard_by_caller(o)
+    warning = g711.alaw_decode(g711.alaw_encode(prompts.prompt("en", PROMPT_RECORDING_WARNING)))
+    assert warning[:1600] in heard
+    o.net.advance(WARNING_S / 2 + 0.2)
+    assert ringing(o, "101")
+    port = sdp.accept_answer(early[0].body).remote_port
+    member_port = answered(o)
+    talk(o, port, member_port, 1.0)
+    o.provider.bye(invite)
+    assert [e.channels for e in o.net.recording_events if isinstance(e, RecordingStarted)] == [2]
