@@ -32,12 +32,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .update_files import BUNDLE_NAME, update_dir_for
+
+__all__ = ["Updater", "parse_status", "update_dir_for", "web_url_from_env"]
+
 LOGGER = logging.getLogger(__name__)
 
 # Overridable for tests (a system.conf of plain-file slots, RAUC's service on a session bus).
 SYSTEM_CONF = Path(os.environ.get("LINEBOX_RAUC_SYSTEM_CONF", "/etc/rauc/system.conf"))
-UPDATE_DIR_NAME = "update"  # beside the database: where the web UI stores the upload
-BUNDLE_NAME = "upload.raucb"
 # The reboot-watch service (root) reboots when this file appears (the overlay's reboot-watch).
 REBOOT_REQUEST = Path(os.environ.get("LINEBOX_REBOOT_REQUEST", "/run/linebox/requests/reboot"))
 STATUS_TIMEOUT_S = 30.0  # `rauc status`: D-Bus activation of the service included
@@ -264,11 +266,6 @@ def _failure(lines: list[str]) -> str:
         if LAST_ERROR.match(line.strip()):
             return _short(line.strip().removeprefix("LastError: "))
     return _short("\n".join(lines[-5:])) or "rauc install failed"
-
-
-def update_dir_for(db_path: str | Path) -> Path:
-    """The update folder beside the database (the web UI writes the upload there)."""
-    return Path(db_path).resolve().parent / UPDATE_DIR_NAME
 
 
 def web_url_from_env() -> str | None:

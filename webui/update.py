@@ -19,7 +19,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from firmware.update import BUNDLE_NAME, update_dir_for
+from firmware.update_files import BUNDLE_NAME, update_dir_for
 
 from . import control
 from .forms import FormErrors
