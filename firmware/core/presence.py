@@ -404,12 +404,25 @@ class Presence:
                     self.core.pickup.pick(call, tx_id, request, source, picker, now)
                     return
                 if leg.state is LegState.ANSWERED and tags == talking_tags:
-                    # RFC 3891 §3: a confirmed dialog with early-only is 486; without it, a
-                    # lamp press does not barge into a colleague's conversation either.
-                    reason = None if early_only else "Busy Here (already answered)"
-                    self.core.reply(tx_id, request, 486, now, reason=reason)
+                    self._confirmed(call, "b", tx_id, request, source, picker, early_only,
+                                    now)
                     return
+        found = self.core.transfer.dialog_named(call_id, tags)
+        if found is not None:  # a conversation the phone placed itself
+            self._confirmed(*found, tx_id, request, source, picker, early_only, now)
+            return
         self.core.reply(tx_id, request, 481, now)  # RFC 3891 §3: no such dialog
+
+    def _confirmed(self, call: Call, side: str, tx_id: str, request: Request, source: Address,
+                   picker: str, early_only: bool, now: float) -> None:
+        """RFC 3891 §3, a confirmed dialog: early-only asked, 486; the member itself on
+        another phone (§6.1) takes the call over (firmware/core/transfer.py); a lamp press
+        does not barge into a colleague's conversation: 486 too."""
+        if not early_only and self.core.transfer.may_replace(call, side, picker):
+            self.core.transfer.replace_party(call, side, tx_id, request, source, now)
+            return
+        reason = None if early_only else "Busy Here (already answered)"
+        self.core.reply(tx_id, request, 486, now, reason=reason)
 
     def statuses(self) -> list[dict[str, object]]:
         """The busy lamps now: who watches which extension."""

@@ -608,6 +608,75 @@ class Transfer:
 
         send_reinvite(party, offer, self.core, now, answered, headers=headers)
 
+    # ------------------------------------------------------------------ INVITE with Replaces
+    def dialog_named(self, call_id: str, tags: set[str | None]) -> tuple[Call, str] | None:
+        """The answered call and side whose dialog a Replaces header names (RFC 3891 §3)."""
+        found = self._consultation(call_id, tags)
+        if found is None or found[0].state != CallState.ANSWERED:
+            return None
+        return found
+
+    def may_replace(self, call: Call, side: str, extension: str) -> bool:
+        """RFC 3891 §6.1: the replaced party itself may replace its dialog (the same
+        extension, from another of its phones)."""
+        return self._member(call, side) == extension
+
+    def replace_party(self, call: Call, side: str, tx_id: str, request: Request,
+                      source: Address, now: float) -> None:
+        """An INVITE with Replaces naming `side`'s confirmed dialog, from the same member on
+        another phone: the new phone takes that side (answered 200 with the box's SDP, the
+        media joined through the box as for a transfer), the old dialog gets a BYE (RFC 3891
+        §3: "shuts down the replaced dialog")."""
+        core = self.core
+        old = call.connected.get(side)
+        if (call.local is not None or not isinstance(old, SipCaller | SipLeg)
+                or old.dialog is None):
+            core.reply(tx_id, request, 403, now, reason=NOT_TRANSFERABLE)
+            return
+        if not request.body:
+            core.reply(tx_id, request, 488, now, reason="Replaces needs an SDP offer")
+            return
+        new = SipCaller(services=core, invite=request, invite_tx=tx_id, source=source)
+        if not new.answerable():
+            core.reply(tx_id, request, 400, now)
+            return
+        try:
+            answer, reinvite = _answer_replacement(core, call, side, request.body)
+        except sdp.SdpError as exc:
+            LOGGER.info("call %s: the replacing INVITE's SDP is unusable: %s", call.id, exc)
+            core.reply(tx_id, request, 488, now)
+            return
+        LOGGER.info("call %s: %s moves to another phone (Replaces)", call.id,
+                    self._member(call, side))
+        new.answer(SessionDescription(body=answer), now)
+        keys = core._dialog_keys.setdefault(call.id, [])
+        if old.dialog.id in keys:
+            keys.remove(old.dialog.id)
+        core.dialogs.pop(old.dialog.id, None)
+        call.connected[side] = new
+        assert new.dialog is not None
+        core.dialogs[new.dialog.id] = (call, side)
+        keys.append(new.dialog.id)
+        old.hang_up(now)
+        call.leg_records.append(LegRecord(
+            target=self._member(call, side) or "", contact=_contact_of(new), started_at=now,
+            answered_at=now, result="answered", sip_status=200))
+        if reinvite is not None:
+            other = "b" if side == "a" else "a"
+            party = call.connected.get(other)
+            assert isinstance(party, SipCaller | SipLeg)
+            body, accept = reinvite
+
+            def done(moved: str, ok: bool, status: int, now: float) -> None:
+                if not ok and call.state == CallState.ANSWERED:
+                    call.hang_up(now, f"re-INVITE after Replaces refused ({status})")
+                else:
+                    core.hold.refresh(call, now)
+
+            self._reinvite(call, other, party, body, accept, done, now, [])
+        else:
+            core.hold.refresh(call, now)
+
     def _member(self, call: Call, side: str) -> str | None:
         """The office member on `side` of the call (None: an outside party)."""
         if side == "b":
@@ -822,3 +891,34 @@ class TransferAnchor:
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
+
+
+def _answer_replacement(core: Gateway, call: Call, side: str, offer: bytes
+                        ) -> tuple[bytes, tuple[bytes, Callable[[bytes], None]] | None]:
+    """The box's answer to a replacing party's offer on `side`, from the port that faced the
+    replaced party (or the line's), and the re-INVITE the other party needs (its offer and
+    what its answer joins) when the box steps into a direct call's media only now."""
+    other = "b" if side == "a" else "a"
+    line_media = getattr(call.connected.get(other), "media", None)
+    if isinstance(line_media, LineMedia) and line_media.port is not None:
+        core._rtp_owners.pop(line_media.port, None)
+        return line_media.answer_offer(offer), None
+    found = core.hold.bridge_of(call)
+    if found is None:
+        plan = _media_plan(core, call, side)
+        if plan is None:
+            raise sdp.SdpError("no media port free")
+        found = core.hold.bridge_of(call)
+        assert found is not None
+        reinvite: tuple[bytes, Callable[[bytes], None]] | None = (
+            plan.moves[0][1], plan.accept[other])
+    else:
+        reinvite = None
+    bridge, ports = found
+    body, choice = sdp.answer(offer, host=core.local_host, port=ports[side])
+    bridge.update(ports[side], choice)
+    core._rtp_owners.pop(ports[side], None)
+    if isinstance(call.anchor, HeldMedia):
+        call.anchor.bodies[side] = body
+        call.anchor.told_held[side] = False
+    return body, reinvite

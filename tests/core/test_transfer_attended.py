@@ -11,10 +11,12 @@ from urllib.parse import quote
 
 from firmware.media import sdp
 from firmware.sip.message import Request, Response
+from firmware.sip.transaction import Address
 from tests.core.network import (
     GATEWAY,
     PHONE_ADDRESSES,
     Office,
+    Peer,
     authorised_call,
     office,
 )
@@ -208,3 +210,40 @@ def test_a_target_refusing_the_new_media_fails_the_transfer_and_ends_the_call() 
     assert byes_in(o.provider.requests("BYE"), caller.call_id) == 1
     assert o.net.calls() == []
 
+
+
+def test_an_invite_with_replaces_from_the_members_other_phone_moves_the_call_there() -> None:
+    """RFC 3891 §3 and §6.1: 101 on a second phone (the same extension) sends an INVITE with
+    Replaces naming its own conversation; the box answers it, joins it to the caller through
+    its own ports and hangs up the first phone."""
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)
+    desk = Peer(o.net, Address("udp", "10.0.0.21", 5060), "101")
+    assert desk.register().status == 200
+    first = o.phones["101"]
+    phone_tag = first.incoming[leg.top_via.branch or ""].tag
+    value = f"{leg.call_id};to-tag={phone_tag};from-tag={leg.from_.tag}"
+    desk_sdp = phone_sdp(desk)
+    _, reply = authorised_call(desk, "101", sdp=desk_sdp, extra=[("Replaces", value)])
+    assert reply.status == 200
+    answer = sdp.SessionDescription.parse(reply.body)
+    assert answer.connection == GATEWAY.host
+    assert byes_in(first.requests("BYE"), leg.call_id) == 1  # the first phone lets go
+    to_caller = box_reinvite(o.provider, PROVIDER_SDP)  # the box steps into the media
+    o.net.rtp_to_send()
+    o.net.gateway.receive_rtp(box_ports(to_caller), rtp(0, 3), o.net.now, PROVIDER_RTP)
+    [(port, packet)] = heard(o, ("10.0.0.21", 30000))
+    assert port == answer.media[0].port and packet.sequence == 3
+    [call] = o.net.calls()
+    assert (call["state"], call["answered_by"]) == ("answered", "101")
+
+
+def test_a_colleague_naming_a_conversation_with_replaces_is_486() -> None:
+    o = office()
+    _, leg = provider_call_answered_by_101(o)
+    phone_tag = o.phones["101"].incoming[leg.top_via.branch or ""].tag
+    value = f"{leg.call_id};to-tag={phone_tag};from-tag={leg.from_.tag}"
+    _, reply = authorised_call(o.phones["102"], "101", sdp=phone_sdp(o.phones["102"]),
+                               extra=[("Replaces", value)])
+    assert reply.status == 486
+    assert o.phones["101"].requests("BYE") == []
