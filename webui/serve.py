@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import waitress
 from waitress.channel import HTTPChannel
@@ -26,6 +26,9 @@ from waitress.server import BaseWSGIServer
 from firmware.store.files import use_private_umask
 
 from . import create_app
+
+if TYPE_CHECKING:
+    from .tls import TlsState
 
 LOGGER = logging.getLogger("linebox.web")
 
@@ -151,33 +154,59 @@ class GuardedChannel(HTTPChannel):  # type: ignore[misc]
 
 
 def make_server(app: Any, host: str, port: int, *, limits: WebLimits = DEFAULT_LIMITS,
-                trusted_proxy: str | None = None) -> Any:
+                trusted_proxy: str | None = None, tls: TlsState | None = None,
+                socket_map: dict[int, Any] | None = None, threads: int = THREADS) -> Any:
     """A waitress server for `app` on `host:port` (not yet running: call its `run()`).
 
     With `trusted_proxy` (an address), X-Forwarded-Proto and X-Forwarded-For from that address
     alone say whether the client used HTTPS and who it is (the session cookie's Secure flag
-    and the login limits follow them); from anyone else they are removed."""
+    and the login limits follow them); from anyone else they are removed. With `tls`, the
+    server speaks HTTPS (webui/tls.py). Servers given one `socket_map` run in one loop."""
+    from .tls import TlsChannel
+
     proxy: dict[str, Any] = {}
     if trusted_proxy:
         proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_count": 1,
                  "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-for"}}
-    channel = type("GuardedChannel", (GuardedChannel,),
-                   {"limits": limits, "exempt_address": trusted_proxy, "_last_logged": {}})
-    socket_map: dict[int, Any] = {}
+    if tls is not None:
+        proxy["url_scheme"] = "https"  # request.is_secure: the session cookie is Secure
+    channel = type("GuardedChannel", (TlsChannel if tls is not None else GuardedChannel,),
+                   {"limits": limits, "exempt_address": trusted_proxy, "_last_logged": {},
+                    "tls": tls})
+    socket_map = {} if socket_map is None else socket_map
+    earlier = set(socket_map)  # another server's, sharing the loop: its channels stay its own
     server = waitress.create_server(
-        app, map=socket_map, host=host, port=port, threads=THREADS, ident="Linebox",
+        app, map=socket_map, host=host, port=port, threads=threads, ident="Linebox",
         clear_untrusted_proxy_headers=True, **limits.adjustments(), **proxy)
     # waitress makes each connection with its server's `channel_class`; ours adds the guards.
-    for dispatcher in list(socket_map.values()):
-        if isinstance(dispatcher, BaseWSGIServer):
+    for fd, dispatcher in list(socket_map.items()):
+        if fd not in earlier and isinstance(dispatcher, BaseWSGIServer):
             dispatcher.channel_class = channel
     return server
 
 
-def serve(db_path: str, host: str, port: int, *, trusted_proxy: str | None = None) -> None:
-    app = create_app({"DB": db_path})
-    server = make_server(app, host, port, trusted_proxy=trusted_proxy)
-    LOGGER.info("web UI on http://%s:%d/", host, port)
+def serve(db_path: str, host: str, port: int, *, trusted_proxy: str | None = None,
+          https: tuple[str, int] | None = None) -> None:
+    """The web UI on `host:port`; with `https` (host, port), over HTTPS there, and
+    `host:port` only redirects to it (webui/tls.py)."""
+    if https is None:
+        app = create_app({"DB": db_path})
+        server = make_server(app, host, port, trusted_proxy=trusted_proxy)
+        LOGGER.info("web UI on http://%s:%d/", host, port)
+        server.run()
+        return
+    from .tls import TlsState, ensure_certificate, redirect_app, server_context, tls_directory
+
+    directory = tls_directory(db_path)
+    ensure_certificate(directory, (host, https[0]))
+    state = TlsState(directory, server_context(directory))
+    app = create_app({"DB": db_path, "TLS_STATE": state})
+    socket_map: dict[int, Any] = {}
+    server = make_server(app, https[0], https[1], trusted_proxy=trusted_proxy, tls=state,
+                         socket_map=socket_map)
+    make_server(redirect_app(https[1]), host, port, socket_map=socket_map, threads=1)
+    LOGGER.info("web UI on https://%s:%d/ (http://%s:%d/ redirects to it)", https[0],
+                https[1], host, port)
     server.run()
 
 
@@ -187,12 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--trusted-proxy", metavar="ADDRESS")
+    parser.add_argument("--https-host", help="serve HTTPS here; --port then redirects to it")
+    parser.add_argument("--https-port", type=int)
     args = parser.parse_args(argv)
     use_private_umask()  # the database and its WAL, if this process creates them
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(args.db, args.host, args.port, trusted_proxy=args.trusted_proxy)
+        serve(args.db, args.host, args.port, trusted_proxy=args.trusted_proxy,
+              https=(args.https_host or args.host, args.https_port)
+              if args.https_port is not None else None)
     except OSError as error:  # the port is taken, or not ours to bind
         print(f"linebox web: cannot listen on {args.host}:{args.port}: {error}",
               file=sys.stderr)
