@@ -19,8 +19,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware import update
 from tests.e2e.linebox import running_linebox
 from tests.webui.conftest import admin_of, post
 
@@ -419,3 +422,23 @@ def test_a_tampered_upload_is_refused_and_changes_nothing(
         assert not (rauc_system.boot / "tryboot.txt").exists()
         page = admin.get("/system/update").get_data(as_text=True)
         assert "Failed, nothing was changed" in page
+
+
+def test_a_system_whose_web_ui_never_answers_is_not_marked_good(
+        rauc_system: RaucSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in rauc_system.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(update, "READY_WAIT_S", 1.0)
+    monkeypatch.setattr(update, "READY_POLL_S", 0.1)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    updater = update.Updater(tmp_path / "update", system_conf=tmp_path / "rauc" / "system.conf")
+    assert updater.available
+    asyncio.run(asyncio.wait_for(updater.mark_good_when_ready(url), 30))
+    assert updater.marked_good is None
+    assert not (rauc_system.boot / "slot-a.state").exists()
+    # Without a web UI to wait for (a daemon run without --http): marked good at once.
+    asyncio.run(asyncio.wait_for(updater.mark_good_when_ready(None), 30))
+    assert updater.marked_good == "A"
+    assert (rauc_system.boot / "slot-a.state").read_text().strip() == "good"
