@@ -472,9 +472,9 @@ class Transfer:
             referral.send_notify(status, reason, now)  # the call goes on as it was
             return
         assert found is not None
-        consultation, consult_side = found
-        self._join(call, side, referrer, referrer_ext, consultation, consult_side, referral,
-                   now)
+        survivor, survivor_side, ending, ending_side = _roles(call, side, *found)
+        self._join(survivor, survivor_side, referrer, referrer_ext, ending, ending_side,
+                   referral, now, refer_call=call)
 
     def _consultation(self, call_id: str, tags: set[str | None]) -> tuple[Call, str] | None:
         """The call and side of the dialog a Replaces names, its two tags matched either way
@@ -489,7 +489,6 @@ class Transfer:
         if found is None:
             return 481, "Call/Transaction Does Not Exist"
         consultation, consult_side = found
-        target_side = "b" if consult_side == "a" else "a"
         if consultation is call:
             return 403, NOT_YOUR_DIALOG
         if consultation.state != CallState.ANSWERED:
@@ -499,18 +498,23 @@ class Transfer:
         # RFC 3891 §6.1: only a party of the replaced dialog may have it replaced.
         if referrer_ext is None or self._member(consultation, consult_side) != referrer_ext:
             return 403, NOT_YOUR_DIALOG
-        target = consultation.connected.get(target_side)
-        if (consultation.local is not None or not isinstance(target, SipCaller | SipLeg)
+        survivor, survivor_side, ending, ending_side = _roles(call, side, consultation,
+                                                              consult_side)
+        target = ending.connected.get("b" if ending_side == "a" else "a")
+        if (ending.local is not None or not isinstance(target, SipCaller | SipLeg)
                 or target.dialog is None):
             return 403, NOT_TRANSFERABLE  # voicemail, or a line the box holds the audio of
-        if call.local is not None or not _plannable(self.core, call, side):
+        if survivor.local is not None or not _plannable(self.core, survivor, survivor_side):
             return 403, NOT_TRANSFERABLE
         return None
 
     def _join(self, call: Call, side: str, referrer: SipParty, referrer_ext: str | None,
-              consultation: Call, consult_side: str, referral: Referral, now: float) -> None:
+              consultation: Call, consult_side: str, referral: Referral, now: float, *,
+              refer_call: Call) -> None:
         """The target leaves the consultation (which ends, the referrer hung up on) and takes
-        the referrer's side of `call`; its media is joined to the transferee's in the box."""
+        the referrer's side of `call`; its media is joined to the transferee's in the box.
+        The REFER came in one of the two (`refer_call`): the referrer's dialog there carries
+        the NOTIFYs, its other one is hung up."""
         core = self.core
         target_side = "b" if consult_side == "a" else "a"
         target = consultation.connected[target_side]
@@ -529,8 +533,17 @@ class Transfer:
             target.channel = None
         call.channels.extend(consultation.channels)
         consultation.channels = []
-        consultation.hang_up(now, "attended transfer")  # BYE to the referrer (RFC 5589 §7.1)
-        self._release_referrer(call, side, referrer, referrer_ext, referral, now)
+        if refer_call is consultation:
+            # The REFER came in the consultation: that dialog stays for the NOTIFYs, and the
+            # referrer's conversation in the call it leaves ends with the box's BYE.
+            self._release_referrer(consultation, consult_side, referrer, referrer_ext,
+                                   referral, now)
+            del consultation.connected[consult_side]
+            consultation.hang_up(now, "attended transfer")
+            self._leave(call, side, referrer_ext, now)
+        else:
+            consultation.hang_up(now, "attended transfer")  # BYE (RFC 5589 §7.1)
+            self._release_referrer(call, side, referrer, referrer_ext, referral, now)
         plan = _media_plan(core, call, side)
         assert plan is not None
         # The target is the call's member on that side now, a leg of its record.
@@ -555,6 +568,15 @@ class Transfer:
             shown = transferee_number(call, transferee)
         identity = [("P-Asserted-Identity", f"<sip:{shown}@{core.local_host}>")]
         self._reconnect(call, side, plan, referral, now, identity)
+
+    def _leave(self, call: Call, side: str, member: str | None, now: float) -> None:
+        """The referrer's own side of `call` ends: BYE, its figures settled."""
+        party = call.connected.get(side)
+        if not isinstance(party, SipCaller | SipLeg) or party.dialog is None:
+            return
+        self.core.dialogs.pop(party.dialog.id, None)
+        party.hang_up(now)
+        self._settle(call, side, party, member, now)
 
     def _reconnect(self, call: Call, side: str, plan: MediaPlan, referral: Referral,
                    now: float, identity: list[tuple[str, str]]) -> None:
@@ -711,6 +733,12 @@ class Transfer:
         key = referrer.dialog.id
         self.core.dialogs.pop(key, None)
         self.referrers[key] = referral
+        self._settle(call, side, referrer, member, now)
+
+    def _settle(self, call: Call, side: str, referrer: SipParty, member: str | None,
+                now: float) -> None:
+        """The member on `side` is done with `call`: its leg ends, its talk time so far and
+        its wrap-up count for it now (not again when the call ends)."""
         if isinstance(referrer, SipLeg) or side == "b":
             record = getattr(referrer, "record", None)
             if record is not None and record.ended_at is None:
@@ -922,3 +950,13 @@ def _answer_replacement(core: Gateway, call: Call, side: str, offer: bytes
         call.anchor.bodies[side] = body
         call.anchor.told_held[side] = False
     return body, reinvite
+
+
+def _roles(call: Call, side: str, named: Call, named_side: str) -> tuple[Call, str, Call, str]:
+    """Which of the referrer's two calls goes on (and its side there) and which ends: the
+    REFER's own call, unless it is the internal consultation and the named one is a
+    customer's (RFC 5589 §7 lets the phone send the REFER in either dialog; the customer's
+    call stays the one call of its record)."""
+    if call.info.direction == "internal" and named.info.direction != "internal":
+        return named, named_side, call, side
+    return call, side, named, named_side

@@ -19,6 +19,7 @@ from tests.core.network import (
     Peer,
     authorised_call,
     office,
+    request,
 )
 from tests.core.test_hold import box_reinvite, heard, phone_reinvite, rtp
 from tests.core.test_transfer import (
@@ -247,3 +248,34 @@ def test_a_colleague_naming_a_conversation_with_replaces_is_486() -> None:
                                extra=[("Replaces", value)])
     assert reply.status == 486
     assert o.phones["101"].requests("BYE") == []
+
+
+def test_a_refer_sent_in_the_consultation_keeps_the_customers_call_as_the_one_call() -> None:
+    """RFC 5589 §7 lets the phone send the REFER in either dialog: here in the consultation,
+    naming the customer's call. The customer's call goes on with 103 (one record), the
+    consultation ends, and 101 is hung up in the customer's call."""
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)
+    consult, ok = consultation(o)
+    phone = o.phones["101"]
+    phone_tag = phone.incoming[leg.top_via.branch or ""].tag
+    value = f"{leg.call_id};to-tag={leg.from_.tag};from-tag={phone_tag}"
+    refer_to = f"<sip:{o.provider.user}@{GATEWAY.host}?Replaces={quote(value, safe='')}>"
+    phone.send(request("REFER", str(ok.contacts[0].uri), [
+        ("Via", phone.via()), ("Max-Forwards", "70"),
+        ("From", consult.headers.get("From") or ""), ("To", ok.headers.get("To") or ""),
+        ("Call-ID", consult.call_id), ("CSeq", "7 REFER"), ("Refer-To", refer_to)]))
+    assert phone.final_statuses("REFER") == [202]
+    assert byes_in(phone.requests("BYE"), leg.call_id) == 1  # out of the customer's call
+    box_reinvite(o.provider, PROVIDER_SDP)
+    box_reinvite(o.phones["103"], phone_sdp(o.phones["103"]))
+    assert sipfrags(phone, consult) == ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
+    [call] = o.net.calls()
+    assert (call["answered_by"], call["direction"]) == ("103", "inbound")
+    o.provider.bye(caller)
+    rows = {row["sip_call_id"]: (row, legs) for row, legs in o.rows}
+    row, legs = rows[caller.call_id]
+    assert (row["answered_by"], row["outcome"]) == ("103", "answered")
+    assert rows[consult.call_id][0]["end_cause"] == "attended transfer"
+    agents = o.net.gateway.agents
+    assert [agents.agent(e).calls_in_progress for e in ("101", "102", "103")] == [0, 0, 0]
