@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) bench/webui_monitor.py
 	$(PY) bench/call_setup.py
 	$(PY) bench/at_roundtrip.py
+	$(PY) bench/sqlite_durability.py
 
 # The Raspberry Pi image (needs internet and hours): images/out/linebox-$(BOARD).img.
 image:

@@ -21,6 +21,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import date, tzinfo
 from pathlib import Path
@@ -35,6 +36,7 @@ from .routing.rules import normalise_number
 from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml_file, seed_default
 from .store.errors import RecordNotFoundError
 from .store.files import log_path, secure_data_files, use_private_umask
+from .store.recovery import add_box_notice, recover_if_broken
 
 DEFAULT_DB = "var/linebox.db"
 DEFAULT_SIP = "127.0.0.1:5060"
@@ -306,7 +308,12 @@ def _import_file(store: Store, path: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     _log_to_file(args.db)
     secure_data_files(args.db)
+    # A broken database is moved aside and a backup (or nothing) takes its place: the box
+    # starts either way rather than crash-looping on it (issue 16).
+    recovered = recover_if_broken(args.db)
     store = Store.open(args.db)
+    if recovered is not None:
+        add_box_notice(store, recovered.notice, at=time.time())
     try:
         if args.config:
             try:

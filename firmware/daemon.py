@@ -39,6 +39,7 @@ from . import control_modems
 from .agents import StatusChanged
 from .core import CallRecorder, Gateway, WebhookRequested, write_record
 from .core.events import (
+    CallAnswered,
     DatagramToSend,
     FailoverSwitched,
     LineStateChanged,
@@ -56,6 +57,14 @@ from .reports import conversion_by_manager
 from .routing.tollguard import OutboundCallRefused
 from .sip.transaction import Address
 from .store import Config, ConfigError, Store
+from .store.backup import backup_if_due
+from .store.durable import (
+    live_registrations,
+    mark_cut_off_calls,
+    record_answered_calls,
+    save_registrations,
+)
+from .store.recovery import NOTICE_CUT_OFF, add_box_notice
 from .transport.tcp import TcpLimits, TcpTransport, descriptor_reserve
 from .transport.udp import UdpEndpoint
 from .update import Updater, update_dir_for, web_url_from_env
@@ -64,7 +73,16 @@ from .voicemail import VoicemailMessage
 LOGGER = logging.getLogger(__name__)
 
 RECORD_FLUSH_INTERVAL_S = 1.0
+# The recorder (issue 16): records waiting for a database that cannot be written (a full
+# disk) are retried this often, and at most this many are kept in memory meanwhile.
+RETRY_INTERVAL_S = 5.0
+MAX_WAITING_RECORDS = 20_000
+MAX_RECORDS_PER_COMMIT = 2_000
+# How long datagrams may wait for the record of a call just answered (RECORD_GATE in flush):
+# past this the answer goes out anyway (a database lock held by the web UI must not hold SIP).
+ANSWER_RECORD_WAIT_S = 0.25
 CONFIG_POLL_INTERVAL_S = 2.0
+BACKUP_CHECK_INTERVAL_S = 600.0  # whether today's automatic backup is made yet
 GC_CHECK_INTERVAL_S = 60.0
 DAILY_CHECK_INTERVAL_S = 60.0
 WEBHOOK_MAX_ANSWER_BYTES = 64 * 1024
@@ -90,24 +108,45 @@ def control_socket_path(db_path: str | Path) -> Path:
 
 
 class SqliteRecorder(CallRecorder):
-    """Buffers finished calls and writes them from a thread of its own, one transaction per
-    flush. The event loop never waits for SQLite: with synchronous=FULL a commit waits for the
-    disk (and now and then for a WAL checkpoint), which on a busy box or slow flash would stall
-    SIP for long enough to set off retransmissions."""
+    """Writes records from a thread of its own, so the event loop never waits for SQLite: with
+    synchronous=FULL a commit waits for the disk (and now and then for a WAL checkpoint), which
+    on a busy box or slow flash would stall SIP for long enough to set off retransmissions.
+
+    Everything is handed over at once and written at once (issue 16: a crash must not lose what
+    waited for a once-a-second batch); what queued up meanwhile goes in the same transaction
+    (group commit), so under load a commit serves many calls. A call is written when it is
+    answered (`call_answered`, 'in_progress') and again when it ends. When the database cannot
+    be written (a full disk, a lock held too long) records wait in memory — at most
+    MAX_WAITING_RECORDS, the oldest calls dropped beyond — and are retried every
+    RETRY_INTERVAL_S; the condition is logged once, with its end, and `problem` says it."""
 
     def __init__(self, db_path: str | Path, *, wall_offset_s: float) -> None:
         self.db_path = Path(db_path)
         self.wall_offset_s = wall_offset_s
-        # Finished calls as (call, legs), and ("callback", call id, state) updates after them.
-        self._pending: list[Any] = []
         self._queue: queue.Queue[list[Any] | None] = queue.Queue()
         self._line_states: dict[str, str] = {}  # the state each line's last event gave it
+        # Set by the writer thread, read by the loop (a str assignment is atomic): why records
+        # are waiting in memory, or "" while the database is written.
+        self.problem = ""
+        self.waiting = 0  # records waiting in memory for the database
+        self.dropped = 0  # calls dropped from memory beyond MAX_WAITING_RECORDS
         self._thread = threading.Thread(target=self._write_loop, name="call-records",
                                         daemon=True)
         self._thread.start()
 
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
-        self._pending.append((self._to_wall(call), [self._to_wall(leg) for leg in legs]))
+        self._queue.put([(self._to_wall(call), [self._to_wall(leg) for leg in legs])])
+
+    def call_answered(self, call: dict[str, object], legs: list[dict[str, object]],
+                      done: Callable[[], None] | None = None) -> None:
+        """Keep a call just answered; `done()` is called (in the writer thread) once it is
+        committed, or once writing it failed (it then waits in memory like the others)."""
+        self._queue.put([("answered", self._to_wall(call), [self._to_wall(leg) for leg in legs],
+                          done)])
+
+    def registrations(self, changes: dict[str, list[dict[str, object]]]) -> None:
+        """The bindings of extensions whose registrations changed (wall-clock rows)."""
+        self._queue.put([("bindings", changes)])
 
     def _to_wall(self, row: dict[str, object]) -> dict[str, object]:
         # The core runs on the monotonic clock; records carry Unix time.
@@ -119,36 +158,30 @@ class SqliteRecorder(CallRecorder):
 
     def callback_state(self, call_id: str, state: str) -> None:
         # After the call's own record in the same queue: the row exists when this is written.
-        self._pending.append(("callback", call_id, state))
+        self._queue.put([("callback", call_id, state)])
 
     def callback_pending(self, request: dict[str, object]) -> None:
-        self._pending.append(("pending", request))
+        self._queue.put([("pending", request)])
 
     def voicemail(self, message: VoicemailMessage, wall_time: float) -> None:
-        # Written at once, not with the next second's batch: a message is never held only in
-        # memory for longer than it takes to reach the disk.
         self._queue.put([("voicemail", message, wall_time)])
 
     def flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            self._queue.put(batch)
+        """Everything is handed to the writer as it comes; kept for the power-fail input."""
 
     def security_event(self, event: OutboundCallRefused) -> None:
-        # Written at once, like a voicemail message: the admin looks for it while it matters.
         self._queue.put([("security", event, self.wall_offset_s)])
 
     def sms(self, message: SmsArrived) -> None:
-        # Written at once, like a voicemail message: an SMS exists nowhere else any more (the
-        # driver deleted it from the SIM once it was handed over).
+        # An SMS exists nowhere else any more (the driver deleted it from the SIM once it was
+        # handed over).
         self._queue.put([("sms", message)])
 
     def sms_sent(self, line: str, number: str, text: str) -> None:
         self._queue.put([("sms_out", line, number, text, time.time())])
 
     def line_event(self, event: LineStateChanged | FailoverSwitched) -> None:
-        """A line's state change or a failover switch, written at once like a security event
-        (the admin reads them while the line is in trouble), in wall-clock time."""
+        """A line's state change or a failover switch, in wall-clock time."""
         fields: dict[str, Any] = {"at": event.at + self.wall_offset_s, "reason": event.reason}
         if isinstance(event, LineStateChanged):
             fields.update(kind="state", line=event.name, state=event.state,
@@ -159,32 +192,102 @@ class SqliteRecorder(CallRecorder):
         self._queue.put([("line_event", fields)])
 
     def record_status(self, change: StatusChanged) -> None:
-        """Agent statuses are written at once (in the writer thread): they must survive a
-        restart, and an admin expects `linebox status` elsewhere to agree."""
+        """Agent statuses must survive a restart, and an admin expects `linebox status`
+        elsewhere to agree."""
         self._queue.put([("status", change, self.wall_offset_s)])
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is pending and stop the writer."""
-        self.flush()
         self._queue.put(None)
         self._thread.join(timeout_s)
 
     def _write_loop(self) -> None:
-        store = Store.open(self.db_path)
-        retry: list[Any] = []
+        store: Store | None = None
+        waiting: list[Any] = []
+        stop = False
         try:
-            while True:
-                batch = self._queue.get()
-                if batch is None:
-                    if retry:
-                        self._write(store, retry)
-                    return
-                retry = self._write(store, retry + batch)
+            while not stop:
+                try:
+                    batch = self._queue.get(timeout=RETRY_INTERVAL_S if waiting else None)
+                except queue.Empty:
+                    batch = []
+                items: list[Any] = []
+                while batch is not None:
+                    items.extend(batch)
+                    if len(items) >= MAX_RECORDS_PER_COMMIT:
+                        break
+                    try:
+                        batch = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                stop = batch is None
+                if store is None:
+                    store = self._open(waiting + items)
+                waiting = (self._write(store, waiting + items) if store is not None
+                           else waiting + items)
+                for item in items:  # the answers held for these records may go now
+                    if item and item[0] == "answered" and item[3] is not None:
+                        item[3]()
+                waiting = self._bounded(waiting)
         finally:
-            store.close()
+            if waiting:
+                LOGGER.error("%d records could not be written before the stop", len(waiting))
+            if store is not None:
+                store.close()
+
+    def _open(self, items: list[Any]) -> Store | None:
+        try:
+            return Store.open(self.db_path)
+        except Exception as exc:
+            self._failed(exc, items)
+            return None
+
+    def _bounded(self, waiting: list[Any]) -> list[Any]:
+        self.waiting = len(waiting)
+        if len(waiting) <= MAX_WAITING_RECORDS:
+            return waiting
+        excess = len(waiting) - MAX_WAITING_RECORDS
+        calls = [i for i, item in enumerate(waiting) if item and item[0] not in (
+            "bindings", "status", "pending", "callback")][:excess]
+        if not self.dropped:
+            LOGGER.error("more than %d records wait for the database: the oldest calls are "
+                         "dropped from memory", MAX_WAITING_RECORDS)
+        self.dropped += len(calls)
+        dropped = set(calls)
+        kept = [item for i, item in enumerate(waiting) if i not in dropped]
+        self.waiting = len(kept)
+        return kept
+
+    def _failed(self, exc: BaseException, items: list[Any]) -> None:
+        """Said once per spell of failures, not at every retry (a full disk lasts)."""
+        problem = f"{type(exc).__name__}: {exc}"
+        if not self.problem:
+            LOGGER.error("cannot write to the database %s (%s): %d records wait in memory "
+                         "(at most %d) and are written when it works again", self.db_path,
+                         problem, len(items), MAX_WAITING_RECORDS)
+        self.problem = problem
+
+    def _write(self, store: Store, batch: list[Any]) -> list[Any]:
+        """Write `batch`; what is left to retry (nothing when all went well)."""
+        try:
+            left = self._write_all(store, batch)
+        except Exception as exc:  # left: every item not yet committed
+            left = getattr(exc, "left", batch)
+            self._failed(exc, left)
+            return left
+        if self.problem:
+            LOGGER.warning("the database is written again; %d records that waited in memory "
+                           "are on disk", len(batch))
+            self.problem = ""
+        return left
 
     @staticmethod
-    def _write(store: Store, batch: list[Any]) -> list[Any]:
+    def _write_all(store: Store, batch: list[Any]) -> list[Any]:
+        bindings: dict[str, list[dict[str, object]]] = {}
+        for item in batch:
+            if item and item[0] == "bindings":
+                bindings.update(item[1])  # the newest state of each extension wins
+        answered = [(item[1], item[2]) for item in batch if item and item[0] == "answered"]
         statuses = [item for item in batch if item and item[0] == "status"]
         messages = [item for item in batch if item and item[0] == "voicemail"]
         events = [item for item in batch if item and item[0] == "security"]
@@ -192,8 +295,14 @@ class SqliteRecorder(CallRecorder):
         line_events = [item for item in batch if item and item[0] == "line_event"]
         calls = [item for item in batch if item and item[0] not in (
             "status", "callback", "voicemail", "pending", "security", "sms", "sms_out",
-            "line_event")]
+            "line_event", "answered", "bindings")]
         try:
+            if bindings:
+                save_registrations(store, bindings)
+                bindings = {}
+            if answered:
+                record_answered_calls(store, answered)
+                answered = []
             while line_events:
                 store.add_line_event(**line_events[0][1])
                 line_events.pop(0)
@@ -220,23 +329,27 @@ class SqliteRecorder(CallRecorder):
                     number=event.number, detail=event.number_class, repeated=event.repeated,
                 )
                 events.pop(0)
-            for _, change, offset in statuses:
+            while statuses:
+                _, change, offset = statuses[0]
                 store.set_agent_status(
                     change.extension, change.status, reason=change.reason,
                     at=change.at + offset, source=change.source,
                 )
+                statuses.pop(0)
             # Callback requests and states in the order they came (a request saved, then
             # maybe its final state), with the calls they follow from, in one transaction.
             store.record_finished_calls(calls, callback_events=[
                 item if item[0] == "pending" else ("state", *item[1:])
                 for item in batch if item and item[0] in ("pending", "callback")])
-        except Exception:
-            # Keep the rows for the next flush: a busy database must not lose call records
-            # (nor messages and security events: those already written are not written twice).
-            LOGGER.exception("writing %d call records failed; will retry", len(batch))
-            return [item for item in batch
-                    if item[0] not in ("voicemail", "security", "sms", "sms_out", "line_event")
-                    ] + messages + events + texts + line_events
+        except Exception as exc:
+            # Keep what was not written for the next try: a busy or full database must not
+            # lose records (those already written are not written twice).
+            left: list[Any] = [("bindings", bindings)] if bindings else []
+            left += [("answered", call, legs, None) for call, legs in answered]
+            left += [item for item in batch if item and item[0] in ("pending", "callback")]
+            left += calls + statuses + messages + events + texts + line_events
+            exc.left = left  # type: ignore[attr-defined]
+            raise
         return []
 
 
@@ -384,6 +497,11 @@ class Daemon:
         self._dns = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dns")
         self.greetings = GreetingCache()
         self.recorder = SqliteRecorder(db_path, wall_offset_s=time.time() - self.loop.time())
+        # Before any new call is recorded: the calls a crash or a power cut interrupted.
+        cut_off = mark_cut_off_calls(store)
+        if cut_off:
+            add_box_notice(store, {"kind": NOTICE_CUT_OFF, "detail": str(cut_off)},
+                           at=time.time())
         self.config_revision = store.config_revision()
         config = store.load_config()
         self.media_ports = SocketPorts(self, PortRange(*rtp_ports))
@@ -405,6 +523,7 @@ class Daemon:
                              on_sms_sent=self.recorder.sms_sent)
         self.mailer.restore_pending(store.pending_callback_requests())
         self._restore_agent_statuses()
+        self._restore_registrations()
         self.gateway.set_crm_owners(store.crm_owners())
         restored = self.gateway.restore_callbacks(store.pending_callback_requests(),
                                                   self.loop.time())
@@ -417,6 +536,10 @@ class Daemon:
                 len(range(self.media_ports.range.first, self.media_ports.range.last, 2))),
         )
         self._udp: UdpEndpoint | None = None
+        # Datagrams held until the records of calls just answered are committed (flush).
+        self._held: list[DatagramToSend] = []
+        self._awaited: set[int] = set()
+        self._answer_tokens = 0
         self._servers: list[asyncio.AbstractServer] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -435,6 +558,16 @@ class Daemon:
                     extension, str(saved["status"]), str(saved.get("reason") or ""),
                     float(saved["since"]) - offset,
                 )
+
+    def _restore_registrations(self) -> None:
+        """The phones' bindings kept before the stop (issue 16), served at once: a phone is
+        reachable, and not a stranger to the rate limiter, without registering again."""
+        offset = (time.time() - self.loop.time())
+        rows = live_registrations(self.store, time.time())
+        taken = self.gateway.registrar.restore(rows, self.loop.time(), offset)
+        self.gateway.registrar.take_changed()
+        if taken:
+            LOGGER.info("%d registrations from before the restart are served again", taken)
 
     # ------------------------------------------------------------------ start and stop
     async def start(self) -> None:
@@ -465,6 +598,7 @@ class Daemon:
             GC_CHECK_INTERVAL_S, self._collect_garbage)))
         self._background.append(self.loop.create_task(self._every(
             self.housekeeping_interval_s, self._daily_housekeeping)))
+        self._background.append(self.loop.create_task(self._backups()))
         self._arm_timer()
         self._start_hardware(self._config)
         self._background.append(self.loop.create_task(self._every(
@@ -488,6 +622,7 @@ class Daemon:
         LOGGER.info("stopping")
         self.gateway.shutdown(self.loop.time())
         self.flush()
+        self._send_held(all_of_them=True)
         for task in self._background:
             task.cancel()
         for server in self._servers:
@@ -542,6 +677,22 @@ class Daemon:
         self._today = today
         self.gateway.set_conversion(conversion)
         self.housekeeping_runs += 1
+
+    async def _backups(self) -> None:
+        """The day's automatic backup (firmware/store/backup.py) at start and then whenever
+        the day has none yet, in a thread: the online backup reads the whole file. A failure
+        (a full disk) is logged once until a backup works again."""
+        failing = False
+        while True:
+            today = datetime.date.fromtimestamp((time.time() - self.loop.time()) + self.loop.time())
+            try:
+                await asyncio.to_thread(backup_if_due, self.db_path, today)
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    LOGGER.error("the daily backup of the database failed: %s", exc)
+                failing = True
+            await asyncio.sleep(BACKUP_CHECK_INTERVAL_S)
 
     async def _flush_records(self) -> None:
         self.recorder.flush()
@@ -603,37 +754,84 @@ class Daemon:
         """Perform what the core asks for (its one output, `next_event`), then re-arm its
         timer."""
         gateway = self.gateway
-        while (event := gateway.next_event()) is not None:
-            if isinstance(event, DatagramToSend):
-                address = event.destination
-                if address.transport == "udp":
-                    if self._udp is not None:
-                        self._udp.send(event.data, (address.host, address.port))
-                else:
-                    self.tcp.send(event.data, address)
-            elif isinstance(event, RtpToSend):
-                self.media_ports.send(event.port, event.data, event.destination)
-            elif isinstance(event, WebhookRequested):
-                task = self.loop.create_task(self._ask_webhook(event))
-                self._connecting.add(task)
-                task.add_done_callback(self._connecting.discard)
-            elif isinstance(event, StatusChanged):
-                self.recorder.record_status(event)
-            elif isinstance(event, ModemCommandRequested):
-                self.modems.perform(event)
-            elif isinstance(event, FailoverSwitched):
-                self.failover_switches.append(event)  # logged by the core; `status` shows it
-                self.recorder.line_event(event)
-            elif isinstance(event, LineStateChanged):
-                self.recorder.line_event(event)
-                LOGGER.log(logging.WARNING if event.state == "down" else logging.INFO,
-                           "line %s (%s) is %s: %s", event.name, event.kind, event.state,
-                           event.reason)
-            elif write_record(self.recorder, event):
-                self.mailer.notice(event)
-            else:
-                LOGGER.error("the core asked for something unknown: %r", event)
+        while events := list(iter(gateway.next_event, None)):
+            # A call's answer does not leave before its record is on disk (issue 16): what is
+            # sent from here on waits for the commit, in order, ANSWER_RECORD_WAIT_S at most.
+            for answered in events:
+                if isinstance(answered, CallAnswered):
+                    self._hold_for(answered)
+            for event in events:
+                self._perform(event)
+        changed = gateway.registrar.take_changed()
+        if changed:
+            offset = (time.time() - self.loop.time())
+            self.recorder.registrations(
+                {extension: gateway.registrar.rows(extension, offset) for extension in changed})
         self._arm_timer()
+
+    def _hold_for(self, answered: CallAnswered) -> None:
+        self._answer_tokens += 1
+        token = self._answer_tokens
+        self._awaited.add(token)
+        loop = self.loop
+
+        def done() -> None:  # in the recorder's thread
+            loop.call_soon_threadsafe(self._recorded, token)
+
+        self.recorder.call_answered(answered.call, answered.legs, done=done)
+        loop.call_later(ANSWER_RECORD_WAIT_S, self._recorded, token)
+
+    def _recorded(self, token: int) -> None:
+        self._awaited.discard(token)
+        self._send_held()
+
+    def _send_held(self, *, all_of_them: bool = False) -> None:
+        if all_of_them:
+            self._awaited.clear()
+        if self._awaited:
+            return
+        held, self._held = self._held, []
+        for datagram in held:
+            self._send(datagram)
+
+    def _send(self, event: DatagramToSend) -> None:
+        if self._awaited:
+            self._held.append(event)
+            return
+        address = event.destination
+        if address.transport == "udp":
+            if self._udp is not None:
+                self._udp.send(event.data, (address.host, address.port))
+        else:
+            self.tcp.send(event.data, address)
+
+    def _perform(self, event: object) -> None:
+        if isinstance(event, CallAnswered):
+            pass  # handed to the recorder by flush
+        elif isinstance(event, DatagramToSend):
+            self._send(event)
+        elif isinstance(event, RtpToSend):
+            self.media_ports.send(event.port, event.data, event.destination)
+        elif isinstance(event, WebhookRequested):
+            task = self.loop.create_task(self._ask_webhook(event))
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
+        elif isinstance(event, StatusChanged):
+            self.recorder.record_status(event)
+        elif isinstance(event, ModemCommandRequested):
+            self.modems.perform(event)
+        elif isinstance(event, FailoverSwitched):
+            self.failover_switches.append(event)  # logged by the core; `status` shows it
+            self.recorder.line_event(event)
+        elif isinstance(event, LineStateChanged):
+            self.recorder.line_event(event)
+            LOGGER.log(logging.WARNING if event.state == "down" else logging.INFO,
+                       "line %s (%s) is %s: %s", event.name, event.kind, event.state,
+                       event.reason)
+        elif write_record(self.recorder, event):
+            self.mailer.notice(event)
+        else:
+            LOGGER.error("the core asked for something unknown: %r", event)
 
     def _registered_from(self, peer: Address) -> bool:
         """A live registration came over `peer`'s connection: the phone may be reachable only
@@ -772,6 +970,9 @@ class Daemon:
         status["pid"] = os.getpid()
         status["housekeeping_runs"] = self.housekeeping_runs
         offset = time.time() - self.loop.time()
+        # Records waiting in memory for a database that cannot be written (issue 16).
+        status["records"] = {"problem": self.recorder.problem, "waiting": self.recorder.waiting,
+                             "dropped": self.recorder.dropped}
         status["leds"] = self.hardware.states() if self.hardware is not None else {}
         status["failover_switches"] = [
             {"old": s.old, "new": s.new, "reason": s.reason, "at": round(s.at + offset, 3)}

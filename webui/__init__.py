@@ -71,6 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         lines,
         menus,
         monitor,
+        notices,
         numbers,
         reports,
         rules,
@@ -80,7 +81,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
 
     for module in (auth, employees, departments, numbers, lines, rules, menus, monitor, reports,
-                   agent, voicemail, system, update, calls):
+                   agent, voicemail, system, update, calls, notices):
         app.register_blueprint(module.bp)
     app.add_url_rule("/", endpoint="index", view_func=auth.index)
     return app

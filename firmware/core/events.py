@@ -51,6 +51,15 @@ class CallRecorded:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallAnswered:
+    """A call was just answered (its caller is connected): its rows so far, to keep on disk
+    before its end, so a crash leaves it recorded as cut off rather than missing (issue 16)."""
+
+    call: dict[str, object]
+    legs: list[dict[str, object]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallbackStateChanged:
     """How the callback promised on an already recorded call went: done, expired or failed."""
 
@@ -156,8 +165,8 @@ class RecordingFinished:
 RecordingEvent = RecordingStarted | RecordingAudio | RecordingFinished
 # The record events a `CallRecorder` writes (firmware.core.records.write).
 RecordEvent = (
-    CallRecorded | CallbackStateChanged | CallbackPending | VoicemailLeft | SecurityNoticed
-    | SmsArrived
+    CallAnswered | CallRecorded | CallbackStateChanged | CallbackPending | VoicemailLeft
+    | SecurityNoticed | SmsArrived
 )
 Event = (
     DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | LineStateChanged

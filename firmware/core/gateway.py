@@ -61,6 +61,7 @@ from .callbacks import Callbacks
 from .distribution import Distribution
 from .endings import Endings
 from .events import (
+    CallAnswered,
     DatagramToSend,
     Event,
     RtpToSend,
@@ -75,6 +76,7 @@ from .overload import SERVE, SHED, OverloadControl, shed_response
 from .pickup import Pickup
 from .presence import Presence
 from .recordings import Recordings
+from .records import call_row, leg_row
 from .sip_edge import RejectWith, SipEdge
 from .status import gateway_status
 from .transfer import Transfer
@@ -428,6 +430,9 @@ class Gateway:
             self.agents.offer_answered(call.answered_by, self.now)
         if side == "b":
             self.recordings.member_connected(call, self.now)
+        if side == "a":  # the caller is answered: the call is kept on disk from now (issue 16)
+            self.emit(CallAnswered(call=call_row(call),
+                                   legs=[leg_row(call.id, r) for r in call.leg_records]))
 
     def call_finished(self, call: Call, now: float) -> None:
         self.recordings.call_ended(call, now)

@@ -11,6 +11,7 @@ from ..legs import LegRecord
 from ..routing.tollguard import OutboundCallRefused
 from ..voicemail import VoicemailMessage
 from .events import (
+    CallAnswered,
     CallbackPending,
     CallbackStateChanged,
     CallRecorded,
@@ -27,6 +28,10 @@ class CallRecorder:
 
     def record(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
         raise NotImplementedError
+
+    def call_answered(self, call: dict[str, object], legs: list[dict[str, object]]) -> None:
+        """A call just answered, to keep before its end (`record` completes it); a recorder
+        that keeps nothing across a crash may ignore it."""
 
     def callback_state(self, call_id: str, state: str) -> None:
         """How the callback promised on an already recorded call went (done, expired,
@@ -83,6 +88,8 @@ def write_record(recorder: CallRecorder, event: object) -> bool:
     """Hand a record event of the core's to `recorder`; False for an event of another kind."""
     if isinstance(event, CallRecorded):
         recorder.record(event.call, event.legs)
+    elif isinstance(event, CallAnswered):
+        recorder.call_answered(event.call, event.legs)
     elif isinstance(event, CallbackStateChanged):
         recorder.callback_state(event.call_id, event.state)
     elif isinstance(event, CallbackPending):

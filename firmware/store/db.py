@@ -57,6 +57,10 @@ CALL_COLUMNS = (
 # What `record_finished_calls` writes for a column the call's mapping leaves out (else NULL):
 # the NOT NULL columns' defaults, so a recorder that predates a column keeps working.
 CALL_COLUMN_DEFAULTS: Mapping[str, object] = {"sip_call_id": "", "target_call": 0, "sale": 0}
+# What a call's later record overwrites in its earlier row: all but the id and the marks.
+_UPSERTED_CALL_COLUMNS = ", ".join(
+    f"{column} = excluded.{column}" for column in CALL_COLUMNS
+    if column not in ("id", "target_call", "sale", "marked_by"))
 LEG_COLUMNS = (
     "call_id", "target", "contact", "started_at", "ringing_at", "answered_at", "ended_at",
     "result", "sip_status",
@@ -421,6 +425,32 @@ _SCHEMA_V11: tuple[str, ...] = (
     "CREATE INDEX notifications_state_next_at ON notifications(state, next_at)",
 )
 
+# Schema version 12 (issue 16): what a power cut or a crash must not lose. `calls.record_state`:
+# a call is written once it is answered ('in_progress', its row updated when it ends: 'ended');
+# at the next start a row still 'in_progress' was cut off by the stop ('cut_off': outcome and
+# answered facts kept, end unknown). Rows of version 11 were all written at their end ('ended').
+# `registrations`: the phones' bindings (RFC 3261 §10.3) with their expiry in wall time, served
+# again at once after a restart instead of after each phone's next REGISTER.
+_SCHEMA_V12: tuple[str, ...] = (
+    "ALTER TABLE calls ADD COLUMN record_state TEXT NOT NULL DEFAULT 'ended' "
+    "CHECK (record_state IN ('in_progress', 'ended', 'cut_off'))",
+    "CREATE INDEX calls_in_progress ON calls(record_state) WHERE record_state = 'in_progress'",
+    """CREATE TABLE registrations (
+        extension TEXT NOT NULL,
+        contact_text TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        call_id TEXT NOT NULL,
+        cseq INTEGER NOT NULL,
+        source_transport TEXT NOT NULL,
+        source_host TEXT NOT NULL,
+        source_port INTEGER NOT NULL,
+        user_agent TEXT NOT NULL DEFAULT '',
+        registered_at REAL NOT NULL,
+        PRIMARY KEY (extension, contact_text)
+    )""",
+)
+
 
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
@@ -485,6 +515,11 @@ def _add_notifications(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_registrations_and_open_calls(db: Database) -> None:
+    for statement in _SCHEMA_V12:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -499,6 +534,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_sms,
     _add_call_lines_and_line_events,
     _add_notifications,
+    _add_registrations_and_open_calls,  # 12
 )
 
 
@@ -995,11 +1031,16 @@ class Store:
                 for leg in legs:
                     if leg.get("result") is not None:
                         _check_value("result", str(leg["result"]), LEG_RESULTS)
+                # The row written when the call was answered (schema v12) is completed, its
+                # legs written anew; the marks a manager set meanwhile stay.
                 self._db.execute(
-                    f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in CALL_COLUMNS)})",
+                    f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}, record_state) "
+                    f"VALUES ({', '.join('?' for _ in CALL_COLUMNS)}, 'ended') "
+                    f"ON CONFLICT (id) DO UPDATE SET {_UPSERTED_CALL_COLUMNS}, "
+                    "record_state = 'ended'",
                     [_call_value(call, column) for column in CALL_COLUMNS],
                 )
+                self._db.execute("DELETE FROM call_legs WHERE call_id = ?", (call["id"],))
                 self._db.conn.executemany(
                     f"INSERT INTO call_legs ({', '.join(LEG_COLUMNS)}) "
                     f"VALUES ({', '.join('?' for _ in LEG_COLUMNS)})",

@@ -89,6 +89,7 @@ def test_call_round_trip(store: Store) -> None:
             "marked_by": None,
             "callback_state": None,
             "line": None,
+            "record_state": "ended",  # schema version 12
         }
     ]
 

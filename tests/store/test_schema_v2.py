@@ -22,6 +22,8 @@ NEW_CALL_COLUMNS = {
     "callback_state": None,
     "line": None,  # schema version 10
 }
+# Schema version 12: how far the record got (written when answered, then when ended).
+RECORD_STATE = {"record_state": "ended"}
 
 
 def v1_call(call_id: str, **fields: Any) -> dict[str, Any]:
@@ -72,8 +74,9 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def test_schema_version_is_the_latest_migration(store: Store) -> None:
-    assert len(MIGRATIONS) == 11  # 11: the notifications outbox (issue 15)
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 11
+    # 12: registrations and calls in progress (issue 16)
+    assert len(MIGRATIONS) == 12
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 12
 
 
 def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
@@ -83,7 +86,8 @@ def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert store.load_config() == load_yaml(VALID_YAML)
         # Version 10 reads the line from the source the version 1 recorder wrote.
-        assert store.recent_calls() == [call | NEW_CALL_COLUMNS | {"line": "provider"}]
+        assert store.recent_calls() == [
+            call | NEW_CALL_COLUMNS | {"line": "provider"} | RECORD_STATE]
         (leg,) = store.legs_of(call_id)
         assert (leg["target"], leg["result"], leg["sip_status"]) == ("101", "answered", 200)
 
@@ -119,7 +123,7 @@ def test_finished_call_without_new_keys_gets_defaults(store: Store) -> None:
     store.record_finished_calls([(call, [])])
 
     (row,) = store.recent_calls()
-    assert row == call | NEW_CALL_COLUMNS | {"sip_call_id": ""}
+    assert row == call | NEW_CALL_COLUMNS | {"sip_call_id": ""} | RECORD_STATE
 
 
 def test_finished_call_keeps_the_new_facts(store: Store) -> None:
