@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -198,13 +200,20 @@ def serve(db_path: str, host: str, port: int, *, trusted_proxy: str | None = Non
     from .tls import TlsState, ensure_certificate, redirect_app, server_context, tls_directory
 
     directory = tls_directory(db_path)
-    ensure_certificate(directory, (host, https[0]))
-    state = TlsState(directory, server_context(directory))
+    try:
+        ensure_certificate(directory, (host, https[0]))
+        state = TlsState(directory, server_context(directory))
+    except (RuntimeError, OSError, ssl.SSLError, subprocess.SubprocessError) as error:
+        # No openssl, a full disk, a damaged key: the box stays reachable over plain HTTP,
+        # and says why, rather than have no web UI at all.
+        LOGGER.error("web UI: no HTTPS (%s); serving plain HTTP on %s:%d", error, host, port)
+        serve(db_path, host, port, trusted_proxy=trusted_proxy)
+        return
     app = create_app({"DB": db_path, "TLS_STATE": state})
     socket_map: dict[int, Any] = {}
     server = make_server(app, https[0], https[1], trusted_proxy=trusted_proxy, tls=state,
                          socket_map=socket_map)
-    make_server(redirect_app(https[1]), host, port, socket_map=socket_map, threads=1)
+    make_server(redirect_app(https[1], app), host, port, socket_map=socket_map, threads=1)
     LOGGER.info("web UI on https://%s:%d/ (http://%s:%d/ redirects to it)", https[0],
                 https[1], host, port)
     server.run()

@@ -208,10 +208,18 @@ class TlsChannel(GuardedChannel):
             return 0
 
 
-def redirect_app(https_port: int) -> Any:
-    """A WSGI app answering every request with a redirect to the same path over HTTPS."""
+# The box's own processes (the update's health probe, an SSH tunnel's end): their requests never
+# leave the machine, and they could read the database anyway.
+BOX_ITSELF = frozenset({"127.0.0.1", "::1"})
 
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+
+def redirect_app(https_port: int, local_app: Any = None) -> Any:
+    """A WSGI app answering every request with a redirect to the same path over HTTPS; with
+    `local_app`, requests from the box itself (BOX_ITSELF) are served by it instead."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if local_app is not None and environ.get("REMOTE_ADDR") in BOX_ITSELF:
+            return local_app(environ, start_response)
         host = str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or "localhost")
         # Drop the port the request came to: [v6]:port, v6 bare, name:port, name.
         if host.startswith("["):

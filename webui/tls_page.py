@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from .auth import admin_required
+from .security import admin_required
 from .tls import (
     CERT_NAME,
     MAX_PEM_BYTES,
