@@ -83,6 +83,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for module in (auth, employees, departments, numbers, lines, rules, menus, monitor, reports,
                    agent, voicemail, system, update, calls, notices):
         app.register_blueprint(module.bp)
+    from . import tls_page  # the HTTPS certificate (issue 16)
+
+    app.register_blueprint(tls_page.bp)
     app.add_url_rule("/", endpoint="index", view_func=auth.index)
     return app
 
