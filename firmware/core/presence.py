@@ -407,7 +407,7 @@ class Presence:
                     self._confirmed(call, "b", tx_id, request, source, picker, early_only,
                                     now)
                     return
-        found = self.core.transfer.dialog_named(call_id, tags)
+        found = self.core.transfer.attended.dialog_named(call_id, tags)
         if found is not None:  # a conversation the phone placed itself
             self._confirmed(*found, tx_id, request, source, picker, early_only, now)
             return
@@ -416,10 +416,10 @@ class Presence:
     def _confirmed(self, call: Call, side: str, tx_id: str, request: Request, source: Address,
                    picker: str, early_only: bool, now: float) -> None:
         """RFC 3891 §3, a confirmed dialog: early-only asked, 486; the member itself on
-        another phone (§6.1) takes the call over (firmware/core/transfer.py); a lamp press
+        another phone (§6.1) takes the call over (firmware/core/attended.py); a lamp press
         does not barge into a colleague's conversation: 486 too."""
-        if not early_only and self.core.transfer.may_replace(call, side, picker):
-            self.core.transfer.replace_party(call, side, tx_id, request, source, now)
+        if not early_only and self.core.transfer.attended.may_replace(call, side, picker):
+            self.core.transfer.attended.replace_party(call, side, tx_id, request, source, now)
             return
         reason = None if early_only else "Busy Here (already answered)"
         self.core.reply(tx_id, request, 486, now, reason=reason)
