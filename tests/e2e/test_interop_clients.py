@@ -23,6 +23,7 @@ transfer target, whose display must show the caller's number.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -249,6 +250,8 @@ def phone(client: str, box: LineboxProcess, user: str, workdir: Path, *,
     try:
         box.wait_for(lambda: user in registered(box), REGISTER_TIMEOUT_S,
                      f"{client} {user} registered")
+        if isinstance(adapter, LinphonePhone):  # and the phone agrees
+            adapter.phone.wait_until_registered(REGISTER_TIMEOUT_S)
         yield adapter
     finally:
         adapter.stop()
@@ -268,8 +271,11 @@ def sox_frequency_hz(recording: Path, start_s: float, length_s: float) -> float:
     """The strongest frequency in `length_s` of the recording from `start_s`, by sox: its
     `stat -freq` prints the power spectrum of each 4096-sample window (bins of ~2 Hz at
     8 kHz), summed here per bin. A silent stretch fails the test rather than pass as 0 Hz."""
+    sox = shutil.which("sox")
+    assert sox, ("sox is not installed: install the Debian package sox, e.g. `make deb-test` "
+                 "or `apt-get install sox`")
     result = subprocess.run(
-        ["sox", str(recording), "-n", "trim", f"{start_s:.3f}", f"{length_s:.3f}",
+        [sox, str(recording), "-n", "trim", f"{start_s:.3f}", f"{length_s:.3f}",
          "stat", "-freq"],
         capture_output=True, text=True, timeout=30, check=True)
     rms = SOX_RMS_RE.search(result.stderr)
