@@ -581,7 +581,8 @@ class Daemon:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER_BYTES)
         sock.bind((self.sip_host, self.sip_port))
         # Read with the kernel's receive timestamps: the overload control's signal.
-        self._udp = UdpEndpoint(self.loop, sock, self.on_datagram, after_batch=self.flush)
+        self._udp = UdpEndpoint(self.loop, sock, self.on_datagram, screen=self.screen_datagram,
+                                after_batch=self.flush)
         self._servers.append(await self.tcp.serve(self.sip_host, self.sip_port))
         sock_path = control_socket_path(self.db_path)
         with contextlib.suppress(FileNotFoundError):
@@ -733,9 +734,13 @@ class Daemon:
         self.gateway.receive(data, source, self.loop.time())
         self.flush()
 
-    def on_datagram(self, data: bytes, source: Address, waited_s: float | None) -> None:
-        # Flushed once per batch of datagrams (UdpEndpoint's after_batch).
-        self.gateway.receive(data, source, self.loop.time(), waited_s=waited_s)
+    def on_datagram(self, data: bytes, source: Address) -> None:
+        # Flushed once per batch of datagrams (UdpEndpoint's after_batch); screened (and its
+        # wait observed) when it was read.
+        self.gateway.receive(data, source, self.loop.time(), screened=True)
+
+    def screen_datagram(self, data: bytes, source: Address, waited_s: float | None) -> bool:
+        return self.gateway.screen(data, source, self.loop.time(), waited_s)
 
     def on_rtp(self, port: int, sock: socket.socket) -> None:
         # Drain what is queued: one wake-up may find several packets.

@@ -220,9 +220,10 @@ class Gateway:
                 self.registrar.forget(extension)
 
     def receive(self, data: bytes, source: Address, now: float,
-                waited_s: float | None = None) -> None:
-        """One datagram or framed message; `waited_s`: how long it sat in the receive queue
-        (the kernel's timestamp; firmware/core/overload.py), when the transport knows."""
+                waited_s: float | None = None, *, screened: bool = False) -> None:
+        """One datagram or framed message; `waited_s`: how long it waited to be handled
+        (from the kernel's timestamp; firmware/core/overload.py), when the transport knows;
+        `screened`: `screen` has seen it already."""
         self.now = now
         host = source.host
         if self.auth_guard.source_banned(host, now) and not self.registrar.is_binding_source(
@@ -239,20 +240,8 @@ class Gateway:
             return
         if waited_s is not None:
             self.overload.observe(waited_s, now)
-        if self.overload.overloaded:
-            verdict = self.overload.screen(data, now, own=lambda: (
-                self.lines.by_address(source) is not None
-                or self.registrar.is_binding_source(source)))
-            if verdict != SERVE:
-                # Behind: a stranger's new call or registration is turned away before it is
-                # parsed (or the ACK of such a 503 dropped); calls in progress and the
-                # office's own phones and lines are served first.
-                if verdict == SHED:
-                    self.stats["shed_overload"] += 1
-                    reply = shed_response(data)
-                    if reply is not None:
-                        self.emit(DatagramToSend(data=reply, destination=source))
-                return
+        if not screened and self._shed(data, source, now):
+            return
         try:
             message = parse_message(data, stream=source.reliable)
         except RemoteProtocolError as exc:
@@ -271,6 +260,44 @@ class Gateway:
             return
         self.layer.receive(message, source, now)
         self._drain_events(now)
+
+    def screen(self, data: bytes, source: Address, now: float,
+               waited_s: float | None = None) -> bool:
+        """The overload control's first look, for a transport that reads datagrams ahead of
+        handling them (firmware/transport/udp.py), so the excess is answered at once rather than
+        after the queue: True when `data` was dealt with here (a stranger's new work answered
+        503, the ACK of such a 503 dropped) and is not to be received. `waited_s`: how long the
+        work ahead of it has waited (the queue's age: the overload control's signal). What a
+        banned source sends is left to `receive`, which drops it without a word."""
+        self.now = now
+        if waited_s is not None:
+            self.overload.observe(waited_s, now)
+        host = source.host
+        if self.auth_guard.source_banned(host, now) or self.limiter.is_banned(host, now):
+            return False
+        if not self._shed(data, source, now):
+            return False
+        if self.lines.by_address(source) is None and host not in self.registrar.registered_hosts():
+            self.limiter.allow(host, now)  # counted as `receive` would: a flooder is banned
+        return True
+
+    def _shed(self, data: bytes, source: Address, now: float) -> bool:
+        if not self.overload.overloaded:
+            return False
+        verdict = self.overload.screen(data, now, own=lambda: (
+            self.lines.by_address(source) is not None
+            or self.registrar.is_binding_source(source)))
+        if verdict == SERVE:
+            return False
+        # Behind: a stranger's new call or registration is turned away before it is parsed
+        # (or the ACK of such a 503 dropped); calls in progress and the office's own phones
+        # and lines are served first.
+        if verdict == SHED:
+            self.stats["shed_overload"] += 1
+            reply = shed_response(data)
+            if reply is not None:
+                self.emit(DatagramToSend(data=reply, destination=source))
+        return True
 
     def emit(self, event: Event) -> None:
         """Hand `event` to the daemon (the rooms' one way out)."""

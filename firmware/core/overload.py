@@ -49,15 +49,18 @@ from ..sip.message import error_response_bytes
 
 LOGGER = logging.getLogger(__name__)
 
-# CoDel's numbers (RFC 8289 §4.3, §4.4): the box is behind when even the shortest wait in a
-# whole interval exceeds the target — a standing queue, not a burst or one garbage-collection
-# pause, which raise some waits but not the shortest. A 5 ms standing queue also bounds how
-# long the excess waits for its 503 (issue 16 asks for 10 ms), far under T1 (500 ms).
-TARGET_DELAY_S = 0.005
+# CoDel's rule (RFC 8289 §4.3, §4.4): the box is behind when even the shortest wait in a whole
+# interval (100 ms, CoDel's) exceeds the target — a standing queue, not a burst or one
+# garbage-collection pause, which raise some waits but not the shortest. CoDel's 5 ms target
+# is a router's; a SIP box's deadline is T1 (500 ms), and a Pi sharing its CPU with media sees
+# standing queues of several milliseconds while keeping up: 20 ms (the bench's pass line for
+# a call's whole setup is 50 ms). The excess does not wait for this queue: the UDP transport
+# reads ahead and answers it at once (firmware/transport/udp.py).
+TARGET_DELAY_S = 0.020
 CONTROL_INTERVAL_S = 0.100
 # Below this shortest wait the box is keeping up and may take more new work; between the two
 # the ratio holds (hysteresis).
-RELEASE_DELAY_S = 0.0025
+RELEASE_DELAY_S = 0.010
 # A single datagram that waited this long sheds everything new from strangers at once: half of
 # T1 is gone, and waiting for the interval's end would let the queue grow further.
 SEVERE_DELAY_S = 0.250
@@ -96,11 +99,12 @@ class OverloadStatus:
     delay_ms: float  # the shortest wait in the last control interval: the standing queue
     shed: int  # new requests answered 503 since start
     episodes: int  # times the box went into overload since start
+    worst_delay_ms: float  # the longest a datagram waited to be read since start
 
     def as_dict(self) -> dict[str, object]:
         return {"overloaded": self.overloaded, "admit_ratio": round(self.admit_ratio, 3),
                 "delay_ms": round(self.delay_ms, 1), "shed": self.shed,
-                "episodes": self.episodes}
+                "episodes": self.episodes, "worst_delay_ms": round(self.worst_delay_ms, 1)}
 
 
 def classify(data: bytes) -> str:
@@ -165,6 +169,7 @@ class OverloadControl:
         self._interval_min_s: float | None = None  # None: no datagram in this interval yet
         self._interval_samples = 0
         self._last_min_s = 0.0
+        self._worst_s = 0.0
 
     @property
     def overloaded(self) -> bool:
@@ -178,6 +183,7 @@ class OverloadControl:
         if self._interval_min_s is None or delay_s < self._interval_min_s:
             self._interval_min_s = delay_s
         self._interval_samples += 1
+        self._worst_s = max(self._worst_s, delay_s)
         if (delay_s >= SEVERE_DELAY_S and self._interval_samples >= MIN_SAMPLES
                 and self.admit_ratio > 0.0):
             # Do not wait for the interval's end: every datagram read now is already late.
@@ -221,7 +227,7 @@ class OverloadControl:
         self._advance(now)
         return OverloadStatus(overloaded=self.overloaded, admit_ratio=self.admit_ratio,
                               delay_ms=1000.0 * self._last_min_s, shed=self.shed,
-                              episodes=self.episodes)
+                              episodes=self.episodes, worst_delay_ms=1000.0 * self._worst_s)
 
     def _advance(self, now: float) -> None:
         """Close the control intervals that ended before `now`; an interval with no datagram

@@ -1,12 +1,22 @@
-"""SIP over UDP with each datagram's wait in the receive queue: the socket, read by the event
-loop, hands every datagram on with how long it sat in the kernel's queue (SO_TIMESTAMPNS), the
-overload control's signal (firmware/core/overload.py).
+"""SIP over UDP, read ahead of the work: the socket, read by the event loop, hands every
+datagram on with how long it waited since it reached the socket (SO_TIMESTAMPNS), the overload
+control's signal (firmware/core/overload.py).
 
-asyncio's own datagram transport reads with recvfrom, which drops the kernel's timestamp, so
-the socket is read here with recvmsg; a wake-up drains a bounded batch, so a flood cannot hold
-the loop from its timers and the TCP connections. Sends go straight to the socket: a full send
-buffer loses the datagram as the network would, and SIP's retransmissions cover it
-(RFC 3261 §17.1.1.2) — nothing piles up in memory behind a peer that is not reading.
+Two stages. Each wake-up first reads what the socket holds (up to READ_AHEAD datagrams) and
+shows each to `screen` with the wait ahead of it — the longer of its own time in the kernel's
+queue and the age of the oldest datagram queued here, known the moment it is read — which is
+the overload control's signal and first look, a few microseconds: while the box is behind, a
+stranger's new call is answered 503 right there, so the excess hears its answer within
+milliseconds instead of after the queue. What `screen` leaves is queued here and handled
+WORK_BATCH at a time, the loop getting back to its timers, the TCP connections and this socket
+between batches.
+A full queue (MAX_QUEUED) stops the reading until it shrinks: the kernel's buffer holds the
+rest, and drops beyond it, as it would without us.
+
+asyncio's own datagram transport reads with recvfrom, which drops the kernel's timestamp; hence
+recvmsg here. Sends go straight to the socket: a full send buffer loses the datagram as the
+network would, and SIP's retransmissions cover it (RFC 3261 §17.1.1.2) — nothing piles up in
+memory behind a peer that is not reading.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 
 from ..sip.transaction import Address
@@ -29,24 +40,36 @@ LOGGER = logging.getLogger(__name__)
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@ll")  # time_t, long: the kernel's "old" timespec, native sizes
 MAX_DATAGRAM_BYTES = 65_535
-# Datagrams read per wake-up: enough to drain a burst cheaply, few enough that a timer or a
-# TCP message waits at most a few milliseconds behind them.
-BATCH = 32
+# Datagrams read per wake-up (each screened: microseconds), and handled per loop turn (each
+# up to a call's setup: a timer or a TCP message waits at most a few milliseconds behind them).
+READ_AHEAD = 256
+WORK_BATCH = 32
+# Read ahead of the work at most this many: a fraction of a second of a Pi's work — admitted
+# work queued longer than T1 (500 ms) would be retransmitted before it is handled.
+MAX_QUEUED = 512
 
-Receiver = Callable[[bytes, Address, "float | None"], None]
+Receiver = Callable[[bytes, Address], None]
+Screen = Callable[[bytes, Address, "float | None"], bool]
 
 
 class UdpEndpoint:
-    """The SIP UDP socket: `on_datagram(data, source, waited_s)` for each datagram read
-    (`waited_s` None where the kernel gives no timestamp), `send` for what the core sends."""
+    """The SIP UDP socket: `screen(data, source, waited_s)` first (True: dealt with; `waited_s`
+    None where the kernel gives no timestamp), then, in turn, `on_datagram(data, source)`;
+    `after_batch()` after each stage's batch; `send` for what the core sends."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                 on_datagram: Receiver, *, after_batch: Callable[[], None]) -> None:
+                 on_datagram: Receiver, *, screen: Screen,
+                 after_batch: Callable[[], None]) -> None:
         self.loop = loop
         self.sock = sock
         self.on_datagram = on_datagram
+        self.screen = screen
         self.after_batch = after_batch
         self.dropped_sends = 0
+        # Read, not yet handled: (data, source, kernel timestamp in wall-clock seconds).
+        self._queue: deque[tuple[bytes, Address, float | None]] = deque()
+        self._handling: asyncio.Handle | None = None
+        self._reading = False
         self._ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
         self.timestamps = False
         if sys.platform.startswith("linux"):
@@ -57,13 +80,25 @@ class UdpEndpoint:
                 LOGGER.warning("no receive timestamps on the SIP socket (%s): no overload "
                                "control", exc)
         sock.setblocking(False)
-        self._family = sock.family
-        loop.add_reader(sock.fileno(), self._readable)
         self._open = True
+        self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._reading and self._open:
+            self.loop.add_reader(self.sock.fileno(), self._readable)
+            self._reading = True
+
+    def _pause_reading(self) -> None:
+        if self._reading:
+            self.loop.remove_reader(self.sock.fileno())
+            self._reading = False
 
     def _readable(self) -> None:
         try:
-            for _ in range(BATCH):
+            for _ in range(READ_AHEAD):
+                if len(self._queue) >= MAX_QUEUED:
+                    self._pause_reading()
+                    break
                 try:
                     data, ancdata, _flags, address = self.sock.recvmsg(
                         MAX_DATAGRAM_BYTES, self._ancillary)
@@ -72,20 +107,47 @@ class UdpEndpoint:
                 except OSError as exc:  # ICMP port unreachable and friends: timers cover it
                     LOGGER.debug("UDP error: %s", exc)
                     continue
-                waited_s: float | None = None
+                stamp: float | None = None
                 for level, kind, value in ancdata:
                     if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and \
                             len(value) >= _TIMESPEC.size:
                         seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-                        # The stamp is wall-clock; so is this (overload.py drops a sample
-                        # that spans a clock step).
-                        waited_s = time.time() - (seconds + nanoseconds * 1e-9)
+                        stamp = seconds + nanoseconds * 1e-9
+                source = Address("udp", address[0], address[1])
+                waited_s: float | None = None
+                if stamp is not None:
+                    # Wall-clock stamps, wall-clock now (overload.py drops a sample that spans
+                    # a clock step); the queue's head says how long the work ahead has waited.
+                    oldest = self._queue[0][2] if self._queue else None
+                    waited_s = time.time() - (stamp if oldest is None else min(stamp, oldest))
                 try:
-                    self.on_datagram(data, Address("udp", address[0], address[1]), waited_s)
+                    if self.screen(data, source, waited_s):
+                        continue
                 except Exception:  # one datagram must not stop the socket being read
-                    LOGGER.exception("handling a datagram from %s failed", address[:2])
+                    LOGGER.exception("screening a datagram from %s failed", address[:2])
+                self._queue.append((data, source, stamp))
+        finally:
+            self.after_batch()  # the 503s leave now, not after the queue
+        if self._queue and self._handling is None:
+            self._handling = self.loop.call_soon(self._handle)
+
+    def _handle(self) -> None:
+        self._handling = None
+        try:
+            for _ in range(WORK_BATCH):
+                if not self._queue:
+                    break
+                data, source, _ = self._queue.popleft()
+                try:
+                    self.on_datagram(data, source)
+                except Exception:  # one datagram must not stop the others being handled
+                    LOGGER.exception("handling a datagram from %s failed", source.host)
         finally:
             self.after_batch()
+        if self._queue:
+            self._handling = self.loop.call_soon(self._handle)
+        if len(self._queue) < MAX_QUEUED // 2:
+            self._resume_reading()
 
     def send(self, data: bytes, destination: tuple[str, int]) -> None:
         if not self._open:
@@ -101,6 +163,9 @@ class UdpEndpoint:
         """Stop reading and close; what was sent is in the kernel already."""
         if not self._open:
             return
+        self._pause_reading()
         self._open = False
-        self.loop.remove_reader(self.sock.fileno())
+        if self._handling is not None:
+            self._handling.cancel()
+        self._queue.clear()
         self.sock.close()

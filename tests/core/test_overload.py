@@ -166,7 +166,7 @@ def test_status_says_what_the_admin_needs() -> None:
     control.admit(0.0)
     status = control.status(0.05).as_dict()
     assert status == {"overloaded": True, "admit_ratio": 0.0, "delay_ms": 0.0, "shed": 1,
-                      "episodes": 1}
+                      "episodes": 1, "worst_delay_ms": SEVERE_DELAY_S * 1000}
     assert control.status(0.15).as_dict()["delay_ms"] == SEVERE_DELAY_S * 1000
 
 
@@ -316,3 +316,28 @@ def test_strangers_are_served_again_once_the_queue_is_short() -> None:
     assert o.net.status()["overload"]["overloaded"] is False
     stranger.call("200")
     assert stranger.final_statuses()[-1] == 407  # challenged as usual, not shed
+
+
+def test_screen_answers_a_strangers_invite_before_it_is_queued() -> None:
+    o, stranger = overloaded_office()
+    gateway = o.net.gateway
+    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) is True
+    o.net.pump()
+    assert [m.status for m in stranger.received if isinstance(m, Response)] == [503, 503]
+
+
+def test_screen_leaves_the_offices_phones_and_calls_in_progress_to_receive() -> None:
+    o, _ = overloaded_office()
+    gateway = o.net.gateway
+    phone = o.phones["101"].address
+    assert gateway.screen(invite_bytes(), phone, o.net.now) is False
+    assert gateway.screen(invite_bytes(to_tag="abc", method="BYE"), STRANGER, o.net.now) is False
+
+
+def test_screen_leaves_a_banned_source_to_be_dropped_silently() -> None:
+    o, stranger = overloaded_office()
+    gateway = o.net.gateway
+    gateway.limiter.configure(requests=1, window_s=60.0, ban_s=300.0)
+    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) is True  # shed and counted: ban
+    assert gateway.limiter.is_banned(STRANGER.host, o.net.now)
+    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) is False
