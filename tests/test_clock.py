@@ -116,7 +116,7 @@ def test_a_pending_callback_keeps_its_real_expiry_across_a_step(tmp_path: Path) 
                                     "entered_at": 1_000_000.0, "expires_at": 1_003_600.0,
                                     "attempt": 1, "vip": 0})])
     moved = shift_after_step(store, -3600.0)
-    assert moved == {"callback_requests": 1, "notifications": 0, "calls": 0}
+    assert moved == {"callback_requests": 1, "notifications": 0, "registrations": 0, "calls": 0}
     (request,) = store.pending_callback_requests()
     assert (request["entered_at"], request["expires_at"]) == (996_400.0, 1_000_000.0)
     # Without `unsynced`, no call record moves: they were written by a synchronised clock.

@@ -1,13 +1,14 @@
 """Wall times kept in the database, moved when the wall clock steps (firmware/clock.py).
 
 Two kinds of rows are moved, in one transaction on a `Store` of the calling thread (the daemon's
-recorder thread):
+store-reads thread):
 
 - what is still to happen, kept in wall time so it survives a restart: pending callback requests
-  (when the caller came, when the promise expires) and notifications not yet sent (when made,
-  when next tried). They stand for moments on the monotonic clock the daemon runs on; moved by
-  the step they stay the same moments, so a +2 years step does not expire every promise at the
-  next restart, nor a step back hold a retry up by an hour;
+  (when the caller came, when the promise expires), notifications not yet sent (when made, when
+  next tried) and the phones' registrations (when they expire). They stand for moments on the
+  monotonic clock the daemon runs on; moved by the step they stay the same moments, so a +2
+  years step does not expire every promise at the next restart, nor a step back hold a retry up
+  by an hour;
 - call records the daemon wrote while the kernel said the clock was not synchronised (the Pi
   before its first NTP sync, running on the time kept on the data partition): their times were
   wrong by what the step corrects.
@@ -47,7 +48,7 @@ def shift_after_step(store: Store, step_s: float, *,
     `first` and `last` (by the old clock): this daemon's records made before the sync. Returns
     how many rows of each kind moved."""
     conn = store._db.conn
-    moved = {"callback_requests": 0, "notifications": 0, "calls": 0}
+    moved = {"callback_requests": 0, "notifications": 0, "registrations": 0, "calls": 0}
     with _write_transaction(conn):
         moved["callback_requests"] = conn.execute(
             "UPDATE callback_requests SET entered_at = entered_at + :step, "
@@ -55,6 +56,11 @@ def shift_after_step(store: Store, step_s: float, *,
         moved["notifications"] = conn.execute(
             "UPDATE notifications SET created_at = created_at + :step, next_at = next_at + :step "
             "WHERE state = 'pending'", {"step": step_s}).rowcount
+        # A phone's binding expires at a moment of the registrar's monotonic clock: moved, a
+        # restart after the step still serves it until then (not two years early).
+        moved["registrations"] = conn.execute(
+            "UPDATE registrations SET expires_at = expires_at + :step, "
+            "registered_at = registered_at + :step", {"step": step_s}).rowcount
         if unsynced is not None:
             rowid, first, last = unsynced
             ids = [row[0] for row in conn.execute(
