@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) bench/routing.py
 	$(PY) bench/webui_monitor.py
 	$(PY) bench/call_setup.py
+	$(PY) bench/overload.py
 	$(PY) bench/at_roundtrip.py
 	$(PY) bench/sqlite_durability.py
 
