@@ -209,7 +209,12 @@ class Attended:
 
         def done(moved_side: str, ok: bool, status: int, now: float) -> None:
             waiting.discard(moved_side)
-            if call.state == CallState.ENDED or referral.final_status is not None:
+            if referral.final_status is not None:
+                return
+            if call.state == CallState.ENDED:
+                # A party hung up before the transfer completed: the referrer hears so, and
+                # its dialog is let go like after any final NOTIFY.
+                referral.finished(487, REASONS[487], now)
                 return
             if not ok:
                 LOGGER.warning("call %s: the transfer's re-INVITE was refused (%d)", call.id,

@@ -279,3 +279,20 @@ def test_a_refer_sent_in_the_consultation_keeps_the_customers_call_as_the_one_ca
     assert rows[consult.call_id][0]["end_cause"] == "attended transfer"
     agents = o.net.gateway.agents
     assert [agents.agent(e).calls_in_progress for e in ("101", "102", "103")] == [0, 0, 0]
+
+
+def test_the_caller_hanging_up_before_the_transfer_completes_is_told_to_the_referrer() -> None:
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)
+    consult, ok = consultation(o)
+    in_dialog(o.phones["101"], leg, "REFER", [("Refer-To", replaces(consult, ok))])
+    o.provider.bye(caller)  # before answering the box's re-INVITE
+    to_103 = o.phones["103"].invites()[0].call_id  # the box's dialog with 103
+    assert byes_in(o.phones["103"].requests("BYE"), to_103) == 1
+    box_reinvite(o.phones["103"], phone_sdp(o.phones["103"]))
+    box_reinvite(o.provider, PROVIDER_SDP)
+    assert sipfrags(o.phones["101"], leg)[-1] == "SIP/2.0 487 Request Terminated"
+    o.net.advance(3.0)
+    assert byes_in(o.phones["101"].requests("BYE"), leg.call_id) == 1
+    assert o.net.gateway.transfer.referrers == {}  # nothing kept for the referrer
+    assert o.net.calls() == []
