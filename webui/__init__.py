@@ -86,6 +86,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from . import tls_page  # the HTTPS certificate (issue 16)
 
     app.register_blueprint(tls_page.bp)
+    from . import whatif  # the owner's what-if replay and channel sizing (issue 17)
+
+    app.register_blueprint(whatif.bp)
     app.add_url_rule("/", endpoint="index", view_func=auth.index)
     return app
 

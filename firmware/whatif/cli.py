@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import date, tzinfo
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import reports
@@ -49,6 +51,10 @@ def add_parsers(sub: Any, *, date_type: Any, zone_type: Any, default_db: str) ->
                         help="start another variant (its --set options follow)")
     whatif.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
                         help=f"runs per variant (default {DEFAULT_SEEDS})")
+    whatif.add_argument("--workers", type=int, default=default_workers(),
+                        help="processes replaying at once (default: the cores, at most 4)")
+    whatif.add_argument("--progress", metavar="FILE",
+                        help="keep the share done (0..1) in this file (the web UI reads it)")
     whatif.add_argument("--json", action="store_true", help="machine-readable output")
     whatif.add_argument("--db", default=default_db)
 
@@ -63,6 +69,30 @@ def add_parsers(sub: Any, *, date_type: Any, zone_type: Any, default_db: str) ->
                       help="seconds (default 20)")
     size.add_argument("--json", action="store_true", help="machine-readable output")
     size.add_argument("--db", default=default_db)
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class ProgressFile:
+    """The share of the runs done, written to a file at most twice a second (replaced whole,
+    so a reader never sees half a number)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+        self.written_at = 0.0
+
+    def __call__(self, fraction: float, *, force: bool = False) -> None:
+        if self.path is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.written_at < 0.5:
+            return
+        self.written_at = now
+        partial = self.path.with_name(self.path.name + ".part")
+        partial.write_text(f"{fraction:.4f}\n", encoding="ascii")
+        os.replace(partial, self.path)
 
 
 def _period_arguments(parser: argparse.ArgumentParser, date_type: Any, zone_type: Any) -> None:
@@ -113,6 +143,11 @@ def whatif_command(args: argparse.Namespace, store: Store) -> int:
     if not 1 <= args.seeds <= MAX_SEEDS:
         print(f"linebox: --seeds must be from 1 to {MAX_SEEDS}", file=sys.stderr)
         return 2
+    if not 1 <= args.workers <= 64:
+        print("linebox: --workers must be from 1 to 64", file=sys.stderr)
+        return 2
+    progress = ProgressFile(args.progress)
+    progress(0.0, force=True)
     tz = args.tz or reports.site_zone(store)
     since, until, start, end = _period(args, tz)
     try:
@@ -129,7 +164,9 @@ def whatif_command(args: argparse.Namespace, store: Store) -> int:
               file=sys.stderr)
         return 1
     started = time.monotonic()
-    summaries = run_variants(history, variants, seeds=args.seeds)
+    summaries = run_variants(history, variants, seeds=args.seeds, workers=args.workers,
+                             progress=progress)
+    progress(1.0, force=True)
     elapsed = time.monotonic() - started
     recorded = recorded_figures(history)
     baseline = summaries[0]

@@ -11,8 +11,10 @@ owner can trust; one whose range straddles zero may be luck.
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,24 +171,47 @@ def recorded_figures(history: History) -> dict[str, Any]:
 
 
 def run_variants(history: History, variants: Sequence[Variant], *, seeds: int = DEFAULT_SEEDS,
-                 behaviour: Behaviour | None = None,
+                 behaviour: Behaviour | None = None, workers: int = 1,
                  progress: Callable[[float], None] | None = None) -> list[VariantSummary]:
-    """Replay every variant `seeds` times (seeds 1..N, the same for every variant)."""
+    """Replay every variant `seeds` times (seeds 1..N, the same for every variant), in
+    `workers` processes (each replay is independent and pure CPU: a Pi 4's four cores make a
+    year's 20 runs four times quicker). Results do not depend on `workers`."""
     behaviour = behaviour if behaviour is not None else fit(history)
-    total = len(variants) * seeds
-    summaries = []
-    done = 0
-    for variant in variants:
-        runs = []
-        for seed in range(1, seeds + 1):
+    jobs = [(index, seed) for index in range(len(variants)) for seed in range(1, seeds + 1)]
+    results: dict[tuple[int, int], ReplayResult] = {}
+    if workers > 1 and len(jobs) > 1:
+        # Forked workers inherit the history (no pickling of 100,000 records per job).
+        _SHARED[:] = [history, behaviour, list(variants)]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_replay_job, index, seed): (index, seed)
+                       for index, seed in jobs}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if progress is not None:
+                    progress(len(results) / len(jobs))
+        _SHARED.clear()
+    else:
+        for index, seed in jobs:
+            done = len(results)
+
             def step(fraction: float, done: int = done) -> None:
                 if progress is not None:
-                    progress((done + fraction) / total)
-            runs.append(Replay(history, behaviour, variant.department, seed=seed,
-                               added=variant.added, progress=step).run())
-            done += 1
+                    progress((done + fraction) / len(jobs))
+            variant = variants[index]
+            results[(index, seed)] = Replay(history, behaviour, variant.department, seed=seed,
+                                            added=variant.added, progress=step).run()
             if progress is not None:
-                progress(done / total)
-        summaries.append(VariantSummary(name=variant.name, settings=variant.settings,
-                                        runs=tuple(runs)))
-    return summaries
+                progress(len(results) / len(jobs))
+    return [VariantSummary(name=variant.name, settings=variant.settings,
+                           runs=tuple(results[(index, seed)] for seed in range(1, seeds + 1)))
+            for index, variant in enumerate(variants)]
+
+
+_SHARED: list[Any] = []
+
+
+def _replay_job(index: int, seed: int) -> ReplayResult:
+    history, behaviour, variants = _SHARED
+    variant = variants[index]
+    return Replay(history, behaviour, variant.department, seed=seed, added=variant.added).run()
