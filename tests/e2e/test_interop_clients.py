@@ -3,8 +3,9 @@
 Each test is one feature of an office phone, run once per client that can do it: baresip 1.0.0
 over its control socket (tests/e2e/baresip.py) and linphonec 5.1 over its standard input
 (tests/e2e/linphone.py). SIPp's row of the matrix is the SIPp tests of the features
-(test_calls.py, test_hold_e2e.py, test_transfer_e2e.py); README.md's "Tested with" table names
-them all, and test_interop_table.py keeps the table and these tests in step.
+(test_calls.py, test_hold_e2e.py, test_transfer_e2e.py, test_pickup_e2e.py, test_blf_e2e.py);
+README.md's "Tested with" table names them all, and test_interop_table.py keeps the table and
+these tests in step.
 
 Every phone speaks a tone of its own from a WAV file and records what it hears. A tone is found
 in a recording by sox (its `stat` effect's rough frequency over a stretch of the recording) and,
@@ -15,9 +16,10 @@ statistics).
 
 baresip 1.0.0 drops its recording filter from the receive path when a re-INVITE changes the
 media (its `sndfile` stops at a hold or a transfer), so where a test must hear a phone after a
-re-INVITE, that phone is a linphonec: the held party of a hold and the transferred caller of a
-transfer. The client under test is the one that presses the key (hold, transfer), and the
-transfer target, whose display must show the caller's number.
+re-INVITE, that phone is a linphonec: the held party of a hold, the transferred caller of a
+transfer, the caller whose ringing call is picked up. The client under test is the one that
+presses the key (hold, transfer, the pickup code), and the transfer target, whose display must
+show the caller's number.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from tests.e2e.media import SAMPLE_RATE_HZ, read_wav, tone_share, tone_wav
 
 CLIENTS = ("baresip", "linphonec")
 TONE_FILE_S = 60.0  # longer than any call here
-TONES_HZ = {"101": 600.0, "102": 1000.0, "103": 1400.0}
+TONES_HZ = {"101": 600.0, "102": 1000.0, "103": 1400.0, "104": 800.0}
 REGISTER_TIMEOUT_S = 10.0
 CALL_TIMEOUT_S = 15.0
 TALK_S = 2.5  # each stretch of a call (talk, hold, after the resume, after a transfer)
@@ -570,3 +572,42 @@ def test_attended_transfer_joins_the_caller_and_the_consulted_colleague(
     assert (customer["answered_by"], customer["outcome"]) == ("103", "answered"), customer
     assert sorted(leg["target"] for leg in customer["legs"]) == ["102", "103"], customer
     assert consultation["dialed"] == "103", consultation
+
+
+@pytest.mark.parametrize("code", ["*8", "**102"])
+@pytest.mark.parametrize("client", CLIENTS)
+def test_pickup_takes_the_call_ringing_a_colleague(
+    client: str, code: str, tmp_path: Path,
+) -> None:
+    """104 (linphonec) calls department 200, whose phones 101 and 102 ring unanswered; 103
+    (the client under test), their colleague in department 300, dials the pickup code, and
+    takes the call: the ringing stops, 103 and 104 talk."""
+    config = digest_config(client)
+    config["departments"].append({"number": "300", "name": "Office", "strategy": "ring_all",
+                                  "ring_timeout_s": 20, "members": ["101", "102", "103"]})
+    with ExitStack() as stack:
+        box = stack.enter_context(running_linebox(tmp_path / "box", config))
+        for member in ("101", "102"):
+            stack.enter_context(phone(client, box, member, tmp_path))
+        picker = stack.enter_context(phone(client, box, "103", tmp_path))
+        caller = stack.enter_context(phone("linphonec", box, "104", tmp_path))
+        caller.dial("200")
+        box.wait_for(lambda: [c["ringing"] for c in box.status()["calls"]] == [["101", "102"]],
+                     CALL_TIMEOUT_S, "the call ringing 101 and 102")
+        picker.dial(code)
+        picker.wait_established()
+        caller.wait_established()
+        talk(box)
+        caller.hang_up()
+        caller.wait_closed()
+        picker.wait_closed()
+        record = record_of_the_call(box)
+        assert box.status()["calls"] == []
+        stack.close()
+    tones = {name: TONES_HZ[name] for name in ("103", "104")}
+    assert_heard(caller.recording(), ["103"], tones)
+    assert_heard(picker.recording(), ["104"], tones)
+    assert (record["caller"], record["answered_by"], record["department"]) == (
+        "104", "103", "200")
+    assert sorted((leg["target"], leg["result"]) for leg in record["legs"]) == [
+        ("101", "cancelled"), ("102", "cancelled"), ("103", "answered")]

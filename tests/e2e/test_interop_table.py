@@ -40,6 +40,9 @@ for _client in ("baresip", "linphonec"):
         ("hang up", "test_calls_a_department_a_colleague_answers_and_hangs_up"),
     ):
         MATRIX[(_feature, _client)] = f"{CLIENTS_FILE}::{_test}[{_client}]"
+    for _code, _row in (("*8", "pickup `*8`"), ("**102", "pickup `**EXT`")):
+        MATRIX[(_row, _client)] = (
+            f"{CLIENTS_FILE}::test_pickup_takes_the_call_ringing_a_colleague[{_client}-{_code}]")
 MATRIX[("attended transfer", "linphonec")] = (
     f"{CLIENTS_FILE}::test_attended_transfer_joins_the_caller_and_the_consulted_colleague"
     "[linphonec]")
@@ -62,6 +65,12 @@ MATRIX.update({
     ("attended transfer", "SIPp"):
         "tests/e2e/test_transfer_e2e.py::"
         "test_an_agent_consults_a_colleague_and_transfers_the_caller_to_them",
+    ("pickup `*8`", "SIPp"):
+        "tests/e2e/test_pickup_e2e.py::test_a_colleague_picks_up_the_ringing_provider_call[*8]",
+    ("pickup `**EXT`", "SIPp"):
+        "tests/e2e/test_pickup_e2e.py::test_a_colleague_picks_up_the_ringing_provider_call[**102]",
+    ("busy lamp (BLF)", "SIPp"):
+        "tests/e2e/test_blf_e2e.py::test_a_busy_lamp_goes_idle_early_confirmed_terminated",
     ("hang up", "SIPp"):
         "tests/e2e/test_calls.py::test_provider_call_rings_the_department_and_completes_with_bye",
 })
