@@ -31,6 +31,7 @@ from . import reports
 from .daemon import DAILY_CHECK_INTERVAL_S, control_request, run_daemon
 from .display import terminal_json, terminal_text
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT
+from .media.recorder_store import recording_of
 from .routing.model import AGENT_STATUSES
 from .routing.rules import normalise_number
 from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml_file, seed_default
@@ -165,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the call ended in a sale (implies --target)")
     mark.add_argument("--by", help="who marks it (default: your login name)")
     mark.add_argument("--db", default=DEFAULT_DB)
+    saved = call_sub.add_parser("recording", help="write a call's recording to a file (G.711 "
+                                                  "WAV: caller left, member right, or mono)")
+    saved.add_argument("call_id")
+    saved.add_argument("file", help="where to write it (- for standard output)")
+    saved.add_argument("--db", default=DEFAULT_DB)
     listing = call_sub.add_parser("list", help="the latest calls with their ids, newest first")
     listing.add_argument("--missed", action="store_true", help="only missed calls")
     listing.add_argument("--line", metavar="NAME", help="only the calls of this line")
@@ -276,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
         if args.command == "call":
+            if args.call_command == "recording":
+                return _call_recording(args)
             return _call_mark(args) if args.call_command == "mark" else _call_list(args)
         if args.command == "voicemail":
             return (_voicemail_list(args) if args.voicemail_command == "list"
@@ -729,6 +737,27 @@ def _call_mark(args: argparse.Namespace) -> int:
         store.close()
     print(f"{call['id']}: target call {'yes' if call['target_call'] else 'no'}, "
           f"sale {'yes' if call['sale'] else 'no'} (marked by {call['marked_by']})")
+    return 0
+
+
+def _call_recording(args: argparse.Namespace) -> int:
+    store = _open_existing(args.db)
+    if store is None:
+        return 1
+    try:
+        found = recording_of(store, args.db, args.call_id)
+    finally:
+        store.close()
+    if found is None:
+        print(f"linebox: no recording of call {args.call_id} (not recorded, or deleted to stay "
+              "under the recordings' quota)", file=sys.stderr)
+        return 1
+    audio = found[1].read_bytes()
+    if args.file == "-":
+        sys.stdout.buffer.write(audio)
+        sys.stdout.flush()
+    else:
+        Path(args.file).write_bytes(audio)
     return 0
 
 

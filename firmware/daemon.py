@@ -44,6 +44,9 @@ from .core.events import (
     FailoverSwitched,
     LineStateChanged,
     ModemCommandRequested,
+    RecordingAudio,
+    RecordingFinished,
+    RecordingStarted,
     RtpToSend,
     SmsArrived,
 )
@@ -52,6 +55,7 @@ from .mailer import Mailer
 from .media import prompts
 from .media.audio import AudioError, to_pcm8k, wav_bytes
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT, PortRange
+from .media.recorder_files import RecordingFiles
 from .modems import DriverFactory, ModemRuntime, default_driver
 from .reports import conversion_by_manager
 from .routing.tollguard import OutboundCallRefused
@@ -497,6 +501,7 @@ class Daemon:
         self._dns = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dns")
         self.greetings = GreetingCache()
         self.recorder = SqliteRecorder(db_path, wall_offset_s=time.time() - self.loop.time())
+        self.recordings = RecordingFiles(db_path, settings=lambda: self._config.recording)
         # Before any new call is recorded: the calls a crash or a power cut interrupted.
         cut_off = mark_cut_off_calls(store)
         if cut_off:
@@ -641,6 +646,7 @@ class Daemon:
             self.hardware.close()
         self.media_ports.close_all()
         await asyncio.to_thread(self.recorder.close)  # the last records reach the disk
+        await asyncio.to_thread(self.recordings.close)  # the files' headers fixed up
         await self.mailer.close()
         await self.reads.close()
         self._dns.shutdown(wait=False, cancel_futures=True)
@@ -833,6 +839,8 @@ class Daemon:
             LOGGER.log(logging.WARNING if event.state == "down" else logging.INFO,
                        "line %s (%s) is %s: %s", event.name, event.kind, event.state,
                        event.reason)
+        elif isinstance(event, RecordingStarted | RecordingAudio | RecordingFinished):
+            self.recordings.perform(event)  # written in a thread of its own
         elif write_record(self.recorder, event):
             self.mailer.notice(event)
         else:

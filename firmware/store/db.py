@@ -451,6 +451,25 @@ _SCHEMA_V12: tuple[str, ...] = (
     )""",
 )
 
+# Schema version 13 (issue 15): call recordings, one row per recorded call (the calls table and
+# its reports untouched). `file` is relative to the recordings folder beside the database;
+# `state` 'recording' while it is written, 'done' when closed, 'repaired' when a power cut left it
+# unfinished and the next start mended its header (firmware/media/recorder_files.py). No foreign
+# key to `calls`: the call's row may be written after the recording's first second.
+_SCHEMA_V13: tuple[str, ...] = (
+    """CREATE TABLE recordings (
+        call_id TEXT PRIMARY KEY NOT NULL,
+        file TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        duration_s REAL NOT NULL DEFAULT 0,
+        channels INTEGER NOT NULL CHECK (channels IN (1, 2)),
+        codec TEXT NOT NULL CHECK (codec IN ('PCMA', 'PCMU')),
+        bytes INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'recording' CHECK (state IN ('recording', 'done', 'repaired'))
+    )""",
+    "CREATE INDEX recordings_started_at ON recordings(started_at)",
+)
+
 
 def _create_schema_v1(db: Database) -> None:
     for statement in _SCHEMA_V1:
@@ -520,6 +539,11 @@ def _add_registrations_and_open_calls(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_recordings(db: Database) -> None:
+    for statement in _SCHEMA_V13:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -535,6 +559,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_call_lines_and_line_events,
     _add_notifications,
     _add_registrations_and_open_calls,  # 12
+    _add_recordings,  # 13
 )
 
 

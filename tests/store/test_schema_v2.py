@@ -74,9 +74,9 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def test_schema_version_is_the_latest_migration(store: Store) -> None:
-    # 12: registrations and calls in progress (issue 16)
-    assert len(MIGRATIONS) == 12
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 12
+    # 12: registrations and calls in progress (issue 16); 13: call recordings (issue 15)
+    assert len(MIGRATIONS) == 13
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 13
 
 
 def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
