@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/call_setup.py
 	$(PY) bench/overload.py
 	$(PY) bench/at_roundtrip.py
+	$(PY) bench/idle_memory.py
 	$(PY) bench/sqlite_durability.py
 
 # The Raspberry Pi image (needs internet and hours): images/out/linebox-$(BOARD).img.
