@@ -50,6 +50,10 @@ ALLOW = ("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, MESSAGE, NO
          "SUBSCRIBE, REFER")
 RELAYED_IN_DIALOG = frozenset({"INFO", "UPDATE", "MESSAGE", "NOTIFY", "OPTIONS"})
 COPIED_INVITE_HEADERS = ("Content-Type", "Content-Disposition", "Supported", "Allow")
+# RFC 3891 §6: the box takes REFERs with Replaces and INVITEs with Replaces; phones offer an
+# attended transfer (rather than a blind one after the consultation) only to a party that
+# says so (firmware/core/attended.py).
+SUPPORTED_EXTENSION = "replaces"
 DEFAULT_MAX_FORWARDS = 70
 
 ResponseHandler = Callable[[str, Response, float], None]
@@ -201,7 +205,7 @@ class SipCaller:
         assert self._answer_dialog is not None, "answer() without answerable()"
         self.dialog = self._answer_dialog
         headers = [("Contact", self.our_contact), ("Allow", ALLOW),
-                   ("User-Agent", self.services.user_agent)]
+                   ("Supported", SUPPORTED_EXTENSION), ("User-Agent", self.services.user_agent)]
         if media.body:
             headers.append(("Content-Type", media.content_type))
         self.services.send_response(self.invite_tx, make_response(
@@ -296,6 +300,9 @@ class SipLeg(LegStates):
             value = setup.hints.get(name)
             if value is not None:
                 headers.add(name, value)
+        supported = [o.strip() for o in (headers.get("Supported") or "").split(",") if o.strip()]
+        if SUPPORTED_EXTENSION not in (o.lower() for o in supported):
+            headers.set("Supported", ", ".join([*supported, SUPPORTED_EXTENSION]))
         if offer is None:
             headers.remove("Content-Type")
             headers.remove("Content-Disposition")

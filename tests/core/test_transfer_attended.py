@@ -296,3 +296,13 @@ def test_the_caller_hanging_up_before_the_transfer_completes_is_told_to_the_refe
     assert byes_in(o.phones["101"].requests("BYE"), leg.call_id) == 1
     assert o.net.gateway.transfer.referrers == {}  # nothing kept for the referrer
     assert o.net.calls() == []
+
+
+def test_the_box_says_it_supports_replaces_to_the_phones() -> None:
+    """RFC 3891 §6: phones offer an attended transfer only to a party that supports Replaces;
+    the box says so in its INVITEs and its 200s."""
+    o = office()
+    _, leg = provider_call_answered_by_101(o)
+    assert "replaces" in (leg.headers.get("Supported") or "").split(", ")
+    _, ok = consultation(o)
+    assert ok.headers.get("Supported") == "replaces"
