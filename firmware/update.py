@@ -246,9 +246,19 @@ def parse_status(text: str) -> dict[str, Any]:
             "primary": names.get(str(primary), primary), "slots": slots}
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer: with HTTPS on, the plain port only redirects (to a certificate
+    the probe has no reason to check)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def _http_answers(url: str) -> bool:
+    """The web UI serves: any HTTP answer but a server error."""
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_PROBE_TIMEOUT_S) as reply:
+        opener = urllib.request.build_opener(_NoRedirect)
+        with opener.open(url, timeout=HTTP_PROBE_TIMEOUT_S) as reply:
             return 200 <= int(reply.status) < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500

@@ -20,10 +20,12 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -440,5 +442,36 @@ def test_a_system_whose_web_ui_never_answers_is_not_marked_good(
     assert not (rauc_system.boot / "slot-a.state").exists()
     # Without a web UI to wait for (a daemon run without --http): marked good at once.
     asyncio.run(asyncio.wait_for(updater.mark_good_when_ready(None), 30))
+    assert updater.marked_good == "A"
+    assert (rauc_system.boot / "slot-a.state").read_text().strip() == "good"
+
+
+def test_a_web_ui_that_only_redirects_to_https_counts_as_answering(
+        rauc_system: RaucSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With HTTPS on, the web UI's plain port answers every request with a redirect to a
+    # self-signed certificate: that is a served web UI, and the slot is marked good.
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(302)
+            self.send_header("Location", "https://127.0.0.1:1/")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    for name, value in rauc_system.env.items():
+        monkeypatch.setenv(name, value)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        updater = update.Updater(tmp_path / "update",
+                                 system_conf=tmp_path / "rauc" / "system.conf")
+        url = f"http://127.0.0.1:{server.server_port}/"
+        asyncio.run(asyncio.wait_for(updater.mark_good_when_ready(url), 30))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
     assert updater.marked_good == "A"
     assert (rauc_system.boot / "slot-a.state").read_text().strip() == "good"
