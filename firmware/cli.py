@@ -342,6 +342,33 @@ def _run(args: argparse.Namespace) -> int:
             _event_loop_runner(run_daemon(
                 store, sip_host=host, sip_port=port, db_path=args.db, rtp_ports=args.rtp_ports,
                 housekeeping_interval_s=args.housekeeping_interval_s))
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file beside the database, which a full data partition cannot write (issue 16):
+    said once on stderr, then the lines go to stderr alone until the file takes them again —
+    not a traceback for every line, as logging's default handleError prints."""
+
+    failing = False
+    _failed_now = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        super().emit(record)  # errors reach handleError
+        if self.failing and not self._failed_now:
+            self.failing = False
+            sys.stderr.write(f"linebox: the log file {self.baseFilename} is written again\n")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        self._failed_now = True
+        if not self.failing:
+            sys.stderr.write(f"linebox: the log file {self.baseFilename} cannot be written "
+                             f"({error}); the log goes to stderr only meanwhile\n")
+        self.failing = True
+
+
         finally:
             if web is not None:
                 _stop_web(web)
@@ -354,7 +381,7 @@ def _log_to_file(db: str) -> None:
     """The daemon's log also goes to a file beside the database; the web UI's System page
     shows its last lines."""
     Path(db).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
+    handler = _LogFile(
         log_path(db), maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8",
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

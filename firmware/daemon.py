@@ -697,6 +697,10 @@ class Daemon:
                 failing = False
             except Exception as exc:
                 if not failing:
+        # Voicemail takes no message the database cannot keep (issue 16).
+        full = bool(self.recorder.problem)
+        if full != self.gateway.storage_full:
+            self.gateway.set_storage_full(full)
                     LOGGER.error("the daily backup of the database failed: %s", exc)
                 failing = True
             await asyncio.sleep(BACKUP_CHECK_INTERVAL_S)

@@ -42,6 +42,7 @@ PROMPT_VOICEMAIL_GREETING = "voicemail_greeting"
 PROMPT_MESSAGE_SAVED = "message_saved"
 PROMPT_CALLBACK_APOLOGY = "callback_apology"
 PROMPT_GOODBYE = "goodbye"
+PROMPT_VOICEMAIL_UNAVAILABLE = "voicemail_unavailable"  # the data partition is full (issue 16)
 PROMPT_QUEUE_POSITION = "queue_position"
 PROMPT_CALLBACK_OFFER = "callback_offer"
 MAX_SPOKEN_POSITION = 20  # number prompts exist for 0..20
@@ -186,6 +187,19 @@ class VoicemailScript(Script):
             party.session.play(PROMPT_MESSAGE_SAVED, party.services.prompt(PROMPT_MESSAGE_SAVED))
         else:
             self.state = "done"
+            party.hang_up(now)
+
+
+class UnavailableScript(Script):
+    """Voicemail that cannot take a message (the box's storage is full, issue 16): the caller
+    hears so, then the box hangs up — a prompt, not silence."""
+
+    def start(self, party: LocalParty, now: float) -> None:
+        party.session.play(PROMPT_VOICEMAIL_UNAVAILABLE,
+                           party.services.prompt(PROMPT_VOICEMAIL_UNAVAILABLE))
+
+    def on_event(self, party: LocalParty, event: MediaEvent, now: float) -> None:
+        if not isinstance(event, DtmfReceived) and event.name == PROMPT_VOICEMAIL_UNAVAILABLE:
             party.hang_up(now)
 
 

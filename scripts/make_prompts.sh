@@ -19,6 +19,8 @@ say ru message_saved "Ваше сообщение сохранено. До св�
 say en message_saved "Your message has been saved. Goodbye."
 say ru callback_apology "Извините, мы не смогли перезвонить вам вовремя. Чтобы оставить сообщение, нажмите один."
 say en callback_apology "We are sorry, we could not call you back in time. To leave a message, press one."
+say ru voicemail_unavailable "Извините, сейчас мы не можем принять ваше сообщение. Пожалуйста, перезвоните позже."
+say en voicemail_unavailable "Sorry, we cannot take your message right now. Please call again later."
 say ru goodbye "До свидания."
 say en goodbye "Goodbye."
 say ru queue_position "Ваш номер в очереди:"

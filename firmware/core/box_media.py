@@ -22,6 +22,7 @@ from ..voicemail import (
     PromptCall,
     QueueScript,
     Script,
+    UnavailableScript,
     VoicemailScript,
     VoicemailSettings,
 )
@@ -40,8 +41,10 @@ class BoxMedia:
     def voicemail(self, call: Call, mailbox: str, now: float) -> None:
         """Answer the caller and take a message for `mailbox` (RFC 3264: our SDP answers the
         caller's offer; an INVITE without one gets our offer, answered in the ACK)."""
-        script = VoicemailScript(call_id=call.id, mailbox=mailbox, caller=call.info.caller,
-                                 settings=VoicemailSettings())
+        script: Script = VoicemailScript(call_id=call.id, mailbox=mailbox,
+                                         caller=call.info.caller, settings=VoicemailSettings())
+        if self.core.storage_full:  # no room for a message: the caller is told so (issue 16)
+            script = UnavailableScript()
         anchor = call.anchor
         if isinstance(anchor, CallMedia) and not anchor.bridged:
             # The caller already hears the box (the queue's early media): the same session

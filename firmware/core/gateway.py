@@ -144,6 +144,7 @@ class Gateway:
         self.last_agent: dict[str, str] = {}  # caller → who answered them last (today)
         self.crm_owners: dict[str, str] = {}  # normalised phone → responsible extension
         self.conversion: dict[str, float] = {}  # extension → sales / target calls (rank: auto)
+        self.storage_full = False  # the daemon cannot write records: voicemail takes none
         self._awaiting_webhook: dict[str, tuple[Call, str, bool]] = {}
         self._awaiting_crm: dict[str, Call] = {}
         self.stats: dict[str, int] = {
@@ -471,6 +472,11 @@ class Gateway:
         start again."""
         self.agents.new_day()
         self.last_agent.clear()
+
+    def set_storage_full(self, full: bool) -> None:
+        """Whether the box's storage takes no more records (a full data partition): voicemail
+        then tells callers it cannot take a message instead of recording one (issue 16)."""
+        self.storage_full = full
 
     def set_conversion(self, rates: dict[str, float]) -> None:
         """Sales per target call by extension, from the call records (`rank: auto`)."""
