@@ -42,6 +42,8 @@ LOGGER = logging.getLogger(__name__)
 SYSTEM_CONF = Path(os.environ.get("LINEBOX_RAUC_SYSTEM_CONF", "/etc/rauc/system.conf"))
 # The reboot-watch service (root) reboots when this file appears (the overlay's reboot-watch).
 REBOOT_REQUEST = Path(os.environ.get("LINEBOX_REBOOT_REQUEST", "/run/linebox/requests/reboot"))
+# rauc-boot's mark of a try armed in this boot (tmpfs: gone after any restart).
+TRYBOOT_MARK = Path(os.environ.get("LINEBOX_RUN_DIR", "/run/linebox")) / "tryboot"
 STATUS_TIMEOUT_S = 30.0  # `rauc status`: D-Bus activation of the service included
 INSTALL_TIMEOUT_S = 30 * 60.0  # a 100 MB slot on a slow SD card, with room
 MARK_GOOD_TIMEOUT_S = 60.0
@@ -201,8 +203,9 @@ class Updater:
         for slot in before.get("slots", []):
             # The primary is a slot that is not the booted one and was marked bad: a try of
             # it ended here (the firmware fell back): worth telling the admin.
+            # Not while a try is armed in this boot (installed, not yet restarted).
             if (slot.get("bootname") == before.get("primary") and slot.get("bootname") != booted
-                    and slot.get("boot_status") == "bad"):
+                    and slot.get("boot_status") == "bad" and not TRYBOOT_MARK.exists()):
                 self.previous_try_failed = str(slot.get("bootname"))
                 LOGGER.warning("update: slot %s was tried and did not come up; %s runs",
                                self.previous_try_failed, booted)

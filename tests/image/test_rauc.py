@@ -228,10 +228,20 @@ def test_a_try_never_marked_good_leaves_the_old_slot_to_boot(boot_dir: Path) -> 
     rauc_boot(boot_dir, "set-primary", "B")
     # B failed to come up: the firmware, without the one-shot flag, reads config.txt (slot A);
     # the daemon of A marks A good, which forgets the try.
+    (boot_dir.parent / "run" / "tryboot").unlink()  # /run is a tmpfs: gone with the reboot
     rauc_boot(boot_dir, "set-state", "A", "good", booted="A")
     assert (boot_dir / "config.txt").read_text().splitlines()[-1] == "os_prefix=slot-a/"
     assert rauc_boot(boot_dir, "get-primary").stdout.strip() == "A"
     assert rauc_boot(boot_dir, "get-state", "B").stdout.strip() == "bad"
+
+
+def test_the_gateway_restarting_before_the_reboot_keeps_the_armed_try(boot_dir: Path) -> None:
+    rauc_boot(boot_dir, "set-state", "B", "bad")
+    rauc_boot(boot_dir, "set-primary", "B")
+    rauc_boot(boot_dir, "set-state", "A", "good", booted="A")  # the daemon started again
+    assert rauc_boot(boot_dir, "get-primary").stdout.strip() == "B"
+    assert (boot_dir / "tryboot.txt").read_text().splitlines()[-1] == "os_prefix=slot-b/"
+    assert (boot_dir.parent / "run" / "tryboot").exists()
 
 
 def test_a_slot_without_kernel_files_is_not_tried(boot_dir: Path) -> None:
