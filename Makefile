@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # Debian packages the test suite drives as real peers (SIPp, the browser, a softphone, an AT client
 # for the fake modems).
 DEB_TEST_PACKAGES := sip-tester chromium baresip gammu socat
+# The interop matrix (tests/e2e/test_interop_clients.py): Linphone's console client, and sox to
+# find a tone's frequency in what a phone recorded.
+DEB_TEST_PACKAGES += linphone-cli sox
 DEB_BENCH_PACKAGES := sip-tester util-linux
 # The offline Buildroot checks (tests/image/test_buildroot_offline.py, test_genimage_layout.py):
 # Buildroot's kconfig, check-package, genimage and the file system tools it calls.
