@@ -244,9 +244,11 @@ class Linphonec:
 
 
 @contextmanager
-def running_linphonec(workdir: Path, **options: object) -> Iterator[Linphonec]:
+def running_linphonec(workdir: Path, *, user: str, registrar: str, password: str,
+                      audio_source: Path, auto_answer: bool = False) -> Iterator[Linphonec]:
     workdir.mkdir(parents=True, exist_ok=True)
-    phone = Linphonec(workdir, **options)  # type: ignore[arg-type]
+    phone = Linphonec(workdir, user=user, registrar=registrar, password=password,
+                      audio_source=audio_source, auto_answer=auto_answer)
     try:
         yield phone
     finally:
