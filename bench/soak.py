@@ -3,11 +3,13 @@
 A box left alone for years must not grow. This drives the real core (`firmware.core.Gateway`,
 SIP bytes in and out, nothing patched) with a simulated office on a simulated clock as fast as
 the machine allows: the provider brings calls to three numbers, six phones answer after a few
-seconds, refuse (486), do not answer, put callers on hold and take them back, hang up first or
-wait for the caller; callers give up while ringing or waiting; a department queues its callers
-and sends those nobody answered to voicemail; a small number overflows its channels (refused);
-phones unregister and register again; midnight comes (`new_day`) every simulated day. Every
-loop is bounded by a call count and a wall-clock budget.
+seconds, refuse (486), do not answer, put callers on hold and take them back, transfer them
+(REFER), hang up first or wait for the caller; callers give up while ringing or waiting, or
+press 1 for a callback, and the box calls them back through the provider; phones call each
+other and pick up ringing calls (*8) with digest authentication; a department queues its
+callers and sends those nobody answered to voicemail; a small number overflows its channels
+(refused); phones unregister and register again; midnight comes (`new_day`) every simulated
+day. Every loop is bounded by a call count and a wall-clock budget.
 
 At checkpoints it prints the size of every table the core keeps (every dict, list, set and
 deque of the gateway, its rooms and their parts, the transaction layer's timer heap
@@ -69,7 +71,8 @@ CONFIG: dict[str, Any] = {
     "departments": [
         {"number": "200", "name": "Sales", "strategy": "ring_all", "ring_timeout_s": 15,
          "members": ["101", "102", "103"],
-         "queue": {"max_callers": 10, "max_wait_s": 30},
+         "queue": {"max_callers": 10, "max_wait_s": 30,
+                   "callback": {"key": "1", "expire_s": 600, "attempts": 2}},
          "no_answer": {"action": "voicemail"}},
         {"number": "300", "name": "Support", "strategy": "in_order", "ring_timeout_s": 20,
          "members": [{"extension": "104", "ring_time_s": 8}, "105", "106"]},
@@ -146,6 +149,25 @@ class PhoneLeg:
 
 
 @dataclass
+class ProviderLeg:
+    """A call the box placed to the provider (a callback's customer): its INVITE and our tag."""
+
+    invite: Request
+    tag: str
+    answered: bool = False
+
+
+@dataclass
+class PhoneCall:
+    """A call a phone placed itself (to a colleague, or *8 to pick up a ringing call)."""
+
+    invite: Request
+    dialed: str
+    answered: Response | None = None
+    cseq: int = 1
+
+
+@dataclass
 class Counts:
     started: int = 0
     answered_by_phone: int = 0
@@ -153,6 +175,11 @@ class Counts:
     finals: dict[int, int] = field(default_factory=dict)
     holds: int = 0
     unregistered: int = 0
+    callback_requests: int = 0
+    callbacks_answered: int = 0
+    phone_calls: int = 0
+    pickups: int = 0
+    transfers: int = 0
 
 
 class Soak:
@@ -170,6 +197,9 @@ class Soak:
         self._wire: deque[tuple[bytes, Address]] = deque()
         self.callers: dict[str, CallerLeg] = {}  # by Call-ID
         self.phone_legs: dict[tuple[str, str], PhoneLeg] = {}  # (phone, Call-ID)
+        self.early_to: dict[str, str] = {}  # a caller's early dialog: its To with the tag
+        self.provider_legs: dict[str, ProviderLeg] = {}  # the box's calls to the provider
+        self.phone_calls: dict[tuple[str, str], PhoneCall] = {}  # (phone, Call-ID)
         self.registered: set[str] = set()
         self.counts = Counts()
         self._reg_cseq = itertools.count(1)
@@ -240,8 +270,52 @@ class Soak:
         self.send(invite, PROVIDER)
         # The next caller (arrivals planned one at a time, so the plan stays small).
         self.at(self.rng.expovariate(ARRIVALS_PER_S), self.arrival)
-        if self.rng.random() < 0.2:  # an impatient caller gives up if nobody has answered
+        roll = self.rng.random()
+        if roll < 0.2:  # an impatient caller gives up if nobody has answered
             self.at(self.rng.uniform(3.0, 40.0), lambda: self.caller_gives_up(call_id))
+        elif roll < 0.3 and did == QUEUE_DID:  # asks to be called back while waiting
+            self.at(self.rng.uniform(3.0, 20.0), lambda: self.caller_presses_1(call_id))
+        elif roll < 0.36:  # a colleague calls or picks up a ringing call
+            self.at(self.rng.uniform(0.5, 5.0), self.phone_places_call)
+
+    def caller_presses_1(self, call_id: str) -> None:
+        leg = self.callers.get(call_id)
+        to = self.early_to.get(call_id)
+        if leg is None or leg.answered is not None or leg.done or to is None:
+            return
+        self.counts.callback_requests += 1
+        leg.cseq += 1
+        self.send(request("INFO", f"sip:linebox@{GATEWAY.host}", [
+            ("Via", f"SIP/2.0/UDP 127.0.0.2:5060;branch={branch()}"), ("Max-Forwards", "70"),
+            ("From", leg.invite.headers.get("From") or ""), ("To", to), ("Call-ID", call_id),
+            ("CSeq", f"{leg.cseq} INFO"), ("Content-Type", "application/dtmf-relay")],
+            b"Signal=1\r\nDuration=160\r\n"), PROVIDER)
+
+    def phone_places_call(self) -> None:
+        phone = self.rng.choice(sorted(self.registered or PHONES))
+        others = [p for p in PHONES if p != phone]
+        dialed = "*8" if self.rng.random() < 0.5 else self.rng.choice(others)
+        self.counts.phone_calls += 1
+        self.counts.pickups += dialed == "*8"
+        self._phone_invite(phone, dialed, None)
+
+    def _phone_invite(self, phone: str, dialed: str, authorization: str | None,
+                      call_id: str | None = None) -> None:
+        address = PHONES[phone]
+        call_id = call_id or f"p{next(self._seq)}@{address.host}"
+        headers = [
+            ("Via", f"SIP/2.0/UDP {address.host}:5060;branch={branch()}"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:{phone}@{GATEWAY.host}>;tag=f{call_id.split('@')[0]}"),
+            ("To", f"<sip:{dialed}@{GATEWAY.host}>"), ("Call-ID", call_id),
+            ("CSeq", f"{2 if authorization else 1} INVITE"),
+            ("Contact", f"<sip:{phone}@{address.host}:5060>")]
+        if authorization is not None:
+            headers.append(("Proxy-Authorization", authorization))
+        invite = request("INVITE", f"sip:{dialed}@{GATEWAY.host}", headers,
+                         phone_sdp(address.host))
+        self.phone_calls[(phone, call_id)] = PhoneCall(invite, dialed)
+        self.send(invite, address)
 
     def caller_gives_up(self, call_id: str) -> None:
         leg = self.callers.get(call_id)
@@ -304,7 +378,19 @@ class Soak:
             self.phone_gets(phone, message)
 
     def provider_gets(self, message: Request | Response) -> None:
+        if isinstance(message, Request) and message.method == "INVITE" and "tag=" not in (
+                message.headers.get("To") or ""):
+            self.provider_called(message)
+            return
+        if isinstance(message, Request) and message.method == "CANCEL":
+            self.send(make_response(message, 200), PROVIDER)
+            called = self.provider_legs.pop(message.call_id, None)
+            if called is not None and not called.answered:
+                self.send(make_response(called.invite, 487, to_tag=called.tag), PROVIDER)
+            return
         if isinstance(message, Request):
+            if message.method == "BYE":
+                self.provider_legs.pop(message.call_id, None)
             if message.method != "ACK":
                 response = make_response(message, 200)
                 if message.method == "INVITE":  # hold music's re-INVITE
@@ -317,10 +403,16 @@ class Soak:
                 if leg is not None:
                     leg.done = True
             return
+        if message.cseq.method == "INVITE" and 100 < message.status < 200:
+            if message.call_id in self.callers:
+                self.early_to[message.call_id] = message.headers.get("To") or ""
+            return
         if message.cseq.method != "INVITE" or message.status < 200:
             if message.cseq.method == "BYE":
                 self.callers.pop(message.call_id, None)
+                self.early_to.pop(message.call_id, None)
             return
+        self.early_to.pop(message.call_id, None)
         leg = self.callers.get(message.call_id)
         if leg is None:
             return
@@ -349,6 +441,83 @@ class Soak:
             self.at(self.rng.uniform(3.0, 60.0) if by_phone else self.rng.uniform(1.0, 4.0),
                     lambda: self.caller_hangs_up(call_id))
 
+    def provider_called(self, invite: Request) -> None:
+        """The box calls a customer back: the customer's phone rings, is answered, and the
+        customer hangs up after a while (unless the box does first)."""
+        known = self.provider_legs.get(invite.call_id)
+        if known is not None:
+            return  # a retransmission: our answer is on its way
+        called = ProviderLeg(invite, tag=f"cb{next(self._seq)}")
+        self.provider_legs[invite.call_id] = called
+        self.send(make_response(invite, 180, to_tag=called.tag), PROVIDER)
+
+        def answer() -> None:
+            if self.provider_legs.get(invite.call_id) is not called:
+                return
+            called.answered = True
+            self.counts.callbacks_answered += 1
+            self.send(make_response(invite, 200, to_tag=called.tag, headers=[
+                ("Contact", "<sip:customer@127.0.0.2:5060>"),
+                ("Content-Type", "application/sdp")], body=SDP_OFFER), PROVIDER)
+            self.at(self.rng.uniform(5.0, 30.0), hang_up)
+
+        def hang_up() -> None:
+            if self.provider_legs.pop(invite.call_id, None) is None:
+                return
+            self.send(request("BYE", str(invite.contacts[0].uri), [
+                ("Via", f"SIP/2.0/UDP 127.0.0.2:5060;branch={branch()}"),
+                ("Max-Forwards", "70"),
+                ("From", f"{invite.headers.get('To')};tag={called.tag}"),
+                ("To", invite.headers.get("From") or ""), ("Call-ID", invite.call_id),
+                ("CSeq", "1 BYE")]), PROVIDER)
+
+        self.at(self.rng.uniform(1.0, 4.0), answer)
+
+    def phone_call_answered(self, phone: str, message: Response) -> None:
+        """A response to an INVITE the phone placed: the digest challenge, the answer, or a
+        refusal."""
+        key = (phone, message.call_id)
+        call = self.phone_calls.get(key)
+        if call is None:
+            return
+        invite = call.invite
+        if message.status >= 300:
+            self.send(request("ACK", str(invite.uri), [
+                ("Via", invite.headers.get_list("Via")[0]), ("Max-Forwards", "70"),
+                ("From", invite.headers.get("From") or ""),
+                ("To", message.headers.get("To") or ""), ("Call-ID", message.call_id),
+                ("CSeq", f"{invite.cseq.seq} ACK")]), PHONES[phone])
+            del self.phone_calls[key]
+            if message.status == 407 and invite.cseq.seq == 1:
+                chosen = choose_challenge(message.headers.get_all("Proxy-Authenticate"))
+                assert chosen is not None
+                self._phone_invite(phone, call.dialed, build_authorization(
+                    chosen, method="INVITE", uri=str(invite.uri), username=phone,
+                    password=PASSWORD, cnonce="soak", nc=1), call_id=message.call_id)
+            return
+        first = call.answered is None
+        call.answered = message
+        address = PHONES[phone]
+        self.send(request("ACK", str(message.contacts[0].uri), [
+            ("Via", f"SIP/2.0/UDP {address.host}:5060;branch={branch()}"),
+            ("Max-Forwards", "70"), ("From", invite.headers.get("From") or ""),
+            ("To", message.headers.get("To") or ""), ("Call-ID", message.call_id),
+            ("CSeq", f"{invite.cseq.seq} ACK")]), address)
+        if first:
+            self.at(self.rng.uniform(2.0, 30.0), lambda: self.phone_call_ends(phone, key))
+
+    def phone_call_ends(self, phone: str, key: tuple[str, str]) -> None:
+        call = self.phone_calls.pop(key, None)
+        if call is None or call.answered is None:
+            return
+        call.cseq += 2
+        address = PHONES[phone]
+        self.send(request("BYE", str(call.answered.contacts[0].uri), [
+            ("Via", f"SIP/2.0/UDP {address.host}:5060;branch={branch()}"),
+            ("Max-Forwards", "70"), ("From", call.invite.headers.get("From") or ""),
+            ("To", call.answered.headers.get("To") or ""), ("Call-ID", call.invite.call_id),
+            ("CSeq", f"{call.cseq} BYE")]), address)
+
     def phone_gets(self, phone: str, message: Request | Response) -> None:
         address = PHONES[phone]
         if isinstance(message, Response):
@@ -361,6 +530,9 @@ class Soak:
             elif message.cseq.method == "REGISTER" and message.status == 200:
                 if message.headers.get("Contact"):
                     self.registered.add(phone)
+            elif message.cseq.method == "INVITE" and (phone, message.call_id) in self.phone_calls:
+                if message.status >= 200:
+                    self.phone_call_answered(phone, message)
             elif message.cseq.method == "INVITE" and message.status == 200:
                 leg = self.phone_legs.get((phone, message.call_id))
                 if leg is not None:  # the box answered our hold re-INVITE: ACK it
@@ -368,13 +540,14 @@ class Soak:
             return
         key = (phone, message.call_id)
         if message.method == "INVITE":
+            if "tag=" in (message.headers.get("To") or ""):  # a re-INVITE in a call: accepted
+                self.send(make_response(message, 200, headers=[
+                    ("Contact", f"<sip:{phone}@{address.host}:5060>"),
+                    ("Content-Type", "application/sdp")], body=phone_sdp(address.host)),
+                    address)
+                return
             leg = self.phone_legs.get(key)
-            if leg is not None:  # a re-INVITE or a retransmission
-                if leg.answered and "tag=" in (message.headers.get("To") or ""):
-                    self.send(make_response(message, 200, headers=[
-                        ("Contact", f"<sip:{phone}@{address.host}:5060>"),
-                        ("Content-Type", "application/sdp")], body=phone_sdp(address.host)),
-                        address)
+            if leg is not None:  # a retransmission: our answer is on its way
                 return
             leg = PhoneLeg(message, tag=f"t{next(self._seq)}")
             self.phone_legs[key] = leg
@@ -395,6 +568,7 @@ class Soak:
         elif message.method == "BYE":
             self.send(make_response(message, 200), address)
             self.phone_legs.pop(key, None)
+            self.phone_calls.pop(key, None)
         elif message.method != "ACK":
             self.send(make_response(message, 200), address)
 
@@ -411,6 +585,8 @@ class Soak:
         roll = self.rng.random()
         if roll < 0.15:
             self.at(self.rng.uniform(1.0, 10.0), lambda: self.phone_holds(phone, key))
+        elif roll < 0.22:
+            self.at(self.rng.uniform(1.0, 10.0), lambda: self.phone_transfers(phone, key))
         elif roll < 0.45:
             self.at(self.rng.uniform(2.0, 40.0), lambda: self.phone_hangs_up(phone, key))
 
@@ -433,6 +609,19 @@ class Soak:
             self.at(self.rng.uniform(2.0, 15.0), lambda: self.phone_holds(phone, key, "sendrecv"))
         self.send(self._in_dialog(phone, leg, "INVITE", cseq=leg.cseq,
                                   body=phone_sdp(PHONES[phone].host, direction)), PHONES[phone])
+
+    def phone_transfers(self, phone: str, key: tuple[str, str]) -> None:
+        """A blind transfer (RFC 3515): REFER to a colleague or the other department."""
+        leg = self.phone_legs.get(key)
+        if leg is None:
+            return
+        self.counts.transfers += 1
+        leg.cseq += 1
+        target = self.rng.choice([p for p in PHONES if p != phone] + ["300"])
+        refer = self._in_dialog(phone, leg, "REFER", cseq=leg.cseq)
+        refer.headers.add("Refer-To", f"<sip:{target}@{GATEWAY.host}>")
+        refer.headers.add("Contact", f"<sip:{phone}@{PHONES[phone].host}:5060>")
+        self.send(refer, PHONES[phone])
 
     def phone_hangs_up(self, phone: str, key: tuple[str, str]) -> None:
         leg = self.phone_legs.pop(key, None)
@@ -569,7 +758,10 @@ def report(rows: list[dict[str, Any]], soak: Soak, args: argparse.Namespace) -> 
     print(f"\nsoak: {counts.started:,} calls in {end['wall_s']} s ({end['rate']:,} calls/s; "
           f"{end['sim_s'] / 86400:.1f} simulated days); finals to the caller "
           f"{dict(sorted(counts.finals.items()))}, {counts.caller_gave_up:,} gave up, "
-          f"{counts.holds:,} holds, {counts.unregistered:,} unregistrations, "
+          f"{counts.holds:,} holds, {counts.transfers:,} transfers, "
+          f"{counts.callback_requests:,} callback requests ({counts.callbacks_answered:,} "
+          f"customers called back), {counts.phone_calls:,} phone calls ({counts.pickups:,} "
+          f"*8 pickups), {counts.unregistered:,} unregistrations, "
           f"{soak.records:,} records, {soak.voicemails:,} voicemails")
     print(f"RSS after warm-up {warm[-1]['rss_mb']} MB, at the end {end['rss_mb']} MB "
           f"(growth {rss_growth:+.1f} MB, limit {RSS_GROWTH_LIMIT_MB} MB)")
