@@ -13,6 +13,7 @@ the attack at most ROUNDS attempts per address, every wait under a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -303,3 +304,95 @@ def test_customers_calls_complete_and_phones_stay_registered_under_a_distributed
 def test_the_attackers_sources_really_are_distinct() -> None:
     assert len({attacker_address(i) for i in range(SOURCES)}) == SOURCES
 
+
+
+OVERLOAD_SOURCES = 1000  # 127.3.x.y
+OVERLOAD_PER_SOURCE_PER_S = 6.0  # under the shipped 16 requests in 2 s per address
+OVERLOAD_S = 20.0
+
+
+def stranger_invite(sock: socket.socket, linebox: LineboxProcess, number: int) -> bytes:
+    host, port = sock.getsockname()[:2]
+    call_id = f"ol{number}-{host}"
+    return "\r\n".join([
+        f"INVITE sip:200@{linebox.address} SIP/2.0",
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-ol{number};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:999@{host}>;tag=ol{number}",
+        f"To: <sip:200@{linebox.address}>",
+        f"Call-ID: {call_id}",
+        "CSeq: 1 INVITE",
+        f"Contact: <sip:999@{host}:{port}>",
+        "Content-Length: 0", "", ""]).encode()
+
+
+def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
+        tmp_path: Path) -> None:
+    """Strangers' new INVITEs from 1000 addresses, each under its limit, about 6000 a second:
+    more than a Pi (or a shared PC) can challenge, so the box sheds them with 503 (how many is
+    printed: it depends on the machine), and the provider's customers at 10 calls/s and the
+    phones' refreshes get through."""
+    assert lo_has_all_of_127()
+    sockets = []
+    for index in range(OVERLOAD_SOURCES):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((f"127.3.{index // 250}.{index % 250 + 1}", 0))
+        sock.setblocking(False)
+        sockets.append(sock)
+    sent = 0
+    stop = threading.Event()
+
+    def flood() -> None:
+        nonlocal sent
+        period = 1.0 / OVERLOAD_PER_SOURCE_PER_S
+        started = time.monotonic()
+        tick = 0
+        while not stop.is_set() and time.monotonic() - started < OVERLOAD_S + 5:
+            for sock in sockets:
+                with contextlib.suppress(BlockingIOError):
+                    sock.sendto(stranger_invite(sock, linebox, sent), ("127.0.0.1", linebox.port))
+                sent += 1
+                while True:  # the answers are not read: drop what came back
+                    try:
+                        sock.recv(4096)
+                    except BlockingIOError:
+                        break
+            tick += 1
+            stop.wait(max(0.0, started + tick * period - time.monotonic()))
+
+    try:
+        with running_linebox(tmp_path / "linebox", flood_config()) as linebox, \
+                ExitStack() as stack:
+            agents = [stack.enter_context(start_agent(
+                linebox, extension, tmp_path, calls=CALLS, timeout_s=120,
+                variables={"answer_delay_ms": 0})) for extension in AGENTS]
+            phones = stack.enter_context(Phones(linebox))
+            attacker = threading.Thread(target=flood, daemon=True)
+            attacker.start()
+            started = time.monotonic()
+            time.sleep(1.0)
+            calls = provider_call(linebox, tmp_path, calls=CALLS, rate=CALL_RATE,
+                                  max_concurrent=CALLS, variables={"hold_ms": HOLD_MS},
+                                  timeout_s=120, name="customers").run()
+            flooding = attacker.is_alive()
+            stop.set()
+            attacker.join(10)
+            elapsed = time.monotonic() - started
+            status = linebox.status()
+            for agent in agents:
+                agent.stop(grace_s=5.0)
+    finally:
+        stop.set()
+        for sock in sockets:
+            sock.close()
+    overload = status["overload"]
+    print(f"\nflood: {OVERLOAD_SOURCES} addresses, {sent} INVITEs in {elapsed:.1f} s "
+          f"({sent / elapsed:.0f}/s); the box: {overload}, stats {status['stats']}")
+    print(f"customers: {calls.successful_calls}/{CALLS} completed (target 100 %), "
+          f"retransmissions {calls.retransmissions}, mean INVITE->200 "
+          f"{calls.response_time_ms} ms; phones: {phones.results}")
+    assert flooding, "the flood ended before the customers' calls did"
+    assert calls.ok and calls.successful_calls == CALLS, calls.describe()
+    for extension, answers in phones.results.items():
+        assert answers and all(a == 200 for a in answers), (extension, answers)
+    assert status["stats"]["internal_errors"] == 0
