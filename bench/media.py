@@ -983,6 +983,7 @@ class StepResult:
     jitter_max_ms: float | None
     send_late_p99_ms: float | None
     cpu_percent: float
+    cpu_us_per_packet: float  # E's CPU time over the packets it relayed: steadier than CPU%
     rss_mb: float
     load: str
     attempt: int = 1
@@ -1018,6 +1019,7 @@ def run_step(element: Element, worker: RtpWorker, calls: int, duration_s: float,
         latency_max_ms=ms(latency["max"]), jitter_mean_ms=ms(jitter["mean"]),
         jitter_max_ms=ms(jitter["max"]), send_late_p99_ms=ms(result["send_late_us"]["p99"]),
         cpu_percent=100.0 * (cpu_after - cpu_before) / wall if wall > 0 else 0.0,
+        cpu_us_per_packet=round(1e6 * (cpu_after - cpu_before) / max(1, result["received"]), 1),
         rss_mb=rss_kb / 1024, load=load_average(),
     )
     if step.lost:
@@ -1037,6 +1039,7 @@ def ms(us: float | None) -> float | None:
 
 TABLE_HEADER = (f"{'element':<9} {'calls':>5} {'pkts':>8} {'lost':>6} {'E drop':>6} "
                 f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'jit ms':>7} {'CPU%':>5} "
+                f"{'us/pkt':>6} "
                 f"{'RSS MB':>7} {'load':>14}  verdict")
 
 
@@ -1051,7 +1054,8 @@ def print_step(name: str, step: StepResult) -> None:
     print(f"{name:<9} {step.calls:>5} {step.sent:>8} {step.lost:>6} {step.element_drops:>6} "
           f"{fmt(step.latency_p50_ms, 7)} {fmt(step.latency_p99_ms, 7)} "
           f"{fmt(step.latency_max_ms, 7)} {fmt(step.jitter_mean_ms, 7, 3)} "
-          f"{step.cpu_percent:>5.0f} {step.rss_mb:>7.1f} {step.load:>14}  {verdict}", flush=True)
+          f"{step.cpu_percent:>5.0f} {step.cpu_us_per_packet:>6.1f} {step.rss_mb:>7.1f} "
+          f"{step.load:>14}  {verdict}", flush=True)
 
 
 def sweep(elements: list[Element], args: argparse.Namespace, run_dir: Path,
@@ -1180,6 +1184,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and sys.argv[1:2] == ["--worker"]:
         return rtp_worker()
     args = parse_args(argv)
+    # Stopped by a signal (even when started in the background, where SIGINT is ignored): the
+    # `finally`s stop the elements, the SIPps and the RTP workers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     deadline = started + args.max_total_s
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

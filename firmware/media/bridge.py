@@ -22,12 +22,14 @@ from typing import Protocol
 
 from . import g711
 from .pcm import PcmEnd
-from .rtp import RTP_HEADER, MalformedRtp, RtpPacket, parse_rtp
+from .rtp import RTCP_PAYLOAD_TYPES, RTP_HEADER, MalformedRtp, RtpPacket, parse_rtp
 from .sdp import AudioChoice
 
 LOGGER = logging.getLogger(__name__)
 
 Datagram = tuple[int, bytes, tuple[str, int]]
+# RTP version 2 with no padding, no header extension and no CSRCs (RFC 3550 §5.1).
+PLAIN_RTP_OCTET = 0x80
 
 
 @dataclass(slots=True)
@@ -97,6 +99,20 @@ class MediaBridge:
         source = self.sides.get(port)
         if source is None:
             return []
+        agreed = source.choice.payload_type
+        if (self.tap is None and len(data) >= RTP_HEADER.size and data[0] == PLAIN_RTP_OCTET
+                and data[1] & 0x7F == agreed and agreed not in RTCP_PAYLOAD_TYPES):
+            # The usual packet, forwarded as it came without being parsed: a plain header (no
+            # padding, extension or CSRCs, RFC 3550 §5.1) with the payload type the sides agreed
+            # on, the same on the other side, nobody recording, muted or on hold. Parsing it
+            # was a fifth of the relay's time per packet (bench/media.py); the rest goes below.
+            target = self.b if source is self.a else self.a
+            if isinstance(target, BridgeSide):
+                out = target.choice
+                if (out.payload_type == agreed and out.codec == source.choice.codec
+                        and not out.on_hold and target.port not in self.muted):
+                    source.packets_in += 1
+                    return [(target.port, data, (out.remote_host, out.remote_port))]
         try:
             packet = parse_rtp(data)
         except MalformedRtp:

@@ -69,3 +69,73 @@ def test_nothing_goes_to_a_side_on_hold_and_garbage_or_comfort_noise_is_dropped(
     assert b.receive(10002, b"\x00junk") == []
     assert b.receive(10002, frame(13, b"\x40")) == []  # comfort noise (RFC 3389)
     assert b.receive(12345, frame(8, b"\xd5")) == []  # not one of its ports
+
+
+# The same law on both sides: most packets take the unparsed path (bridge.py); these check it
+# decides as the full path does.
+SAME_LAW = AudioChoice(remote_host="10.0.0.11", remote_port=40000, payload_type=8,
+                       codec="PCMA", telephone_event_pt=101, direction="sendrecv")
+
+
+class Ears:
+    """A recorder's stand-in: what the bridge's tap hands over, by side and sequence."""
+
+    def __init__(self) -> None:
+        self.packets: list[tuple[str, int]] = []
+
+    def heard(self, side: str, packet: RtpPacket, codec: str, now: float) -> None:
+        self.packets.append((side, packet.sequence))
+
+
+def test_plain_packets_are_forwarded_unchanged_and_counted_both_ways() -> None:
+    b = bridge(SAME_LAW)
+    marked = bytes([0x80, 0x80 | 8]) + frame(8, b"\xd5" * 160, 2)[2:]  # a talkspurt's first
+    assert b.receive(10000, marked) == [(10002, marked, ("10.0.0.11", 40000))]
+    back = frame(8, b"\x55" * 160, 3)
+    assert b.receive(10002, back) == [(10000, back, ("127.0.0.2", 50000))]
+    assert (b.a.packets_in, b.sides[10002].packets_in) == (1, 1)
+
+
+def test_packets_with_csrcs_an_extension_or_padding_are_still_forwarded_whole() -> None:
+    b = bridge(SAME_LAW)
+    payload = b"\xd5" * 160
+    plain = frame(8, payload, 5)
+    with_csrc = bytes([0x81]) + plain[1:12] + b"\x00\x00\x00\x07" + payload
+    with_extension = bytes([0x90]) + plain[1:12] + b"\xbe\xde\x00\x01" + b"\x10\xaa\x00\x00" \
+        + payload
+    padded = bytes([0xA0]) + plain[1:] + b"\x00\x00\x03"
+    for data in (with_csrc, with_extension, padded):
+        assert b.receive(10000, data) == [(10002, data, ("10.0.0.11", 40000))]
+        assert parse_rtp(data).payload == payload
+    assert b.a.packets_in == 3
+
+
+def test_a_muted_or_held_side_gets_nothing_on_the_unparsed_path_either() -> None:
+    b = bridge(SAME_LAW)
+    b.muted.add(10002)
+    assert b.receive(10000, frame(8, b"\xd5" * 160)) == []
+    b.muted.clear()
+    b.update(10002, AudioChoice(remote_host="10.0.0.11", remote_port=40000, payload_type=8,
+                                codec="PCMA", telephone_event_pt=101, direction="inactive"))
+    assert b.receive(10000, frame(8, b"\xd5" * 160)) == []
+    assert b.receive(10002, frame(8, b"\xd5" * 160)) != []  # the held side still talks
+
+
+def test_a_recorded_bridge_hears_every_plain_packet() -> None:
+    b = bridge(SAME_LAW)
+    ears = Ears()
+    b.tap = ears
+    data = frame(8, b"\xd5" * 160, 9)
+    assert b.receive(10000, data, 1.0) == [(10002, data, ("10.0.0.11", 40000))]
+    assert ears.packets == [("a", 9)]
+
+
+def test_rtcp_on_the_rtp_port_is_not_taken_for_audio_with_a_dynamic_payload_type() -> None:
+    # A peer that named its G.711 with payload type 72 (RFC 3551 §6 allows dynamic ones): an
+    # RTCP sender report (packet type 200 = marker bit + 72, RFC 5761 §4) is not audio.
+    dynamic = AudioChoice(remote_host="127.0.0.2", remote_port=50000, payload_type=72,
+                          codec="PCMA", telephone_event_pt=None, direction="sendrecv")
+    b = MediaBridge(BridgeSide(10000, dynamic), BridgeSide(10002, dynamic))
+    sender_report = bytes([0x80, 200, 0x00, 0x06]) + b"\x00" * 24
+    assert b.receive(10000, sender_report) == []
+    assert b.packets_dropped == 1
