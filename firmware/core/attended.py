@@ -37,6 +37,7 @@ from .referral import (
     embedded_replaces,
     refer_target,
     transferee_number,
+    unwrapped,
 )
 from .transfer_media import MediaPlan, answer_replacement, media_plan, plannable
 
@@ -123,7 +124,7 @@ class Attended:
             return 403, NOT_YOUR_DIALOG
         survivor, survivor_side, ending, ending_side = _roles(call, side, consultation,
                                                               consult_side)
-        target = ending.connected.get("b" if ending_side == "a" else "a")
+        target = unwrapped(ending.connected.get("b" if ending_side == "a" else "a"))
         if (ending.local is not None or not isinstance(target, SipCaller | SipLeg)
                 or target.dialog is None):
             return 403, NOT_TRANSFERABLE  # voicemail, or a line the box holds the audio of
@@ -140,7 +141,7 @@ class Attended:
         the NOTIFYs, its other one is hung up."""
         core = self.core
         target_side = "b" if consult_side == "a" else "a"
-        target = consultation.connected[target_side]
+        target = unwrapped(consultation.connected[target_side])
         assert isinstance(target, SipCaller | SipLeg) and target.dialog is not None
         label = (self.transfer.member(consultation, target_side)
                  or (target.label if isinstance(target, SipLeg) else consultation.info.caller))
@@ -185,7 +186,7 @@ class Attended:
         core.party_connected(call, side, target)
         # Who the target talks to now (RFC 3325 §9.1; phones show it, as they show a new
         # call's From): the transferee's number.
-        transferee = call.connected.get("b" if side == "a" else "a")
+        transferee = unwrapped(call.connected.get("b" if side == "a" else "a"))
         shown = call.info.caller
         if side == "a" and isinstance(transferee, SipCaller | SipLeg | ModemCaller):
             shown = transferee_number(call, transferee)
@@ -227,7 +228,7 @@ class Attended:
             self.core.hold.refresh(call, now)
 
         for moved_side, offer in plan.moves:
-            party = call.connected.get(moved_side)
+            party = unwrapped(call.connected.get(moved_side))
             assert isinstance(party, SipCaller | SipLeg)
             self._reinvite(call, moved_side, party, offer, plan.accept[moved_side], done, now,
                            identity if moved_side == side else [])
@@ -313,7 +314,7 @@ class Attended:
             answered_at=now, result="answered", sip_status=200))
         if reinvite is not None:
             other = "b" if side == "a" else "a"
-            party = call.connected.get(other)
+            party = unwrapped(call.connected.get(other))
             assert isinstance(party, SipCaller | SipLeg)
             body, accept = reinvite
 

@@ -137,3 +137,9 @@ def transferee_number(call: Call, transferee: Transferee) -> str:
     if isinstance(transferee, SipLeg):
         return transferee.label
     return call.info.dialed
+
+
+def unwrapped(party: object) -> object:
+    """The party itself behind a `TransferredParty` (transfer.py): a call transferred once is
+    transferred again with the party it wraps."""
+    return getattr(party, "wrapped", party)

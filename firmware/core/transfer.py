@@ -53,6 +53,7 @@ from .referral import (
     embeds_replaces,
     refer_target,
     transferee_number,
+    unwrapped,
     via_header,
 )
 from .transfer_media import TransferAnchor, held_plan, swap_sides
@@ -89,6 +90,11 @@ class TransferredParty:
     reinvite: Request | None = None
     ack: Request | None = None
     hints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def wrapped(self) -> Transferee:
+        """The party itself (a later transfer of the call wraps it anew)."""
+        return self.party
 
     @property
     def sip_party(self) -> SipParty | None:
@@ -265,7 +271,7 @@ class Transfer:
                target: str, now: float) -> None:
         core = self.core
         other_side = "b" if side == "a" else "a"
-        transferee = call.connected.get(other_side)
+        transferee = unwrapped(call.connected.get(other_side))
         direct = (call.anchor is None and isinstance(transferee, SipCaller | SipLeg)
                   and transferee.dialog is not None and bool(party_sdp(transferee)))
         held = None if direct or call.local is not None else held_plan(core, call, side)

@@ -21,6 +21,7 @@ from ..media.bridge import BridgeSide, MediaBridge
 from ..sip_legs import SipCaller, SipLeg
 from .hold import HeldMedia
 from .modem_lines import LineMedia
+from .referral import unwrapped
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -49,7 +50,7 @@ def media_plan(core: Gateway, call: Call, side: str) -> MediaPlan | None:
     if held is not None:
         return held
     other = "b" if side == "a" else "a"
-    transferee = call.connected.get(other)
+    transferee = unwrapped(call.connected.get(other))
     if (call.anchor is not None or not isinstance(transferee, SipCaller | SipLeg)
             or transferee.dialog is None):
         return None
@@ -75,7 +76,7 @@ def held_plan(core: Gateway, call: Call, side: str) -> MediaPlan | None:
     """The box's offer to whoever takes `side` of a call whose media the box holds already
     (a modem line's port, or the port of its bridge that faced `side`); None otherwise."""
     other = "b" if side == "a" else "a"
-    transferee = call.connected.get(other)
+    transferee = unwrapped(call.connected.get(other))
     line_media = getattr(transferee, "media", None)
     if isinstance(line_media, LineMedia):
         if line_media.port is None or side != "b":
@@ -97,7 +98,7 @@ def held_plan(core: Gateway, call: Call, side: str) -> MediaPlan | None:
 
 def plannable(core: Gateway, call: Call, side: str) -> bool:
     """Whether `media_plan` can join a new party on `side` (without opening anything)."""
-    transferee = call.connected.get("b" if side == "a" else "a")
+    transferee = unwrapped(call.connected.get("b" if side == "a" else "a"))
     line_media = getattr(transferee, "media", None)
     if isinstance(line_media, LineMedia):
         return line_media.port is not None
@@ -170,7 +171,7 @@ def answer_replacement(core: Gateway, call: Call, side: str, offer: bytes
     replaced party (or the line's), and the re-INVITE the other party needs (its offer and
     what its answer joins) when the box steps into a direct call's media only now."""
     other = "b" if side == "a" else "a"
-    line_media = getattr(call.connected.get(other), "media", None)
+    line_media = getattr(unwrapped(call.connected.get(other)), "media", None)
     if isinstance(line_media, LineMedia) and line_media.port is not None:
         core._rtp_owners.pop(line_media.port, None)
         return line_media.answer_offer(offer), None

@@ -250,3 +250,30 @@ def test_allow_lists_refer() -> None:
     _, leg = provider_call_answered_by_101(o)
     ok = next(r for r in o.provider.responses() if r.status == 200)
     assert "REFER" in (ok.headers.get("Allow") or "")
+
+
+def test_a_transferred_call_can_be_transferred_again() -> None:
+    """Reception (101) passes the customer to 103, who passes it on to 102: each time the
+    target is rung with the customer's number and SDP, and the customer is re-INVITEd."""
+    o = office()
+    caller, leg = provider_call_answered_by_101(o)
+    assert refer(o.phones["101"], leg, "103").status == 202
+    second = answered_by(o.phones["103"])
+    answer_with_sdp(o.provider, PROVIDER_SDP)
+    in_dialog(o.phones["101"], leg, "BYE")
+    o.net.advance(5.0)
+    assert refer(o.phones["103"], second, "102").status == 202
+    ring = o.phones["102"].ringing_invite()
+    assert ring.from_.uri.user == o.provider.user and ring.body == PROVIDER_SDP
+    answered_by(o.phones["102"])
+    assert sipfrags(o.phones["103"], second)[-1] == "SIP/2.0 200 OK"
+    reinvite = reinvites(o.provider, caller.call_id)[-1]
+    assert reinvite.body == phone_sdp(o.phones["102"])
+    answer_with_sdp(o.provider, PROVIDER_SDP)
+    o.provider.bye(caller)
+    (row, legs), = o.rows
+    assert row["answered_by"] == "102"
+    assert [leg_["target"] for leg_ in legs if leg_["result"] == "answered"] == [
+        "101", "103", "102"]
+    agents = o.net.gateway.agents
+    assert [agents.agent(e).calls_in_progress for e in ("101", "102", "103")] == [0, 0, 0]
