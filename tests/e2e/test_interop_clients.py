@@ -180,8 +180,10 @@ class LinphonePhone:
         self.phone.wait_for_line(r"Media streams established", CALL_TIMEOUT_S, since)
 
     def transfer(self, number: str) -> None:
+        """Blind transfer of the phone's first call (`transfer ID URI`: the call may be
+        paused, when linphonec has no current call)."""
         since = self.phone.mark()
-        self.phone.command(f"transfer {number}")
+        self.phone.command(f"transfer 1 {number}")
         self.phone.wait_for_line(r"has been transfered", CALL_TIMEOUT_S, since)
 
     def list_calls(self) -> str:
@@ -523,6 +525,36 @@ def test_blind_transfer_reaches_the_target_showing_the_caller(
         "101", "103", "answered")
     assert sorted((leg["target"], leg["result"]) for leg in record["legs"]) == [
         ("102", "answered"), ("103", "answered")]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_blind_transfer_of_a_caller_on_hold(client: str, tmp_path: Path) -> None:
+    """The colleague (the client under test) puts the caller (linphonec) on hold, then
+    transfers it to 103 (the client under test): the caller hears the colleague, the box's
+    music, then 103; the box, in the media since the hold, carries the call on its ports."""
+    with ExitStack() as stack:
+        box, colleague, caller = talking_to_a_colleague(stack, client, tmp_path)
+        target = stack.enter_context(phone(client, box, "103", tmp_path, auto_answer=True))
+        colleague.hold()
+        box.wait_for(lambda: [c["media"] for c in box.status()["calls"]] == ["anchored"],
+                     CALL_TIMEOUT_S, "the box in the media path")
+        talk(box)
+        colleague.transfer("103")
+        shown = target.wait_incoming()
+        target.wait_established()
+        colleague.wait_closed()
+        talk(box)
+        caller.hang_up()
+        caller.wait_closed()
+        target.wait_closed()
+        record = record_of_the_call(box)
+        stack.close()
+    assert shown.startswith("sip:101@"), shown
+    tones = {name: TONES_HZ[name] for name in ("101", "102", "103")}
+    assert_heard(caller.recording(), ["102", "music", "103"], tones)
+    assert_heard(target.recording(), ["101"], tones)
+    assert (record["caller"], record["answered_by"], record["outcome"]) == (
+        "101", "103", "answered")
 
 
 # baresip 1.0.0 cannot: its menu's only transfer command is a blind REFER (no Replaces).

@@ -37,6 +37,7 @@ for _client in ("baresip", "linphonec"):
         ("hold / resume (music from the box)",
          "test_hold_plays_the_box_music_then_resume_brings_back_the_colleague"),
         ("blind transfer", "test_blind_transfer_reaches_the_target_showing_the_caller"),
+        ("blind transfer of a caller on hold", "test_blind_transfer_of_a_caller_on_hold"),
         ("hang up", "test_calls_a_department_a_colleague_answers_and_hangs_up"),
     ):
         MATRIX[(_feature, _client)] = f"{CLIENTS_FILE}::{_test}[{_client}]"
