@@ -187,3 +187,19 @@ def test_an_outside_party_the_referrer_called_and_held_is_transferred_with_its_p
     [(port, packet)] = heard(o, (PHONE_ADDRESSES["102"].host, 30000))
     assert port == port_of(ring.body) and packet.sequence == 6
     assert o.net.calls()[0]["answered_by"] == "102"
+
+
+def test_a_transferred_gsm_caller_can_be_transferred_again(gsm: Office) -> None:
+    leg, line_port = gsm_call_answered_by_101(gsm)
+    refer(gsm.phones["101"], leg, "103")
+    second = gsm.phones["103"].ringing_invite()
+    answer_with_sdp(gsm.phones["103"], phone_sdp(gsm.phones["103"]))
+    assert refer(gsm.phones["103"], second, "102").status == 202
+    ring = gsm.phones["102"].ringing_invite()
+    assert ring.from_.uri.user == CALLER and port_of(ring.body) == line_port
+    answer_with_sdp(gsm.phones["102"], phone_sdp(gsm.phones["102"]))
+    gsm.net.rtp_to_send()
+    gsm.net.gateway.line_audio("mts", ramp(), gsm.net.now)
+    [(port, _, destination)] = gsm.net.rtp_to_send()
+    assert (port, destination) == (line_port, (PHONE_ADDRESSES["102"].host, 30000))
+    assert gsm.net.calls()[0]["answered_by"] == "102"
