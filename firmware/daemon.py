@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from . import control_modems
 from .agents import StatusChanged
+from .clock import ClockStepped, WallClock
 from .core import CallRecorder, Gateway, WebhookRequested, write_record
 from .core.events import (
     CallAnswered,
@@ -62,6 +63,7 @@ from .routing.tollguard import OutboundCallRefused
 from .sip.transaction import Address
 from .store import Config, ConfigError, Store
 from .store.backup import backup_if_due
+from .store.clock_times import last_call_rowid, shift_after_step
 from .store.durable import (
     live_registrations,
     mark_cut_off_calls,
@@ -77,6 +79,7 @@ from .voicemail import VoicemailMessage
 LOGGER = logging.getLogger(__name__)
 
 RECORD_FLUSH_INTERVAL_S = 1.0
+CLOCK_STEP_SETTLE_S = 2.0  # records converted before a clock step reach the disk first
 # The recorder (issue 16): records waiting for a database that cannot be written (a full
 # disk) are retried this often, and at most this many are kept in memory meanwhile.
 RETRY_INTERVAL_S = 5.0
@@ -500,20 +503,28 @@ class Daemon:
         # A look-up that hangs (an unreachable DNS server) holds up only the next reload.
         self._dns = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dns")
         self.greetings = GreetingCache()
-        self.recorder = SqliteRecorder(db_path, wall_offset_s=time.time() - self.loop.time())
-        self.recordings = RecordingFiles(db_path, settings=lambda: self._config.recording)
+        # Wall time for records, schedules and reports, re-read as events happen: an NTP step
+        # (the Pi has no clock of its own) reaches the next record, not the next restart.
+        self.clock = WallClock(monotonic=self.loop.time)
+        # While the kernel says the clock is not synchronised, the calls this daemon records
+        # (rows after this one) are moved by the step that sets it (firmware/store/clock_times).
+        self._first_own_rowid = last_call_rowid(store)
+        self._unsynced_since = None if self.clock.synchronised else self.loop.time()
+        self._clock_tasks: set[asyncio.Task[None]] = set()
         # Before any new call is recorded: the calls a crash or a power cut interrupted.
         cut_off = mark_cut_off_calls(store)
         if cut_off:
             add_box_notice(store, {"kind": NOTICE_CUT_OFF, "detail": str(cut_off)},
                            at=time.time())
+        self.recorder = SqliteRecorder(db_path, wall_offset_s=self.clock.offset_s)
+        self.recordings = RecordingFiles(db_path, settings=lambda: self._config.recording)
         self.config_revision = store.config_revision()
         config = store.load_config()
         self.media_ports = SocketPorts(self, PortRange(*rtp_ports))
         self.gateway = Gateway(
             config, local=Address("udp", self.advertised_host, sip_port),
             trunk_addresses=self.resolve(config),
-            now=self.loop.time(), wall_offset_s=time.time() - self.loop.time(),
+            now=self.loop.time(), wall_offset_s=self.clock.offset_s,
             media_ports=self.media_ports, greetings=self.greetings,
         )
         self._config = config
@@ -523,7 +534,7 @@ class Daemon:
                                    factory=modem_driver)
         # E-mail and SMS notifications (issue 15): decided as the events pass, sent by a task.
         self.mailer = Mailer(self.loop, db_path, config=lambda: self._config,
-                             wall_offset_s=time.time() - self.loop.time(),
+                             wall_offset_s=self.clock.offset_s,
                              drivers=lambda: self.modems.drivers,
                              on_sms_sent=self.recorder.sms_sent)
         self.mailer.restore_pending(store.pending_callback_requests())
@@ -556,7 +567,7 @@ class Daemon:
         self.housekeeping_runs = 0  # in `linebox status`: the daily checks done since start
 
     def _restore_agent_statuses(self) -> None:
-        offset = time.time() - self.loop.time()
+        offset = self.clock.offset_s
         for extension, saved in self.store.agent_statuses().items():
             if extension in self.gateway.extensions:
                 self.gateway.agents.restore(
@@ -567,7 +578,7 @@ class Daemon:
     def _restore_registrations(self) -> None:
         """The phones' bindings kept before the stop (issue 16), served at once: a phone is
         reachable, and not a stranger to the rate limiter, without registering again."""
-        offset = (time.time() - self.loop.time())
+        offset = self.clock.offset_s
         rows = live_registrations(self.store, time.time())
         taken = self.gateway.registrar.restore(rows, self.loop.time(), offset)
         self.gateway.registrar.take_changed()
@@ -691,22 +702,22 @@ class Daemon:
         (a full disk) is logged once until a backup works again."""
         failing = False
         while True:
-            today = datetime.date.fromtimestamp((time.time() - self.loop.time()) + self.loop.time())
+            today = datetime.date.fromtimestamp(self.clock.offset_s + self.loop.time())
             try:
                 await asyncio.to_thread(backup_if_due, self.db_path, today)
                 failing = False
             except Exception as exc:
                 if not failing:
-        # Voicemail takes no message the database cannot keep (issue 16).
-        full = bool(self.recorder.problem)
-        if full != self.gateway.storage_full:
-            self.gateway.set_storage_full(full)
                     LOGGER.error("the daily backup of the database failed: %s", exc)
                 failing = True
             await asyncio.sleep(BACKUP_CHECK_INTERVAL_S)
 
     async def _flush_records(self) -> None:
         self.recorder.flush()
+        # Voicemail takes no message the database cannot keep (issue 16).
+        full = bool(self.recorder.problem)
+        if full != self.gateway.storage_full:
+            self.gateway.set_storage_full(full)
 
     async def refresh_greetings(self) -> None:
         """Take up the greetings uploaded or removed since the last refresh (run every
@@ -741,12 +752,14 @@ class Daemon:
 
     # ------------------------------------------------------------------ the SIP path
     def on_message(self, data: bytes, source: Address) -> None:
+        self._sync_clock()
         self.gateway.receive(data, source, self.loop.time())
         self.flush()
 
     def on_datagram(self, data: bytes, source: Address) -> None:
         # Flushed once per batch of datagrams (UdpEndpoint's after_batch); screened (and its
         # wait observed) when it was read.
+        self._sync_clock()
         self.gateway.receive(data, source, self.loop.time(), screened=True)
 
     def screen_datagram(self, data: bytes, source: Address, waited_s: float | None) -> bool:
@@ -768,6 +781,7 @@ class Daemon:
     def flush(self) -> None:
         """Perform what the core asks for (its one output, `next_event`), then re-arm its
         timer."""
+        self._sync_clock()
         gateway = self.gateway
         while events := list(iter(gateway.next_event, None)):
             # A call's answer does not leave before its record is on disk (issue 16): what is
@@ -779,7 +793,7 @@ class Daemon:
                 self._perform(event)
         changed = gateway.registrar.take_changed()
         if changed:
-            offset = (time.time() - self.loop.time())
+            offset = self.clock.offset_s
             self.recorder.registrations(
                 {extension: gateway.registrar.rows(extension, offset) for extension in changed})
         self._arm_timer()
@@ -850,6 +864,53 @@ class Daemon:
         else:
             LOGGER.error("the core asked for something unknown: %r", event)
 
+    def _sync_clock(self) -> None:
+        """Re-read the wall clock's offset before the core decides or a record is converted
+        (each datagram, timer and flush: ~1 µs). Timers stay on the monotonic clock; only the
+        wall times given out (records, schedules, callbacks kept, mail) follow a step."""
+        step = self.clock.sample()
+        offset = self.clock.offset_s
+        self.gateway.wall_offset_s = offset
+        self.recorder.wall_offset_s = offset
+        self.mailer.wall_offset_s = offset
+        if step is not None:
+            self._clock_stepped(step)
+        elif self.clock.synchronised:
+            self._unsynced_since = None  # synchronised without a step: the times were right
+        elif self._unsynced_since is None:
+            self._unsynced_since = self.loop.time()
+
+    def _clock_stepped(self, step: ClockStepped) -> None:
+        LOGGER.warning("the wall clock stepped by %+.1f s (%s); timers are unaffected, records "
+                       "from now on carry the new time", step.step_s,
+                       "synchronised" if step.synchronised else "not synchronised")
+        now = self.loop.time()
+        unsynced = None
+        if self._unsynced_since is not None:
+            # What this daemon recorded while unsynchronised, by the clock before the step.
+            unsynced = (self._first_own_rowid, self._unsynced_since + step.old_offset_s - 1.0,
+                        now + step.old_offset_s + 1.0)
+        self._unsynced_since = None if step.synchronised else now
+        task = self.loop.create_task(self._shift_kept_times(step, unsynced))
+        self._clock_tasks.add(task)
+        task.add_done_callback(self._clock_tasks.discard)
+
+    async def _shift_kept_times(self, step: ClockStepped,
+                                unsynced: tuple[int, float, float] | None) -> None:
+        # The recorder writes each record as it comes; the settle time lets those converted
+        # before the step reach the database first.
+        await asyncio.sleep(CLOCK_STEP_SETTLE_S)
+        try:
+            moved = await self.reads.read(
+                lambda store: shift_after_step(store, step.step_s, unsynced=unsynced))
+        except Exception:
+            LOGGER.exception("kept times not moved after the clock step")
+            return
+        LOGGER.info("after the clock step: %d call records made before the sync, %d callback "
+                    "requests, %d pending notifications and %d registrations moved by %+.1f s",
+                    moved["calls"], moved["callback_requests"], moved["notifications"],
+                    moved["registrations"], step.step_s)
+
     def _registered_from(self, peer: Address) -> bool:
         """A live registration came over `peer`'s connection: the phone may be reachable only
         through it (NAT, RFC 5626 connection reuse), so idleness does not close it."""
@@ -884,6 +945,7 @@ class Daemon:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
+        self._sync_clock()
         self.gateway.handle_timer(self.loop.time())
         self.flush()
 
@@ -986,10 +1048,10 @@ class Daemon:
         status["sip"] = f"{self.sip_host}:{self.sip_port}"
         status["pid"] = os.getpid()
         status["housekeeping_runs"] = self.housekeeping_runs
-        offset = time.time() - self.loop.time()
         # Records waiting in memory for a database that cannot be written (issue 16).
         status["records"] = {"problem": self.recorder.problem, "waiting": self.recorder.waiting,
                              "dropped": self.recorder.dropped}
+        offset = self.clock.offset_s
         status["leds"] = self.hardware.states() if self.hardware is not None else {}
         status["failover_switches"] = [
             {"old": s.old, "new": s.new, "reason": s.reason, "at": round(s.at + offset, 3)}
