@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) bench/at_roundtrip.py
 	$(PY) bench/idle_memory.py
 	$(PY) bench/sqlite_durability.py
+	$(PY) bench/whatif.py
 
 # The Raspberry Pi image (needs internet and hours): images/out/linebox-$(BOARD).img.
 image:

@@ -37,6 +37,7 @@ from .routing.rules import normalise_number
 from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml_file, seed_default
 from .store.errors import RecordNotFoundError
 from .store.files import log_path, secure_data_files, use_private_umask
+from .whatif import cli as whatif_cli
 from .store.recovery import add_box_notice, recover_if_broken
 
 DEFAULT_DB = "var/linebox.db"
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only the calls of this line (trunks[].name: the provider, a GSM "
                              "or FXO line)")
     report.add_argument("--db", default=DEFAULT_DB)
+
+    whatif_cli.add_parsers(sub, date_type=_report_date, zone_type=_report_zone,
+                           default_db=DEFAULT_DB)
 
     call = sub.add_parser("call", help="find calls; mark target calls and sales")
     call_sub = call.add_subparsers(dest="call_command", required=True)
@@ -281,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "report":
             return _report(args)
+        if args.command in ("whatif", "sizing"):
+            return _whatif(args)
         if args.command == "call":
             if args.call_command == "recording":
                 return _call_recording(args)
@@ -727,6 +733,18 @@ def _report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _whatif(args: argparse.Namespace) -> int:
+    store = _open_existing(args.db)
+    if store is None:
+        return 1
+    try:
+        if args.command == "whatif":
+            return whatif_cli.whatif_command(args, store)
+        return whatif_cli.sizing_command(args, store)
+    finally:
+        store.close()
 
 
 def _known_line(store: Store, line: str | None) -> bool:
