@@ -498,6 +498,21 @@ def test_hold_plays_the_box_music_then_resume_brings_back_the_colleague(
         "102", "answered", "hangup by caller")
 
 
+def transfer_to_103(box: LineboxProcess, colleague: Phone, caller: Phone,
+                    target: Phone) -> tuple[str, dict[str, Any]]:
+    """The colleague transfers the caller blind to 103, which answers by itself; the two talk
+    and the caller hangs up. Who 103 was shown the call from, and the call's record."""
+    colleague.transfer("103")
+    shown = target.wait_incoming()
+    target.wait_established()
+    colleague.wait_closed()
+    talk(box)
+    caller.hang_up()
+    caller.wait_closed()
+    target.wait_closed()
+    return shown, record_of_the_call(box)
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_blind_transfer_reaches_the_target_showing_the_caller(
     client: str, tmp_path: Path,
@@ -507,15 +522,7 @@ def test_blind_transfer_reaches_the_target_showing_the_caller(
     with ExitStack() as stack:
         box, colleague, caller = talking_to_a_colleague(stack, client, tmp_path)
         target = stack.enter_context(phone(client, box, "103", tmp_path, auto_answer=True))
-        colleague.transfer("103")
-        shown = target.wait_incoming()
-        target.wait_established()
-        colleague.wait_closed()
-        talk(box)
-        caller.hang_up()
-        caller.wait_closed()
-        target.wait_closed()
-        record = record_of_the_call(box)
+        shown, record = transfer_to_103(box, colleague, caller, target)
         stack.close()
     assert shown.startswith("sip:101@"), shown
     tones = {name: TONES_HZ[name] for name in ("101", "102", "103")}
@@ -539,15 +546,7 @@ def test_blind_transfer_of_a_caller_on_hold(client: str, tmp_path: Path) -> None
         box.wait_for(lambda: [c["media"] for c in box.status()["calls"]] == ["anchored"],
                      CALL_TIMEOUT_S, "the box in the media path")
         talk(box)
-        colleague.transfer("103")
-        shown = target.wait_incoming()
-        target.wait_established()
-        colleague.wait_closed()
-        talk(box)
-        caller.hang_up()
-        caller.wait_closed()
-        target.wait_closed()
-        record = record_of_the_call(box)
+        shown, record = transfer_to_103(box, colleague, caller, target)
         stack.close()
     assert shown.startswith("sip:101@"), shown
     tones = {name: TONES_HZ[name] for name in ("101", "102", "103")}
