@@ -37,8 +37,8 @@ from .routing.rules import normalise_number
 from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml_file, seed_default
 from .store.errors import RecordNotFoundError
 from .store.files import log_path, secure_data_files, use_private_umask
-from .whatif import cli as whatif_cli
 from .store.recovery import add_box_notice, recover_if_broken
+from .whatif import cli as whatif_cli
 
 DEFAULT_DB = "var/linebox.db"
 DEFAULT_SIP = "127.0.0.1:5060"
@@ -348,6 +348,14 @@ def _run(args: argparse.Namespace) -> int:
             _event_loop_runner(run_daemon(
                 store, sip_host=host, sip_port=port, db_path=args.db, rtp_ports=args.rtp_ports,
                 housekeeping_interval_s=args.housekeeping_interval_s))
+        finally:
+            if web is not None:
+                _stop_web(web)
+    finally:
+        store.close()
+    return 0
+
+
 class _LogFile(logging.handlers.RotatingFileHandler):
     """The log file beside the database, which a full data partition cannot write (issue 16):
     said once on stderr, then the lines go to stderr alone until the file takes them again —
@@ -373,14 +381,6 @@ class _LogFile(logging.handlers.RotatingFileHandler):
             sys.stderr.write(f"linebox: the log file {self.baseFilename} cannot be written "
                              f"({error}); the log goes to stderr only meanwhile\n")
         self.failing = True
-
-
-        finally:
-            if web is not None:
-                _stop_web(web)
-    finally:
-        store.close()
-    return 0
 
 
 def _log_to_file(db: str) -> None:
