@@ -1048,6 +1048,9 @@ class Daemon:
         status["sip"] = f"{self.sip_host}:{self.sip_port}"
         status["pid"] = os.getpid()
         status["housekeeping_runs"] = self.housekeeping_runs
+        # Whether NTP keeps the wall clock (the kernel's word): records made while it does not
+        # are moved when it is set (docs/https.md, "The clock").
+        status["clock_synchronised"] = self.clock.synchronised
         # Records waiting in memory for a database that cannot be written (issue 16).
         status["records"] = {"problem": self.recorder.problem, "waiting": self.recorder.waiting,
                              "dropped": self.recorder.dropped}

@@ -166,6 +166,7 @@ def test_a_callback_request_waiting_through_a_step_survives_a_restart_after_it(
             "the wall clock stepped", 1)[-1], 10, "the kept times moved after the step")
         assert "1 callback requests" in linebox.log().split("the wall clock stepped", 1)[1]
         (origin,) = linebox.calls()
+        assert linebox.status()["clock_synchronised"] is (kernel_synchronised() is not False)
         if kernel_synchronised() is False:
             # Recorded while the kernel called the clock unsynchronised (a machine without
             # NTP, as the Pi before its first sync): moved by the step to the new clock.
