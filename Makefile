@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(PY) bench/overload.py
 	$(PY) bench/at_roundtrip.py
 	$(PY) bench/idle_memory.py
+	$(PY) bench/recording.py
 	$(PY) bench/sqlite_durability.py
 	$(PY) bench/whatif.py
 

@@ -169,12 +169,18 @@ class Recorder:
             state.anchor_timestamp = packet.timestamp
             state.anchor_position = position = arrival
         state.packets += 1
-        self.place(side, payload, position)
+        buffer = state.buffer
+        if position - self.written == len(buffer):  # the usual case: right after the last one
+            buffer += payload
+            return
+        self._place(state, payload, position)
 
     def place(self, side: str, payload: bytes, position: int) -> None:
         """Samples in the file's law for `side`, from sample `position` of the call's timeline
         (the box's own warning at 0, say)."""
-        state = self.sides[side]
+        self._place(self.sides[side], payload, position)
+
+    def _place(self, state: _Side, payload: bytes, position: int) -> None:
         offset = position - self.written
         if offset < 0:  # older than the written edge: what fits after it
             payload = payload[-offset:]
