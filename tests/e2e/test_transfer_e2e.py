@@ -218,3 +218,48 @@ def test_a_gsm_caller_transferred_by_the_answering_manager_reaches_the_target_wi
             assert mts(linebox)["channels_in_use"] == 0
     finally:
         target_ear.close()
+
+
+def test_a_caller_put_on_hold_then_transferred_blind_reaches_the_target_with_audio(
+    linebox: LineboxProcess, tmp_path: Path
+) -> None:
+    """Most desk phones hold the call when the transfer key is pressed: the box takes the media
+    (music to the caller from its own port), and the blind transfer offers 103 the port that
+    faced the agent; once 103 answers, the caller is taken off hold from the same port and
+    each side's tone reaches the other through the box."""
+    caller_ear = RtpListener(PROVIDER_IP)
+    target_ear = RtpListener("127.0.0.1")
+    try:
+        with (
+            start_agent(linebox, "101", tmp_path, scenario="agent_hold_transfer.xml",
+                        variables={"target": "103", "refer_ms": 1000}) as referrer,
+            start_agent(linebox, "103", tmp_path, timeout_s=60, scenario=str(scenario(
+                tmp_path, "agent_answer_rtp.template.xml",
+                audio=tone_file(tmp_path, 4.0, COLLEAGUE_HZ))),
+                variables={"rtp_port": target_ear.port, "answer_delay_ms": 500},
+            ) as target,
+        ):
+            caller = provider_call(
+                linebox, tmp_path, scenario=scenario(
+                    tmp_path, "provider_held_transferred.template.xml",
+                    audio=tone_file(tmp_path, TALK_S, CALLER_HZ)),
+                variables={"hold_ms": 200, "talk_ms": int(TALK_S * 1000),
+                           "rtp_port": caller_ear.port},
+                extra_args=["-mp", str(free_port(PROVIDER_IP))]).start()
+            called = caller.wait()
+            assert called.ok and called.counters.get("resumed") == 1, called.describe()
+            transferred = referrer.wait()
+            assert transferred.ok and transferred.counters.get("held") == 1, (
+                transferred.describe())
+            answered = target.wait()
+            assert answered.ok and answered.counters.get("answered") == 1, answered.describe()
+        assert tone_share(target_ear.audio()[-8000:], CALLER_HZ) > 0.5
+        assert tone_share(caller_ear.audio()[-8000:], COLLEAGUE_HZ) > 0.5
+    finally:
+        caller_ear.close()
+        target_ear.close()
+    assert answered.message_log is not None
+    assert f"From: <sip:{CALLER_ID}@" in answered.message_log.read_text(errors="replace")
+    (record,) = wait_for_records(linebox, 1)
+    assert (record["outcome"], record["answered_by"]) == ("answered", "103")
+    assert linebox.status()["calls"] == []
