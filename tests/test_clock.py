@@ -79,7 +79,8 @@ def test_the_kernel_answers_about_its_clock() -> None:
 def _call(call_id: str, started_at: float, ended_at: float) -> dict[str, object]:
     return {"id": call_id, "started_at": started_at, "answered_at": started_at + 2.0,
             "ended_at": ended_at, "direction": "inbound", "source": "trunk",
-            "caller": "79990001122", "dialed": "200", "outcome": "answered"}
+            "caller": "79990001122", "dialed": "200", "outcome": "answered",
+            "clock_unsynced": 1}
 
 
 def _leg(call_id: str, started_at: float) -> dict[str, object]:
@@ -101,9 +102,22 @@ def test_calls_written_before_the_sync_move_and_older_ones_stay(tmp_path: Path) 
     assert rows["earlier"]["started_at"] == 1_000_500.0
     assert rows["unsynced"]["started_at"] == 1_000_400.0 + TWO_YEARS_S
     assert rows["unsynced"]["ended_at"] == 1_000_430.0 + TWO_YEARS_S
+    # Moved: no longer marked; the earlier boot's call keeps its mark (its times may be off).
+    assert (rows["unsynced"]["clock_unsynced"], rows["earlier"]["clock_unsynced"]) == (0, 1)
     leg = store._db.conn.execute(
         "SELECT started_at, ended_at FROM call_legs WHERE call_id = 'unsynced'").fetchone()
     assert tuple(leg) == (1_000_400.0 + TWO_YEARS_S, 1_000_430.0 + TWO_YEARS_S)
+    store.close()
+
+
+def test_a_call_recorded_by_a_synchronised_clock_is_not_moved(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "linebox.db")
+    first_own = last_call_rowid(store)
+    store.record_finished_calls([(
+        {**_call("synced", 1_000_400.0, 1_000_430.0), "clock_unsynced": 0}, [])])
+    moved = shift_after_step(store, -3600.0, unsynced=(first_own, 1_000_000.0, 1_000_600.0))
+    assert moved["calls"] == 0
+    assert store.recent_calls()[0]["started_at"] == 1_000_400.0
     store.close()
 
 

@@ -10,8 +10,9 @@ store-reads thread):
   years step does not expire every promise at the next restart, nor a step back hold a retry up
   by an hour;
 - call records the daemon wrote while the kernel said the clock was not synchronised (the Pi
-  before its first NTP sync, running on the time kept on the data partition): their times were
-  wrong by what the step corrects.
+  before its first NTP sync, running on the time kept on the data partition; marked
+  `calls.clock_unsynced = 1`): their times were wrong by what the step corrects, and their mark
+  is cleared. Marked rows of an earlier boot (a power cut before the sync) are left marked.
 """
 
 from __future__ import annotations
@@ -64,15 +65,17 @@ def shift_after_step(store: Store, step_s: float, *,
         if unsynced is not None:
             rowid, first, last = unsynced
             ids = [row[0] for row in conn.execute(
-                f"SELECT id FROM calls WHERE rowid > ? AND {_WRITTEN_AT} BETWEEN ? AND ?",
-                (rowid, first, last))]
+                f"SELECT id FROM calls WHERE clock_unsynced = 1 AND rowid > ? "
+                f"AND {_WRITTEN_AT} BETWEEN ? AND ?", (rowid, first, last))]
             for call_id in ids:
                 values = {"step": step_s, "id": call_id}
-                conn.execute(f"UPDATE calls SET {_shifted(CALL_TIME_COLUMNS)} WHERE id = :id",
-                             values)
+                conn.execute(f"UPDATE calls SET {_shifted(CALL_TIME_COLUMNS)}, clock_unsynced = 0 "
+                             "WHERE id = :id", values)
                 conn.execute(f"UPDATE call_legs SET {_shifted(LEG_TIME_COLUMNS)} "
                              "WHERE call_id = :id", values)
                 conn.execute("UPDATE voicemails SET left_at = left_at + :step "
+                             "WHERE call_id = :id", values)
+                conn.execute("UPDATE recordings SET started_at = started_at + :step "
                              "WHERE call_id = :id", values)
             moved["calls"] = len(ids)
     return moved

@@ -52,11 +52,12 @@ CALL_COLUMNS = (
     "id", "started_at", "answered_at", "ended_at", "direction", "source", "caller", "dialed",
     "number", "department", "answered_by", "end_cause", "outcome", "sip_call_id",
     "strategy", "waited_s", "talk_s", "target_call", "sale", "marked_by", "callback_state",
-    "line",
+    "line", "clock_unsynced",
 )
 # What `record_finished_calls` writes for a column the call's mapping leaves out (else NULL):
 # the NOT NULL columns' defaults, so a recorder that predates a column keeps working.
-CALL_COLUMN_DEFAULTS: Mapping[str, object] = {"sip_call_id": "", "target_call": 0, "sale": 0}
+CALL_COLUMN_DEFAULTS: Mapping[str, object] = {"sip_call_id": "", "target_call": 0, "sale": 0,
+                                              "clock_unsynced": 0}
 # What a call's later record overwrites in its earlier row: all but the id and the marks.
 _UPSERTED_CALL_COLUMNS = ", ".join(
     f"{column} = excluded.{column}" for column in CALL_COLUMNS
@@ -451,6 +452,15 @@ _SCHEMA_V12: tuple[str, ...] = (
     )""",
 )
 
+# Schema version 14 (issue 16): `calls.clock_unsynced` is 1 for a call recorded while the kernel
+# called the wall clock unsynchronised (a Pi before its first NTP sync, on the time kept on the
+# data partition). The step that synchronises the clock moves this daemon's marked rows and
+# clears their mark (firmware/store/clock_times.py); a row still marked is from a boot that
+# never synchronised, and its times may be off.
+_SCHEMA_V14: tuple[str, ...] = (
+    "ALTER TABLE calls ADD COLUMN clock_unsynced INTEGER NOT NULL DEFAULT 0",
+)
+
 # Schema version 13 (issue 15): call recordings, one row per recorded call (the calls table and
 # its reports untouched). `file` is relative to the recordings folder beside the database;
 # `state` 'recording' while it is written, 'done' when closed, 'repaired' when a power cut left it
@@ -544,6 +554,11 @@ def _add_recordings(db: Database) -> None:
         db.execute(statement)
 
 
+def _add_clock_marks(db: Database) -> None:
+    for statement in _SCHEMA_V14:
+        db.execute(statement)
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only; never edit one
 # that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -560,6 +575,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _add_notifications,
     _add_registrations_and_open_calls,  # 12
     _add_recordings,  # 13
+    _add_clock_marks,  # 14
 )
 
 

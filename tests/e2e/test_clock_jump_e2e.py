@@ -172,8 +172,10 @@ def test_a_callback_request_waiting_through_a_step_survives_a_restart_after_it(
             # NTP, as the Pi before its first sync): moved by the step to the new clock.
             assert "1 call records made before the sync" in linebox.log()
             assert origin["started_at"] >= recorded_at + TWO_YEARS_S - 60.0
+            assert origin["clock_unsynced"] == 0  # moved: its time is the synced clock's now
         else:  # recorded by a synchronised clock: history stays as it was written
             assert origin["started_at"] <= recorded_at + SLACK_S
+            assert origin["clock_unsynced"] == 0
     # Stopped and started again after the step, as after a power cut once NTP has synced.
     with faked_linebox(workdir, config, faketime_file) as linebox:
         waiting = linebox.wait_for(

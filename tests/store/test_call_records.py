@@ -90,6 +90,7 @@ def test_call_round_trip(store: Store) -> None:
             "callback_state": None,
             "line": None,
             "record_state": "ended",  # schema version 12
+            "clock_unsynced": 0,  # schema version 14
         }
     ]
 

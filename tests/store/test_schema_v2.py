@@ -21,6 +21,7 @@ NEW_CALL_COLUMNS = {
     "marked_by": None,
     "callback_state": None,
     "line": None,  # schema version 10
+    "clock_unsynced": 0,  # schema version 14
 }
 # Schema version 12: how far the record got (written when answered, then when ended).
 RECORD_STATE = {"record_state": "ended"}
@@ -74,9 +75,10 @@ def make_v1_database(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def test_schema_version_is_the_latest_migration(store: Store) -> None:
-    # 12: registrations and calls in progress (issue 16); 13: call recordings (issue 15)
-    assert len(MIGRATIONS) == 13
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 13
+    # 12: registrations and calls in progress (issue 16); 13: call recordings (issue 15);
+    # 14: calls recorded before the clock was synchronised (issue 16)
+    assert len(MIGRATIONS) == 14
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 14
 
 
 def test_v1_database_upgrades_in_place_keeping_its_data(db_path: Path) -> None:
