@@ -23,6 +23,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -192,6 +193,7 @@ class TlsChannel(GuardedChannel):
             if not data:
                 self.handle_close()
                 return
+            self.last_activity = time.time()  # waitress's idle timeout counts from here
             self.received(data)
             if self.will_close or not self.socket.pending():
                 return
