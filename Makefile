@@ -10,7 +10,9 @@ DEB_TEST_PACKAGES := sip-tester chromium baresip gammu socat
 # The interop matrix (tests/e2e/test_interop_clients.py): Linphone's console client, and sox to
 # find a tone's frequency in what a phone recorded.
 DEB_TEST_PACKAGES += linphone-cli sox
-DEB_BENCH_PACKAGES := sip-tester util-linux
+DEB_BENCH_PACKAGES := sip-tester util-linux rtpengine-daemon
+# bench/media.py's reference relay (user space, no kernel module); its smoke test runs in make test.
+DEB_TEST_PACKAGES += rtpengine-daemon
 # The offline Buildroot checks (tests/image/test_buildroot_offline.py, test_genimage_layout.py):
 # Buildroot's kconfig, check-package, genimage and the file system tools it calls.
 DEB_IMAGE_CHECK_PACKAGES := build-essential libncurses-dev python3 python3-magic flake8 shellcheck \
@@ -55,6 +57,7 @@ bench: $(STAMP)
 	$(PY) bench/overload.py
 	$(PY) bench/at_roundtrip.py
 	$(PY) bench/idle_memory.py
+	$(PY) bench/media.py
 	$(PY) bench/recording.py
 	$(PY) bench/sqlite_durability.py
 	$(PY) bench/whatif.py
