@@ -68,6 +68,10 @@ SEVERE_DELAY_S = 0.250
 # whatever they waited (a box descheduled by a busy CPU delays its few datagrams too; that is
 # no queue for shedding to shorten).
 MIN_SAMPLES = 10
+# Intervals in a row with a standing queue before the box counts as behind (CoDel, too, acts
+# only once the queue has stood for an interval): a scheduler that stalls a busy PC's process
+# for one tenth of a second must not turn a test's or an office's calls away.
+ONSET_INTERVALS = 2
 DECREASE_FACTOR = 0.7
 INCREASE_STEP = 0.05  # from nothing back to everything in 2 s of keeping up
 # RFC 3261 §21.5.4: how long the client should wait before trying again.
@@ -167,6 +171,7 @@ class OverloadControl:
         self._credit = 0.0
         self._interval_ends = now + CONTROL_INTERVAL_S
         self._interval_min_s: float | None = None  # None: no datagram in this interval yet
+        self._standing_intervals = 0  # in a row, with a standing queue above the target
         self._interval_samples = 0
         self._last_min_s = 0.0
         self._worst_s = 0.0
@@ -237,9 +242,13 @@ class OverloadControl:
             samples, self._interval_samples = self._interval_samples, 0
             self._last_min_s = standing
             if standing > TARGET_DELAY_S and samples >= MIN_SAMPLES:
-                self._set_ratio(self.admit_ratio * DECREASE_FACTOR, standing)
-            elif standing < RELEASE_DELAY_S and self.admit_ratio < 1.0:
-                self._set_ratio(min(1.0, self.admit_ratio + INCREASE_STEP), standing)
+                self._standing_intervals += 1
+                if self.overloaded or self._standing_intervals >= ONSET_INTERVALS:
+                    self._set_ratio(self.admit_ratio * DECREASE_FACTOR, standing)
+            else:
+                self._standing_intervals = 0
+                if standing < RELEASE_DELAY_S and self.admit_ratio < 1.0:
+                    self._set_ratio(min(1.0, self.admit_ratio + INCREASE_STEP), standing)
             # A long silence is many quiet intervals: catch up without looping over each.
             if now - self._interval_ends > CONTROL_INTERVAL_S * 100:
                 self._interval_ends = now

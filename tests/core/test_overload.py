@@ -81,13 +81,24 @@ def test_a_box_that_keeps_up_admits_everything() -> None:
     assert control.shed == 0
 
 
-def test_a_delay_above_target_lowers_the_ratio_when_the_interval_ends() -> None:
+def test_a_queue_standing_for_two_intervals_lowers_the_ratio() -> None:
     control = OverloadControl(now=0.0)
     waited(control, TARGET_DELAY_S * 2, 0.05)
     assert control.admit_ratio == 1.0  # decided once per interval, not per datagram
-    waited(control, 0.0, CONTROL_INTERVAL_S + 0.001)
+    waited(control, TARGET_DELAY_S * 2, 0.15)
+    assert control.admit_ratio == 1.0  # one interval: a stall, not yet a queue
+    waited(control, 0.0, 2 * CONTROL_INTERVAL_S + 0.001)
     assert control.admit_ratio == pytest.approx(DECREASE_FACTOR)
     assert control.overloaded and control.episodes == 1
+
+
+def test_one_stalled_interval_is_no_overload() -> None:
+    control = OverloadControl(now=0.0)
+    waited(control, TARGET_DELAY_S * 5, 0.05)
+    waited(control, 0.0, 0.15)
+    waited(control, TARGET_DELAY_S * 5, 0.25)
+    waited(control, 0.0, 0.35)
+    assert not control.overloaded
 
 
 def test_a_burst_is_no_overload_while_the_shortest_wait_stays_short() -> None:
@@ -110,9 +121,9 @@ def test_a_severe_delay_sheds_all_new_work_at_once() -> None:
 
 def test_the_admitted_share_is_the_ratio_without_randomness() -> None:
     control = OverloadControl(now=0.0)
-    waited(control, TARGET_DELAY_S * 2, 0.05)
-    waited(control, TARGET_DELAY_S * 2, 0.15)  # closes the first interval: 0.7
-    waited(control, TARGET_DELAY_S * 2, 0.25)  # and the second: 0.49
+    for at in (0.05, 0.15, 0.25):  # the first interval's close: still 1; then 0.7
+        waited(control, TARGET_DELAY_S * 2, at)
+    waited(control, TARGET_DELAY_S * 2, 0.35)  # and 0.49
     assert control.admit_ratio == pytest.approx(DECREASE_FACTOR ** 2)
     admitted = sum(control.admit(0.26) for _ in range(1000))
     assert abs(admitted - 490) <= 1  # the credit is a float sum
@@ -138,10 +149,11 @@ def test_it_recovers_by_itself_step_by_step() -> None:
 def test_a_delay_between_release_and_target_holds_the_ratio() -> None:
     control = OverloadControl(now=0.0)
     waited(control, TARGET_DELAY_S * 2, 0.05)
-    waited(control, TARGET_DELAY_S * 0.8, 0.15)
-    held = control.admit_ratio
+    waited(control, TARGET_DELAY_S * 2, 0.15)
     waited(control, TARGET_DELAY_S * 0.8, 0.25)
+    held = control.admit_ratio
     waited(control, TARGET_DELAY_S * 0.8, 0.35)
+    waited(control, TARGET_DELAY_S * 0.8, 0.45)
     assert control.admit_ratio == held == pytest.approx(DECREASE_FACTOR)
 
 
@@ -205,12 +217,12 @@ def test_classify_tells_new_work_answers_and_our_own_acks(data: bytes, kind: str
 
 def test_an_answer_to_our_challenge_is_taken_while_anything_is() -> None:
     control = OverloadControl(now=0.0)
-    waited(control, TARGET_DELAY_S * 2, 0.05)
-    waited(control, TARGET_DELAY_S * 2, 0.15)
+    for at in (0.05, 0.15, 0.25):
+        waited(control, TARGET_DELAY_S * 2, at)
     assert 0.0 < control.admit_ratio < 1.0
-    assert all(control.admit(0.15, answer=True) for _ in range(100))
-    waited(control, SEVERE_DELAY_S, 0.16)
-    assert not control.admit(0.16, answer=True)
+    assert all(control.admit(0.25, answer=True) for _ in range(100))
+    waited(control, SEVERE_DELAY_S, 0.26)
+    assert not control.admit(0.26, answer=True)
 
 
 def test_the_503_carries_retry_after_and_echoes_the_transaction() -> None:

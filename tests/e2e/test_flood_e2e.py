@@ -30,6 +30,7 @@ from tests.e2e.linebox import (
     SipReply,
     ask_udp,
     new_branch,
+    read_udp_replies,
     running_linebox,
 )
 from tests.e2e.test_calls import DID, provider_call, start_agent
@@ -49,6 +50,29 @@ PHONE_EXPIRES_S = 60
 ATTACK_SPAN_S = 30.0  # the rounds are spread over this: longer than the customers' calls
 ATTACK_LIMIT_S = 60.0
 REPLY_TIMEOUT_S = 2.0
+T1_S = 0.5  # RFC 3261 §17.1.2.2: a phone sends a REGISTER again after T1, 2*T1, ...
+PHONE_ANSWER_LIMIT_S = 8.0  # well under Timer F (32 s) and the binding's 60 s
+
+
+def ask_like_a_phone(linebox: LineboxProcess, sock: socket.socket, data: bytes,
+                     call_id: str, cseq: int) -> SipReply | None:
+    """Send a non-INVITE request as a phone does over UDP: again after T1, 2*T1, 4*T1 (at
+    most 4 s apart, §17.1.2.2) until its final answer (this CSeq's: a late answer to the
+    previous request is not this one's), for at most PHONE_ANSWER_LIMIT_S."""
+    def final(reply: SipReply) -> bool:
+        return (reply.status >= 200 and reply.call_id == call_id
+                and (reply.header("CSeq") or "").split(" ")[0] == str(cseq))
+
+    deadline = time.monotonic() + PHONE_ANSWER_LIMIT_S
+    interval = T1_S
+    while time.monotonic() < deadline:
+        sock.sendto(data, ("127.0.0.1", linebox.port))
+        wait_s = min(interval, max(0.0, deadline - time.monotonic()))
+        answer = next((r for r in read_udp_replies(sock, wait_s, stop=final) if final(r)), None)
+        if answer is not None:
+            return answer
+        interval = min(interval * 2, 4.0)
+    return None
 
 
 def flood_config() -> dict[str, Any]:
@@ -217,7 +241,7 @@ class Phones:
         self.cseq += 1
         first = register_request(self.linebox, sock, extension=extension, call_id=call_id,
                                  from_tag="ph", cseq=self.cseq, branch=new_branch())
-        challenge = ask_udp(self.linebox, sock, first, call_id, REPLY_TIMEOUT_S)
+        challenge = ask_like_a_phone(self.linebox, sock, first, call_id, self.cseq)
         if challenge is None or challenge.status != 401:
             return challenge.status if challenge is not None else None
         chosen = choose_challenge(challenge.header_values("WWW-Authenticate"))
@@ -229,7 +253,7 @@ class Phones:
         second = register_request(self.linebox, sock, extension=extension, call_id=call_id,
                                   from_tag="ph", cseq=self.cseq, branch=new_branch(),
                                   authorization=authorization)
-        answer = ask_udp(self.linebox, sock, second, call_id, REPLY_TIMEOUT_S)
+        answer = ask_like_a_phone(self.linebox, sock, second, call_id, self.cseq)
         return answer.status if answer is not None else None
 
     def _run(self) -> None:
@@ -243,7 +267,7 @@ class Phones:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop.set()
-        self.thread.join(REPLY_TIMEOUT_S * 4 + 5)
+        self.thread.join(PHONE_ANSWER_LIMIT_S * 2 + 5)
         for sock in self.sockets.values():
             sock.close()
 
@@ -333,13 +357,8 @@ def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
     printed: it depends on the machine), and the provider's customers at 10 calls/s and the
     phones' refreshes get through."""
     assert lo_has_all_of_127()
-    sockets = []
-    for index in range(OVERLOAD_SOURCES):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((f"127.3.{index // 250}.{index % 250 + 1}", 0))
-        sock.setblocking(False)
-        sockets.append(sock)
-    sent = 0
+    sockets: list[socket.socket] = []  # made once the peers have their ports (SIPp's are
+    sent = 0                           # chosen free, then bound: no race with 1000 more)
     stop = threading.Event()
 
     def flood() -> None:
@@ -367,6 +386,11 @@ def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
                 linebox, extension, tmp_path, calls=CALLS, timeout_s=120,
                 variables={"answer_delay_ms": 0})) for extension in AGENTS]
             phones = stack.enter_context(Phones(linebox))
+            for index in range(OVERLOAD_SOURCES):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind((f"127.3.{index // 250}.{index % 250 + 1}", 0))
+                sock.setblocking(False)
+                sockets.append(sock)
             attacker = threading.Thread(target=flood, daemon=True)
             attacker.start()
             started = time.monotonic()
