@@ -45,7 +45,11 @@ class CollectingTap:
         self.out: list[bytes] = []
 
     def heard(self, side: str, packet: RtpPacket, codec: str, now: float) -> None:
-        self.recorder.heard(side, packet, codec, now)
+        self.heard_plain(side, packet.timestamp, packet.ssrc, packet.payload, codec, now)
+
+    def heard_plain(self, side: str, timestamp: int, ssrc: int, payload: bytes, codec: str,
+                    now: float) -> None:
+        self.recorder.heard_plain(side, timestamp, ssrc, payload, codec, now)
         data = self.recorder.take(now)
         if data:
             self.out.append(data)

@@ -19,11 +19,21 @@ gives the patches at close, `repaired_sizes` recovers a file a power cut left un
 from __future__ import annotations
 
 import struct
+import warnings
 from dataclasses import dataclass, field
 from functools import cache
 
 from . import g711
 from .rtp import RtpPacket
+
+# The standard library's audioop mixes in C. CPython 3.11 (the box's, Buildroot's) has it,
+# deprecated; 3.13 removed it, and then the table below does the same, slower.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import audioop as _audioop
+    except ImportError:  # CPython 3.13 and later
+        _audioop = None  # type: ignore[assignment]
 
 SAMPLE_RATE_HZ = 8000
 FLUSH_S = 1.0  # how much audio at most waits in memory (a power cut loses no more)
@@ -114,7 +124,13 @@ def _mix_table(codec: str) -> bytes:
 
 
 def mix(a: bytes, b: bytes, codec: str) -> bytes:
-    """Two equally long G.711 signals as one (their sum)."""
+    """Two equally long G.711 signals as one (their sum, clipped)."""
+    if _audioop is not None:  # in C: a fifteenth of the table's time, the same bytes
+        if codec == "PCMA":
+            return bytes(_audioop.lin2alaw(_audioop.add(
+                _audioop.alaw2lin(a, 2), _audioop.alaw2lin(b, 2), 2), 2))
+        return bytes(_audioop.lin2ulaw(_audioop.add(
+            _audioop.ulaw2lin(a, 2), _audioop.ulaw2lin(b, 2), 2), 2))
     table = _mix_table(codec)
     pairs = bytearray(2 * len(a))
     pairs[0::2] = a
@@ -153,20 +169,24 @@ class Recorder:
 
     def heard(self, side: str, packet: RtpPacket, codec: str, now: float) -> None:
         """An audio packet `side` ("a" the caller, "b" the member) sent, in `codec`."""
+        self.heard_plain(side, packet.timestamp, packet.ssrc, packet.payload, codec, now)
+
+    def heard_plain(self, side: str, timestamp: int, ssrc: int, payload: bytes, codec: str,
+                    now: float) -> None:
+        """The same from the packet's header fields and payload (not parsed by the bridge)."""
         if self.closed:
             return
         state = self.sides[side]
-        payload = packet.payload
         if codec != self.codec:
             payload = payload.translate(
                 g711.ALAW_TO_ULAW if codec == "PCMA" else g711.ULAW_TO_ALAW)
         arrival = round((now - self.started_at) * SAMPLE_RATE_HZ)
         position = (state.anchor_position
-                    + (packet.timestamp - state.anchor_timestamp) % TIMESTAMP_MODULO)
-        if state.ssrc != packet.ssrc or abs(position - arrival) > REANCHOR_SAMPLES:
+                    + (timestamp - state.anchor_timestamp) % TIMESTAMP_MODULO)
+        if state.ssrc != ssrc or abs(position - arrival) > REANCHOR_SAMPLES:
             # The first packet, a new source (RFC 3550 §8.2), or a jump: time from arrival.
-            state.ssrc = packet.ssrc
-            state.anchor_timestamp = packet.timestamp
+            state.ssrc = ssrc
+            state.anchor_timestamp = timestamp
             state.anchor_position = position = arrival
         state.packets += 1
         buffer = state.buffer

@@ -277,3 +277,54 @@ def test_a_menus_caller_hears_the_warning_when_the_menu_sends_them_to_a_recorded
     talk(o, port, member_port, 1.0)
     o.provider.bye(invite)
     assert [e.channels for e in o.net.recording_events if isinstance(e, RecordingStarted)] == [2]
+
+
+def test_the_bridges_unparsed_packets_are_recorded_as_the_parsed_ones() -> None:
+    from firmware.core.recordings import _Tap
+    from firmware.media.bridge import BridgeSide, MediaBridge
+    from firmware.media.sdp import AudioChoice
+
+    def side(port: int, codec: str) -> BridgeSide:
+        return BridgeSide(port, AudioChoice(
+            remote_host="127.0.0.2", remote_port=port + 30000, codec=codec,
+            payload_type=8 if codec == "PCMA" else 0, telephone_event_pt=None,
+            direction="sendrecv"))
+
+    class Sink:  # the gateway's emit, for the tap
+        def __init__(self) -> None:
+            self.events: list[object] = []
+
+        def emit(self, event: object) -> None:
+            self.events.append(event)
+
+    outputs = []
+    for extension in (False, True):  # plain headers (unparsed path), then with an extension
+        bridge = MediaBridge(side(10000, "PCMA"), side(10002, "PCMA"))
+        sink = Sink()
+        holder = type("Holder", (), {"core": sink})()
+        recorder = Recorder(codec="PCMA", channels=2, started_at=0.0)
+        bridge.tap = _Tap(holder, "c", recorder)  # type: ignore[arg-type]
+        for i in range(100):
+            for port, code, ssrc in ((10000, 0x11, 1), (10002, 0x22, 2)):
+                data = RtpPacket(payload_type=8, sequence=i, timestamp=5000 + 160 * i, ssrc=ssrc,
+                                 payload=bytes([code + i % 7]) * 160).to_bytes()
+                if extension:  # X bit and an empty extension (RFC 3550 §5.3.1)
+                    data = bytes([data[0] | 0x10]) + data[1:12] + b"\xbe\xde\x00\x00" + data[12:]
+                assert bridge.receive(port, data, 0.02 * i)
+        handed = b"".join(e.data for e in sink.events if isinstance(e, RecordingAudio))
+        outputs.append(handed + recorder.take(3.0, final=True))
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 2 * 100 * 160
+
+
+@pytest.mark.parametrize("codec", ["PCMA", "PCMU"])
+def test_mono_mixing_in_c_and_by_the_table_agree(codec: str, monkeypatch: pytest.MonkeyPatch,
+                                                 ) -> None:
+    from firmware.media import recorder
+
+    a = bytes(range(256)) * 4
+    b = bytes(reversed(a))
+    in_c = mix(a, b, codec)
+    monkeypatch.setattr(recorder, "_audioop", None)  # as on CPython 3.13, without audioop
+    assert mix(a, b, codec) == in_c
+    loud = bytes([0xAA if codec == "PCMA" else 0x80]) * 8  # both at full scale: clipped
+    assert mix(loud, loud, codec) == loud
