@@ -44,6 +44,7 @@ from .core.events import (
     DatagramToSend,
     FailoverSwitched,
     LineStateChanged,
+    MenuGreetingRecorded,
     ModemCommandRequested,
     RecordingAudio,
     RecordingFinished,
@@ -724,6 +725,24 @@ class Daemon:
         GREETING_POLL_INTERVAL_S)."""
         self.greetings.install(await self.reads.read(self.greetings.read))
 
+    async def _save_menu_greeting(self, event: MenuGreetingRecorded) -> None:
+        """A greeting recorded by phone, stored in the store's thread as the web UI stores an
+        upload (webui/menus.py: a WAV file under the greeting `menu:NAME`), then taken up at
+        once so the next caller hears it; the call says whether it worked."""
+        duration_s = len(event.pcm) / (2 * 8000)
+        try:
+            await self.reads.read(lambda store: store.set_greeting(
+                event.key, wav_bytes(event.pcm), duration_s=duration_s, at=event.wall_time))
+            await self.refresh_greetings()
+            ok = True
+            LOGGER.info("menu %s: greeting of %.1f s recorded by phone saved", event.menu,
+                        duration_s)
+        except Exception:  # a full disk: the caller hears it was not saved
+            LOGGER.exception("menu %s: the greeting recorded by phone was not saved", event.menu)
+            ok = False
+        self.gateway.menu_greeting_saved(event.call_id, ok, self.loop.time())
+        self.flush()
+
     async def _reload_if_changed(self) -> None:
         revision = await self.reads.read(Store.config_revision)
         if revision == self.config_revision:
@@ -859,6 +878,10 @@ class Daemon:
                        event.reason)
         elif isinstance(event, RecordingStarted | RecordingAudio | RecordingFinished):
             self.recordings.perform(event)  # written in a thread of its own
+        elif isinstance(event, MenuGreetingRecorded):
+            task = self.loop.create_task(self._save_menu_greeting(event))
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
         elif write_record(self.recorder, event):
             self.mailer.notice(event)
         else:

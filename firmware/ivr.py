@@ -17,7 +17,7 @@ from .calls import Timer
 from .media import tones
 from .media.session import DtmfReceived, MediaEvent, PlaybackFinished
 from .routing.menu import REPEAT, Menu
-from .voicemail import RINGBACK, LocalParty, Script
+from .voicemail import BEEP, RINGBACK, LocalParty, Script
 
 LOGGER = logging.getLogger(__name__)
 
@@ -26,7 +26,28 @@ DIGITS_MAX = 8  # an extension or department number is at most this long
 END_OF_DIGITS_KEY = "#"  # dialling directly: "that was the whole number"
 
 
-class MenuScript(Script):
+class TimedScript(Script):
+    """A script with one timer at a time, which fires only while it still runs the party."""
+
+    _timer: Timer | None = None
+
+    def _arm(self, party: LocalParty, when: float,
+             action: Callable[[LocalParty, float], None]) -> None:
+        self._cancel_timer()
+
+        def fire(now: float) -> None:
+            self._timer = None
+            if not party.closed and party.script is self:
+                action(party, now)
+        self._timer = party.services.call_at(when, fire)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class MenuScript(TimedScript):
     """One menu on the line: greeting → a key, or digits dialled directly → `on_choice`.
 
     Nothing pressed within `timeout_s` of the greeting's end, or an unknown key, plays the
@@ -162,21 +183,6 @@ class MenuScript(Script):
         LOGGER.info("menu %s: chosen %s", self.menu.name, destination)
         self.on_choice(destination, now)
 
-    def _arm(self, party: LocalParty, when: float,
-             action: Callable[[LocalParty, float], None]) -> None:
-        self._cancel_timer()
-
-        def fire(now: float) -> None:
-            self._timer = None
-            if not party.closed and party.script is self:
-                action(party, now)
-        self._timer = party.services.call_at(when, fire)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def stop(self) -> None:
         self._cancel_timer()
         if self.state != "done":
@@ -197,3 +203,133 @@ class RingbackScript(Script):
         if isinstance(event, PlaybackFinished) and not party.session.is_playing:
             party.session.play(RINGBACK, tones.ringback())
 
+
+
+# Recording a menu's greeting by phone (*97 + the menu's number, firmware/core/menu_greetings.py).
+PROMPT_GREETING_OPTIONS = "greeting_record_options"  # "1 to record, 2 to listen, 3 to save"
+PROMPT_GREETING_SAVED = "greeting_saved"
+PROMPT_GREETING_NOT_SAVED = "greeting_not_saved"
+PROMPT_GREETING_NOT_RECORDED = "greeting_not_recorded"
+RECORD_KEY, LISTEN_KEY, SAVE_KEY = "1", "2", "3"
+OPTIONS_WAIT_S = 10.0  # after the options, before saying them again
+OPTIONS_TIMES = 3  # said this many times with nothing pressed, then the box hangs up
+MIN_GREETING_S = 0.5  # shorter is a slip of the finger, not a greeting
+
+
+class GreetingRecordingScript(TimedScript):
+    """Record a menu's greeting on the phone: the options, then 1 records after the beep until
+    # or `max_s`, 2 plays what was recorded (before that, the menu's current greeting), 3 hands
+    the recording to `on_save` and waits for `saved(ok)` to confirm. Nothing is kept unless 3
+    is pressed: hanging up before leaves the greeting as it was."""
+
+    _outcome = "answered"
+
+    def __init__(self, *, menu: str, current: list[tuple[str, bytes]], max_s: float,
+                 on_save: Callable[[bytes, float], None]) -> None:
+        self.menu = menu
+        self.current = current
+        self.max_s = max_s
+        self.on_save = on_save
+        self.state = "options"  # options → beep → recording → options; playing; saving
+        self.recorded: bytes | None = None
+        self.times = 0  # the options said with nothing pressed since
+        self._last_part = ""
+
+    def start(self, party: LocalParty, now: float) -> None:
+        self._options(party)
+
+    def _options(self, party: LocalParty, before: str | None = None) -> None:
+        self._cancel_timer()
+        self.state = "options"
+        self.times += 1
+        party.session.stop_playing()
+        if before is not None:
+            party.session.play(before, party.services.prompt(before))
+        party.session.play(PROMPT_GREETING_OPTIONS,
+                           party.services.prompt(PROMPT_GREETING_OPTIONS))
+
+    def on_event(self, party: LocalParty, event: MediaEvent, now: float) -> None:
+        if isinstance(event, PlaybackFinished):
+            self._played(party, event.name, now)
+            return
+        assert isinstance(event, DtmfReceived)
+        LOGGER.info("greeting of menu %s: key %s (%s)", self.menu, event.key, event.via)
+        if self.state == "recording":
+            if event.key == END_OF_DIGITS_KEY:
+                self._stop_recording(party)
+            return
+        if self.state in ("options", "playing"):
+            self._chosen(party, event.key, now)
+
+    def _played(self, party: LocalParty, name: str, now: float) -> None:
+        if self.state == "beep" and name == BEEP:
+            self.state = "recording"
+            party.session.start_recording(now)
+        elif self.state == "options" and name == PROMPT_GREETING_OPTIONS:
+            self._arm(party, now + OPTIONS_WAIT_S, self._waited)
+        elif self.state == "playing" and name == self._last_part:
+            self._options(party)
+
+    def _waited(self, party: LocalParty, now: float) -> None:
+        if self.state != "options":
+            return
+        if self.times >= OPTIONS_TIMES:
+            LOGGER.info("greeting of menu %s: nothing pressed; hanging up", self.menu)
+            self.state = "done"
+            party.hang_up(now)
+            return
+        self._options(party)
+
+    def _chosen(self, party: LocalParty, key: str, now: float) -> None:
+        self._cancel_timer()
+        self.times = 0
+        party.session.stop_playing()
+        if key == RECORD_KEY:
+            self.state = "beep"
+            party.session.play(BEEP, tones.beep())
+        elif key == LISTEN_KEY:
+            parts = ([("recorded", self.recorded)] if self.recorded is not None
+                     else self.current)
+            self.state = "playing"
+            for index, (_name, pcm) in enumerate(parts):
+                self._last_part = f"greeting:{self.menu}:{index}"
+                party.session.play(self._last_part, pcm)
+            if not parts:
+                self._options(party)
+        elif key == SAVE_KEY:
+            if self.recorded is None:
+                self._options(party, before=PROMPT_GREETING_NOT_RECORDED)
+                return
+            self.state = "saving"
+            self.on_save(self.recorded, now)
+        else:
+            self._options(party, before=PROMPT_MENU_INVALID)
+
+    def on_frame(self, party: LocalParty, now: float) -> None:
+        recording = party.session.recording
+        if self.state == "recording" and recording is not None and (
+                recording.duration_s >= self.max_s):
+            self._stop_recording(party)  # the upload's limit: a longer file is refused too
+
+    def _stop_recording(self, party: LocalParty) -> None:
+        recording = party.session.stop_recording()
+        if recording is None or recording.duration_s < MIN_GREETING_S:
+            self._options(party, before=PROMPT_GREETING_NOT_RECORDED)
+            return
+        self.recorded = bytes(recording.pcm)
+        LOGGER.info("greeting of menu %s: %.1f s recorded", self.menu, recording.duration_s)
+        self._options(party)
+
+    def saved(self, party: LocalParty, ok: bool) -> None:
+        """The store has the greeting (or could not write it): say which."""
+        if self.state != "saving" or party.closed:
+            return
+        self._options(party, before=PROMPT_GREETING_SAVED if ok else PROMPT_GREETING_NOT_SAVED)
+
+    def stop(self) -> None:
+        self._cancel_timer()
+
+    def on_remote_hangup(self, party: LocalParty, now: float) -> None:
+        # Hung up without 3: what was recorded is dropped, the greeting stays as it was.
+        party.session.stop_recording()
+        self.stop()

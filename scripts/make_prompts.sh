@@ -43,6 +43,15 @@ say ru menu_invalid "Извините, такого пункта нет."
 say en menu_invalid "Sorry, there is no such option."
 say ru call_may_be_recorded "Разговор может быть записан."
 say en call_may_be_recorded "This call may be recorded."
+# A menu's greeting recorded by phone (*97 + the menu's number, firmware/ivr.py).
+say ru greeting_record_options "Чтобы записать приветствие, нажмите один. Чтобы прослушать, нажмите два. Чтобы сохранить, нажмите три. Запись заканчивается решёткой."
+say en greeting_record_options "To record the greeting, press one. To listen to it, press two. To save it, press three. Press hash to end a recording."
+say ru greeting_saved "Приветствие сохранено."
+say en greeting_saved "The greeting has been saved."
+say ru greeting_not_saved "Извините, приветствие не удалось сохранить."
+say en greeting_not_saved "Sorry, the greeting could not be saved."
+say ru greeting_not_recorded "Приветствие ещё не записано."
+say en greeting_not_recorded "Nothing has been recorded yet."
 ru=(ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать
     тринадцать четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать
     двадцать)

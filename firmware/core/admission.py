@@ -87,6 +87,8 @@ class Admission:
             # says what was done, and the call ends there.
             self.core.reply(tx_id, request, 480, now, reason=f"Status set: {status}")
             return
+        if self.core.menu_greetings.on_invite(tx_id, request, source, caller, dialed, now):
+            return  # *97 and a menu's number (firmware/core/menu_greetings.py)
         if self.core.pickup.on_invite(tx_id, request, source, caller, dialed, now):
             return  # *8 or **EXT (firmware/core/pickup.py)
         if dialed in self.core.extensions or dialed in self.core.departments:

@@ -57,9 +57,15 @@ class BoxMedia:
             LOGGER.info("call %s: voicemail for mailbox %s", call.id, mailbox)
             call.answer_locally(party, anchor.caller_answer, now)
             return
+        self.answer(call, script, now, what=f"voicemail for mailbox {mailbox}")
+
+    def answer(self, call: Call, script: Script, now: float, *, what: str) -> None:
+        """The box answers the caller itself and runs `script` on the call (voicemail, a menu's
+        greeting recorded by phone): our SDP answers the caller's offer; an INVITE without one
+        gets our offer, answered in the ACK (RFC 3264)."""
         port = self.core.open_media_port()
         if port is None:
-            call.fail(503, "no media port for voicemail", now, outcome="missed")
+            call.fail(503, f"no media port for {what}", now, outcome="missed")
             return
         offer = call.caller.offer.body if call.caller.offer is not None else b""
         try:
@@ -70,13 +76,13 @@ class BoxMedia:
                 choice = sdp.awaiting_answer()
         except sdp.SdpError as exc:
             self.core.close_media(port)
-            LOGGER.info("call %s: voicemail cannot take the caller's SDP: %s", call.id, exc)
+            LOGGER.info("call %s: %s cannot take the caller's SDP: %s", call.id, what, exc)
             # RFC 3261 §21.4.26: no common format.
             call.fail(488, "no common audio format", now, outcome="missed")
             return
         party = self._local_party(port, choice, script, now, awaiting_answer=not offer)
         party.on_hang_up(call.hang_up_local)
-        LOGGER.info("call %s: voicemail for mailbox %s", call.id, mailbox)
+        LOGGER.info("call %s: %s", call.id, what)
         if call.answer_locally(party, body, now) and offer:
             party.start(now)
 

@@ -83,6 +83,18 @@ class VoicemailLeft:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MenuGreetingRecorded:
+    """A menu's greeting recorded by phone, to store as the web UI stores an upload (greeting
+    `key`, 16-bit 8 kHz mono `pcm`); the daemon answers with `Gateway.menu_greeting_saved`."""
+
+    call_id: str
+    menu: str
+    key: str
+    pcm: bytes
+    wall_time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SecurityNoticed:
     """A security event for the web UI (`event.at` is on the gateway's clock)."""
 
@@ -171,4 +183,5 @@ RecordEvent = (
 Event = (
     DatagramToSend | RtpToSend | WebhookRequested | StatusChanged | LineStateChanged
     | ModemCommandRequested | FailoverSwitched | RecordEvent | RecordingEvent
+    | MenuGreetingRecorded
 )

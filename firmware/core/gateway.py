@@ -71,6 +71,7 @@ from .failover_room import Failover
 from .hold import Hold
 from .lines import ChannelPool, Lines
 from .lookups import Lookups
+from .menu_greetings import MenuGreetings
 from .menus import Menus
 from .overload import SERVE, SHED, OverloadControl, shed_response
 from .pickup import Pickup
@@ -174,6 +175,7 @@ class Gateway:
         self.callbacks = Callbacks(self)
         self.box_media = BoxMedia(self)
         self.menus = Menus(self)  # voice menus (IVR)
+        self.menu_greetings = MenuGreetings(self)  # a menu's greeting recorded by phone
         self.presence = Presence(self)  # busy lamps (RFC 4235)
         self.pickup = Pickup(self)
         self.transfer = Transfer(self)  # REFER (RFC 3515)
@@ -490,6 +492,10 @@ class Gateway:
                          *, error: str = "") -> None:
         """A webhook's or the CRM's answer (`WebhookRequested`), or None with its error."""
         self.lookups.webhook_answered(call_id, destination, now, error=error)
+
+    def menu_greeting_saved(self, call_id: str, ok: bool, now: float) -> None:
+        """A greeting recorded by phone (`MenuGreetingRecorded`) is stored, or could not be."""
+        self.menu_greetings.saved(call_id, ok, now)
 
     def restore_callbacks(self, requests: list[dict[str, Any]], now: float) -> int:
         """Callback requests saved before a restart, back in their queues; how many."""

@@ -51,7 +51,7 @@ class Menus:
         if entered > MAX_MENUS_PER_CALL:
             call.fail(482, "menus lead round in a loop", now, outcome="failed")
             return
-        script = MenuScript(menu=menu, greeting=self._greeting(menu), targets=self._targets(),
+        script = MenuScript(menu=menu, greeting=self.greeting(menu), targets=self._targets(),
                             on_choice=partial(self._chosen, call))
         call.info.department = None
         LOGGER.info("call %s: menu %s", call.id, menu.name)
@@ -67,7 +67,7 @@ class Menus:
                            call.id, menu.name)
             self._route(call, menu.then or menu.timeout, now)
 
-    def _greeting(self, menu: Menu) -> list[tuple[str, bytes]]:
+    def greeting(self, menu: Menu) -> list[tuple[str, bytes]]:
         """The office's recording for the menu, else its built-in prompts in order."""
         uploaded = self.core.greeting(greeting_key(menu.name))
         if uploaded:

@@ -31,8 +31,11 @@ DEFAULT_DIGIT_TIMEOUT_S = 3.0
 TIMEOUT_MAX_S = 60.0
 REPEATS_MAX = 10
 MENUS_MAX = 100
-ALLOWED_KEYS = ("name", "greeting", "keys", "timeout_s", "repeats", "timeout", "invalid",
-                "direct_dial", "digit_timeout_s", "then")
+ALLOWED_KEYS = ("name", "number", "greeting", "keys", "timeout_s", "repeats", "timeout",
+                "invalid", "direct_dial", "digit_timeout_s", "then")
+# A menu's number, dialled after the greeting code (*97 + number) to record its greeting by
+# phone: names are letters, keypads are digits. Stable once written down (menu_to_data).
+NUMBER_RE = re.compile(r"[1-9][0-9]{0,3}")
 PROMPT_NAME_RE = re.compile(r"[a-z0-9_]{1,64}")
 
 
@@ -48,6 +51,7 @@ class MenuError(ValueError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Menu:
     name: str
+    number: str = "1"  # dialled after the greeting code to record the greeting by phone
     # Built-in prompts played in order, unless the office uploaded a recording for the menu.
     greeting: tuple[str, ...] = DEFAULT_GREETING
     keys: Mapping[str, str] = field(default_factory=dict)  # key → destination or "repeat"
@@ -68,6 +72,11 @@ class Menu:
 def menu_name(destination: str) -> str | None:
     """The menu a `menu:NAME` destination names; None for any other destination."""
     return destination.removeprefix(MENU_PREFIX) if destination.startswith(MENU_PREFIX) else None
+
+
+def by_number(menus: Collection[Menu], number: str) -> Menu | None:
+    """The menu `number` names (what follows the greeting code), or None."""
+    return next((menu for menu in menus if menu.number == number), None)
 
 
 def greeting_key(name: str) -> str:
@@ -101,15 +110,44 @@ def parse_menus(
         if name in names:
             raise MenuError(at, f'duplicate menu "{name}" (already at {names[name]})')
         names[name] = at
-    menus = tuple(_parse_menu(item, f"{path}[{index}]", names, check_destination, prompt_names)
+    numbers = _menu_numbers(items, path)
+    menus = tuple(_parse_menu(item, f"{path}[{index}]", names, check_destination, prompt_names,
+                              numbers[index])
                   for index, item in enumerate(items))
     _refuse_automatic_cycles(menus, path)
     return menus
 
 
+def _menu_numbers(items: list[object], path: str) -> list[str]:
+    """Each menu's number: its own `number`, or else the lowest one no menu has, in list order.
+    Written down by `menu_to_data`, so the first save keeps them: deleting a menu never
+    renumbers the others (a number on a sticker by the phone stays right)."""
+    given: dict[str, str] = {}
+    for index, item in enumerate(items):
+        assert isinstance(item, dict)
+        if "number" not in item:
+            continue
+        raw = item["number"]
+        text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+        at = f"{path}[{index}].number"
+        if not isinstance(text, str) or not NUMBER_RE.fullmatch(text):
+            raise MenuError(at, f"must be a number from 1 to 9999, got {raw!r}")
+        if text in given:
+            raise MenuError(at, f"number {text} is taken by another menu (at {given[text]})")
+        given[text] = at
+    numbers: list[str] = []
+    free = (str(n) for n in range(1, 10_000) if str(n) not in given)
+    for item in items:
+        assert isinstance(item, dict)
+        raw = item.get("number")
+        numbers.append(str(raw) if raw is not None else next(free))
+    return numbers
+
+
 def _parse_menu(
     value: object, path: str, names: Mapping[str, str],
     check_destination: Callable[[object, str], str], prompt_names: Collection[str] | None,
+    number: str,
 ) -> Menu:
     if not isinstance(value, dict):
         raise MenuError(path, "must be a mapping of key: value")
@@ -166,7 +204,7 @@ def _parse_menu(
     if not keys and then is None and not direct_dial:
         raise MenuError(path, "give it keys, direct_dial: true, or (an announcement) `then`")
     return Menu(
-        name=str(value["name"]), greeting=greeting, keys=keys,
+        name=str(value["name"]), number=number, greeting=greeting, keys=keys,
         timeout_s=_number(value.get("timeout_s", DEFAULT_TIMEOUT_S), f"{path}.timeout_s",
                           low=1, high=TIMEOUT_MAX_S),
         repeats=int(_number(value.get("repeats", DEFAULT_REPEATS), f"{path}.repeats",
@@ -205,7 +243,7 @@ def _refuse_automatic_cycles(menus: tuple[Menu, ...], path: str) -> None:
 
 def menu_to_data(menu: Menu) -> dict[str, object]:
     """Plain data for `menu`, the inverse of its parsing; defaults are left out."""
-    data: dict[str, object] = {"name": menu.name}
+    data: dict[str, object] = {"name": menu.name, "number": menu.number}
     if menu.greeting != DEFAULT_GREETING:
         data["greeting"] = list(menu.greeting)
     if menu.keys:

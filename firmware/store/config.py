@@ -365,6 +365,9 @@ class Site:
     # departments; the prefix and an extension take the call ringing that extension.
     pickup_code: str = DEFAULT_PICKUP_CODE
     directed_pickup_prefix: str = DEFAULT_DIRECTED_PICKUP_PREFIX
+    # Extensions that may record a voice menu's greeting by phone (*97 + the menu's number,
+    # docs/menus.md); nobody by default: the greeting is what every caller hears.
+    greeting_recorders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1320,7 +1323,8 @@ NATIONAL_DIGITS_MAX = 14  # with a country code of 1 digit, E.164's 15
 
 def _parse_site(value: object, path: str) -> Site:
     data = _mapping(value, path, required=(), optional=(
-        "timezone", "language", "pickup_code", "directed_pickup_prefix", *DIAL_PLAN_KEYS))
+        "timezone", "language", "pickup_code", "directed_pickup_prefix", "greeting_recorders",
+        *DIAL_PLAN_KEYS))
     language = data.get("language", DEFAULT_LANGUAGE)
     if language not in PROMPT_LANGUAGES:
         raise ConfigError(_at_key(path, "language"),
@@ -1332,7 +1336,22 @@ def _parse_site(value: object, path: str) -> Site:
         dial_plan=_dial_plan(data, path),
         pickup_code=codes["pickup_code"],
         directed_pickup_prefix=codes["directed_pickup_prefix"],
+        greeting_recorders=_greeting_recorders(data.get("greeting_recorders", []),
+                                               _at_key(path, "greeting_recorders")),
     )
+
+
+def _greeting_recorders(value: object, path: str) -> tuple[str, ...]:
+    """`site.greeting_recorders`: extension numbers, as text."""
+    if not isinstance(value, list):
+        raise ConfigError(path, 'must be a list of extension numbers, e.g. ["101"]')
+    recorders: list[str] = []
+    for item in value:
+        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        if not isinstance(text, str) or not text.isdigit():
+            raise ConfigError(path, f"must be extension numbers, got {item!r}")
+        recorders.append(text)
+    return tuple(recorders)
 
 
 def _pickup_codes(data: dict[str, object], path: str) -> dict[str, str]:
@@ -2016,6 +2035,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
                              ("directed_pickup_prefix", DEFAULT_DIRECTED_PICKUP_PREFIX)):
             if getattr(cfg.site, key) != default:
                 data["site"][key] = getattr(cfg.site, key)
+        if cfg.site.greeting_recorders:
+            data["site"]["greeting_recorders"] = list(cfg.site.greeting_recorders)
     if cfg.schedules:
         data["schedules"] = [_schedule_to_data(schedule, cfg.site) for schedule in cfg.schedules]
     if cfg.rules:

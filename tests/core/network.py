@@ -26,6 +26,7 @@ from firmware.core.events import (
     DatagramToSend,
     FailoverSwitched,
     LineStateChanged,
+    MenuGreetingRecorded,
     ModemCommandRequested,
     RecordingAudio,
     RecordingFinished,
@@ -128,6 +129,7 @@ class Network:
         self.modem_commands: list[ModemCommandRequested] = []
         self.failover_switches: list[FailoverSwitched] = []
         self.recording_events: list[RecordingStarted | RecordingAudio | RecordingFinished] = []
+        self.menu_greetings: list[MenuGreetingRecorded] = []  # greetings recorded by phone
         self._to_gateway: deque[tuple[bytes, Address]] = deque()
 
     def send(self, peer: Peer, message: Message) -> None:
@@ -172,6 +174,8 @@ class Network:
                 self.failover_switches.append(event)
             elif isinstance(event, RecordingStarted | RecordingAudio | RecordingFinished):
                 self.recording_events.append(event)
+            elif isinstance(event, MenuGreetingRecorded):
+                self.menu_greetings.append(event)
             else:
                 assert write_record(self._recorder, event), f"unexpected event {event!r}"
         return datagrams

@@ -327,7 +327,8 @@ def test_a_no_answer_step_may_go_to_a_menu() -> None:
 def test_menus_round_trip_through_plain_data() -> None:
     parsed = parse_config(menu_config())
     assert parse_config(config_to_dict(parsed)).menus == parsed.menus
-    assert menu_to_data(parsed.menus[2]) == {"name": "notice",
+    # The number is always written down: once saved, deleting a menu renumbers no other.
+    assert menu_to_data(parsed.menus[2]) == {"name": "notice", "number": "3",
                                               "greeting": ["call_may_be_recorded"],
                                               "then": "200"}
 
