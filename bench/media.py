@@ -9,7 +9,7 @@ step prints: packets lost, the one-way latency through E (p50/p99), the RFC 3550
 jitter the path added, E's CPU share and RSS. The capacity is the highest N with no loss and p99
 under 5 ms; the summary prints both capacities and their ratio. See bench/README.md.
 
-    python bench/media.py [--calls 25,50,100,...] [--duration 10] [--only linebox|rtpengine]
+    python bench/media.py [--calls 25,50,100,...] [--duration 10] [--only linebox,rtpengine]
 
 Signalling: SIPp (registering the members, the callers' INVITEs with digest auth, the members'
 answers) for Linebox; rtpengine's ng `offer`/`answer`/`delete` for rtpengine. The RTP itself is
@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import random
@@ -370,6 +371,9 @@ class Element:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=ELEMENT_STOP_TIMEOUT_S)
+
+    # When the first of the step's calls may end by itself (the callers' hold time).
+    calls_last_until = math.inf
 
     def prepare(self, worker: RtpWorker, max_calls: int) -> None:
         """Once, after start: what every step needs (Linebox: the members register)."""
@@ -727,7 +731,11 @@ class LineboxElement(Element):
 
     name = "linebox"
 
-    def __init__(self, workdir: Path, max_calls: int, root: Path = REPO_ROOT) -> None:
+    def __init__(self, workdir: Path, max_calls: int, root: Path = REPO_ROOT, *,
+                 record: bool = False) -> None:
+        self.record = record
+        if record:
+            self.name = "linebox-rec"
         super().__init__(workdir)
         self.root = root
         self.sip_port = free_port(LOOPBACK, tcp=True)
@@ -761,7 +769,14 @@ class LineboxElement(Element):
             ]
         lines += ["sip: {digest_algorithms: [MD5, SHA-256]}",
                   # One loopback address sends every request of the bench.
-                  "security: {rate_limit_requests: 100000, rate_limit_window_s: 1.0}", ""]
+                  "security: {rate_limit_requests: 100000, rate_limit_window_s: 1.0}"]
+        if self.record:
+            # Every department's calls recorded (stereo G.711 WAV, docs/config.md `recording`):
+            # each caller hears the warning first, then waits in the queue as without it.
+            departments = range(200, 200 + math.ceil(len(self.members) / QUEUE_SIZE))
+            lines.append("recording: {channels: stereo, departments: {"
+                         + ", ".join(f'"{d}": all' for d in departments) + "}}")
+        lines.append("")
         return "\n".join(lines)
 
     def command(self) -> list[str]:
@@ -842,12 +857,15 @@ class LineboxElement(Element):
                 trace_dir=step_dir, trace_msg=False, cpu=PEER_CPU, name=f"callers-{department}",
                 extra_args=["-trace_logs", "-log_file", str(log)],
             ).start())
-        wait_for(lambda: self.waiting() >= calls, 10 + calls / SETUP_RATE_CPS,
+        # Bounded generously: on a shared machine the set-up of a few hundred calls is slow.
+        wait_for(lambda: self.waiting() >= calls, 30 + calls / 5,
                  f"{calls} callers waiting in the queues")
         self.set_status(members, "on_line")
+        # No call is answered before this, so none hangs up before its hold has passed.
+        self.calls_last_until = time.monotonic() + hold_s
         wait_for(lambda: len(logged_ports(caller_logs, "caller")) >= calls
                  and len(logged_ports([self.member_log], "member")) - self.member_seen >= calls,
-                 15 + calls / 20, f"{calls} calls answered and bridged")
+                 30 + calls / 5, f"{calls} calls answered and bridged")
         caller_ports = logged_ports(caller_logs, "caller")
         member_ports = logged_ports([self.member_log], "member")[self.member_seen:]
         self.member_seen += len(member_ports)
@@ -994,22 +1012,23 @@ class StepResult:
 def run_step(element: Element, worker: RtpWorker, calls: int, duration_s: float,
              step_dir: Path, max_p99_ms: float = MAX_P99_MS) -> StepResult:
     step_dir.mkdir(parents=True, exist_ok=True)
-    hold_s = duration_s + WARMUP_S + DRAIN_S + 8 + calls / 40
+    hold_s = duration_s + WARMUP_S + DRAIN_S + 15 + calls / 20
     reasons: list[str] = []
-    try:
-        streams = element.set_up(calls, worker, hold_s, step_dir)
-        if len(streams) < 2 * calls:
-            reasons.append(f"only {len(streams)} of {2 * calls} streams set up")
-        drops_before = socket_drops(element.pid)
-        cpu_before = cpu_seconds(element.pid) or 0.0
-        wall_before = time.monotonic()
-        result = worker.run(streams, duration_s)
-        cpu_after = cpu_seconds(element.pid) or cpu_before
-        wall = time.monotonic() - wall_before
-        rss_kb = read_status_kb(element.pid, "VmRSS") or 0
-        drops = socket_drops(element.pid) - drops_before
-    finally:
-        reasons += element.tear_down()
+    streams = element.set_up(calls, worker, hold_s, step_dir)
+    if len(streams) < 2 * calls:
+        reasons.append(f"only {len(streams)} of {2 * calls} streams set up")
+    drops_before = socket_drops(element.pid)
+    cpu_before = cpu_seconds(element.pid) or 0.0
+    wall_before = time.monotonic()
+    result = worker.run(streams, duration_s)
+    cpu_after = cpu_seconds(element.pid) or cpu_before
+    wall = time.monotonic() - wall_before
+    rss_kb = read_status_kb(element.pid, "VmRSS") or 0
+    drops = socket_drops(element.pid) - drops_before
+    if time.monotonic() > element.calls_last_until:
+        reasons.append("the set-up was so slow that calls ended during the step")
+    # (On an exception above the sweep stops the element, and with it the step's calls.)
+    reasons += element.tear_down()
     latency = result["latency_us"]
     jitter = result["jitter_us"]
     step = StepResult(
@@ -1063,7 +1082,9 @@ def sweep(elements: list[Element], args: argparse.Namespace, run_dir: Path,
     """Every element started (each with its own RTP worker), then the steps interleaved: N
     calls through one element, then through the next, so both see the machine in the same
     state. A step that fails is tried once more (other work on the shared CPUs can spoil one
-    try's p99); an element's sweep ends at its first step that fails twice."""
+    try's p99). The capacity is the last N passed before the first step that failed twice; the
+    sweep goes on past latency failures (CPU and loss at larger N still tell something) and
+    ends at the first step that loses packets twice."""
     reports = {e.name: {"element": e.name, "steps": [], "capacity_calls": None} for e in elements}
     workers: dict[str, RtpWorker] = {}
     active: list[Element] = []
@@ -1101,11 +1122,19 @@ def sweep(elements: list[Element], args: argparse.Namespace, run_dir: Path,
                         if step.passed:
                             break
                     assert step is not None
-                    if step.passed:
+                    if step.passed and "first_failure" not in report:
                         report["capacity_calls"] = calls
-                    else:
-                        report["stopped"] = f"{calls} calls failed: " + "; ".join(step.reasons)
+                    elif not step.passed:
+                        report.setdefault("first_failure", f"{calls} calls: "
+                                          + "; ".join(step.reasons))
+                    if step.lost:
+                        # Latency alone does not end the sweep (the CPU and loss figures of
+                        # larger steps still tell something); loss does.
+                        report["stopped"] = f"{calls} calls lost packets: " \
+                            + "; ".join(step.reasons)
                         active.remove(element)
+                    else:
+                        report["loss_free_calls"] = calls
                 except RuntimeError as exc:
                     report["error"] = report["stopped"] = str(exc)
                     print(f"[{element.name}] {exc}", file=sys.stderr)
@@ -1142,9 +1171,12 @@ def print_summary(reports: list[dict[str, Any]], direct: dict[str, Any] | None,
         name = report["element"]
         print(f"{name}: capacity {report['capacity_calls'] or 'none'} calls "
               f"(no loss, p99 < {limit:g} ms); RSS idle {report.get('idle_rss_mb', '?')} MB")
+        print(f"{name}: carried without loss up to {report.get('loss_free_calls') or 'none'} "
+              f"calls; first failing step: {report.get('first_failure', 'none')}")
         if "stopped" in report:
             print(f"{name}: stopped: {report['stopped']}")
-        summary[name] = {"capacity_calls": report["capacity_calls"]}
+        summary[name] = {"capacity_calls": report["capacity_calls"],
+                         "loss_free_calls": report.get("loss_free_calls")}
     by_name = {report["element"]: report for report in reports}
     if "linebox" in by_name and "rtpengine" in by_name:
         ours = by_name["linebox"]["capacity_calls"]
@@ -1152,10 +1184,45 @@ def print_summary(reports: list[dict[str, Any]], direct: dict[str, Any] | None,
         ratio = ours / theirs if ours and theirs else None
         summary["capacity_ratio_linebox_over_rtpengine"] = ratio
         print("capacity ratio linebox/rtpengine: " + (f"{ratio:.2f}" if ratio else "n/a"))
-        if theirs and "stopped" not in by_name["rtpengine"]:
+        if theirs and "first_failure" not in by_name["rtpengine"]:
             print("(rtpengine passed every step run: its capacity is at least that, the ratio "
                   "an upper bound)")
+    # CPU per relayed packet, at the most calls carried without loss (at a few calls the idle
+    # work weighs in): steadier than latency on a shared machine. A call is 100 packets a
+    # second through E (50 each way), so one core at that cost carries 1e4 / us calls.
+    per: dict[str, dict[int, float]] = {}
+    for name, report in by_name.items():
+        clean = [step for step in report["steps"] if step["sent"] and not step["lost"]]
+        per[name] = {n: median([s["cpu_us_per_packet"] for s in clean if s["calls"] == n]) or 0.0
+                     for n in {step["calls"] for step in clean}}
+        if per[name]:
+            top = max(per[name])
+            print(f"{name}: CPU {per[name][top]:.1f} us per relayed packet at {top} calls; one "
+                  f"core at that cost: ~{1e4 / per[name][top]:.0f} calls")
+    summary["cpu_us_per_packet"] = per
+
+    def compare(ours: str, theirs: str) -> tuple[int, float] | None:
+        """At the most calls both carried without loss: ours' CPU per packet over theirs'."""
+        common = set(per.get(ours, {})) & set(per.get(theirs, {}))
+        if not common:
+            return None
+        n = max(common)
+        return n, per[ours][n] / per[theirs][n]
+
+    if (versus := compare("linebox", "rtpengine")) is not None:
+        summary["cpu_ratio_linebox_over_rtpengine"] = versus
+        print(f"CPU per packet linebox/rtpengine at {versus[0]} calls: {versus[1]:.2f}")
+    if (recording := compare("linebox-rec", "linebox")) is not None:
+        extra = 100 * (recording[1] - 1)
+        summary["recording_extra_cpu_percent"] = round(extra, 1)
+        print(f"recording costs {extra:+.0f} % CPU per packet over plain relaying at "
+              f"{recording[0]} calls (target < 25 %)")
     return summary
+
+
+def median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1165,7 +1232,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated numbers of simultaneous calls, run in order")
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S,
                         help="seconds of media per step, after a 1 s warm-up (default %(default)s)")
-    parser.add_argument("--only", choices=("linebox", "rtpengine"), help="bench one element")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")),
+                        help="comma-separated elements to bench: linebox, linebox-rec, rtpengine")
     parser.add_argument("--max-total-s", type=float, default=DEFAULT_MAX_TOTAL_S,
                         help="start no new step after this many seconds (default %(default)s)")
     parser.add_argument("--max-p99-ms", type=float, default=MAX_P99_MS,
@@ -1199,10 +1267,14 @@ def main(argv: list[str] | None = None) -> int:
     direct = direct_baseline(run_dir, max(args.calls), min(args.duration, 3.0))
     print(TABLE_HEADER)
     elements: list[Element] = []
-    if args.only in (None, "linebox"):
+    wanted = args.only or {"linebox", "linebox-rec", "rtpengine"}
+    if "linebox" in wanted:
         elements.append(LineboxElement(run_dir / "linebox", max(args.calls),
                                        args.linebox_root.resolve()))
-    if args.only in (None, "rtpengine"):
+    if "linebox-rec" in wanted:
+        elements.append(LineboxElement(run_dir / "linebox-rec", max(args.calls),
+                                       args.linebox_root.resolve(), record=True))
+    if "rtpengine" in wanted:
         elements.append(RtpengineElement(run_dir / "rtpengine"))
     reports = sweep(elements, args, run_dir, deadline)
     summary = print_summary(reports, direct, args.max_p99_ms)
