@@ -42,6 +42,7 @@ parse of the whole message.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -151,9 +152,38 @@ def is_new_work(data: bytes) -> bool:
     return classify(data) in (NEW, ANSWER)
 
 
+# The headers a response echoes (§8.2.6.2), by every name they go by (§7.3.3 compact forms).
+_ECHOED = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To",
+           b"t": b"To", b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq"}
+# What the quick path leaves to the careful one: controls (a NUL, a bare CR or LF, a control
+# in a quoted name: echoed_address's business), folded lines, a head without its end.
+_NOT_PLAIN_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
+
+
 def shed_response(data: bytes, retry_after_s: int = RETRY_AFTER_S) -> bytes | None:
     """The stateless 503 with Retry-After (RFC 3261 §21.5.4) for a shed request, built from
-    its raw headers; None when it cannot be answered (no Via)."""
+    its raw headers; None when it cannot be answered (no Via).
+
+    A flood is answered here thousands of times a second, so a plain head (the usual) is
+    echoed line by line — a few microseconds; anything else takes `error_response_bytes`."""
+    head_end = data.find(b"\r\n\r\n")
+    if head_end > 0 and not _NOT_PLAIN_RE.search(data, 0, head_end):
+        lines = data[:head_end].split(b"\r\n")
+        out = [b"SIP/2.0 503 " + _SHED_REASON.encode()]
+        seen: set[bytes] = set()
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            canon = _ECHOED.get(name.strip().lower()) if colon else None
+            if canon is None or (canon != b"Via" and canon in seen):
+                continue
+            seen.add(canon)
+            value = value.strip()
+            if canon == b"To" and b";tag=" not in value.replace(b" ", b"").lower():
+                value += b";tag=" + _SHED_TAG.encode()  # §8.2.6.2: a final response's To tag
+            out.append(canon + b": " + value)
+        if len(seen) == len(set(_ECHOED.values())) and not lines[0].startswith(b"SIP/"):
+            out += [b"Retry-After: %d" % retry_after_s, b"Content-Length: 0", b"", b""]
+            return b"\r\n".join(out)
     reply = error_response_bytes(data, 503, _SHED_REASON, to_tag=_SHED_TAG)
     if reply is None:
         return None

@@ -18,6 +18,7 @@ from firmware.sip.message import (
     KNOWN_METHODS,
     FramingError,
     Request,
+    Response,
     StreamFramer,
     error_response_bytes,
     parse_message,
@@ -133,6 +134,26 @@ def exercise(data: bytes, *, stream: bool = False) -> None:
 @given(structured_messages())
 def test_structured_messages_parse_or_raise_the_protocol_error(data: bytes) -> None:
     exercise(data)
+
+
+@FUZZ
+@given(structured_messages())
+def test_the_overload_503_answers_the_request_it_sheds(data: bytes) -> None:
+    """The quick 503 (a plain head echoed line by line) says what the careful one would."""
+    reply = shed_response(data)
+    try:
+        request = parse_message(data)
+        vias, call_id, cseq = request.headers.get_list("Via"), request.call_id, request.cseq
+    except RemoteProtocolError:
+        return  # the parser's 400 would have answered it; any 503 is best effort
+    if not isinstance(request, Request):
+        return
+    assert reply is not None
+    response = parse_message(reply)
+    assert isinstance(response, Response) and response.status == 503
+    assert response.headers.get_list("Via") == vias
+    assert (response.call_id, response.cseq) == (call_id, cseq)
+    assert response.to.tag and response.headers.get("Retry-After") == "5"
 
 
 @FUZZ
