@@ -580,7 +580,9 @@ class Daemon:
         """The phones' bindings kept before the stop (issue 16), served at once: a phone is
         reachable, and not a stranger to the rate limiter, without registering again."""
         offset = self.clock.offset_s
-        rows = live_registrations(self.store, time.time())
+        # An extension removed from the configuration while the box was off keeps nothing.
+        rows = [row for row in live_registrations(self.store, time.time())
+                if row["extension"] in self.gateway.extensions]
         taken = self.gateway.registrar.restore(rows, self.loop.time(), offset)
         self.gateway.registrar.take_changed()
         if taken:

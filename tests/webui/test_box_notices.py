@@ -47,3 +47,19 @@ def test_the_notice_is_in_russian_by_default(app: Flask, client: FlaskClient) ->
 def test_no_notice_for_a_logged_out_visitor(app: Flask, client: FlaskClient) -> None:
     noticed(app, {"kind": NOTICE_CUT_OFF, "detail": "2"})
     assert 'id="box-notices"' not in client.get("/login").get_data(as_text=True)
+
+
+def test_a_call_cut_off_by_a_power_cut_says_so_in_the_call_list_and_on_its_page(
+        app: Flask, admin: FlaskClient) -> None:
+    from firmware.store.durable import mark_cut_off_calls, record_answered_calls
+
+    call = {"id": "c0ff", "started_at": 1_780_000_000.0, "answered_at": 1_780_000_004.0,
+            "direction": "inbound", "source": "trunk:provider", "caller": "79161234567",
+            "dialed": "74951234567", "department": "200", "answered_by": "101",
+            "outcome": None}
+    with Store.open(app.config["DB"]) as store:
+        record_answered_calls(store, [(call, [])])
+        mark_cut_off_calls(store)
+    row = page(admin, "/calls").split('id="call-c0ff"', 1)[1].split("</tr>", 1)[0]
+    assert "answered" in row and "(cut off)" in row
+    assert "(cut off)" in page(admin, "/calls/c0ff")
