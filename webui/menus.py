@@ -1,10 +1,12 @@
 """Menus page (admin): the voice menus, each with its keys edited in place (one field per key,
 the destination as in the configuration file), its timeout, repeats and actions, and its
 greeting — the office's uploaded recording (a WAV file, converted to what the box plays) or the
-built-in prompts it names. A new menu is added by name; a menu is deleted unless something
-still routes to it. Everything is saved through `configedit`, validated exactly like an import:
-an error is shown beside the menu's form and nothing is changed. Uploaded greetings are stored
-beside the mailboxes' (`menu:NAME`), where the daemon re-reads them every 2 s.
+built-in prompts it names, or recorded by phone (*97 and the menu's number, shown with it, from
+an extension the page lets record: firmware/core/menu_greetings.py). A new menu is added by
+name; a menu is deleted unless something still routes to it. Everything is saved through
+`configedit`, validated exactly like an import: an error is shown beside the menu's form and
+nothing is changed. Uploaded greetings are stored beside the mailboxes' (`menu:NAME`), where
+the daemon re-reads them every 2 s.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from firmware.routing.menu import DEFAULT_GREETING, MENU_KEYS, greeting_key
+from firmware.routing.menu import DEFAULT_GREETING, GREETING_CODE, MENU_KEYS, greeting_key
 
 from . import configedit
 from .db import get_store
@@ -40,10 +42,12 @@ def _render(errors: FormErrors | None = None, status: int = 200,
     draft = draft or configedit.load()
     uploaded = {name.removeprefix("menu:"): info for name, info in get_store().greetings().items()
                 if name.startswith("menu:")}
+    recorders = (draft.data.get("site") or {}).get("greeting_recorders") or []
     return render_template("menus.html", menus=_menus(draft.data), keys=MENU_KEYS,
                            uploaded=uploaded, errors=errors or FormErrors(),
                            default_greeting=", ".join(DEFAULT_GREETING),
-                           max_greeting_s=int(GREETING_MAX_S)), status
+                           max_greeting_s=int(GREETING_MAX_S), greeting_code=GREETING_CODE,
+                           recorders=", ".join(str(r) for r in recorders)), status
 
 
 def _find(draft: configedit.Draft, name: str) -> dict[str, Any]:
@@ -141,6 +145,20 @@ def delete(name: str) -> Any:
         del draft.data["menus"]
     return _save(draft, f"menu-{name}", _("Menu %(name)s was deleted.", name=name),
                  show_draft=False)
+
+
+@bp.route("/menus/recorders", methods=["POST"])
+@role_required(ADMIN)
+def recorders() -> Any:
+    """Who may record a menu's greeting by phone (`site.greeting_recorders`)."""
+    draft = configedit.load()
+    site = draft.data.setdefault("site", {})
+    numbers = [part.strip() for part in request.form.get("recorders", "").replace(
+        ",", " ").split() if part.strip()]
+    site.pop("greeting_recorders", None)
+    if numbers:
+        site["greeting_recorders"] = numbers
+    return _save(draft, "recorders", _("Saved who may record greetings by phone."))
 
 
 # --------------------------------------------------------------------------- greetings

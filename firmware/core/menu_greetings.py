@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..callerid import display_name
 from ..calls import Call, CallInfo
 from ..ivr import GreetingRecordingScript
-from ..routing.menu import Menu, by_number, greeting_key
+from ..routing.menu import GREETING_CODE, Menu, by_number, greeting_key
 from ..sip.message import Request
 from ..sip.transaction import Address
 from ..voicemail import LocalParty
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 
-GREETING_CODE = "*97"  # then the menu's number, as the Voice menus page shows it
 # The same limit as a greeting uploaded in the web UI (webui/voicemail.py GREETING_MAX_S) and
 # what the daemon plays of one (firmware/daemon.py MAX_GREETING_S).
 GREETING_MAX_S = 120.0

@@ -33,6 +33,10 @@ REPEATS_MAX = 10
 MENUS_MAX = 100
 ALLOWED_KEYS = ("name", "number", "greeting", "keys", "timeout_s", "repeats", "timeout",
                 "invalid", "direct_dial", "digit_timeout_s", "then")
+# Dialled by an allowed extension, then a menu's number, to record the menu's greeting by phone
+# (firmware/core/menu_greetings.py); the status codes *50..*54 and the pickup codes never clash
+# with it (firmware/store/config.py refuses a pickup code that would).
+GREETING_CODE = "*97"
 # A menu's number, dialled after the greeting code (*97 + number) to record its greeting by
 # phone: names are letters, keypads are digits. Stable once written down (menu_to_data).
 NUMBER_RE = re.compile(r"[1-9][0-9]{0,3}")

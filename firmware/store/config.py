@@ -36,7 +36,14 @@ from firmware.recording import (
     parse_recording,
     recording_to_data,
 )
-from firmware.routing.menu import MENU_PREFIX, Menu, MenuError, menu_to_data, parse_menus
+from firmware.routing.menu import (
+    GREETING_CODE,
+    MENU_PREFIX,
+    Menu,
+    MenuError,
+    menu_to_data,
+    parse_menus,
+)
 from firmware.routing.rules import (
     ACTIONS,
     BLACKLIST,
@@ -1366,6 +1373,9 @@ def _pickup_codes(data: dict[str, object], path: str) -> dict[str, str]:
             raise ConfigError(key_path, f"must be * or # and up to 7 keys, got {code!r}")
         if any(status.startswith(code) for status in STATUS_CODES):
             raise ConfigError(key_path, f"{code} is taken by the status codes *50..*54")
+        if code.startswith(GREETING_CODE) or GREETING_CODE.startswith(code):
+            raise ConfigError(key_path, f"{code} clashes with {GREETING_CODE}, the code that "
+                                        "records a menu's greeting by phone")
         codes[key] = code
     if codes["directed_pickup_prefix"].startswith(codes["pickup_code"]) or codes[
         "pickup_code"
@@ -1750,6 +1760,9 @@ def parse_config(data: object) -> Config:
     security = _parse_security(top.get("security", {}), "security")
     sip = _parse_sip(top.get("sip", {}), "sip")
     site = _parse_site(top.get("site", {}), "site")
+    unknown = [n for n in site.greeting_recorders if n not in extension_numbers]
+    if unknown:
+        raise ConfigError("site.greeting_recorders", f"no extension {unknown[0]}")
     crm = _parse_crm(top.get("crm", {}), "crm")
     failover = _parse_failover(top.get("failover", {}), "failover", trunk_paths)
     hardware = _parse_hardware(top.get("hardware", {}), "hardware")

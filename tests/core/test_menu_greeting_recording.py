@@ -204,3 +204,17 @@ def test_nothing_pressed_the_box_says_the_options_three_times_and_hangs_up() -> 
     caller.wait(2)
     assert len(o.phones["101"].requests("BYE")) == 1
     assert o.net.menu_greetings == []
+
+
+@pytest.mark.parametrize(("site", "message"), [
+    ({"greeting_recorders": ["999"]}, "site.greeting_recorders: no extension 999"),
+    ({"pickup_code": "*9"}, "site.pickup_code: *9 clashes with *97"),
+    ({"directed_pickup_prefix": "*970"}, "site.directed_pickup_prefix: *970 clashes with *97"),
+])
+def test_the_greeting_code_is_guarded_in_the_configuration(site: dict[str, object],
+                                                           message: str) -> None:
+    config = copy.deepcopy(MENUS)
+    config["site"] = site
+    with pytest.raises(ConfigError) as error:
+        parse_config(config)
+    assert message in str(error.value)

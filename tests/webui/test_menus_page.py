@@ -101,3 +101,38 @@ def test_a_number_is_sent_to_a_menu_from_its_form(admin: FlaskClient, app: Flask
                                        "channels": "3", "destination": "menu:main"})
     assert response.status_code == 302
     assert store_config(app).numbers[0].destination == "menu:main"
+
+
+def test_the_page_shows_each_menus_number_and_how_to_record_by_phone(
+    admin: FlaskClient, app: Flask,
+) -> None:
+    with_menu(app)
+    text = html.unescape(page(admin, "/menus"))
+    assert 'id="number-main"' in text and "*971" in text
+    assert 'id="form-recorders"' in text
+
+
+def test_who_may_record_by_phone_is_saved_and_an_unknown_extension_refused(
+    admin: FlaskClient, app: Flask,
+) -> None:
+    with_menu(app)
+    response = post(admin, "/menus/recorders", {"recorders": "101, 102"}, form_page="/menus")
+    assert response.status_code == 302
+    assert store_config(app).site.greeting_recorders == ("101", "102")
+    response = post(admin, "/menus/recorders", {"recorders": "101 999"}, form_page="/menus")
+    assert response.status_code == 400
+    assert "no extension 999" in response.get_data(as_text=True)
+    assert store_config(app).site.greeting_recorders == ("101", "102")
+    post(admin, "/menus/recorders", {"recorders": ""}, form_page="/menus")
+    assert store_config(app).site.greeting_recorders == ()
+
+
+def test_a_new_menus_number_is_kept_when_an_earlier_menu_is_deleted(
+    admin: FlaskClient, app: Flask,
+) -> None:
+    post(admin, "/menus/new", {"name": "first"}, form_page="/menus")
+    post(admin, "/menus/new", {"name": "second"}, form_page="/menus")
+    assert [(m.name, m.number) for m in store_config(app).menus] == [
+        ("first", "1"), ("second", "2")]
+    post(admin, "/menus/first/delete", form_page="/menus")
+    assert [(m.name, m.number) for m in store_config(app).menus] == [("second", "2")]
