@@ -114,6 +114,10 @@ def rtp_worker() -> int:
     return 0
 
 
+# The worker's sockets' drop counters as last seen (the kernel's count is cumulative).
+OVERFLOW_SEEN: dict[str, int] = {}
+
+
 def _run_streams(socks: dict[str, socket.socket], command: dict[str, Any]) -> dict[str, Any]:
     period_ns = PTIME_MS * 1_000_000
     fill = b"\xff" * (PAYLOAD_BYTES - STAMP.size)
@@ -124,10 +128,17 @@ def _run_streams(socks: dict[str, socket.socket], command: dict[str, Any]) -> di
         key=lambda s: s[0],
     )
     count = len(streams)
-    for sock in socks.values():  # whatever came before this run (ringback, announcements)
+    ancillary = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(4)
+    # Whatever came before this run (ringback, announcements) is read and dropped; the sockets'
+    # drop counters (SO_RXQ_OVFL, cumulative) are taken from there on.
+    overflow_before = {side: OVERFLOW_SEEN.get(side, 0) for side in socks}
+    for side, sock in socks.items():
         with contextlib.suppress(BlockingIOError):
             while True:
-                sock.recv(4096)
+                _, old_cmsgs, _, _ = sock.recvmsg(4096, ancillary)
+                for level, kind, value in old_cmsgs:
+                    if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                        overflow_before[side] = struct.unpack_from("=I", value)[0]
     rounds = max(1, round((command["warmup_s"] + command["duration_s"]) * 1000 / PTIME_MS))
     warm_ns = time.time_ns() + int(command["warmup_s"] * 1e9)
     expected = {ssrc: 0 for _, ssrc, _, _ in streams}
@@ -137,12 +148,11 @@ def _run_streams(socks: dict[str, socket.socket], command: dict[str, Any]) -> di
     latencies: list[int] = []
     late_sends: list[int] = []
     counts = {"received": 0, "duplicates": 0, "foreign": 0, "send_errors": 0}
-    overflow = dict.fromkeys(socks, 0)
+    overflow = dict(overflow_before)
     poller = select.poll()
     by_fd = {sock.fileno(): (side, sock) for side, sock in socks.items()}
     for fd in by_fd:
         poller.register(fd, select.POLLIN)
-    ancillary = socket.CMSG_SPACE(16) + socket.CMSG_SPACE(4)
 
     def receive(side: str, sock: socket.socket) -> None:
         for _ in range(256):
@@ -213,6 +223,7 @@ def _run_streams(socks: dict[str, socket.socket], command: dict[str, Any]) -> di
     while (left := drain_until - time.monotonic()) > 0:
         for fd, _ in poller.poll(max(1, int(left * 1000))):
             receive(*by_fd[fd])
+    OVERFLOW_SEEN.update(overflow)
     sent = sum(expected.values())
     lost_streams = sum(1 for ssrc, n in expected.items() if sum(seen[ssrc]) < n)
     latencies.sort()
@@ -227,7 +238,7 @@ def _run_streams(socks: dict[str, socket.socket], command: dict[str, Any]) -> di
         "duplicates": counts["duplicates"],
         "foreign": counts["foreign"],
         "send_errors": counts["send_errors"],
-        "receiver_overflow": sum(overflow.values()),
+        "receiver_overflow": sum(overflow.values()) - sum(overflow_before.values()),
         "latency_us": _percentiles(latencies, 1000),
         "jitter_us": {"mean": round(sum(jitters) / len(jitters) / 1000, 1) if jitters else None,
                       "max": round(jitters[-1] / 1000, 1) if jitters else None},
