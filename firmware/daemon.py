@@ -783,7 +783,7 @@ class Daemon:
         self._sync_clock()
         self.gateway.receive(data, source, self.loop.time(), screened=True)
 
-    def screen_datagram(self, data: bytes, source: Address, waited_s: float | None) -> bool:
+    def screen_datagram(self, data: bytes, source: Address, waited_s: float | None) -> str:
         return self.gateway.screen(data, source, self.loop.time(), waited_s)
 
     def on_rtp(self, port: int, sock: socket.socket) -> None:

@@ -73,7 +73,7 @@ from .lines import ChannelPool, Lines
 from .lookups import Lookups
 from .menu_greetings import MenuGreetings
 from .menus import Menus
-from .overload import SERVE, SHED, OverloadControl, shed_response
+from .overload import FIRST, HANDLED, LATER, SERVE, SHED, OverloadControl, shed_response
 from .pickup import Pickup
 from .presence import Presence
 from .recordings import Recordings
@@ -243,7 +243,7 @@ class Gateway:
             return
         if waited_s is not None:
             self.overload.observe(waited_s, now)
-        if not screened and self._shed(data, source, now):
+        if not screened and self._shed(data, source, now) not in (None, SERVE, LATER):
             return
         try:
             message = parse_message(data, stream=source.reliable)
@@ -265,33 +265,42 @@ class Gateway:
         self._drain_events(now)
 
     def screen(self, data: bytes, source: Address, now: float,
-               waited_s: float | None = None) -> bool:
+               waited_s: float | None = None) -> str:
         """The overload control's first look, for a transport that reads datagrams ahead of
         handling them (firmware/transport/udp.py), so the excess is answered at once rather than
-        after the queue: True when `data` was dealt with here (a stranger's new work answered
-        503, the ACK of such a 503 dropped) and is not to be received. `waited_s`: how long the
-        work ahead of it has waited (the queue's age: the overload control's signal). What a
-        banned source sends is left to `receive`, which drops it without a word."""
+        after the queue. HANDLED: `data` was dealt with here (a stranger's new work answered
+        503, the ACK of such a 503 dropped) and is not to be received; while the box is behind,
+        FIRST for what is always served (calls in progress, the office's phones and lines),
+        LATER for strangers' new work admitted — received after the FIRST ones; LATER for
+        everything while it keeps up (one lane, in order). `waited_s`: how long the work ahead
+        of it has waited (the queue's age: the overload control's signal). What a banned source
+        sends is left to `receive`, which drops it without a word."""
         self.now = now
         if waited_s is not None:
             self.overload.observe(waited_s, now)
         host = source.host
         if self.auth_guard.source_banned(host, now) or self.limiter.is_banned(host, now):
-            return False
-        if not self._shed(data, source, now):
-            return False
+            return LATER
+        verdict = self._shed(data, source, now)
+        if verdict is None or verdict == LATER:
+            return LATER
+        if verdict == SERVE:
+            return FIRST
+        # Shed or dropped here: counted as `receive` would count it, so a flooder is banned.
         if self.lines.by_address(source) is None and host not in self.registrar.registered_hosts():
-            self.limiter.allow(host, now)  # counted as `receive` would: a flooder is banned
-        return True
+            self.limiter.allow(host, now)
+        return HANDLED
 
-    def _shed(self, data: bytes, source: Address, now: float) -> bool:
+    def _shed(self, data: bytes, source: Address, now: float) -> str | None:
+        """None while the box keeps up; else the overload control's verdict (SERVE, LATER for
+        a stranger's admitted new work), SHED and DROP performed here."""
         if not self.overload.overloaded:
-            return False
+            return None
         verdict = self.overload.screen(data, now, own=lambda: (
             self.lines.by_address(source) is not None
             or self.registrar.is_binding_source(source)))
-        if verdict == SERVE:
-            return False
+        if verdict in (SERVE, LATER):
+            return verdict
         # Behind: a stranger's new call or registration is turned away before it is parsed
         # (or the ACK of such a 503 dropped); calls in progress and the office's own phones
         # and lines are served first.
@@ -300,7 +309,7 @@ class Gateway:
             reply = shed_response(data)
             if reply is not None:
                 self.emit(DatagramToSend(data=reply, destination=source))
-        return True
+        return verdict
 
     def emit(self, event: Event) -> None:
         """Hand `event` to the daemon (the rooms' one way out)."""

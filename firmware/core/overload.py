@@ -93,6 +93,12 @@ NEW = "new"  # a request that starts new work: admitted at the ratio
 ANSWER = "answer"  # new work answering our digest challenge: the challenge is paid for
 DROP = "drop"  # the ACK of one of our 503s: nothing to do (RFC 3261 §17.2.1, stateless)
 SHED = "shed"  # what `screen` says of new work not admitted: answer 503 (`shed_response`)
+# The lanes of a transport that reads ahead (firmware/transport/udp.py), while the box is
+# behind: what is always served goes FIRST, strangers' admitted new work LATER (and everything
+# LATER, in one lane, while the box keeps up); HANDLED was shed or dropped on sight.
+FIRST = "first"
+LATER = "later"
+HANDLED = "handled"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,14 +255,15 @@ class OverloadControl:
         return False
 
     def screen(self, data: bytes, now: float, *, own: Callable[[], bool]) -> str:
-        """SERVE, SHED or DROP for a datagram while overloaded. `own()`: whether it comes from
-        the office's own phones or lines — asked only of new work, the rest is served anyway."""
+        """SERVE, LATER (a stranger's new work, admitted), SHED or DROP for a datagram while
+        overloaded. `own()`: whether it comes from the office's own phones or lines — asked
+        only of new work, the rest is served anyway."""
         kind = classify(data)
         if kind in (SERVE, DROP):
             return kind
         if own():
             return SERVE
-        return SERVE if self.admit(now, answer=kind == ANSWER) else SHED
+        return LATER if self.admit(now, answer=kind == ANSWER) else SHED
 
     def status(self, now: float) -> OverloadStatus:
         self._advance(now)

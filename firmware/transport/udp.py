@@ -7,9 +7,10 @@ shows each to `screen` with the wait ahead of it — the longer of its own time 
 queue and the age of the oldest datagram queued here, known the moment it is read — which is
 the overload control's signal and first look, a few microseconds: while the box is behind, a
 stranger's new call is answered 503 right there, so the excess hears its answer within
-milliseconds instead of after the queue. What `screen` leaves is queued here and handled
-WORK_BATCH at a time, the loop getting back to its timers, the TCP connections and this socket
-between batches.
+milliseconds instead of after the queue. What `screen` leaves is queued here in one of two lanes
+and handled WORK_BATCH at a time, the loop getting back to its timers, the TCP connections and
+this socket between batches: while the box is behind, calls in progress and the office's own
+phones and lines go ahead of strangers' admitted new work (the `first` lane).
 A full queue (MAX_QUEUED) stops the reading until it shrinks: the kernel's buffer holds the
 rest, and drops beyond it, as it would without us.
 
@@ -30,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..core.overload import FIRST, HANDLED
 from ..sip.transaction import Address
 
 LOGGER = logging.getLogger(__name__)
@@ -49,13 +51,14 @@ WORK_BATCH = 32
 MAX_QUEUED = 512
 
 Receiver = Callable[[bytes, Address], None]
-Screen = Callable[[bytes, Address, "float | None"], bool]
+Screen = Callable[[bytes, Address, "float | None"], str]
 
 
 class UdpEndpoint:
-    """The SIP UDP socket: `screen(data, source, waited_s)` first (True: dealt with; `waited_s`
-    None where the kernel gives no timestamp), then, in turn, `on_datagram(data, source)`;
-    `after_batch()` after each stage's batch; `send` for what the core sends."""
+    """The SIP UDP socket: `screen(data, source, waited_s)` first (HANDLED: dealt with, FIRST:
+    ahead of the rest; `waited_s` None where the kernel gives no timestamp), then, in turn,
+    `on_datagram(data, source)`; `after_batch()` after each stage's batch; `send` for what the
+    core sends."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  on_datagram: Receiver, *, screen: Screen,
@@ -67,6 +70,7 @@ class UdpEndpoint:
         self.after_batch = after_batch
         self.dropped_sends = 0
         # Read, not yet handled: (data, source, kernel timestamp in wall-clock seconds).
+        self._first: deque[tuple[bytes, Address, float | None]] = deque()
         self._queue: deque[tuple[bytes, Address, float | None]] = deque()
         self._handling: asyncio.Handle | None = None
         self._reading = False
@@ -96,7 +100,7 @@ class UdpEndpoint:
     def _readable(self) -> None:
         try:
             for _ in range(READ_AHEAD):
-                if len(self._queue) >= MAX_QUEUED:
+                if self.queued >= MAX_QUEUED:
                     self._pause_reading()
                     break
                 try:
@@ -118,35 +122,43 @@ class UdpEndpoint:
                 if stamp is not None:
                     # Wall-clock stamps, wall-clock now (overload.py drops a sample that spans
                     # a clock step); the queue's head says how long the work ahead has waited.
-                    oldest = self._queue[0][2] if self._queue else None
-                    waited_s = time.time() - (stamp if oldest is None else min(stamp, oldest))
+                    heads = [lane[0][2] for lane in (self._first, self._queue) if lane]
+                    oldest = min((h for h in heads if h is not None), default=stamp)
+                    waited_s = time.time() - min(stamp, oldest)
+                lane = None
                 try:
-                    if self.screen(data, source, waited_s):
-                        continue
+                    lane = self.screen(data, source, waited_s)
                 except Exception:  # one datagram must not stop the socket being read
                     LOGGER.exception("screening a datagram from %s failed", address[:2])
-                self._queue.append((data, source, stamp))
+                if lane == HANDLED:
+                    continue
+                (self._first if lane == FIRST else self._queue).append((data, source, stamp))
         finally:
             self.after_batch()  # the 503s leave now, not after the queue
-        if self._queue and self._handling is None:
+        if self.queued and self._handling is None:
             self._handling = self.loop.call_soon(self._handle)
+
+    @property
+    def queued(self) -> int:
+        return len(self._first) + len(self._queue)
 
     def _handle(self) -> None:
         self._handling = None
         try:
             for _ in range(WORK_BATCH):
-                if not self._queue:
+                lane = self._first or self._queue
+                if not lane:
                     break
-                data, source, _ = self._queue.popleft()
+                data, source, _ = lane.popleft()
                 try:
                     self.on_datagram(data, source)
                 except Exception:  # one datagram must not stop the others being handled
                     LOGGER.exception("handling a datagram from %s failed", source.host)
         finally:
             self.after_batch()
-        if self._queue:
+        if self.queued:
             self._handling = self.loop.call_soon(self._handle)
-        if len(self._queue) < MAX_QUEUED // 2:
+        if self.queued < MAX_QUEUED // 2:
             self._resume_reading()
 
     def send(self, data: bytes, destination: tuple[str, int]) -> None:
@@ -167,5 +179,6 @@ class UdpEndpoint:
         self._open = False
         if self._handling is not None:
             self._handling.cancel()
+        self._first.clear()
         self._queue.clear()
         self.sock.close()

@@ -11,7 +11,10 @@ from firmware.core.overload import (
     CONTROL_INTERVAL_S,
     DECREASE_FACTOR,
     DROP,
+    FIRST,
+    HANDLED,
     INCREASE_STEP,
+    LATER,
     MIN_SAMPLES,
     NEW,
     RETRY_AFTER_S,
@@ -27,6 +30,7 @@ from firmware.sip.message import Response, parse_message
 from firmware.sip.transaction import Address
 from tests.core.network import (
     GATEWAY,
+    PROVIDER,
     RING_ALL_DID,
     Office,
     Peer,
@@ -333,23 +337,36 @@ def test_strangers_are_served_again_once_the_queue_is_short() -> None:
 def test_screen_answers_a_strangers_invite_before_it_is_queued() -> None:
     o, stranger = overloaded_office()
     gateway = o.net.gateway
-    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) is True
+    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) == HANDLED
     o.net.pump()
     assert [m.status for m in stranger.received if isinstance(m, Response)] == [503, 503]
 
 
-def test_screen_leaves_the_offices_phones_and_calls_in_progress_to_receive() -> None:
+def test_screen_sends_the_offices_phones_and_calls_in_progress_ahead() -> None:
     o, _ = overloaded_office()
     gateway = o.net.gateway
     phone = o.phones["101"].address
-    assert gateway.screen(invite_bytes(), phone, o.net.now) is False
-    assert gateway.screen(invite_bytes(to_tag="abc", method="BYE"), STRANGER, o.net.now) is False
+    assert gateway.screen(invite_bytes(), phone, o.net.now) == FIRST
+    assert gateway.screen(invite_bytes(to_tag="abc", method="BYE"), STRANGER, o.net.now) == FIRST
+    assert gateway.screen(invite_bytes(), PROVIDER, o.net.now) == FIRST
+
+
+def test_screen_queues_a_strangers_admitted_work_behind_and_everything_in_order_when_quiet(
+        ) -> None:
+    o = office()
+    gateway = o.net.gateway
+    assert gateway.screen(invite_bytes(to_tag="abc", method="BYE"), STRANGER, o.net.now) == LATER
+    for at in (0.05, 0.15, 0.25):  # behind, admitting 70 % of strangers' new work
+        waited(gateway.overload, TARGET_DELAY_S * 2, at)
+    lanes = [gateway.screen(invite_bytes(credentials="Proxy-Authorization"), STRANGER, 0.25)
+             for _ in range(3)]
+    assert lanes == [LATER] * 3  # answers to our challenge: admitted, behind the office
 
 
 def test_screen_leaves_a_banned_source_to_be_dropped_silently() -> None:
     o, stranger = overloaded_office()
     gateway = o.net.gateway
     gateway.limiter.configure(requests=1, window_s=60.0, ban_s=300.0)
-    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) is True  # shed and counted: ban
+    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) == HANDLED  # shed, counted: ban
     assert gateway.limiter.is_banned(STRANGER.host, o.net.now)
-    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) is False
+    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) == LATER  # receive drops it

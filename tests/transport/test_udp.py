@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from firmware.core.overload import FIRST, HANDLED, LATER
 from firmware.sip.transaction import Address
 from firmware.transport.udp import WORK_BATCH, UdpEndpoint
 
@@ -14,7 +15,7 @@ DEADLINE_S = 5.0
 
 
 async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = frozenset(),
-                   delay_before_read_s: float = 0.0
+                   first: frozenset[bytes] = frozenset(), delay_before_read_s: float = 0.0
                    ) -> tuple[list[bytes], list[tuple[bytes, float | None]], int]:
     loop = asyncio.get_running_loop()
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -27,10 +28,10 @@ async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = froze
     done = asyncio.Event()
     expected = len(datagrams) - len(screened)
 
-    def screen(data: bytes, source: Address, waited_s: float | None) -> bool:
+    def screen(data: bytes, source: Address, waited_s: float | None) -> str:
         assert source == Address("udp", "127.0.0.1", client.getsockname()[1])
         seen.append((data, waited_s))
-        return data in screened
+        return HANDLED if data in screened else FIRST if data in first else LATER
 
     def on_datagram(data: bytes, source: Address) -> None:
         handled.append(data)
@@ -74,3 +75,10 @@ def test_a_burst_is_handled_whole_in_order_over_several_batches() -> None:
     handled, _, batches = asyncio.run(exchange(burst))
     assert handled == burst
     assert batches >= 4  # the loop got back to its other work between batches
+
+
+def test_what_must_be_served_goes_ahead_of_strangers_new_work() -> None:
+    burst = [f"new{i}".encode() for i in range(WORK_BATCH * 2)] + [b"bye", b"ack"]
+    handled, _, _ = asyncio.run(exchange(burst, first=frozenset({b"bye", b"ack"})))
+    assert handled[:2] == [b"bye", b"ack"]  # read in the same wake-up, handled before the rest
+    assert handled[2:] == burst[:-2]
