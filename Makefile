@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # Debian packages the test suite drives as real peers (SIPp, the browser, a softphone, an AT client
 # for the fake modems).
 DEB_TEST_PACKAGES := sip-tester chromium baresip gammu socat
+# libfaketime: tests/e2e/test_clock_jump_e2e.py steps a running daemon's wall clock.
+DEB_TEST_PACKAGES += faketime
 # The interop matrix (tests/e2e/test_interop_clients.py): Linphone's console client, and sox to
 # find a tone's frequency in what a phone recorded.
 DEB_TEST_PACKAGES += linphone-cli sox
@@ -59,6 +61,7 @@ bench: $(STAMP)
 	$(PY) bench/idle_memory.py
 	$(PY) bench/media.py
 	$(PY) bench/recording.py
+	$(PY) bench/soak.py
 	$(PY) bench/sqlite_durability.py
 	$(PY) bench/whatif.py
 

@@ -53,6 +53,9 @@ CONTROL_TIMEOUT_S = 5.0  # control_request's own default
 SMS_SEND_TIMEOUT_S = 120.0
 USSD_TIMEOUT_S = 60.0
 
+HTTPS_HELP = ("serve the web UI over HTTPS here (a self-signed certificate is made beside the "
+              "database at the first start; the admin may upload the office's own); --http "
+              "then only redirects to it")
 TRUSTED_PROXY_HELP = ("the address of a reverse proxy in front of the web UI (e.g. one "
                       "ending HTTPS): its X-Forwarded-Proto and X-Forwarded-For are believed, "
                       "nobody else's")
@@ -99,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--http", type=_hostport, metavar="HOST:PORT",
                      help="also serve the web UI here, in a process of its own that stops "
                           f"with the daemon (make run: {DEFAULT_HTTP})")
+    run.add_argument("--https", type=_hostport, metavar="HOST:PORT", help=HTTPS_HELP)
     run.add_argument("--config", help="import this YAML configuration before starting")
     run.add_argument("--rtp-ports", default=f"{DEFAULT_FIRST_PORT}-{DEFAULT_LAST_PORT}",
                      type=_port_range, metavar="FIRST-LAST",
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     web = sub.add_parser("web", help="serve the web UI alone (the daemon may run elsewhere)")
     web.add_argument("--db", default=DEFAULT_DB)
     web.add_argument("--http", default=DEFAULT_HTTP, type=_hostport, metavar="HOST:PORT")
+    web.add_argument("--https", type=_hostport, metavar="HOST:PORT", help=HTTPS_HELP)
     web.add_argument("--trusted-proxy", metavar="ADDRESS", help=TRUSTED_PROXY_HELP)
 
     config = sub.add_parser("config", help="configuration backup and restore (YAML)")
@@ -342,7 +347,8 @@ def _run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         _print_setup_code(store)
         host, port = args.sip
-        web = _start_web(args.db, args.http, args.trusted_proxy) if args.http else None
+        web = (_start_web(args.db, args.http, args.trusted_proxy, args.https) if args.http
+               else None)
         _tune_garbage_collector()
         try:
             _event_loop_runner(run_daemon(
@@ -403,19 +409,19 @@ def _print_setup_code(store: Store) -> None:
         sys.stdout.flush()
 
 
-def _start_web(db: str, http: tuple[str, int],
-               trusted_proxy: str | None = None) -> subprocess.Popen[bytes]:
+def _start_web(db: str, http: tuple[str, int], trusted_proxy: str | None = None,
+               https: tuple[str, int] | None = None) -> subprocess.Popen[bytes]:
     """The web UI in a process of its own (a slow page never delays SIP)."""
     host, port = http
     proxy = ["--trusted-proxy", trusted_proxy] if trusted_proxy else []
     web = subprocess.Popen(
         [sys.executable, "-m", "webui.serve", "--db", str(Path(db).resolve()),
-         "--host", host, "--port", str(port), *proxy],
+         "--host", host, "--port", str(port), *proxy, *_https_args(https)],
         # Its own process group: Ctrl-C in a terminal reaches the daemon, which then stops
         # the web UI in order, rather than both at once.
         start_new_session=True,
     )
-    print(f"Web UI: http://{host}:{port}/")
+    print(f"Web UI: https://{https[0]}:{https[1]}/" if https else f"Web UI: http://{host}:{port}/")
     sys.stdout.flush()
     # Where the daemon checks the web UI answers before it marks an updated system good.
     local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -446,7 +452,12 @@ def _web(args: argparse.Namespace) -> int:
         store.close()
     host, port = args.http
     proxy = ["--trusted-proxy", args.trusted_proxy] if args.trusted_proxy else []
-    return serve_main(["--db", args.db, "--host", host, "--port", str(port), *proxy])
+    return serve_main(["--db", args.db, "--host", host, "--port", str(port), *proxy,
+                       *_https_args(args.https)])
+
+
+def _https_args(https: tuple[str, int] | None) -> list[str]:
+    return [] if https is None else ["--https-host", https[0], "--https-port", str(https[1])]
 
 
 def _tune_garbage_collector() -> None:

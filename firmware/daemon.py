@@ -131,6 +131,9 @@ class SqliteRecorder(CallRecorder):
     def __init__(self, db_path: str | Path, *, wall_offset_s: float) -> None:
         self.db_path = Path(db_path)
         self.wall_offset_s = wall_offset_s
+        # Set by the daemon as it reads the clock: rows converted while the kernel calls the
+        # wall clock unsynchronised are marked (calls.clock_unsynced, schema version 14).
+        self.clock_synchronised = True
         self._queue: queue.Queue[list[Any] | None] = queue.Queue()
         self._line_states: dict[str, str] = {}  # the state each line's last event gave it
         # Set by the writer thread, read by the loop (a str assignment is atomic): why records
@@ -162,6 +165,8 @@ class SqliteRecorder(CallRecorder):
         for key, value in row.items():
             if key.endswith("_at") and isinstance(value, float):
                 out[key] = value + self.wall_offset_s
+        if not self.clock_synchronised:
+            out["clock_unsynced"] = 1  # a call's column; a leg's row ignores it
         return out
 
     def callback_state(self, call_id: str, state: str) -> None:
@@ -898,6 +903,7 @@ class Daemon:
         self.gateway.wall_offset_s = offset
         self.recorder.wall_offset_s = offset
         self.mailer.wall_offset_s = offset
+        self.recorder.clock_synchronised = self.clock.synchronised
         if step is not None:
             self._clock_stepped(step)
         elif self.clock.synchronised:
@@ -994,6 +1000,7 @@ class Daemon:
         command = request.get("command")
         handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = {
             "status": self._control_status,
+            "records": self._control_records,
             "agent": self._control_agent,
             "sms_send": self._control_sms_send,
             "ussd": self._control_ussd,
@@ -1067,6 +1074,12 @@ class Daemon:
 
     async def _control_ussd(self, request: dict[str, Any]) -> dict[str, Any]:
         return await control_modems.ussd(self.modems.drivers, request)
+
+    async def _control_records(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Whether records wait in memory for the database (issue 16): the web UI's notice."""
+        recorder = self.recorder
+        return {"ok": True, "problem": recorder.problem, "waiting": recorder.waiting,
+                "dropped": recorder.dropped}
 
     async def _control_status(self, request: dict[str, Any]) -> dict[str, Any]:
         status = self.gateway.status(self.loop.time())
