@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 # Debian packages the test suite drives as real peers (SIPp, the browser, a softphone, an AT client
 # for the fake modems).
 DEB_TEST_PACKAGES := sip-tester chromium baresip gammu socat
-# libfaketime: tests/e2e/test_clock_jump_e2e.py steps a running daemon's wall clock.
-DEB_TEST_PACKAGES += faketime
+# libfaketime: tests/e2e/test_clock_jump_e2e.py steps a running daemon's wall clock; openssl makes
+# the web UI's certificate (and the certificates tests/webui/test_tls.py uploads).
+DEB_TEST_PACKAGES += faketime openssl
 # The interop matrix (tests/e2e/test_interop_clients.py): Linphone's console client, and sox to
 # find a tone's frequency in what a phone recorded.
 DEB_TEST_PACKAGES += linphone-cli sox
