@@ -634,6 +634,10 @@ def format_status(status: dict[str, Any]) -> str:
     """The status as text for a terminal: every value from outside (caller numbers, phones'
     User-Agent and Contact, names) has its control characters written out as escapes."""
     lines = [f"Linebox on {status['sip']} (pid {status['pid']})", ""]
+    if status.get("clock_synchronised") is False:
+        # Said only when it matters: the Pi before its first NTP sync (docs/https.md).
+        lines += ["Clock: not synchronised by NTP yet; calls recorded meanwhile are marked and "
+                  "moved when it is", ""]
     if status.get("setup_code"):
         lines += [_setup_code_line(status["setup_code"]), ""]
     lines.append("Registrations:")

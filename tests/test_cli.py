@@ -388,6 +388,17 @@ def test_status_prints_outside_values_without_their_control_characters() -> None
     assert "Phone\\x1b" in text
 
 
+def test_status_says_when_the_clock_is_not_synchronised() -> None:
+    from firmware.cli import format_status
+
+    status: dict[str, object] = {"sip": "127.0.0.1:5060", "pid": 1, "registrations": [],
+                              "trunks": [], "agents": [], "channels": [], "bans": [],
+                              "calls": []}
+    assert "Clock:" not in format_status({**status, "clock_synchronised": True})
+    assert "Clock: not synchronised by NTP yet" in format_status(
+        {**status, "clock_synchronised": False})
+
+
 def test_the_status_json_is_still_json_and_obeys_nothing() -> None:
     from firmware.display import terminal_json
 
