@@ -7,6 +7,8 @@ page of the admin's until dismissed; the newest NOTICES_SHOWN at most.
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +24,17 @@ from firmware.store.recovery import (
     box_notices,
 )
 
+from . import control
 from .db import get_store
 from .security import ADMIN, admin_required, local_path
 
 bp = Blueprint("notices", __name__)
 
 NOTICES_SHOWN = 3
+STORAGE_ASKED_EVERY_S = 5.0
+STORAGE_ASK_TIMEOUT_S = 0.5
+_ASKED: list[Any] = [float("-inf"), {}]  # when the daemon was last asked, and its answer
+_ASKED_LOCK = threading.Lock()
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
@@ -52,12 +59,39 @@ def describe(notice: dict[str, Any]) -> str:
 
 
 def shown_notices() -> list[dict[str, str]]:
-    """The admin's undismissed notices, newest first, as (when, text)."""
+    """The admin's undismissed notices, newest first, as (when, text): the storage's
+    condition now (from the daemon), then those kept in the database."""
     if session.get("role") != ADMIN:
         return []
+    shown = []
+    records = storage_condition()
+    if records.get("problem"):
+        shown.append({"at": datetime.now().strftime(TIME_FORMAT), "text": str(_(
+            "The box cannot write to its storage (%(problem)s): %(waiting)s call records wait "
+            "in memory and are written when space returns; voicemail takes no messages "
+            "meanwhile. Free space on the data partition.", problem=records["problem"],
+            waiting=records.get("waiting", 0)))})
     notices = [n for n in box_notices(get_store()) if not n.get("dismissed")]
-    return [{"at": datetime.fromtimestamp(float(n.get("at") or 0)).strftime(TIME_FORMAT),
-             "text": describe(n)} for n in notices[:NOTICES_SHOWN]]
+    return shown + [{"at": datetime.fromtimestamp(float(n.get("at") or 0)).strftime(
+        TIME_FORMAT), "text": describe(n)} for n in notices[:NOTICES_SHOWN]]
+
+
+def storage_condition() -> dict[str, Any]:
+    """The daemon's word on its records (`records` control command), asked at most every
+    STORAGE_ASKED_EVERY_S by this process and briefly: {} when it does not answer."""
+    now = time.monotonic()
+    with _ASKED_LOCK:
+        if now - _ASKED[0] < STORAGE_ASKED_EVERY_S:
+            return dict(_ASKED[1])
+        _ASKED[0] = now
+    try:
+        answer = control.ask({"command": "records"}, timeout_s=STORAGE_ASK_TIMEOUT_S)
+    except control.DaemonUnavailable:
+        answer = {}
+    condition = answer if answer.get("ok") else {}
+    with _ASKED_LOCK:
+        _ASKED[1] = condition
+    return dict(condition)
 
 
 @bp.app_context_processor

@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import sqlite3
 import threading
 import time
 import unicodedata
@@ -49,6 +50,12 @@ from firmware.store.db import SETTING_WEBUI_ADMIN_PASSWORD
 from .db import get_store
 
 LOGGER = logging.getLogger(__name__)
+
+# Logins made while the database could not be written (log_in): id hash → the row a stored
+# login has; the oldest go beyond UNSTORED_SESSIONS_KEPT.
+UNSTORED_SESSIONS_KEPT = 50
+_UNSTORED_SESSIONS: dict[str, dict[str, Any]] = {}
+_UNSTORED_LOCK = threading.Lock()
 
 ADMIN_PASSWORD_SETTING = SETTING_WEBUI_ADMIN_PASSWORD
 MIN_ADMIN_PASSWORD = 8
@@ -261,10 +268,21 @@ def log_in(role: str, *, extension: str | None = None) -> None:
         raise LookupError(f"no such user: {account}")
     session_id = secrets.token_urlsafe(32)
     now = time.time()
-    get_store().add_web_session(
-        _id_hash(session_id), account=account, credential=credential, at=now,
-        expired_before=now - _lifetime_s(),
-        most_per_account=int(current_app.config["SESSIONS_PER_ACCOUNT"]))
+    try:
+        get_store().add_web_session(
+            _id_hash(session_id), account=account, credential=credential, at=now,
+            expired_before=now - _lifetime_s(),
+            most_per_account=int(current_app.config["SESSIONS_PER_ACCOUNT"]))
+    except sqlite3.OperationalError as error:
+        # A full data partition (issue 16): the admin must still get in to see why. The
+        # login lives in this process only, checked like a stored one, until it restarts.
+        LOGGER.error("web UI login of %s kept in memory only: the database cannot be "
+                     "written (%s)", account, error)
+        with _UNSTORED_LOCK:
+            while len(_UNSTORED_SESSIONS) >= UNSTORED_SESSIONS_KEPT:
+                _UNSTORED_SESSIONS.pop(next(iter(_UNSTORED_SESSIONS)))
+            _UNSTORED_SESSIONS[_id_hash(session_id)] = {
+                "account": account, "credential": credential, "created_at": now}
     _clear_login()
     session.permanent = True
     session["sid"] = session_id
@@ -283,6 +301,7 @@ def log_out() -> None:
     """End every session of the logged-in user (on every browser), and this one."""
     account = current_account()
     if account is not None:
+        _forget_unstored(account)
         ended = get_store().end_web_sessions(account)
         LOGGER.info("web UI logout of %s from %s (%d sessions ended)", account,
                     client_address(), ended)
@@ -291,9 +310,16 @@ def log_out() -> None:
 
 def end_sessions(account: str) -> None:
     """End every session of `account` (its password has changed)."""
+    _forget_unstored(account)
     ended = get_store().end_web_sessions(account)
     if ended:
         LOGGER.info("web UI sessions of %s ended: %d", account, ended)
+
+
+def _forget_unstored(account: str) -> None:
+    with _UNSTORED_LOCK:
+        for key in [k for k, v in _UNSTORED_SESSIONS.items() if v["account"] == account]:
+            del _UNSTORED_SESSIONS[key]
 
 
 def _check_session() -> None:
@@ -305,7 +331,8 @@ def _check_session() -> None:
     row = None
     session_id = session.get("sid")
     if isinstance(session_id, str):
-        row = get_store().web_session(_id_hash(session_id))
+        row = (get_store().web_session(_id_hash(session_id))
+               or _UNSTORED_SESSIONS.get(_id_hash(session_id)))
     credential = _credential(account)
     live = (row is not None and credential is not None and row["account"] == account
             and row["created_at"] >= time.time() - _lifetime_s()

@@ -1,10 +1,9 @@
 """A full data partition end to end (issue 16): the database and its log on a 6 MB tmpfs the
 test mounts (the tests run as root) and fills. Calls go on (SIPp: the provider calls, 101
-answers), voicemail tells a caller it cannot take a message (the prompt is found in the RTP the
-caller gets, and the box hangs up), the records wait in memory and are written once space
-returns, the condition is logged once and shown in `linebox status`, and nothing crashes or
-loops.
-"""
+answers), the admin logs in to the web UI and is told, voicemail tells a caller it cannot take
+a message (the prompt is found in the RTP the caller gets, and the box hangs up), the records
+wait in memory and are written once space returns, the condition is logged once and shown in
+`linebox status`, and nothing crashes or loops."""
 
 from __future__ import annotations
 
@@ -20,12 +19,22 @@ from typing import Any
 
 import pytest
 import yaml
+from flask import Flask
 
 from firmware.media import g711, prompts
+from firmware.store import Store
 from tests.e2e.linebox import AGENT_PASSWORDS, REPO_ROOT, base_config
 from tests.e2e.media import RtpListener
 from tests.e2e.sipp import Sipp, free_port, wait_until_bound
 from tests.e2e.test_calls import PROVIDER_IP
+from tests.webui.conftest import (
+    ADMIN_PASSWORD,
+    ADMIN_PASSWORD_SETTING,
+    log_in_as_admin,
+    page,
+)
+from webui import create_app
+from webui.security import hash_password
 
 DATA_SIZE = "6m"
 CALLS = 3
@@ -141,6 +150,13 @@ def voicemail_call(daemon: Daemon, trace: Path) -> Any:
         listener.close()
 
 
+def web_ui_over(db: Path) -> Flask:
+    """The web UI over the daemon's database, with the admin's password set."""
+    with Store.open(db) as store:
+        store.put_setting(ADMIN_PASSWORD_SETTING, hash_password(ADMIN_PASSWORD))
+    return create_app({"DB": str(db), "TESTING": True, "SECRET_KEY": "test"})
+
+
 def register(daemon: Daemon, port: int, trace: Path) -> None:
     result = Sipp(scenario="register.xml", remote=daemon.address, service="101",
                   auth_user="101", auth_password=AGENT_PASSWORDS["101"],
@@ -170,6 +186,7 @@ def test_calls_go_on_on_a_full_disk_and_their_records_are_written_when_space_ret
                 register(daemon, agent.local_port, tmp_path)
                 daemon.wait_for(lambda: list(data.glob("backups/linebox-*.db")), 10,
                                 "the day's backup (made before the disk fills)")
+                web = web_ui_over(daemon.db)  # set up while it can be written
                 filler = fill(data)
 
                 caller = Sipp(scenario="provider_call.xml", remote=daemon.address,
@@ -190,6 +207,10 @@ def test_calls_go_on_on_a_full_disk_and_their_records_are_written_when_space_ret
                 prompts.prompt("en", "voicemail_unavailable"))))
             assert heard.tobytes().find(unavailable[2000:2400].tobytes()) >= 0, \
                 "the caller did not hear that no message can be taken"
+            # The admin can still log in (the login kept in memory) and is told.
+            admin = log_in_as_admin(web.test_client())
+            daemon.wait_for(lambda: "cannot write to its storage" in page(admin, "/monitor"),
+                            WAIT_S, "the web UI's notice of the full storage")
             time.sleep(6)  # a retry (every 5 s) fails again, silently
             assert daemon.log().count("cannot write to the database") == 1
 
