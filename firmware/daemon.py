@@ -994,7 +994,6 @@ class Daemon:
                 writer.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
                 await writer.drain()
         finally:
-            "records": self._control_records,
             writer.close()
 
     async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -1068,12 +1067,6 @@ class Daemon:
             raise
         except Exception as exc:  # netlink refused (a sandbox), or a bug: said, not silent
             LOGGER.warning("no network monitoring (%r): failover relies on the probes", exc)
-
-    async def _control_records(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Whether records wait in memory for the database (issue 16): the web UI's notice."""
-        recorder = self.recorder
-        return {"ok": True, "problem": recorder.problem, "waiting": recorder.waiting,
-                "dropped": recorder.dropped}
 
     async def _control_sms_send(self, request: dict[str, Any]) -> dict[str, Any]:
         return await control_modems.sms_send(self.modems.drivers, request,
