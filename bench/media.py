@@ -69,7 +69,9 @@ MAX_P99_MS = 5.0  # the capacity's latency limit (--max-p99-ms changes it, for t
 ELEMENT_START_TIMEOUT_S = 20.0
 ELEMENT_STOP_TIMEOUT_S = 5.0
 SETUP_RATE_CPS = 50
-QUEUE_SIZE = 100  # a department's queue holds at most 100 callers (firmware/routing/scheme.py)
+# Members per bench department; the calls of a step are set up a department at a time (a queue
+# holds at most 100 callers anyway, firmware/routing/scheme.py).
+DEPARTMENT_SIZE = 50
 MAGIC = b"LBXM"
 RTP_HEAD = struct.Struct("!BBHII")
 STAMP = struct.Struct("!4sQ")
@@ -767,15 +769,15 @@ class LineboxElement(Element):
         lines += [f'  - {{number: "{m}", name: "Agent {m}", password: "bench-pw-{m}"}}'
                   for m in self.members]
         lines.append("departments:")
-        for index, start in enumerate(range(0, len(self.members), QUEUE_SIZE)):
-            chunk = self.members[start:start + QUEUE_SIZE]
+        for index, start in enumerate(range(0, len(self.members), DEPARTMENT_SIZE)):
+            chunk = self.members[start:start + DEPARTMENT_SIZE]
             lines += [
                 f'  - number: "{200 + index}"',
                 f'    name: "Bench {200 + index}"',
                 "    strategy: in_order",
                 "    ring_timeout_s: 30",
                 "    members: [" + ", ".join(f'"{m}"' for m in chunk) + "]",
-                f"    queue: {{max_callers: {QUEUE_SIZE}, max_wait_s: 600, retry_s: 1, "
+                f"    queue: {{max_callers: {DEPARTMENT_SIZE}, max_wait_s: 600, retry_s: 1, "
                 "announce_s: 10}",
             ]
         lines += ["sip: {digest_algorithms: [MD5, SHA-256]}",
@@ -784,7 +786,7 @@ class LineboxElement(Element):
         if self.record:
             # Every department's calls recorded (stereo G.711 WAV, docs/config.md `recording`):
             # each caller hears the warning first, then waits in the queue as without it.
-            departments = range(200, 200 + math.ceil(len(self.members) / QUEUE_SIZE))
+            departments = range(200, 200 + math.ceil(len(self.members) / DEPARTMENT_SIZE))
             lines.append("recording: {channels: stereo, departments: {"
                          + ", ".join(f'"{d}": all' for d in departments) + "}}")
         lines.append("")
@@ -852,8 +854,12 @@ class LineboxElement(Element):
         members = self.members[:calls]
         scenarios = self.workdir / "scenarios"
         caller_logs: list[Path] = []
-        for index, start in enumerate(range(0, calls, QUEUE_SIZE)):
-            count = min(QUEUE_SIZE, calls - start)
+        # A department (50 members) at a time: its callers wait in its queue, then its members
+        # go on line and take them. All N waiting at once would have the box play ringback to N
+        # callers together (its own media: far more work per packet than relaying), which is
+        # not the load measured here and made the daemon shed new calls (503) from ~100 on.
+        for index, start in enumerate(range(0, calls, DEPARTMENT_SIZE)):
+            count = min(DEPARTMENT_SIZE, calls - start)
             department = str(200 + index)
             log = step_dir / f"callers-{department}.log"
             caller_logs.append(log)
@@ -868,15 +874,17 @@ class LineboxElement(Element):
                 trace_dir=step_dir, trace_msg=False, cpu=PEER_CPU, name=f"callers-{department}",
                 extra_args=["-trace_logs", "-log_file", str(log)],
             ).start())
-        # Bounded generously: on a shared machine the set-up of a few hundred calls is slow.
-        wait_for(lambda: self.waiting() >= calls, 30 + calls / 5,
-                 f"{calls} callers waiting in the queues")
-        self.set_status(members, "on_line")
-        # No call is answered before this, so none hangs up before its hold has passed.
-        self.calls_last_until = time.monotonic() + hold_s
-        wait_for(lambda: len(logged_ports(caller_logs, "caller")) >= calls
-                 and len(logged_ports([self.member_log], "member")) - self.member_seen >= calls,
-                 30 + calls / 5, f"{calls} calls answered and bridged")
+            # Bounded generously: on a shared machine set-ups are slow.
+            wait_for(lambda n=count: self.waiting() >= n, 30 + count / 5,
+                     f"{count} callers waiting in queue {department}")
+            if index == 0:
+                # No call is answered before this, so none hangs up before its hold has passed.
+                self.calls_last_until = time.monotonic() + hold_s
+            self.set_status(members[start:start + count], "on_line")
+            done = start + count
+            wait_for(lambda n=done: len(logged_ports(caller_logs, "caller")) >= n
+                     and len(logged_ports([self.member_log], "member")) - self.member_seen >= n,
+                     30 + count / 5, f"{done} calls answered and bridged")
         caller_ports = logged_ports(caller_logs, "caller")
         member_ports = logged_ports([self.member_log], "member")[self.member_seen:]
         self.member_seen += len(member_ports)
@@ -1023,7 +1031,7 @@ class StepResult:
 def run_step(element: Element, worker: RtpWorker, calls: int, duration_s: float,
              step_dir: Path, max_p99_ms: float = MAX_P99_MS) -> StepResult:
     step_dir.mkdir(parents=True, exist_ok=True)
-    hold_s = duration_s + WARMUP_S + DRAIN_S + 15 + calls / 20
+    hold_s = duration_s + WARMUP_S + DRAIN_S + 15 + 8 * math.ceil(calls / DEPARTMENT_SIZE)
     reasons: list[str] = []
     streams = element.set_up(calls, worker, hold_s, step_dir)
     if len(streams) < 2 * calls:
