@@ -73,6 +73,9 @@ MIN_SAMPLES = 10
 # only once the queue has stood for an interval): a scheduler that stalls a busy PC's process
 # for one tenth of a second must not turn a test's or an office's calls away.
 ONSET_INTERVALS = 2
+# ...unless an overload ended this recently: the load that caused it is most likely back, and
+# waiting for the queue to stand again lets it grow by a fifth of a second of work.
+RECENT_OVERLOAD_S = 10.0
 DECREASE_FACTOR = 0.7
 INCREASE_STEP = 0.05  # from nothing back to everything in 2 s of keeping up
 # RFC 3261 §21.5.4: how long the client should wait before trying again.
@@ -208,6 +211,7 @@ class OverloadControl:
         self._interval_ends = now + CONTROL_INTERVAL_S
         self._interval_min_s: float | None = None  # None: no datagram in this interval yet
         self._standing_intervals = 0  # in a row, with a standing queue above the target
+        self._ended_at = -RECENT_OVERLOAD_S  # when the last overload ended
         self._interval_samples = 0
         self._last_min_s = 0.0
         self._worst_s = 0.0
@@ -228,7 +232,7 @@ class OverloadControl:
         if (delay_s >= SEVERE_DELAY_S and self._interval_samples >= MIN_SAMPLES
                 and self.admit_ratio > 0.0):
             # Do not wait for the interval's end: every datagram read now is already late.
-            self._set_ratio(0.0, delay_s)
+            self._set_ratio(0.0, delay_s, now)
 
     def admit(self, now: float, *, answer: bool = False) -> bool:
         """Whether to take one more piece of new work from a stranger now. Deterministic:
@@ -280,20 +284,23 @@ class OverloadControl:
             self._last_min_s = standing
             if standing > TARGET_DELAY_S and samples >= MIN_SAMPLES:
                 self._standing_intervals += 1
-                if self.overloaded or self._standing_intervals >= ONSET_INTERVALS:
-                    self._set_ratio(self.admit_ratio * DECREASE_FACTOR, standing)
+                if (self.overloaded or self._standing_intervals >= ONSET_INTERVALS
+                        or self._interval_ends - self._ended_at < RECENT_OVERLOAD_S):
+                    self._set_ratio(self.admit_ratio * DECREASE_FACTOR, standing,
+                                    self._interval_ends)
             else:
                 self._standing_intervals = 0
                 if standing < RELEASE_DELAY_S and self.admit_ratio < 1.0:
-                    self._set_ratio(min(1.0, self.admit_ratio + INCREASE_STEP), standing)
+                    self._set_ratio(min(1.0, self.admit_ratio + INCREASE_STEP), standing,
+                                    self._interval_ends)
             # A long silence is many quiet intervals: catch up without looping over each.
             if now - self._interval_ends > CONTROL_INTERVAL_S * 100:
                 self._interval_ends = now
                 if self.admit_ratio < 1.0:
-                    self._set_ratio(1.0, 0.0)
+                    self._set_ratio(1.0, 0.0, now)
             self._interval_ends += CONTROL_INTERVAL_S
 
-    def _set_ratio(self, ratio: float, delay_s: float) -> None:
+    def _set_ratio(self, ratio: float, delay_s: float, now: float) -> None:
         was_overloaded = self.overloaded
         self.admit_ratio = ratio
         if self.overloaded and not was_overloaded:
@@ -303,5 +310,6 @@ class OverloadControl:
                            "registrations from outside the office get 503 for a while",
                            1000.0 * delay_s)
         elif was_overloaded and not self.overloaded:
+            self._ended_at = now
             LOGGER.warning("overload over: all new requests are served again (%d answered "
                            "503 so far)", self.shed)

@@ -11,8 +11,10 @@ milliseconds instead of after the queue. What `screen` leaves is queued here in 
 and handled WORK_BATCH at a time, the loop getting back to its timers, the TCP connections and
 this socket between batches: while the box is behind, calls in progress and the office's own
 phones and lines go ahead of strangers' admitted new work (the `first` lane).
-A full queue (MAX_QUEUED) stops the reading until it shrinks: the kernel's buffer holds the
-rest, and drops beyond it, as it would without us.
+The reading never stops for a full queue — its waits are what tells the overload control
+that the box is behind, and its screen what sheds the excess; past MAX_QUEUED what would join
+the queue is dropped as a full socket buffer would drop it (SIP's retransmissions cover it),
+what is always served only past MAX_FIRST.
 
 asyncio's own datagram transport reads with recvfrom, which drops the kernel's timestamp; hence
 recvmsg here. Sends go straight to the socket: a full send buffer loses the datagram as the
@@ -47,8 +49,10 @@ MAX_DATAGRAM_BYTES = 65_535
 READ_AHEAD = 256
 WORK_BATCH = 32
 # Read ahead of the work at most this many: a fraction of a second of a Pi's work — admitted
-# work queued longer than T1 (500 ms) would be retransmitted before it is handled.
+# work queued longer than T1 (500 ms) would be retransmitted before it is handled. What is
+# always served may queue further.
 MAX_QUEUED = 512
+MAX_FIRST = 4 * MAX_QUEUED
 
 Receiver = Callable[[bytes, Address], None]
 Screen = Callable[[bytes, Address, "float | None"], str]
@@ -73,7 +77,7 @@ class UdpEndpoint:
         self._first: deque[tuple[bytes, Address, float | None]] = deque()
         self._queue: deque[tuple[bytes, Address, float | None]] = deque()
         self._handling: asyncio.Handle | None = None
-        self._reading = False
+        self.dropped_queue_full = 0
         self._ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
         self.timestamps = False
         if sys.platform.startswith("linux"):
@@ -85,24 +89,11 @@ class UdpEndpoint:
                                "control", exc)
         sock.setblocking(False)
         self._open = True
-        self._resume_reading()
-
-    def _resume_reading(self) -> None:
-        if not self._reading and self._open:
-            self.loop.add_reader(self.sock.fileno(), self._readable)
-            self._reading = True
-
-    def _pause_reading(self) -> None:
-        if self._reading:
-            self.loop.remove_reader(self.sock.fileno())
-            self._reading = False
+        loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
         try:
             for _ in range(READ_AHEAD):
-                if self.queued >= MAX_QUEUED:
-                    self._pause_reading()
-                    break
                 try:
                     data, ancdata, _flags, address = self.sock.recvmsg(
                         MAX_DATAGRAM_BYTES, self._ancillary)
@@ -132,6 +123,9 @@ class UdpEndpoint:
                     LOGGER.exception("screening a datagram from %s failed", address[:2])
                 if lane == HANDLED:
                     continue
+                if self.queued >= (MAX_FIRST if lane == FIRST else MAX_QUEUED):
+                    self.dropped_queue_full += 1  # as a full socket buffer would
+                    continue
                 (self._first if lane == FIRST else self._queue).append((data, source, stamp))
         finally:
             self.after_batch()  # the 503s leave now, not after the queue
@@ -158,8 +152,6 @@ class UdpEndpoint:
             self.after_batch()
         if self.queued:
             self._handling = self.loop.call_soon(self._handle)
-        if self.queued < MAX_QUEUED // 2:
-            self._resume_reading()
 
     def send(self, data: bytes, destination: tuple[str, int]) -> None:
         if not self._open:
@@ -175,7 +167,7 @@ class UdpEndpoint:
         """Stop reading and close; what was sent is in the kernel already."""
         if not self._open:
             return
-        self._pause_reading()
+        self.loop.remove_reader(self.sock.fileno())
         self._open = False
         if self._handling is not None:
             self._handling.cancel()

@@ -96,6 +96,19 @@ def test_a_queue_standing_for_two_intervals_lowers_the_ratio() -> None:
     assert control.overloaded and control.episodes == 1
 
 
+def test_soon_after_an_overload_one_standing_interval_is_enough() -> None:
+    control = OverloadControl(now=0.0)
+    waited(control, SEVERE_DELAY_S, 0.0)
+    now = 0.0
+    while control.overloaded:  # recovers by itself, step by step
+        now += CONTROL_INTERVAL_S
+        waited(control, 0.0, now)
+    # The quiet samples at `now` opened an interval; the queue stands in the next one only.
+    waited(control, TARGET_DELAY_S * 2, now + CONTROL_INTERVAL_S + 0.05)
+    waited(control, 0.0, now + 2 * CONTROL_INTERVAL_S + 0.05)
+    assert control.overloaded and control.episodes == 2
+
+
 def test_one_stalled_interval_is_no_overload() -> None:
     control = OverloadControl(now=0.0)
     waited(control, TARGET_DELAY_S * 5, 0.05)

@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from firmware.core.overload import FIRST, HANDLED, LATER
 from firmware.sip.transaction import Address
+from firmware.transport import udp
 from firmware.transport.udp import WORK_BATCH, UdpEndpoint
 
 DEADLINE_S = 5.0
@@ -82,3 +85,46 @@ def test_what_must_be_served_goes_ahead_of_strangers_new_work() -> None:
     handled, _, _ = asyncio.run(exchange(burst, first=frozenset({b"bye", b"ack"})))
     assert handled[:2] == [b"bye", b"ack"]  # read in the same wake-up, handled before the rest
     assert handled[2:] == burst[:-2]
+
+
+def test_past_a_full_queue_new_work_is_dropped_and_the_reading_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(udp, "MAX_QUEUED", 4)
+    monkeypatch.setattr(udp, "MAX_FIRST", 6)
+
+    async def run() -> tuple[list[bytes], int, int]:
+        loop = asyncio.get_running_loop()
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server.bind(("127.0.0.1", 0))
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind(("127.0.0.1", 0))
+        handled: list[bytes] = []
+        screened = 0
+
+        def screen(data: bytes, source: Address, waited_s: float | None) -> str:
+            nonlocal screened
+            screened += 1
+            return FIRST if data.startswith(b"bye") else LATER
+
+        for i in range(8):
+            client.sendto(f"new{i}".encode(), server.getsockname())
+        for i in range(4):
+            client.sendto(f"bye{i}".encode(), server.getsockname())
+        endpoint = UdpEndpoint(loop, server, lambda data, source: handled.append(data),
+                               screen=screen, after_batch=lambda: None)
+        try:
+            deadline = loop.time() + DEADLINE_S
+            while len(handled) < 6 and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            return handled, screened, endpoint.dropped_queue_full
+        finally:
+            endpoint.close()
+            client.close()
+
+    handled, screened, dropped = asyncio.run(run())
+    assert screened == 12  # every datagram was read and screened
+    # Four new ones fill the queue, four more are dropped; what is always served still
+    # queues up to MAX_FIRST (six in all) and goes first.
+    assert handled == [b"bye0", b"bye1", b"new0", b"new1", b"new2", b"new3"]
+    assert dropped == 6
