@@ -185,8 +185,9 @@ class Counts:
 class Soak:
     """The simulated office around one Gateway, on a clock of its own."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, arrivals_per_s: float = ARRIVALS_PER_S) -> None:
         self.rng = random.Random(seed)
+        self.arrivals_per_s = arrivals_per_s
         self.now = 0.0
         self.recorder = MemoryRecorder()
         self.gateway = Gateway(parse_config(CONFIG), local=GATEWAY,
@@ -269,7 +270,7 @@ class Soak:
         self.callers[call_id] = CallerLeg(invite)
         self.send(invite, PROVIDER)
         # The next caller (arrivals planned one at a time, so the plan stays small).
-        self.at(self.rng.expovariate(ARRIVALS_PER_S), self.arrival)
+        self.at(self.rng.expovariate(self.arrivals_per_s), self.arrival)
         roll = self.rng.random()
         if roll < 0.2:  # an impatient caller gives up if nobody has answered
             self.at(self.rng.uniform(3.0, 40.0), lambda: self.caller_gives_up(call_id))
@@ -683,13 +684,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=180.0,
                         help="stop after this much wall time (0: no limit)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--arrivals-per-s", type=float, default=ARRIVALS_PER_S,
+                        help="simulated calls per simulated second (the office's load)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also trace Python allocations (slows the run about 2x)")
     parser.add_argument("--no-json", action="store_true")
     args = parser.parse_args(argv)
     if args.tracemalloc:
         tracemalloc.start()
-    soak = Soak(args.seed)
+    soak = Soak(args.seed, args.arrivals_per_s)
     for phone in PHONES:
         soak.register(phone)
     soak.pump()
