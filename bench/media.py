@@ -68,7 +68,11 @@ PAYLOAD_BYTES = 160  # G.711 at 8 kHz, 20 ms
 MAX_P99_MS = 5.0  # the capacity's latency limit (--max-p99-ms changes it, for the smoke test)
 ELEMENT_START_TIMEOUT_S = 20.0
 ELEMENT_STOP_TIMEOUT_S = 5.0
-SETUP_RATE_CPS = 50
+# New calls per second while a step is set up: gentle, so that the daemon's overload control
+# (firmware/core/overload.py: 503 when requests wait too long to be read) does not shed them on
+# a busy machine.
+SETUP_RATE_CPS = 20
+SETTLE_S = 2.0  # after a step's calls end, before the next step's begin
 # Members per bench department; the calls of a step are set up a department at a time (a queue
 # holds at most 100 callers anyway, firmware/routing/scheme.py).
 DEPARTMENT_SIZE = 50
@@ -909,6 +913,7 @@ class LineboxElement(Element):
         self.set_status(self.members, "break")
         wait_for(lambda: not self.control({"command": "status"})["status"].get("calls"), 15,
                  "the calls to end")
+        time.sleep(SETTLE_S)
         return problems
 
     def stop(self) -> None:
