@@ -53,7 +53,8 @@ NUMBER_FIELDS = {"ring_timeout_s": (5, 600), "wrap_up_s": (0, 600),
                  "queue.max_wait_s": (10, 3600)}
 
 _running: dict[str, subprocess.Popen[bytes]] = {}
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards _running
+_starting = threading.Lock()  # one POST at a time checks for a running replay and starts one
 
 
 # --- jobs ---------------------------------------------------------------------------------------
@@ -276,12 +277,19 @@ def run() -> Any:
     departments = [d.number for d in config.departments]
     members = {d.number: [m.extension for m in d.members] for d in config.departments}
     arguments, values, errors = read_form(request.form, departments, members)
-    if not errors and busy():
-        errors["form"] = _("A replay is running; wait for it to finish.")
-    if errors:
+    job = None
+    if not errors:
+        # One replay at a time, decided and started under one lock: two POSTs at once (the
+        # web server has several threads) must not both find the box idle.
+        with _starting:
+            if busy():
+                errors["form"] = _("A replay is running; wait for it to finish.")
+            else:
+                job = start_job(arguments, {
+                    "department": values["department"], "from": values["from"],
+                    "to": values["to"], "started": time.time()})
+    if job is None:
         return render_template("whatif.html", **_context(values, errors)), 400
-    job = start_job(arguments, {"department": values["department"], "from": values["from"],
-                                "to": values["to"], "started": time.time()})
     return redirect(url_for("whatif.job_page", job_id=job.id))
 
 

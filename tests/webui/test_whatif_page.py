@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from firmware.store import Store
 from tests.whatif.synthetic import DID, WALL_START, MemberTruth, SyntheticOffice, record_office
 
-from .conftest import admin_of, page, post
+from .conftest import admin_of, app_over, csrf_of, log_in_as_admin, page, post
 
 DAY = "2026-01-01"
 MEMBERS = (MemberTruth("101", 0.9, (2.0, 8.0)), MemberTruth("102", 0.6, (3.0, 12.0)))
@@ -110,3 +110,38 @@ def test_unknown_jobs_are_not_found(admin: FlaskClient) -> None:
     assert admin.get("/whatif/nosuchjob123").status_code == 404
     assert admin.get("/whatif/..%2F..%2Fetc").status_code == 404
     assert admin.get("/whatif/nosuchjob123/status").status_code == 404
+
+
+def test_two_replays_asked_at_once_start_only_one(office_db: Path, tmp_path: Path) -> None:
+    # Two browsers (two threads of the web server) press Replay together: one replay starts,
+    # the other is told to wait.
+    import threading
+
+    db = tmp_path / "linebox.db"
+    with Store.open(office_db) as source, Store.open(db) as target:
+        source.db.conn.backup(target.db.conn)
+    app = app_over(db)  # one web UI, two browsers
+    clients = [log_in_as_admin(app.test_client()) for _ in range(2)]
+    form = {"department": "500", "from": DAY, "to": DAY, "seeds": "20",
+            "v1-strategy": "ring_all"}
+    tokens = [csrf_of(client, "/whatif") for client in clients]
+    statuses: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def press(client: FlaskClient, token: str) -> None:
+        barrier.wait(timeout=10)
+        statuses.append(client.post("/whatif", data={**form, "csrf_token": token}).status_code)
+
+    threads = [threading.Thread(target=press, args=pair) for pair in zip(clients, tokens,
+                                                                         strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses) == [302, 400]
+    jobs = [p for p in (tmp_path / "whatif").iterdir() if p.is_dir()]
+    assert len(jobs) == 1
+    deadline = time.monotonic() + 120
+    while not (jobs[0] / "result.json").exists() and not (jobs[0] / "error.txt").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
