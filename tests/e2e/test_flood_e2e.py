@@ -332,7 +332,9 @@ def test_the_attackers_sources_really_are_distinct() -> None:
 
 OVERLOAD_SOURCES = 1000  # 127.3.x.y
 OVERLOAD_PER_SOURCE_PER_S = 6.0  # under the shipped 16 requests in 2 s per address
-OVERLOAD_S = 20.0
+# The flood lasts until the customers' calls are done (20 s of calls, longer on a slow or busy
+# machine), bounded by this.
+OVERLOAD_MAX_S = 120.0
 
 
 def stranger_invite(sock: socket.socket, linebox: LineboxProcess, number: int) -> bytes:
@@ -361,19 +363,22 @@ def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
     sent = 0                           # chosen free, then bound: no race with 1000 more)
     stop = threading.Event()
 
+    shed_seen = 0
+
     def flood() -> None:
-        nonlocal sent
+        nonlocal sent, shed_seen
         period = 1.0 / OVERLOAD_PER_SOURCE_PER_S
         started = time.monotonic()
         tick = 0
-        while not stop.is_set() and time.monotonic() - started < OVERLOAD_S + 5:
+        while not stop.is_set() and time.monotonic() - started < OVERLOAD_MAX_S:
             for sock in sockets:
                 with contextlib.suppress(BlockingIOError):
                     sock.sendto(stranger_invite(sock, linebox, sent), ("127.0.0.1", linebox.port))
                 sent += 1
-                while True:  # the answers are not read: drop what came back
+                while True:  # the answers: count the 503s, drop the rest
                     try:
-                        sock.recv(4096)
+                        if sock.recv(4096).startswith(b"SIP/2.0 503 "):
+                            shed_seen += 1
                     except BlockingIOError:
                         break
             tick += 1
@@ -420,3 +425,8 @@ def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
     for extension, answers in phones.results.items():
         assert answers and all(a == 200 for a in answers), (extension, answers)
     assert status["stats"]["internal_errors"] == 0
+    # The point of the flood: the box could not take it all, and shed strangers' new calls
+    # with 503 (they arrived at the strangers' sockets) rather than fall behind on everyone.
+    print(f"strangers: {shed_seen} answered 503; "
+          f"the box counted {status['stats']['shed_overload']}")
+    assert shed_seen > 0 and status["stats"]["shed_overload"] >= shed_seen
