@@ -21,7 +21,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import date, tzinfo
 from pathlib import Path
@@ -35,6 +37,7 @@ from .media.recorder_store import recording_of
 from .routing.model import AGENT_STATUSES
 from .routing.rules import normalise_number
 from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml_file, seed_default
+from .store.backup import DatabaseUnavailableError
 from .store.errors import RecordNotFoundError
 from .store.files import log_path, secure_data_files, use_private_umask
 from .store.recovery import add_box_notice, recover_if_broken
@@ -328,8 +331,14 @@ def _run(args: argparse.Namespace) -> int:
     _log_to_file(args.db)
     secure_data_files(args.db)
     # A broken database is moved aside and a backup (or nothing) takes its place: the box
-    # starts either way rather than crash-looping on it (issue 16).
-    recovered = recover_if_broken(args.db)
+    # starts either way rather than crash-looping on it (issue 16). One locked by another
+    # process, or that cannot be opened, is not broken: the start fails saying so.
+    try:
+        recovered = recover_if_broken(args.db)
+    except DatabaseUnavailableError as exc:
+        logging.getLogger("firmware.store.recovery").error("%s", exc)
+        print(f"linebox: {exc}", file=sys.stderr)
+        return 1
     store = Store.open(args.db)
     if recovered is not None:
         add_box_notice(store, recovered.notice, at=time.time())
@@ -410,17 +419,22 @@ def _print_setup_code(store: Store) -> None:
 
 
 def _start_web(db: str, http: tuple[str, int], trusted_proxy: str | None = None,
-               https: tuple[str, int] | None = None) -> subprocess.Popen[bytes]:
+               https: tuple[str, int] | None = None) -> subprocess.Popen[bytes] | ForkedWeb:
     """The web UI in a process of its own (a slow page never delays SIP)."""
     host, port = http
     proxy = ["--trusted-proxy", trusted_proxy] if trusted_proxy else []
-    web = subprocess.Popen(
-        [sys.executable, "-m", "webui.serve", "--db", str(Path(db).resolve()),
-         "--host", host, "--port", str(port), *proxy, *_https_args(https)],
-        # Its own process group: Ctrl-C in a terminal reaches the daemon, which then stops
-        # the web UI in order, rather than both at once.
-        start_new_session=True,
-    )
+    arguments = ["--db", str(Path(db).resolve()), "--host", host, "--port", str(port), *proxy,
+                 *_https_args(https)]
+    web: subprocess.Popen[bytes] | ForkedWeb
+    if _may_fork():
+        web = _fork_web(arguments)
+    else:
+        web = subprocess.Popen(
+            [sys.executable, "-m", "webui.serve", *arguments],
+            # Its own process group: Ctrl-C in a terminal reaches the daemon, which then stops
+            # the web UI in order, rather than both at once.
+            start_new_session=True,
+        )
     print(f"Web UI: https://{https[0]}:{https[1]}/" if https else f"Web UI: http://{host}:{port}/")
     sys.stdout.flush()
     # Where the daemon checks the web UI answers before it marks an updated system good.
@@ -430,7 +444,84 @@ def _start_web(db: str, http: tuple[str, int], trusted_proxy: str | None = None,
     return web
 
 
-def _stop_web(web: subprocess.Popen[bytes]) -> None:
+def _may_fork() -> bool:
+    """Fork the web UI from the daemon (rather than start a new interpreter) where that is
+    safe: a POSIX system, no thread started yet (a fork copies only the calling thread), and
+    not turned off with LINEBOX_WEB_SPAWN=1."""
+    return (hasattr(os, "fork") and threading.active_count() == 1
+            and os.environ.get("LINEBOX_WEB_SPAWN", "") != "1")
+
+
+def _fork_web(arguments: list[str]) -> ForkedWeb:
+    """The web UI as a fork of the daemon, before the daemon's event loop, sockets and threads
+    exist. The two share the interpreter, the standard library and the firmware modules both
+    import (the store, configuration, reports) page for page until either writes to them:
+    a new interpreter for the web UI cost the box about 8 MB more of its 80 MB idle budget
+    (images/README.md). Start-up objects are frozen out of the cyclic collector on both sides
+    first (gc.freeze), so neither's collections write to the pages they share."""
+    gc.collect()
+    gc.freeze()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return ForkedWeb(pid)
+    code = 1
+    try:
+        os.setsid()  # its own session, as start_new_session gives the spawned one
+        # The daemon's log handlers (its rotating log file) are not the web UI's: it logs to
+        # stderr, as `linebox web` does.
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a new interpreter has
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        from webui.serve import main as serve_main
+
+        code = serve_main(arguments)
+    except BaseException:  # the child never returns into the daemon's code
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+class ForkedWeb:
+    """A forked web UI process, with the part of `subprocess.Popen` the daemon uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 0
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"web UI {self.pid}", timeout or 0.0)
+            time.sleep(0.05)
+        return code
+
+
+def _stop_web(web: subprocess.Popen[bytes] | ForkedWeb) -> None:
     if web.poll() is None:
         web.send_signal(signal.SIGTERM)
         try:
