@@ -37,8 +37,7 @@ from .media.recorder_store import recording_of
 from .routing.model import AGENT_STATUSES
 from .routing.rules import normalise_number
 from .store import ConfigError, Store, StoreError, dump_yaml, load_yaml_file, seed_default
-from .store.backup import DatabaseUnavailableError
-from .store.errors import RecordNotFoundError
+from .store.errors import DatabaseUnavailableError, RecordNotFoundError
 from .store.files import log_path, secure_data_files, use_private_umask
 from .store.recovery import add_box_notice, recover_if_broken
 from .whatif import cli as whatif_cli

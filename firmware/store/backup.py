@@ -15,6 +15,8 @@ import re
 import sqlite3
 from pathlib import Path
 
+from firmware.store.errors import DatabaseUnavailableError
+
 LOGGER = logging.getLogger(__name__)
 
 BACKUP_KEEP_DAYS = 7
@@ -45,19 +47,30 @@ def backups(db_path: str | Path) -> list[tuple[datetime.date, Path]]:
     return sorted(found, reverse=True)
 
 
-def is_sound(path: Path) -> str:
-    """Why the database file at `path` cannot be used ("" when it can): not a database, or
-    `PRAGMA quick_check` finds damage (https://sqlite.org/pragma.html#pragma_quick_check)."""
+# SQLite's verdicts on the file itself (primary result codes, https://sqlite.org/rescode.html):
+# only these, or a failing quick_check, make a database broken. Busy, locked, cannot open,
+# permissions, I/O say nothing about the file's content (issue 16: a sound database locked by
+# the web UI at start was moved aside and replaced by the last backup).
+DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def is_sound(path: Path, *, busy_timeout_s: float = 5.0) -> str:
+    """Why the database file at `path` is damaged ("" when it is not): not a database, or
+    `PRAGMA quick_check` finds damage (https://sqlite.org/pragma.html#pragma_quick_check).
+    Raises DatabaseUnavailableError when it cannot be checked for another reason."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
     except sqlite3.Error as exc:
-        return str(exc)
-    try:
-        rows = conn.execute("PRAGMA quick_check").fetchall()
-    except sqlite3.Error as exc:
-        return str(exc)
-    finally:
-        conn.close()
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None  # extended → primary code
+        if primary in DAMAGE_CODES:
+            return str(exc)
+        raise DatabaseUnavailableError(f"{path}: {exc}", busy=primary in BUSY_CODES) from exc
     verdict = "; ".join(str(row[0]) for row in rows[:5])
     return "" if verdict == "ok" else verdict
 

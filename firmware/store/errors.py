@@ -20,3 +20,13 @@ class RevisionConflictError(StoreError):
 
 class RecordNotFoundError(StoreError, LookupError):
     """A call record or leg id that the store does not hold."""
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database could not be checked, for a reason other than damage: `busy` when another
+    connection holds it locked (worth waiting for), otherwise it cannot be opened or read at
+    all (permissions, a missing folder, an I/O error) — never a reason to replace it."""
+
+    def __init__(self, message: str, *, busy: bool) -> None:
+        super().__init__(message)
+        self.busy = busy

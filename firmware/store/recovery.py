@@ -1,7 +1,10 @@
 """A broken database at start (issue 16): the box never crash-loops on it.
 
 Before the daemon opens the database, `recover_if_broken` checks it (`backup.is_sound`: not a
-database, a truncated file, `PRAGMA quick_check` failing). A broken one is moved aside with its
+database, a truncated file, `PRAGMA quick_check` failing). Only damage counts: a database locked
+by another process is waited for (BUSY_WAIT_S) and then the start fails, one that cannot be
+opened (permissions, a missing folder) fails the start saying so; neither is ever moved aside.
+A broken one is moved aside with its
 WAL and shared-memory files under a timestamped name (`linebox.db.broken-20261203-160501`, kept
 for whoever wants to rescue something from it), and the newest sound automatic backup takes its
 place; with none, the daemon starts on an empty database — first start: the default department,
@@ -22,6 +25,7 @@ from typing import Any
 
 from firmware.store.backup import backups, is_sound
 from firmware.store.db import Store
+from firmware.store.errors import DatabaseUnavailableError
 from firmware.store.files import DATABASE_SUFFIXES
 
 LOGGER = logging.getLogger(__name__)
@@ -31,6 +35,10 @@ BOX_NOTICES_KEPT = 20
 NOTICE_RESTORED = "database_restored"
 NOTICE_EMPTY = "database_empty"
 NOTICE_CUT_OFF = "calls_cut_off"
+# A database locked by another process at start is waited for this long, tried every
+# BUSY_RETRY_S, before the start fails (it is never taken for a broken one).
+BUSY_WAIT_S = 15.0
+BUSY_RETRY_S = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,14 +56,17 @@ class Recovery:
                 "backup": self.backup.name if self.backup else None}
 
 
-def recover_if_broken(db_path: str | Path, *, wall_now: float | None = None) -> Recovery | None:
+def recover_if_broken(db_path: str | Path, *, wall_now: float | None = None,
+                      busy_wait_s: float = BUSY_WAIT_S) -> Recovery | None:
     """Check the database at `db_path`; if it is broken, move it aside and put the newest sound
     backup in its place (or nothing: an empty database is made by `Store.open`). None when the
-    database is sound or does not exist yet."""
+    database is sound or does not exist yet. Raises DatabaseUnavailableError, moving nothing,
+    when it cannot be checked: locked by another process for more than `busy_wait_s`, or not
+    to be opened at all."""
     path = Path(db_path)
     if not path.exists():
         return None
-    problem = is_sound(path)
+    problem = _damage(path, busy_wait_s)
     if not problem:
         return None
     stamp = datetime.datetime.fromtimestamp(time.time() if wall_now is None else wall_now)
@@ -66,7 +77,10 @@ def recover_if_broken(db_path: str | Path, *, wall_now: float | None = None) -> 
             os.replace(part, moved_to.with_name(moved_to.name + suffix))
     LOGGER.error("the database %s is broken (%s): moved aside to %s", path, problem, moved_to)
     for _, backup in backups(path):
-        backup_problem = is_sound(backup)
+        try:
+            backup_problem = is_sound(backup)
+        except DatabaseUnavailableError as exc:  # a backup it cannot read is no use either
+            backup_problem = str(exc)
         if backup_problem:
             LOGGER.error("backup %s is broken too (%s); trying an older one", backup,
                          backup_problem)
@@ -82,6 +96,30 @@ def recover_if_broken(db_path: str | Path, *, wall_now: float | None = None) -> 
     LOGGER.error("no usable backup: starting from an empty configuration (the first-run "
                  "wizard asks for the setup code)")
     return Recovery(problem=problem, moved_to=moved_to, backup=None)
+
+
+def _damage(path: Path, busy_wait_s: float) -> str:
+    """What is wrong with the file at `path` ("" when it is sound). Only damage counts: a
+    database held locked by another process (the web UI writing) is waited for, at most
+    `busy_wait_s`, and then the start fails — replacing a sound database by a backup of
+    yesterday would lose a day of records and configuration."""
+    deadline = time.monotonic() + busy_wait_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return is_sound(path, busy_timeout_s=max(0.0, min(remaining, BUSY_RETRY_S)))
+        except DatabaseUnavailableError as exc:
+            if not exc.busy:
+                raise DatabaseUnavailableError(
+                    f"the database {path} cannot be opened ({exc.__cause__}): check that its "
+                    f"folder exists and that the daemon's user may read and write it; it was "
+                    f"left in place", busy=False) from exc
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailableError(
+                    f"the database {path} is held locked by another process (the web UI, a "
+                    f"backup tool) for more than {busy_wait_s:.0f} s: not starting; the file was "
+                    f"left in place", busy=True) from exc
+            time.sleep(min(BUSY_RETRY_S, max(0.0, deadline - time.monotonic())))
 
 
 def add_box_notice(store: Store, notice: dict[str, Any], *, at: float) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from firmware.store.backup import (
     is_sound,
     make_backup,
 )
+from firmware.store.errors import DatabaseUnavailableError
 from firmware.store.recovery import (
     NOTICE_EMPTY,
     NOTICE_RESTORED,
@@ -129,3 +132,73 @@ def test_with_no_backup_the_box_starts_empty(db_path: Path) -> None:
         add_box_notice(store, recovered.notice, at=1000.0)
         (notice,) = box_notices(store)
         assert notice["kind"] == NOTICE_EMPTY and notice["at"] == 1000.0
+
+
+# ------------------------------------------------------------------ not damage: never moved aside
+
+
+def broken_aside(db_path: Path) -> list[Path]:
+    return list(db_path.parent.glob(f"{db_path.name}.broken-*"))
+
+
+def locked_by_another_process(db_path: Path) -> sqlite3.Connection:
+    """Another connection (the web UI) holding the database locked against readers too."""
+    # Released from a timer's thread in one test.
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+    conn.execute("BEGIN EXCLUSIVE")
+    conn.execute("INSERT INTO settings (key, value) VALUES ('lock-holder', '1')")
+    return conn
+
+
+def test_a_database_locked_at_start_is_waited_for_then_the_start_fails_and_it_stays(
+        db_path: Path) -> None:
+    configured(db_path)
+    make_backup(db_path, TODAY - datetime.timedelta(days=1))
+    holder = locked_by_another_process(db_path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailableError, match="locked by another process") as info:
+            recover_if_broken(db_path, busy_wait_s=1.0)
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert info.value.busy
+    assert 1.0 <= waited < 5.0
+    assert broken_aside(db_path) == []
+    with Store.open(db_path) as store:  # the very file, with what the backup does not have
+        assert store.load_config() == load_yaml(VALID_YAML)
+        assert len(store.recent_calls()) == 1
+
+
+def test_a_lock_released_while_the_start_waits_lets_it_go_on(db_path: Path) -> None:
+    configured(db_path)
+    holder = locked_by_another_process(db_path)
+    released = threading.Timer(0.5, lambda: (holder.execute("ROLLBACK"), holder.close()))
+    released.start()
+    try:
+        assert recover_if_broken(db_path, busy_wait_s=10.0) is None
+    finally:
+        released.join(5.0)
+    assert broken_aside(db_path) == []
+
+
+def test_a_database_that_cannot_be_opened_is_an_error_saying_so_not_a_recovery(
+        db_path: Path) -> None:
+    db_path.mkdir(parents=True)  # there, but nothing SQLite can open (like a file it may not read)
+    with pytest.raises(DatabaseUnavailableError, match="cannot be opened") as info:
+        recover_if_broken(db_path, busy_wait_s=1.0)
+    assert not info.value.busy
+    assert db_path.is_dir() and broken_aside(db_path) == []
+
+
+@pytest.mark.parametrize("damage", [garbage, truncated, damaged_pages])
+def test_damage_is_still_damage_and_is_told_at_once(db_path: Path, damage: object) -> None:
+    configured(db_path)
+    damage(db_path)  # type: ignore[operator]
+    started = time.monotonic()
+    assert is_sound(db_path)
+    recovered = recover_if_broken(db_path, busy_wait_s=10.0)
+    assert time.monotonic() - started < 2.0  # damage is not waited on like a lock
+    assert recovered is not None and recovered.moved_to in broken_aside(db_path)
