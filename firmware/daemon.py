@@ -85,6 +85,15 @@ CLOCK_STEP_SETTLE_S = 2.0  # records converted before a clock step reach the dis
 # disk) are retried this often, and at most this many are kept in memory meanwhile.
 RETRY_INTERVAL_S = 5.0
 MAX_WAITING_RECORDS = 20_000
+# Past MAX_WAITING_RECORDS these go first, the oldest of each kind, in this order: call records
+# are the bulk; security and line events only once no call record is left to drop.
+DROPPED_FIRST = ("call", "security", "line_event")
+# Received SMS and voicemail messages exist nowhere else (the SIM is cleared, the caller is
+# gone): never dropped to make room for other records, only past their own bound (a message's
+# audio is up to ~2 MB of memory; a text a few hundred bytes).
+MAX_WAITING_OF_KIND = {"sms": 2_000, "voicemail": 32}
+RECORD_KIND_NAMES = {"call": "call records", "security": "security events",
+                     "line_event": "line events", "sms": "SMS", "voicemail": "voicemail messages"}
 MAX_RECORDS_PER_COMMIT = 2_000
 # How long datagrams may wait for the record of a call just answered (RECORD_GATE in flush):
 # past this the answer goes out anyway (a database lock held by the web UI must not hold SIP).
@@ -125,7 +134,7 @@ class SqliteRecorder(CallRecorder):
     (group commit), so under load a commit serves many calls. A call is written when it is
     answered (`call_answered`, 'in_progress') and again when it ends. When the database cannot
     be written (a full disk, a lock held too long) records wait in memory — at most
-    MAX_WAITING_RECORDS, the oldest calls dropped beyond — and are retried every
+    MAX_WAITING_RECORDS, the oldest calls dropped beyond (`_bounded`) — and are retried every
     RETRY_INTERVAL_S; the condition is logged once, with its end, and `problem` says it."""
 
     def __init__(self, db_path: str | Path, *, wall_offset_s: float) -> None:
@@ -140,7 +149,8 @@ class SqliteRecorder(CallRecorder):
         # are waiting in memory, or "" while the database is written.
         self.problem = ""
         self.waiting = 0  # records waiting in memory for the database
-        self.dropped = 0  # calls dropped from memory beyond MAX_WAITING_RECORDS
+        self.dropped = 0  # records dropped from memory beyond their bounds (_bounded)
+        self.dropped_by_kind: dict[str, int] = {}
         self._thread = threading.Thread(target=self._write_loop, name="call-records",
                                         daemon=True)
         self._thread.start()
@@ -256,18 +266,42 @@ class SqliteRecorder(CallRecorder):
             return None
 
     def _bounded(self, waiting: list[Any]) -> list[Any]:
+        """`waiting` within its bounds: the oldest call records dropped first, SMS and voicemail
+        only past their own bound; bindings, statuses and callback items never (issue 16)."""
         self.waiting = len(waiting)
-        if len(waiting) <= MAX_WAITING_RECORDS:
+        if len(waiting) <= min(MAX_WAITING_RECORDS, *MAX_WAITING_OF_KIND.values()):
+            return waiting  # within every bound (the usual case: nothing waits)
+        kinds = [_record_kind(item) for item in waiting]
+        drop: set[int] = set()
+        dropped: dict[str, int] = {}
+        for kind, bound in MAX_WAITING_OF_KIND.items():
+            of_kind = [i for i, k in enumerate(kinds) if k == kind]
+            oldest = of_kind[:max(0, len(of_kind) - bound)]
+            if oldest:
+                drop.update(oldest)
+                dropped[kind] = len(oldest)
+        excess = len(waiting) - len(drop) - MAX_WAITING_RECORDS
+        for kind in DROPPED_FIRST:
+            if excess <= 0:
+                break
+            oldest = [i for i, k in enumerate(kinds) if k == kind][:excess]
+            if oldest:
+                drop.update(oldest)
+                dropped[kind] = len(oldest)
+                excess -= len(oldest)
+        if not drop:
             return waiting
-        excess = len(waiting) - MAX_WAITING_RECORDS
-        calls = [i for i, item in enumerate(waiting) if item and item[0] not in (
-            "bindings", "status", "pending", "callback")][:excess]
-        if not self.dropped:
-            LOGGER.error("more than %d records wait for the database: the oldest calls are "
-                         "dropped from memory", MAX_WAITING_RECORDS)
-        self.dropped += len(calls)
-        dropped = set(calls)
-        kept = [item for i, item in enumerate(waiting) if i not in dropped]
+        for kind, count in dropped.items():
+            # Call records: said once (under load they are dropped at every batch); anything
+            # else each time, with its count, so no SMS or message is lost unsaid.
+            if kind != "call" or not self.dropped_by_kind.get(kind):
+                LOGGER.error("records wait for the database beyond their bound: the oldest %d "
+                             "%s dropped from memory (%d so far)", count,
+                             RECORD_KIND_NAMES.get(kind, kind),
+                             self.dropped_by_kind.get(kind, 0) + count)
+            self.dropped_by_kind[kind] = self.dropped_by_kind.get(kind, 0) + count
+        self.dropped += len(drop)
+        kept = [item for i, item in enumerate(waiting) if i not in drop]
         self.waiting = len(kept)
         return kept
 
@@ -364,6 +398,17 @@ class SqliteRecorder(CallRecorder):
             exc.left = left  # type: ignore[attr-defined]
             raise
         return []
+
+
+def _record_kind(item: Any) -> str:
+    """What a waiting record is, for `_bounded`: "call" (answered or finished), "sms" (either
+    way), or the item's own tag."""
+    if not item:
+        return ""
+    tag = item[0]
+    if isinstance(tag, dict) or tag == "answered":
+        return "call"
+    return "sms" if tag == "sms_out" else str(tag)
 
 
 class StoreReads:

@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from firmware import daemon as daemon_module
+from firmware.core.events import LineStateChanged, SmsArrived
 from firmware.daemon import SqliteRecorder
 from firmware.store import Store, new_call_id
 from firmware.store.durable import (
@@ -18,6 +22,7 @@ from firmware.store.durable import (
     record_answered_calls,
     save_registrations,
 )
+from firmware.voicemail import VoicemailMessage
 from tests.store.test_call_records import call_row, leg_row
 
 WALL_OFFSET_S = 1_700_000_000.0
@@ -141,3 +146,51 @@ def test_records_wait_in_memory_while_the_database_cannot_be_written(db_path: Pa
     finally:
         blocker.close()
         recorder.close()
+
+
+def test_past_the_bound_the_oldest_calls_go_and_sms_and_voicemail_stay(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A disk full for long: the records waiting in memory are bounded by dropping the oldest
+    call records (the bulk), never a received SMS or a voicemail message for them — though
+    those waited longer than the newer calls; SMS and voicemail go only past their own bound,
+    the oldest first, and each kind dropped is logged with its count."""
+    monkeypatch.setattr(daemon_module, "MAX_WAITING_RECORDS", 12)
+    monkeypatch.setattr(daemon_module, "MAX_WAITING_OF_KIND", {"sms": 3, "voicemail": 2})
+    monkeypatch.setattr(daemon_module, "RETRY_INTERVAL_S", 0.5)
+    Store.open(db_path).close()
+    recorder = SqliteRecorder(db_path, wall_offset_s=0.0)
+    blocker = Store.open(db_path)
+    calls = [new_call_id() for _ in range(20)]
+    try:
+        blocker.db.conn.execute("BEGIN IMMEDIATE")  # nothing can be written meanwhile
+        for number, call_id in enumerate(calls[:4]):
+            recorder.record(call_row(call_id, started_at=1000.0 + number), [])
+        for number in range(4):  # one more than their bound
+            recorder.sms(SmsArrived(line="gsm1", sender="+7999000000", text=f"text {number}",
+                                    received_at=2000.0 + number))
+        for number in range(2):
+            recorder.voicemail(VoicemailMessage(
+                call_id=calls[number], mailbox="200", caller="+7999", started_at=3000.0,
+                duration_s=0.1, pcm=b"\x00\x00" * 800), 3000.0 + number)
+        recorder.line_event(LineStateChanged(name="gsm1", kind="gsm", state="down",
+                                             reason="no signal", at=4000.0))
+        # 4 calls + 3 SMS (the oldest of 4 dropped) + 2 voicemails + 1 line event
+        wait_until(lambda: recorder.waiting == 10 and recorder.dropped == 1, timeout_s=30.0)
+        for number, call_id in enumerate(calls[4:]):  # newer calls, behind them in memory
+            recorder.record(call_row(call_id, started_at=1100.0 + number), [])
+        # 26 wait: the 14 oldest calls go (the 4 first, 10 of the new)
+        wait_until(lambda: recorder.waiting == 12 and recorder.dropped == 15, timeout_s=30.0)
+        blocker.db.conn.execute("ROLLBACK")
+        wait_until(lambda: recorder.waiting == 0 and not recorder.problem, timeout_s=30.0)
+    finally:
+        blocker.close()
+        recorder.close()
+    with Store.open(db_path) as store:
+        assert {row["id"] for row in store.recent_calls()} == set(calls[-6:])
+        assert sorted(row["text"] for row in store.sms()) == ["text 1", "text 2", "text 3"]
+        assert len(store.voicemails()) == 2
+        assert len(store.line_events()) == 1
+    assert recorder.dropped_by_kind == {"call": 14, "sms": 1}
+    said = [r.getMessage() for r in caplog.records if "dropped from memory" in r.getMessage()]
+    assert any("the oldest 1 SMS" in line for line in said), said
+    assert sum("call records" in line for line in said) == 1, said  # said once
