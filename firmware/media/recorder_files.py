@@ -18,6 +18,7 @@ written (logged) rather than fill the disk. The web UI warns from 90 % of the qu
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime
 import logging
@@ -69,6 +70,10 @@ class RecordingFiles:
         self._waiting_lock = threading.Lock()
         self.dropped_bytes = 0
         self.failed = False  # the database cannot be opened: nothing is recorded
+        # The card's answer to the last sync when it failed (EIO, ...); None when it works.
+        # A failing card is logged once, and when it works again.
+        self.sync_error: str | None = None
+        self._closed = False
         self._dirty: set[str] = set()  # calls written since the last sync
         self._synced_at = time.monotonic()
         self.ready = threading.Event()
@@ -77,6 +82,14 @@ class RecordingFiles:
 
     def perform(self, event: RecordingEvent) -> None:
         if self.failed:
+            return
+        if not self._thread.is_alive():
+            # Nothing would ever take what is queued now: say so once and stop queueing, or
+            # every later call's audio is silently lost and held in memory.
+            if not self._closed:
+                LOGGER.error("recordings: the writer thread has stopped; no call is recorded "
+                             "until the daemon restarts")
+            self.failed = True
             return
         if isinstance(event, RecordingAudio):
             with self._waiting_lock:
@@ -91,6 +104,7 @@ class RecordingFiles:
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Finish what is queued, close the files (their headers fixed up) and stop."""
+        self._closed = True
         self._queue.put(None)
         self._thread.join(timeout_s)
 
@@ -124,7 +138,10 @@ class RecordingFiles:
                 if time.monotonic() - self._synced_at >= SYNC_INTERVAL_S:
                     self._sync_dirty()
             for call_id in list(self._open):  # the daemon stops: what was heard is kept
-                self._finish(store, call_id, None)
+                try:  # one file's error must not leave the others open
+                    self._finish(store, call_id, None)
+                except Exception:
+                    LOGGER.exception("recording of call %s: cannot finish", call_id)
         finally:
             self.ready.set()
             store.close()
@@ -147,8 +164,17 @@ class RecordingFiles:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{event.call_id}.wav"
         handle = path.open("wb")
-        handle.write(wav_header(0, codec=event.codec, channels=event.channels))
-        _sync(handle)
+        try:
+            handle.write(wav_header(0, codec=event.codec, channels=event.channels))
+            _sync(handle)
+        except BaseException:
+            # Not in _open yet, so nothing else would ever close it (a full or failing card);
+            # and without a row nothing would count or delete the file.
+            with contextlib.suppress(OSError):
+                handle.close()
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
         self._open[event.call_id] = _Open(file=handle, path=path, channels=event.channels)
         self.used_bytes += HEADER_BYTES
         with store.db.conn:
@@ -186,9 +212,30 @@ class RecordingFiles:
         if not entries:
             return
         if _SYNCFS is not None and _SYNCFS(entries[0].file.fileno()) == 0:
+            self._synced(None, [])
             return
+        # The card's error (EIO, ENOSPC underneath) is the calls', not the thread's: it must
+        # not stop the thread, which serves every call after it too.
+        failed: list[_Open] = []
+        error: OSError | None = None
         for entry in entries:
-            os.fdatasync(entry.file.fileno())
+            try:
+                os.fdatasync(entry.file.fileno())
+            except OSError as exc:
+                failed.append(entry)
+                error = exc
+        self._synced(error, failed)
+
+    def _synced(self, error: OSError | None, failed: list[_Open]) -> None:
+        """Log a failing card once (it fails every second while it does, EIO and ENOSPC in
+        turn), and its end."""
+        if error is None and self.sync_error is not None:
+            LOGGER.warning("recordings: the data partition takes the audio again")
+        elif error is not None and self.sync_error is None:
+            LOGGER.error("recordings: the audio cannot be put on the data partition (%s); "
+                         "a power cut may lose it: %s", error,
+                         ", ".join(entry.path.name for entry in failed))
+        self.sync_error = None if error is None else str(error)
 
     def _finish(self, store: Store, call_id: str, duration_s: float | None) -> None:
         self._dirty.discard(call_id)
@@ -196,11 +243,15 @@ class RecordingFiles:
         if entry is None:
             return
         entry.data_bytes -= entry.data_bytes % entry.channels
-        for offset, value in wav_sizes(entry.data_bytes, entry.channels):
-            entry.file.seek(offset)
-            entry.file.write(value)
-        _sync(entry.file)
-        entry.file.close()
+        try:
+            for offset, value in wav_sizes(entry.data_bytes, entry.channels):
+                entry.file.seek(offset)
+                entry.file.write(value)
+            _sync(entry.file)
+        finally:
+            # Out of _open already: closed here or never. A failed fix-up leaves the row in
+            # state 'recording', which the next start mends from the file's length (repair).
+            entry.file.close()
         duration = entry.data_bytes / entry.channels / 8000
         with store.db.conn:
             store.db.execute(

@@ -1,17 +1,30 @@
 """The recordings on disk (firmware/media/recorder_files.py) with a real database and real files:
 a recording written as it goes and closed with its header's sizes; the oldest deleted first once
 over the quota, the running ones never; a file a power cut left unfinished mended at the next
-start; the 90 % warning.
+start; the 90 % warning. A failing card (ext4 on a loop device whose backing file is on a tiny
+tmpfs that is then filled: writes land in the page cache and their writeback fails with EIO, as
+a dying SD card's do) neither stops the writer thread nor leaves a file open.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from firmware.core.events import RecordingAudio, RecordingFinished, RecordingStarted
+from firmware.media import recorder_files
 from firmware.media.recorder import HEADER_BYTES, read_header
 from firmware.media.recorder_files import RecordingFiles
 from firmware.media.recorder_store import MB, recordings_dir, usage
@@ -102,6 +115,7 @@ import os, signal, sys, time
 from pathlib import Path
 from firmware.core.events import RecordingAudio, RecordingStarted
 from firmware.media.recorder import HEADER_BYTES
+from firmware.media import recorder_files
 from firmware.media.recorder_files import RecordingFiles
 from firmware.media.recorder_store import recordings_dir
 from firmware.recording import RecordingSettings
@@ -175,3 +189,183 @@ def test_the_cli_writes_a_calls_recording_to_a_file(tmp_path: Path) -> None:
                               str(target), "--db", str(db)], cwd=root, capture_output=True,
                              text=True, timeout=30, check=False)
     assert missing.returncode == 1 and "no recording of call nope" in missing.stderr
+
+
+# ------------------------------------------------------------------ a failing card
+
+CARD_BYTES = "64M"  # what the file system on the loop device believes it has
+BACKING_SIZE = "3m"  # what its backing file may really take
+FILL_CHUNK = 64 * 1024
+WAIT_S = 10.0
+# Audio enough to need room the backing file does not have (a few hundred kB may still land in
+# blocks mkfs left backed): 4 MB, more than the whole backing tmpfs.
+UNBACKED_S = 4 * MB // len(SECOND_STEREO)
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("mkfs.ext4") or not Path("/dev/loop-control").exists(),
+    reason="a loop device and mounts need root, mkfs.ext4 and loop support")
+
+
+class Card:
+    """A mounted file system whose writes fail at writeback once `fill()` is called."""
+
+    def __init__(self, backing: Path) -> None:
+        self.filler = backing / "filler"
+
+    def fill(self) -> None:
+        with self.filler.open("wb", buffering=0) as stream:
+            while True:
+                try:
+                    stream.write(b"\0" * FILL_CHUNK)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+                    return
+
+    def heal(self) -> None:
+        self.filler.unlink()
+
+
+@contextmanager
+def failing_card(mount_point: Path) -> Iterator[Card]:
+    backing = mount_point.parent / "backing"
+    backing.mkdir(parents=True)
+    mount_point.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={BACKING_SIZE}", "tmpfs", str(backing)],
+                   check=True, timeout=10)
+    try:
+        image = backing / "card.img"
+        subprocess.run(["truncate", "-s", CARD_BYTES, str(image)], check=True, timeout=10)
+        # No journal: a failed journal write would turn the card read-only, another error.
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E",
+                        "lazy_itable_init=1", str(image)], check=True, timeout=30)
+        subprocess.run(["mount", "-o", "loop,errors=continue", str(image), str(mount_point)],
+                       check=True, timeout=10)
+        try:
+            yield Card(backing)
+        finally:
+            subprocess.run(["umount", "-l", str(mount_point)], check=False, timeout=10)
+    finally:
+        subprocess.run(["umount", "-l", str(backing)], check=False, timeout=10)
+
+
+def open_under(folder: Path) -> list[str]:
+    """The files under `folder` this process holds open."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with_target = os.path.realpath(fd) if fd.is_symlink() else ""
+        if with_target.startswith(f"{folder}/"):
+            found.append(with_target)
+    return found
+
+
+def wait_until(predicate: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {WAIT_S} s: {what}"
+        time.sleep(0.05)
+
+
+def started(call_id: str) -> RecordingStarted:
+    return RecordingStarted(call_id=call_id, codec="PCMA", channels=2, wall_time=WALL)
+
+
+def started_then_card_full(db: Path, card: Card, call_id: str) -> RecordingFiles:
+    """A writer whose recording of `call_id` began while the card worked; the card full now."""
+    writer = files(db, RecordingSettings(quota_mb=10, min_free_mb=1))
+    writer.perform(started(call_id))
+    wait_until(lambda: any(p.stat().st_size == HEADER_BYTES
+                           for p in recordings_dir(db).rglob(f"{call_id}.wav")),
+               "the header written")
+    card.fill()
+    return writer
+
+
+@needs_root
+def test_a_card_error_in_the_seconds_sync_is_logged_once_and_later_calls_are_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = tmp_path / "data" / "linebox.db"
+    with failing_card(recordings_dir(db)) as card:
+        writer = started_then_card_full(db, card, "during")
+        # Three seconds of audio a little more than a second apart: each second's sync fails.
+        for _ in range(3):
+            writer.perform(RecordingAudio(call_id="during", data=SECOND_STEREO * UNBACKED_S))
+            time.sleep(1.3)
+        wait_until(lambda: writer.sync_error is not None, "the sync's failure seen")
+        card.heal()
+        writer.perform(started("after"))
+        writer.perform(RecordingAudio(call_id="after", data=SECOND_STEREO))
+        wait_until(lambda: writer.sync_error is None, "the next second's sync working")
+        writer.perform(RecordingAudio(call_id="after", data=SECOND_STEREO))
+        writer.perform(RecordingFinished(call_id="after", duration_s=2.0))
+        writer.close()
+        failures = [r for r in caplog.records if r.name == recorder_files.__name__
+                    and "cannot be put on the data partition" in r.getMessage()]
+        assert len(failures) == 1 and "during.wav" in failures[0].getMessage()
+        kept = {row[0]: row for row in rows(db)}
+        _, file, duration, state, size = kept["after"]
+        assert (duration, state) == (2.0, "done")  # the thread outlived the card's error
+        assert (recordings_dir(db) / file).read_bytes()[HEADER_BYTES:] == SECOND_STEREO * 2
+        assert not open_under(recordings_dir(db))
+
+
+@needs_root
+def test_a_recording_whose_header_cannot_be_written_leaves_no_file_open(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "linebox.db"
+    with failing_card(recordings_dir(db)) as card:
+        writer = files(db, RecordingSettings(quota_mb=10, min_free_mb=1))
+        card.fill()
+        writer.perform(started("refused"))  # the header's sync fails with EIO
+        writer.close()
+        assert not open_under(recordings_dir(db))
+        assert list(recordings_dir(db).rglob("refused.wav")) == []  # nothing nobody counts
+        assert rows(db) == []
+
+
+@needs_root
+def test_a_recording_whose_header_cannot_be_fixed_up_is_closed_and_mended_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The second's sync put off, so the fix-up's sync at the call's end is the one that hears
+    # the card's error.
+    monkeypatch.setattr(recorder_files, "SYNC_INTERVAL_S", 3600.0)
+    db = tmp_path / "data" / "linebox.db"
+    with failing_card(recordings_dir(db)) as card:
+        writer = started_then_card_full(db, card, "ended")
+        writer.perform(RecordingAudio(call_id="ended", data=SECOND_STEREO * UNBACKED_S))
+        writer.perform(RecordingFinished(call_id="ended", duration_s=float(UNBACKED_S)))
+        writer.close()
+        assert not open_under(recordings_dir(db))
+        [(_, _, _, state, _)] = rows(db)
+        assert state == "recording"
+        card.heal()
+        files(db, RecordingSettings(quota_mb=10, min_free_mb=1)).close()
+        [(_, _, _, state, _)] = rows(db)
+        assert state == "repaired"  # the next start mended it from the file's length
+
+
+# The thread's death is what this test makes happen.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_writer_thread_that_died_is_noticed_and_nothing_more_is_queued(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = tmp_path / "linebox.db"
+    with Store.open(db) as store, store.db.conn:
+        # A recording a power cut left unfinished: the start mends it (a write)...
+        store.db.execute("INSERT INTO recordings (call_id, file, started_at, channels, codec) "
+                         "VALUES ('cut', 'gone.wav', ?, 2, 'PCMA')", (WALL,))
+    # ...while another process holds the database's write lock past the busy timeout.
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        writer = RecordingFiles(db, settings=lambda: RecordingSettings(quota_mb=10))
+        writer._thread.join(WAIT_S + 5)
+        assert not writer._thread.is_alive()
+    finally:
+        holder.rollback()
+        holder.close()
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            writer.perform(started("lost"))
+    said = [r for r in caplog.records if "writer thread has stopped" in r.getMessage()]
+    assert len(said) == 1 and writer.failed
+    assert writer._queue.empty()
