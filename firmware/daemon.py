@@ -95,9 +95,12 @@ MAX_WAITING_OF_KIND = {"sms": 2_000, "voicemail": 32}
 RECORD_KIND_NAMES = {"call": "call records", "security": "security events",
                      "line_event": "line events", "sms": "SMS", "voicemail": "voicemail messages"}
 MAX_RECORDS_PER_COMMIT = 2_000
-# How long datagrams may wait for the record of a call just answered (RECORD_GATE in flush):
-# past this the answer goes out anyway (a database lock held by the web UI must not hold SIP).
+# How long a call's datagrams may wait for its record once it is answered (`_hold_for`): past
+# this its answer goes out anyway (a database lock held by the web UI must not hold SIP).
 ANSWER_RECORD_WAIT_S = 0.25
+# At most this many datagrams wait for records at once; past it the call that has waited
+# longest goes out first (a burst of answers on a slow card must not grow memory without bound).
+MAX_HELD_DATAGRAMS = 1024
 CONFIG_POLL_INTERVAL_S = 2.0
 BACKUP_CHECK_INTERVAL_S = 600.0  # whether today's automatic backup is made yet
 GC_CHECK_INTERVAL_S = 60.0
@@ -122,6 +125,20 @@ def control_socket_path(db_path: str | Path) -> Path:
     """The control socket lives beside the database: every subcommand given the same --db
     finds the daemon that runs on it."""
     return Path(db_path).with_suffix(".sock")
+
+
+def sip_call_id(data: bytes) -> bytes | None:
+    """The Call-ID of the SIP message `data` (full or compact form), None without one: which
+    call an outgoing datagram belongs to, looked at only while an answer waits (`_send`)."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    at = head.find(b"\r\nCall-ID:")  # how our own messages spell it
+    if at >= 0:
+        return head[at + 10:].split(b"\r\n", 1)[0].strip()
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"call-id", b"i"):
+            return value.strip()
+    return None
 
 
 class SqliteRecorder(CallRecorder):
@@ -603,9 +620,12 @@ class Daemon:
                 len(range(self.media_ports.range.first, self.media_ports.range.last, 2))),
         )
         self._udp: UdpEndpoint | None = None
-        # Datagrams held until the records of calls just answered are committed (flush).
-        self._held: list[DatagramToSend] = []
-        self._awaited: set[int] = set()
+        # Datagrams held until the records of calls just answered are committed (flush): by the
+        # caller's Call-ID, so only those calls' own messages wait, in their order.
+        self._held: dict[bytes, list[DatagramToSend]] = {}
+        self._held_count = 0
+        self._awaited: dict[int, bytes] = {}  # answer token → its Call-ID, oldest first
+        self._awaiting: dict[bytes, set[int]] = {}  # Call-ID → the answers not yet committed
         self._answer_tokens = 0
         self._servers: list[asyncio.AbstractServer] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -692,7 +712,7 @@ class Daemon:
         LOGGER.info("stopping")
         self.gateway.shutdown(self.loop.time())
         self.flush()
-        self._send_held(all_of_them=True)
+        self._send_held()
         for task in self._background:
             task.cancel()
         for server in self._servers:
@@ -856,7 +876,8 @@ class Daemon:
         gateway = self.gateway
         while events := list(iter(gateway.next_event, None)):
             # A call's answer does not leave before its record is on disk (issue 16): what is
-            # sent from here on waits for the commit, in order, ANSWER_RECORD_WAIT_S at most.
+            # sent from here on in that call's dialog waits for the commit, in order,
+            # ANSWER_RECORD_WAIT_S at most; every other message goes out at once.
             for answered in events:
                 if isinstance(answered, CallAnswered):
                     self._hold_for(answered)
@@ -872,7 +893,13 @@ class Daemon:
     def _hold_for(self, answered: CallAnswered) -> None:
         self._answer_tokens += 1
         token = self._answer_tokens
-        self._awaited.add(token)
+        call_id = answered.call.get("sip_call_id")
+        # Held by the caller's Call-ID (the 200 OK and what follows it in that dialog); a call
+        # without one (a modem line's caller) has no SIP answer to hold.
+        if isinstance(call_id, str) and call_id:
+            key = call_id.encode()
+            self._awaited[token] = key
+            self._awaiting.setdefault(key, set()).add(token)
         loop = self.loop
 
         def done() -> None:  # in the recorder's thread
@@ -882,22 +909,49 @@ class Daemon:
         loop.call_later(ANSWER_RECORD_WAIT_S, self._recorded, token)
 
     def _recorded(self, token: int) -> None:
-        self._awaited.discard(token)
-        self._send_held()
+        """The answer `token` is committed, or waited ANSWER_RECORD_WAIT_S (whichever first)."""
+        key = self._awaited.pop(token, None)
+        tokens = self._awaiting.get(key) if key is not None else None
+        if key is None or tokens is None:
+            return  # already released (its other trigger, the bound or the stop)
+        tokens.discard(token)
+        if not tokens:
+            self._release(key)
 
-    def _send_held(self, *, all_of_them: bool = False) -> None:
-        if all_of_them:
-            self._awaited.clear()
-        if self._awaited:
-            return
-        held, self._held = self._held, []
+    def _release(self, key: bytes) -> None:
+        """The datagrams of the call with Call-ID `key` go out, in the order they were held."""
+        self._awaiting.pop(key, None)
+        held = self._held.pop(key, [])
+        self._held_count -= len(held)
         for datagram in held:
-            self._send(datagram)
+            self._transmit(datagram)
+
+    def _send_held(self) -> None:
+        """At the stop: nothing waits any more."""
+        for key in list(self._awaiting):
+            self._release(key)
+        self._awaited.clear()
 
     def _send(self, event: DatagramToSend) -> None:
-        if self._awaited:
-            self._held.append(event)
-            return
+        if self._awaiting:
+            key = sip_call_id(event.data)
+            if key is not None and key in self._awaiting:
+                if self._held_count >= MAX_HELD_DATAGRAMS:
+                    self._release_oldest()
+                if key in self._awaiting:
+                    self._held.setdefault(key, []).append(event)
+                    self._held_count += 1
+                    return
+        self._transmit(event)
+
+    def _release_oldest(self) -> None:
+        """Past MAX_HELD_DATAGRAMS: the call answered first (nearest its cap anyway) goes."""
+        for key in self._awaited.values():
+            if key in self._held:
+                self._release(key)
+                return
+
+    def _transmit(self, event: DatagramToSend) -> None:
         address = event.destination
         if address.transport == "udp":
             if self._udp is not None:

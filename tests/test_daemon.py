@@ -22,13 +22,16 @@ from typing import Any
 
 import pytest
 
+from firmware import daemon as daemon_module
+from firmware.core.events import CallAnswered, DatagramToSend
 from firmware.daemon import Daemon
 from firmware.media import prompts
 from firmware.media.audio import wav_bytes
 from firmware.sip.transaction import Address
-from firmware.store import Config, Store, parse_config
+from firmware.store import Config, Store, new_call_id, parse_config
 from tests.e2e.linebox import SipReply, base_config, options_request
 from tests.e2e.sipp import free_port
+from tests.store.test_durable import answered_row
 
 MAX_ANSWER_S = 0.050
 OPTIONS_SENT = 20
@@ -286,3 +289,158 @@ def test_the_unregister_leaves_over_tcp_before_the_daemon_stops(tmp_path: Path,
             registrar.server.close()
 
     run(scenario, loop)
+
+
+# ------------------------------------------------------------------ answers held for their record
+
+VOICEMAIL_DID = "74951234567"  # department 200: nobody registered, so voicemail answers
+HELD_CALL_WAIT_S = 5.0
+OTHER_MESSAGE_MAX_S = 0.1  # far under ANSWER_RECORD_WAIT_S: not held behind the answer
+
+
+def invite_request(daemon: Daemon, sock: socket.socket) -> tuple[bytes, str]:
+    """A provider's INVITE (PCMU) to the voicemail number, and its Call-ID."""
+    host, port = sock.getsockname()[:2]
+    call_id = f"held-{random.getrandbits(64):x}@{host}"
+    sdp = (f"v=0\r\no=provider 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+           f"m=audio {port + 2} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n").encode()
+    head = "\r\n".join([
+        f"INVITE sip:{VOICEMAIL_DID}@127.0.0.1:{daemon.sip_port} SIP/2.0",
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-{random.getrandbits(64):x};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:79990000002@{host}>;tag={random.getrandbits(32):x}",
+        f"To: <sip:{VOICEMAIL_DID}@127.0.0.1>",
+        f"Call-ID: {call_id}",
+        "CSeq: 1 INVITE",
+        f"Contact: <sip:79990000002@{host}:{port}>",
+        "Content-Type: application/sdp",
+        f"Content-Length: {len(sdp)}",
+        "", "",
+    ]).encode()
+    return head + sdp, call_id
+
+
+async def final_answer(sock: socket.socket, call_id: str, wait_s: float) -> SipReply:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535),
+                                         max(0.01, deadline - loop.time()))
+        reply = SipReply(data)
+        if reply.call_id == call_id and reply.status >= 200:
+            return reply
+
+
+def test_a_stuck_commit_holds_only_its_own_call_and_for_the_cap_at_most(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller's 200 OK waits for its call's record (issue 16) — but only that call's
+    messages wait: OPTIONS from a phone are answered at once meanwhile, and with the commit
+    stuck (a lock held by the web UI) the 200 OK goes out after ANSWER_RECORD_WAIT_S."""
+    release = threading.Event()
+    committing = threading.Event()
+    record = daemon_module.record_answered_calls
+
+    def stuck_commit(store: Store, answered: Any) -> None:
+        committing.set()
+        release.wait(HELD_CALL_WAIT_S)  # bounded: the writer thread never hangs the test
+        record(store, answered)
+
+    monkeypatch.setattr(daemon_module, "record_answered_calls", stuck_commit)
+    config = base_config(site={"language": "en"})
+    config["departments"][0]["no_answer"] = {"action": "voicemail"}
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with running_daemon(tmp_path, config) as (daemon, store):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as provider, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+                provider.bind(("127.0.0.2", 0))
+                provider.setblocking(False)
+                phone.bind(("127.0.0.1", 0))
+                phone.setblocking(False)
+                invite, call_id = invite_request(daemon, provider)
+                await loop.sock_sendto(provider, invite, ("127.0.0.1", daemon.sip_port))
+                # Answered: its record is being committed (and stays stuck there).
+                assert await asyncio.to_thread(committing.wait, HELD_CALL_WAIT_S), \
+                    "the call was never answered"
+                held_at = loop.time()
+                other = [await options_answer_s(daemon, phone) for _ in range(3)]
+                answered = await final_answer(provider, call_id, HELD_CALL_WAIT_S)
+                answered_after = loop.time() - held_at
+                assert not release.is_set()
+                release.set()  # the commit goes through: the call is on disk
+                assert await wait_until(lambda: daemon.recorder.waiting == 0
+                                        and bool(store.recent_calls()))
+        assert answered.status == 200, answered
+        assert max(other) < OTHER_MESSAGE_MAX_S, [round(s * 1000, 1) for s in other]
+        assert sum(other) < answered_after, "the answer did not wait for its record"
+        assert answered_after < 4 * daemon_module.ANSWER_RECORD_WAIT_S, answered_after
+
+    try:
+        run(scenario)
+    finally:
+        release.set()
+
+
+def test_held_messages_are_bounded_the_oldest_call_going_first_in_its_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_HELD_DATAGRAMS the call answered first goes out (its messages in order), the
+    others keep waiting for their record; what belongs to no waiting call is never held."""
+    release = threading.Event()
+    record = daemon_module.record_answered_calls
+
+    def stuck_commit(store: Store, answered: Any) -> None:
+        release.wait(HELD_CALL_WAIT_S)
+        record(store, answered)
+
+    monkeypatch.setattr(daemon_module, "record_answered_calls", stuck_commit)
+    monkeypatch.setattr(daemon_module, "MAX_HELD_DATAGRAMS", 3)
+    monkeypatch.setattr(daemon_module, "ANSWER_RECORD_WAIT_S", HELD_CALL_WAIT_S)
+
+    def message(call_id: str, n: int) -> bytes:
+        return (f"BYE sip:x@127.0.0.1 SIP/2.0\r\nCall-ID: {call_id}\r\nCSeq: {n} BYE\r\n"
+                f"Content-Length: 0\r\n\r\n").encode()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with running_daemon(tmp_path, base_config()) as (daemon, _):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                peer.bind(("127.0.0.1", 0))
+                peer.setblocking(False)
+                to_peer = Address("udp", "127.0.0.1", peer.getsockname()[1])
+
+                def send(call_id: str, n: int) -> None:
+                    daemon._send(DatagramToSend(data=message(call_id, n), destination=to_peer))
+
+                for call_id in ("first", "second"):
+                    row = {**answered_row(new_call_id()), "sip_call_id": call_id}
+                    daemon._hold_for(CallAnswered(call=row, legs=[]))
+                send("first", 1)
+                send("first", 2)
+                send("other", 1)  # no waiting call's: out at once
+                send("second", 1)
+                send("second", 2)  # three held: the bound
+                send("first", 3)  # over it: "first" goes, in its order, then this one
+                assert daemon._held_count <= 3
+
+                async def received(count: int) -> list[str]:
+                    got = []
+                    for _ in range(count):
+                        data, _ = await asyncio.wait_for(loop.sock_recvfrom(peer, 65535),
+                                                         REPLY_TIMEOUT_S)
+                        reply = SipReply(data)
+                        got.append(f"{reply.call_id} {reply.header('CSeq')}")
+                    return got
+
+                assert await received(4) == ["other 1 BYE", "first 1 BYE", "first 2 BYE",
+                                             "first 3 BYE"]
+                with pytest.raises(TimeoutError):  # "second" still waits for its record
+                    await asyncio.wait_for(loop.sock_recvfrom(peer, 65535), 0.3)
+                release.set()
+                assert await received(2) == ["second 1 BYE", "second 2 BYE"]
+                assert daemon._held_count == 0 and not daemon._held
+
+    try:
+        run(scenario)
+    finally:
+        release.set()
