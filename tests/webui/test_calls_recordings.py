@@ -82,6 +82,25 @@ def test_the_admin_lists_the_calls_and_plays_and_downloads_a_recording(tmp_path:
     assert ranged.status_code == 206 and len(ranged.data) == 100
 
 
+def test_a_range_request_gets_exactly_the_bytes_asked_for(tmp_path: Path) -> None:
+    admin = log_in_as_admin(office_app(tmp_path).test_client())
+    whole = admin.get("/calls/sales-call/recording").data
+    assert len(whole) == HEADER_BYTES + 2 * len(SECOND_STEREO)
+    # A browser seeking to the middle of the call, then to its end.
+    middle = admin.get("/calls/sales-call/recording", headers={"Range": "bytes=16001-20000"})
+    assert middle.status_code == 206 and middle.mimetype == "audio/wav"
+    assert middle.data == whole[16001:20001]
+    assert middle.headers["Content-Range"] == f"bytes 16001-20000/{len(whole)}"
+    assert middle.headers["Content-Length"] == "4000"
+    assert middle.headers["Content-Disposition"].startswith("inline")
+    assert middle.headers["Cache-Control"] == "private, no-store"
+    tail = admin.get("/calls/sales-call/recording/download", headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.data == whole[-10:]
+    assert tail.headers["Content-Disposition"].startswith("attachment")
+    beyond = admin.get("/calls/sales-call/recording", headers={"Range": f"bytes={len(whole)}-"})
+    assert beyond.status_code == 416
+
+
 def test_a_member_of_the_calls_department_may_listen_others_may_not(tmp_path: Path) -> None:
     app = office_app(tmp_path)
     member = agent(app, "101")
