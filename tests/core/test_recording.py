@@ -29,7 +29,8 @@ from tests.core.network import (
 from tests.core.test_queue_media import CALLER_RTP, CALLER_SDP, MEMBER_SDP
 
 WARNING_S = len(prompts.prompt("en", PROMPT_RECORDING_WARNING)) / 2 / 8000
-CALLER_CODE = 0x55  # A-law, what the caller "says" (the file's law is the caller's: PCMA)
+CALLER_CODE = 0xA5  # A-law, what the caller "says" (the file's law is the caller's: PCMA);
+# loud (+16896), so the mono mix differs from either side alone
 MEMBER_CODE = 0x2A  # µ-law, what the member says
 
 
@@ -136,9 +137,52 @@ def test_mono_mixes_the_two_sides() -> None:
     finished = o.net.recording_events[-1]
     assert isinstance(finished, RecordingFinished)
     assert len(data) == pytest.approx(finished.duration_s * 8000, abs=40)
-    both = mix(bytes([CALLER_CODE]), bytes([g711.ULAW_TO_ALAW[MEMBER_CODE]]), "PCMA")
+    # The expected sample built without the implementation: the member's µ-law code as the
+    # A-law the file takes, then both decoded, added, clipped to 16 bits and encoded again.
+    member = alaw_encode_sample(ulaw_decode_sample(MEMBER_CODE))
+    both = alaw_encode_sample(alaw_decode_sample(CALLER_CODE) + alaw_decode_sample(member))
+    assert both not in (CALLER_CODE, member)  # one side alone would not pass
     start = round((WARNING_S + 0.5) * 8000) + 400
-    assert data[start:].count(both[0]) >= 2 * 8000 - 800
+    assert data[start:].count(both) >= 2 * 8000 - 800
+
+
+# G.711 by its reference formulas (ITU-T G.711 as written in Sun's public-domain g711.c, the
+# source of most implementations), not by firmware/media/g711.py: the test's own arithmetic.
+def alaw_decode_sample(code: int) -> int:
+    code ^= 0x55  # A-law codes have their even bits inverted
+    magnitude = (code & 0x0F) << 4
+    segment = (code & 0x70) >> 4
+    magnitude = magnitude + 8 if segment == 0 else (magnitude + 0x108) << (segment - 1)
+    return magnitude if code & 0x80 else -magnitude
+
+
+def ulaw_decode_sample(code: int) -> int:
+    code = ~code & 0xFF  # µ-law codes are sent inverted
+    magnitude = (((code & 0x0F) << 3) + 0x84) << ((code & 0x70) >> 4)
+    return 0x84 - magnitude if code & 0x80 else magnitude - 0x84
+
+
+def alaw_encode_sample(sample: int) -> int:
+    sample = max(-32768, min(32767, sample)) >> 3  # clipped to 16 bits; A-law uses 13
+    mask = 0xD5 if sample >= 0 else 0x55
+    if sample < 0:
+        sample = -sample - 1
+    ends = (0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)
+    segment = next((n for n, end in enumerate(ends) if sample <= end), 8)
+    if segment >= 8:
+        return 0x7F ^ mask
+    code = segment << 4
+    code |= (sample >> 1 if segment < 2 else sample >> segment) & 0x0F
+    return code ^ mask
+
+
+def test_the_reference_formulas_agree_with_known_g711_values() -> None:
+    # Fixed points of the standard: A-law 0xD5 and µ-law 0xFF are the smallest positive step
+    # (the silence codes), A-law 0x2A and µ-law 0x00 the largest negative values.
+    assert alaw_decode_sample(0xD5) == 8 and alaw_decode_sample(0x2A) == -32256
+    assert ulaw_decode_sample(0xFF) == 0 and ulaw_decode_sample(0x00) == -32124
+    assert alaw_encode_sample(32767) == 0xAA and alaw_encode_sample(-32768) == 0x2A
+    assert all(alaw_encode_sample(alaw_decode_sample(code)) == code for code in range(256))
 
 
 def test_the_employees_setting_wins_over_the_departments() -> None:
