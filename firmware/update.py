@@ -146,6 +146,7 @@ class Updater:
         assert self.command is not None
         state = self.state
         LOGGER.info("update: rauc install %s", path)
+        process: asyncio.subprocess.Process | None = None
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.command, "install", str(path), stdin=asyncio.subprocess.DEVNULL,
@@ -156,11 +157,18 @@ class Updater:
                     self._progress(state, line.decode("utf-8", "replace").rstrip())
                 code = await process.wait()
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
             code, state.lines = -1, [*state.lines, "timed out"]
-        except OSError as exc:
-            code, state.lines = -1, [*state.lines, str(exc)]
+        except Exception as exc:  # any failure must end the install, not leave it hanging
+            # OSError (rauc cannot start), ValueError from readline (a line over the stream's
+            # limit), ...: left to escape, the page would show "installing" for good.
+            code, state.lines = -1, [*state.lines, f"{type(exc).__name__}: {exc}"]
+        finally:
+            if process is not None and process.returncode is None:
+                # Killed and waited for, whatever happened: never a zombie, never a rauc left
+                # running half an install nobody watches. A cancelled task waits too (shielded).
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await asyncio.shield(process.wait())
         state.finished_at = time.time()
         if code == 0:
             state.phase, state.percent = "installed", 100
