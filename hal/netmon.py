@@ -195,8 +195,10 @@ class NetworkMonitor:
         """The watching itself, on the monitor thread's loop."""
         # Subscribed before the state is read, so nothing that happens in between is missed.
         events = self._events = RtnlSocket(groups=GROUPS)
-        self._queries = RtnlSocket()
         try:
+            # Inside the try: if this one cannot be made (out of file descriptors, ...), the
+            # first is closed all the same.
+            self._queries = RtnlSocket()
             await self._resync()
             self._caller_loop().call_soon_threadsafe(self.started.set)
             while True:
@@ -211,7 +213,8 @@ class NetworkMonitor:
                     await self._resync()
         finally:
             events.close()
-            self._queries.close()
+            if self._queries is not None:
+                self._queries.close()
 
     # --- inside ----------------------------------------------------------------------------------
 
