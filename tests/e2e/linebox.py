@@ -378,12 +378,30 @@ def ask_udp(
 
 
 def ask_options(
-    linebox: LineboxProcess, host: str = "127.0.0.1", timeout_s: float = RAW_REPLY_TIMEOUT_S
+    linebox: LineboxProcess, host: str = "127.0.0.1", timeout_s: float = RAW_REPLY_TIMEOUT_S,
+    *, retransmit: bool = False,
 ) -> SipReply | None:
-    """A normal OPTIONS from a fresh socket on `host`: the final answer, or None on silence."""
+    """A normal OPTIONS from a fresh socket on `host`: the final answer, or None on silence.
+
+    With `retransmit`, sent again as a real UA does over UDP (RFC 3261 §17.1.2.2, Timer E:
+    after 0.5 s, 1 s, 2 s, then every 4 s) until the answer or `timeout_s`: for a box that may
+    drop a datagram of a burst as a full socket buffer would."""
     with udp_socket(host) as sock:
         data, call_id = options_request(linebox, sock)
-        return ask_udp(linebox, sock, data, call_id, timeout_s)
+        if not retransmit:
+            return ask_udp(linebox, sock, data, call_id, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        interval = 0.5
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.sendto(data, ("127.0.0.1", linebox.port))
+            replies = read_udp_replies(sock, min(interval, remaining),
+                                       stop=final_reply_to(call_id))
+            final = next((r for r in replies if r.status >= 200 and r.call_id == call_id),
+                         None)
+            if final is not None:
+                return final
+            interval = min(interval * 2, 4.0)
+        return None
 
 
 def read_tcp_replies(
