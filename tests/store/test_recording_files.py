@@ -272,9 +272,10 @@ def started_then_card_full(db: Path, card: Card, call_id: str) -> RecordingFiles
     """A writer whose recording of `call_id` began while the card worked; the card full now."""
     writer = files(db, RecordingSettings(quota_mb=10, min_free_mb=1))
     writer.perform(started(call_id))
-    wait_until(lambda: any(p.stat().st_size == HEADER_BYTES
-                           for p in recordings_dir(db).rglob(f"{call_id}.wav")),
-               "the header written")
+    # Its row is written after the header's sync (recorder_files._start): once it is there
+    # the start is complete, and only then may the card fill (filled between the header's
+    # write and its sync, the start itself would fail — a clean-clone run saw it).
+    wait_until(lambda: any(row[0] == call_id for row in rows(db)), "the recording's row")
     card.fill()
     return writer
 

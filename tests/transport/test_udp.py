@@ -12,7 +12,7 @@ import pytest
 from firmware.core.overload import FIRST, HANDLED, LATER
 from firmware.sip.transaction import Address
 from firmware.transport import udp
-from firmware.transport.udp import WORK_BATCH, UdpEndpoint
+from firmware.transport.udp import SO_TIMESTAMPNS, WORK_BATCH, UdpEndpoint
 
 DEADLINE_S = 5.0
 
@@ -23,6 +23,10 @@ async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = froze
     loop = asyncio.get_running_loop()
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
+    # Timestamps on from the socket's start, as the daemon's SIP socket has them: the kernel
+    # stamps a datagram when it arrives only while some socket asks for stamps (otherwise it
+    # stamps at the read, and a datagram that waited would look as if it had not).
+    server.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
     handled: list[bytes] = []
