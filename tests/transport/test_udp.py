@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import time
 
 import pytest
 
@@ -15,6 +17,26 @@ from firmware.transport import udp
 from firmware.transport.udp import SO_TIMESTAMPNS, WORK_BATCH, UdpEndpoint
 
 DEADLINE_S = 5.0
+
+
+async def _arrival_stamps_on(server: socket.socket, client: socket.socket) -> None:
+    """Wait until the kernel stamps datagrams when they arrive. Linux turns its timestamping on
+    through deferred work (net_enable_timestamp), so right after the first socket asks, a
+    datagram may still be stamped at the read — in a full test run, where no other socket
+    holds stamps on, that made a datagram that had waited 50 ms look as if it had not. A probe
+    that waits 20 ms before its read shows when the stamps are taken at arrival."""
+    server.setblocking(False)
+    for _ in range(50):  # at most about a second
+        client.sendto(b"probe", server.getsockname())
+        await asyncio.sleep(0.02)
+        _, ancdata, _, _ = server.recvmsg(64, socket.CMSG_SPACE(16))
+        read_at = time.time()
+        for level, kind, value in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack_from("@ll", value)
+                if read_at - (seconds + nanoseconds * 1e-9) >= 0.015:
+                    return
+    raise AssertionError("the kernel never stamped a datagram at its arrival")
 
 
 async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = frozenset(),
@@ -29,6 +51,7 @@ async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = froze
     server.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
+    await _arrival_stamps_on(server, client)
     handled: list[bytes] = []
     seen: list[tuple[bytes, float | None]] = []
     batches = 0
