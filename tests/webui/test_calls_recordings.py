@@ -166,6 +166,11 @@ def test_the_admin_replaces_the_warning_per_language_and_a_bad_file_changes_noth
         store.replace_config(load_yaml(OFFICE))
     app = app_over(db)
     admin = log_in_as_admin(app.test_client())
+    listing = page(admin, "/calls")
+    # The warning's section once, in the page's body: not in <title> or <head> as well.
+    assert listing.count('id="recording-warning"') == 1
+    title = listing.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert "<" not in title and "Calls" in title
     built_in = admin.get("/calls/warning/ru.wav")
     assert built_in.status_code == 200 and built_in.data[:4] == b"RIFF"
     upload = wav_bytes(tones.beep() * 20)
