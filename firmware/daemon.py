@@ -671,7 +671,8 @@ class Daemon:
         sock.bind((self.sip_host, self.sip_port))
         # Read with the kernel's receive timestamps: the overload control's signal.
         self._udp = UdpEndpoint(self.loop, sock, self.on_datagram, screen=self.screen_datagram,
-                                after_batch=self.flush)
+                                after_batch=self.flush,
+                                on_full=lambda: self.gateway.queue_full(self.loop.time()))
         self._servers.append(await self.tcp.serve(self.sip_host, self.sip_port))
         sock_path = control_socket_path(self.db_path)
         with contextlib.suppress(FileNotFoundError):

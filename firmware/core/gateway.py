@@ -291,6 +291,10 @@ class Gateway:
             self.limiter.allow(host, now)
         return HANDLED
 
+    def queue_full(self, now: float) -> None:
+        """The transport's read-ahead queue is full (firmware/transport/udp.py): overloaded."""
+        self.overload.queue_full(now)
+
     def _shed(self, data: bytes, source: Address, now: float) -> str | None:
         """None while the box keeps up; else the overload control's verdict (SERVE, LATER for
         a stranger's admitted new work), SHED and DROP performed here."""

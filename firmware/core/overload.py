@@ -114,11 +114,13 @@ class OverloadStatus:
     shed: int  # new requests answered 503 since start
     episodes: int  # times the box went into overload since start
     worst_delay_ms: float  # the longest a datagram waited to be read since start
+    queue_full: int  # datagrams the transport's full read-ahead queue dropped since start
 
     def as_dict(self) -> dict[str, object]:
         return {"overloaded": self.overloaded, "admit_ratio": round(self.admit_ratio, 3),
                 "delay_ms": round(self.delay_ms, 1), "shed": self.shed,
-                "episodes": self.episodes, "worst_delay_ms": round(self.worst_delay_ms, 1)}
+                "episodes": self.episodes, "worst_delay_ms": round(self.worst_delay_ms, 1),
+                "queue_full": self.queue_full}
 
 
 def classify(data: bytes) -> str:
@@ -215,6 +217,8 @@ class OverloadControl:
         self._interval_samples = 0
         self._last_min_s = 0.0
         self._worst_s = 0.0
+        self._interval_full = False  # the transport's queue overflowed in this interval
+        self.queue_full_drops = 0
 
     @property
     def overloaded(self) -> bool:
@@ -233,6 +237,21 @@ class OverloadControl:
                 and self.admit_ratio > 0.0):
             # Do not wait for the interval's end: every datagram read now is already late.
             self._set_ratio(0.0, delay_s, now)
+
+    def queue_full(self, now: float) -> None:
+        """The transport's read-ahead queue is full: it is dropping work. The plainest sign
+        the box is behind, and one the delay can miss: a flood that comes in bursts (a botnet
+        on a timer, a test's sender) fills the bounded queue, the excess is dropped, and the
+        queue drains between bursts, so the shortest wait of each interval stays near zero
+        while a third of everything — the customers' calls and the agents' answers with it —
+        is lost. So a full queue puts the box into overload at once (the transport then
+        screens what it was about to drop: what is always served goes ahead, the stranger
+        hears 503), and each interval with an overflow lowers the ratio again."""
+        self._advance(now)
+        self.queue_full_drops += 1
+        self._interval_full = True
+        if not self.overloaded:
+            self._set_ratio(DECREASE_FACTOR, self._last_min_s, now)
 
     def admit(self, now: float, *, answer: bool = False) -> bool:
         """Whether to take one more piece of new work from a stranger now. Deterministic:
@@ -273,7 +292,8 @@ class OverloadControl:
         self._advance(now)
         return OverloadStatus(overloaded=self.overloaded, admit_ratio=self.admit_ratio,
                               delay_ms=1000.0 * self._last_min_s, shed=self.shed,
-                              episodes=self.episodes, worst_delay_ms=1000.0 * self._worst_s)
+                              episodes=self.episodes, worst_delay_ms=1000.0 * self._worst_s,
+                              queue_full=self.queue_full_drops)
 
     def _advance(self, now: float) -> None:
         """Close the control intervals that ended before `now`; an interval with no datagram
@@ -281,8 +301,13 @@ class OverloadControl:
         while now >= self._interval_ends:
             standing, self._interval_min_s = self._interval_min_s or 0.0, None
             samples, self._interval_samples = self._interval_samples, 0
+            full, self._interval_full = self._interval_full, False
             self._last_min_s = standing
-            if standing > TARGET_DELAY_S and samples >= MIN_SAMPLES:
+            if full:
+                self._standing_intervals += 1
+                self._set_ratio(self.admit_ratio * DECREASE_FACTOR, standing,
+                                self._interval_ends)
+            elif standing > TARGET_DELAY_S and samples >= MIN_SAMPLES:
                 self._standing_intervals += 1
                 if (self.overloaded or self._standing_intervals >= ONSET_INTERVALS
                         or self._interval_ends - self._ended_at < RECENT_OVERLOAD_S):

@@ -12,9 +12,10 @@ and handled WORK_BATCH at a time, the loop getting back to its timers, the TCP c
 this socket between batches: while the box is behind, calls in progress and the office's own
 phones and lines go ahead of strangers' admitted new work (the `first` lane).
 The reading never stops for a full queue — its waits are what tells the overload control
-that the box is behind, and its screen what sheds the excess; past MAX_QUEUED what would join
-the queue is dropped as a full socket buffer would drop it (SIP's retransmissions cover it),
-what is always served only past MAX_FIRST.
+that the box is behind, and its screen what sheds the excess. A full queue (MAX_QUEUED) is
+reported (`on_full`: the overload control sheds from then on) and the datagram screened again;
+what would still join it is dropped as a full socket buffer would drop it (SIP's
+retransmissions cover it), what is always served only past MAX_FIRST.
 
 asyncio's own datagram transport reads with recvfrom, which drops the kernel's timestamp; hence
 recvmsg here. Sends go straight to the socket: a full send buffer loses the datagram as the
@@ -61,17 +62,20 @@ Screen = Callable[[bytes, Address, "float | None"], str]
 class UdpEndpoint:
     """The SIP UDP socket: `screen(data, source, waited_s)` first (HANDLED: dealt with, FIRST:
     ahead of the rest; `waited_s` None where the kernel gives no timestamp), then, in turn,
-    `on_datagram(data, source)`; `after_batch()` after each stage's batch; `send` for what the
-    core sends."""
+    `on_datagram(data, source)`; `after_batch()` after each stage's batch; `on_full()` when
+    the queue is full (then the datagram is screened again); `send` for what the core
+    sends."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  on_datagram: Receiver, *, screen: Screen,
-                 after_batch: Callable[[], None]) -> None:
+                 after_batch: Callable[[], None],
+                 on_full: Callable[[], None] = lambda: None) -> None:
         self.loop = loop
         self.sock = sock
         self.on_datagram = on_datagram
         self.screen = screen
         self.after_batch = after_batch
+        self.on_full = on_full
         self.dropped_sends = 0
         # Read, not yet handled: (data, source, kernel timestamp in wall-clock seconds).
         self._first: deque[tuple[bytes, Address, float | None]] = deque()
@@ -116,13 +120,18 @@ class UdpEndpoint:
                     heads = [lane[0][2] for lane in (self._first, self._queue) if lane]
                     oldest = min((h for h in heads if h is not None), default=stamp)
                     waited_s = time.time() - min(stamp, oldest)
-                lane = None
-                try:
-                    lane = self.screen(data, source, waited_s)
-                except Exception:  # one datagram must not stop the socket being read
-                    LOGGER.exception("screening a datagram from %s failed", address[:2])
+                lane = self._screen(data, source, waited_s)
                 if lane == HANDLED:
                     continue
+                if lane != FIRST and self.queued >= MAX_QUEUED:
+                    # Full: the box is behind whatever the waits say (a bursty flood drains
+                    # the queue between its bursts). Told so, the overload control sheds,
+                    # and this datagram is screened again: what is always served goes
+                    # ahead, a stranger's new work hears 503 instead of nothing.
+                    self.on_full()
+                    lane = self._screen(data, source, waited_s)
+                    if lane == HANDLED:
+                        continue
                 if self.queued >= (MAX_FIRST if lane == FIRST else MAX_QUEUED):
                     self.dropped_queue_full += 1  # as a full socket buffer would
                     continue
@@ -135,6 +144,13 @@ class UdpEndpoint:
     @property
     def queued(self) -> int:
         return len(self._first) + len(self._queue)
+
+    def _screen(self, data: bytes, source: Address, waited_s: float | None) -> str | None:
+        try:
+            return self.screen(data, source, waited_s)
+        except Exception:  # one datagram must not stop the socket being read
+            LOGGER.exception("screening a datagram from %s failed", source.host)
+            return None
 
     def _handle(self) -> None:
         self._handling = None

@@ -189,13 +189,37 @@ def test_samples_that_span_a_wall_clock_step_are_ignored() -> None:
     assert not control.overloaded
 
 
+def test_a_full_queue_is_overload_however_short_the_waits() -> None:
+    """A bursty flood: the bounded queue overflows during each burst and drains between
+    them, so every interval's shortest wait is near zero — yet work is being dropped."""
+    control = OverloadControl(now=0.0)
+    waited(control, 0.0005, 0.01)
+    control.queue_full(0.02)
+    assert control.overloaded and control.admit_ratio == pytest.approx(DECREASE_FACTOR)
+    assert control.status(0.02).episodes == 1
+    control.queue_full(0.03)  # once per interval lowers the ratio, not once per datagram
+    waited(control, 0.0005, 0.05)
+    waited(control, 0.0005, 0.12)  # the interval closed with an overflow: lower again
+    assert control.admit_ratio == pytest.approx(DECREASE_FACTOR ** 2)
+    assert control.status(0.12).queue_full == 2
+
+
+def test_after_the_overflows_stop_the_ratio_climbs_back() -> None:
+    control = OverloadControl(now=0.0)
+    control.queue_full(0.01)
+    for step in range(1, 40):
+        waited(control, 0.0005, 0.1 * step + 0.01)
+    assert not control.overloaded
+
+
 def test_status_says_what_the_admin_needs() -> None:
     control = OverloadControl(now=0.0)
     waited(control, SEVERE_DELAY_S, 0.0)
     control.admit(0.0)
     status = control.status(0.05).as_dict()
     assert status == {"overloaded": True, "admit_ratio": 0.0, "delay_ms": 0.0, "shed": 1,
-                      "episodes": 1, "worst_delay_ms": SEVERE_DELAY_S * 1000}
+                      "episodes": 1, "worst_delay_ms": SEVERE_DELAY_S * 1000,
+                      "queue_full": 0}
     assert control.status(0.15).as_dict()["delay_ms"] == SEVERE_DELAY_S * 1000
 
 
@@ -374,6 +398,22 @@ def test_screen_queues_a_strangers_admitted_work_behind_and_everything_in_order_
     lanes = [gateway.screen(invite_bytes(credentials="Proxy-Authorization"), STRANGER, 0.25)
              for _ in range(3)]
     assert lanes == [LATER] * 3  # answers to our challenge: admitted, behind the office
+
+
+def test_a_full_queue_turns_the_next_look_at_a_stranger_into_a_503() -> None:
+    """The transport screens again what found its queue full: a stranger's INVITE that was
+    queued (LATER) while the box looked fine is now answered 503; the provider's goes first."""
+    o = office()
+    gateway = o.net.gateway
+    assert gateway.screen(invite_bytes(), STRANGER, o.net.now) == LATER
+    assert gateway.screen(invite_bytes(), PROVIDER, o.net.now) == LATER
+    gateway.queue_full(o.net.now)
+    strangers = [Address("udp", f"198.51.100.{i + 1}", 5060) for i in range(100)]
+    lanes = [gateway.screen(invite_bytes(), s, o.net.now) for s in strangers]
+    assert set(lanes) == {HANDLED, LATER}
+    assert abs(lanes.count(HANDLED) - 30) <= 1  # the ratio: 70 % admitted
+    assert gateway.screen(invite_bytes(), PROVIDER, o.net.now) == FIRST
+    assert o.net.status()["stats"]["shed_overload"] == lanes.count(HANDLED)
 
 
 def test_screen_leaves_a_banned_source_to_be_dropped_silently() -> None:

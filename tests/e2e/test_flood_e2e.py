@@ -363,10 +363,21 @@ def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
     sent = 0                           # chosen free, then bound: no race with 1000 more)
     stop = threading.Event()
 
-    shed_seen = 0
+    shed_seen = answered_seen = 0
+
+    def read_answers(sock: socket.socket) -> None:
+        nonlocal shed_seen, answered_seen
+        while True:  # the answers: count them and the 503s among them
+            try:
+                answer = sock.recv(4096)
+            except BlockingIOError:
+                return
+            answered_seen += 1
+            if answer.startswith(b"SIP/2.0 503 "):
+                shed_seen += 1
 
     def flood() -> None:
-        nonlocal sent, shed_seen
+        nonlocal sent
         period = 1.0 / OVERLOAD_PER_SOURCE_PER_S
         started = time.monotonic()
         tick = 0
@@ -375,12 +386,7 @@ def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
                 with contextlib.suppress(BlockingIOError):
                     sock.sendto(stranger_invite(sock, linebox, sent), ("127.0.0.1", linebox.port))
                 sent += 1
-                while True:  # the answers: count the 503s, drop the rest
-                    try:
-                        if sock.recv(4096).startswith(b"SIP/2.0 503 "):
-                            shed_seen += 1
-                    except BlockingIOError:
-                        break
+                read_answers(sock)
             tick += 1
             stop.wait(max(0.0, started + tick * period - time.monotonic()))
 
@@ -407,6 +413,9 @@ def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
             stop.set()
             attacker.join(10)
             elapsed = time.monotonic() - started
+            time.sleep(REPLY_TIMEOUT_S)  # the last round's answers
+            for sock in sockets:
+                read_answers(sock)
             status = linebox.status()
             for agent in agents:
                 agent.stop(grace_s=5.0)
@@ -425,12 +434,17 @@ def test_the_customers_calls_complete_under_a_flood_of_strangers_new_calls(
     for extension, answers in phones.results.items():
         assert answers and all(a == 200 for a in answers), (extension, answers)
     assert status["stats"]["internal_errors"] == 0
-    # Whether the box sheds depends on how fast this machine challenges strangers (on a quiet
-    # 2-core PC it shed ~40,000 of 150,000; a clean-clone run under `make test` shed none and
-    # its customers' setup rose to half a second): what holds everywhere is that every 503
-    # the strangers heard is one the box counted as shed, and none reached the customers.
-    # The decision itself is tested with stepped time (tests/core/test_overload.py) and
-    # measured by bench/overload.py.
-    print(f"strangers: {shed_seen} answered 503; "
-          f"the box counted {status['stats']['shed_overload']}")
+    # Whether the box sheds depends on how fast this machine challenges strangers: one that
+    # keeps up answers every INVITE with 407. What holds everywhere is that the strangers were
+    # answered — a 407 while the box keeps up, a 503 once it is behind — rather than dropped
+    # unanswered in a full queue (the drop that once took the customers' calls with it: a
+    # bursty flood drained the queue between bursts, the waits stayed short and the box never
+    # shed), and that every 503 they heard is one the box counted as shed. The decision itself
+    # is tested with stepped time (tests/core/test_overload.py), measured by bench/overload.py.
+    print(f"strangers: {answered_seen} of {sent} INVITEs answered (target >= 95 %), "
+          f"{shed_seen} with 503; the box counted {status['stats']['shed_overload']} shed, "
+          f"its queue full {overload['queue_full']} times")
+    assert answered_seen >= 0.95 * sent, (answered_seen, sent)
     assert status["stats"]["shed_overload"] >= shed_seen
+    if overload["queue_full"]:
+        assert status["stats"]["shed_overload"] > 0, overload

@@ -87,6 +87,15 @@ async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = froze
     return handled, seen, batches
 
 
+
+def loopback_pair() -> tuple[socket.socket, socket.socket]:
+    """The box's socket and a peer's, both on loopback."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    return server, client
+
 def test_each_datagram_is_screened_with_how_long_it_waited_in_the_socket() -> None:
     handled, seen, _ = asyncio.run(exchange([b"one", b"two"], delay_before_read_s=0.05))
     assert handled == [b"one", b"two"]
@@ -121,10 +130,7 @@ def test_past_a_full_queue_new_work_is_dropped_and_the_reading_goes_on(
 
     async def run() -> tuple[list[bytes], int, int]:
         loop = asyncio.get_running_loop()
-        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        server.bind(("127.0.0.1", 0))
-        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        client.bind(("127.0.0.1", 0))
+        server, client = loopback_pair()
         handled: list[bytes] = []
         screened = 0
 
@@ -150,8 +156,57 @@ def test_past_a_full_queue_new_work_is_dropped_and_the_reading_goes_on(
             client.close()
 
     handled, screened, dropped = asyncio.run(run())
-    assert screened == 12  # every datagram was read and screened
+    # Every datagram was read and screened; the four that found the queue full were
+    # screened again (the screen here says the same, as a box with no overload control would).
+    assert screened == 16
     # Four new ones fill the queue, four more are dropped; what is always served still
     # queues up to MAX_FIRST (six in all) and goes first.
     assert handled == [b"bye0", b"bye1", b"new0", b"new1", b"new2", b"new3"]
     assert dropped == 6
+
+
+def test_a_full_queue_is_reported_and_what_it_would_drop_is_screened_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the box looks fine everything goes in one lane; once that lane is full the
+    transport says so, and the second look (the overload control now on) answers the
+    stranger (HANDLED) or sends what is always served ahead (FIRST) instead of dropping it."""
+    monkeypatch.setattr(udp, "MAX_QUEUED", 4)
+
+    async def run() -> tuple[list[bytes], list[bytes], int, int]:
+        loop = asyncio.get_running_loop()
+        server, client = loopback_pair()
+        handled: list[bytes] = []
+        answered: list[bytes] = []
+        full = 0
+
+        def screen(data: bytes, source: Address, waited_s: float | None) -> str:
+            if not full:
+                return LATER
+            if data.startswith(b"new"):
+                answered.append(data)
+                return HANDLED
+            return FIRST
+
+        def on_full() -> None:
+            nonlocal full
+            full += 1
+
+        for i in range(6):
+            client.sendto(f"new{i}".encode(), server.getsockname())
+        client.sendto(b"bye0", server.getsockname())
+        endpoint = UdpEndpoint(loop, server, lambda data, source: handled.append(data),
+                               screen=screen, after_batch=lambda: None, on_full=on_full)
+        try:
+            deadline = loop.time() + DEADLINE_S
+            while len(handled) + len(answered) < 7 and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            return handled, answered, full, endpoint.dropped_queue_full
+        finally:
+            endpoint.close()
+            client.close()
+
+    handled, answered, full, dropped = asyncio.run(run())
+    assert full == 1  # new4 found the queue full; from then on the first look sheds
+    assert answered == [b"new4", b"new5"]  # new4 on its second look: answered, not dropped
+    assert handled == [b"bye0", b"new0", b"new1", b"new2", b"new3"]
+    assert dropped == 0
