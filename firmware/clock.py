@@ -37,6 +37,11 @@ STEP_THRESHOLD_S = 1.0
 # How close a record's offset must be to the offset of the clock before a step for the record to
 # be moved with it: the slew an unsynchronised kernel may apply over a day (500 ppm) and more.
 SAME_EPOCH_TOLERANCE_S = 60.0
+# How often `sample` asks the kernel whether the clock is synchronised (a system call through
+# ctypes, ~10 µs: the daemon samples before every datagram it handles, thousands a second under
+# load). A step is asked about at once; otherwise the answer may be this late, so a record made
+# in the first second after NTP's first sync may still be marked unsynchronised.
+SYNC_POLL_INTERVAL_S = 1.0
 
 _TIME_ERROR = 5  # adjtimex's return value when STA_UNSYNC is set (linux/timex.h)
 
@@ -100,6 +105,7 @@ class WallClock:
         self._synchronised = synchronised
         self._offset_s = self._read_offset()
         self._synced = self._read_synced()
+        self._synced_read_at = self._monotonic()
 
     def _read_offset(self) -> float:
         return self._wall() - self._monotonic()
@@ -130,7 +136,11 @@ class WallClock:
         offset = self._read_offset()
         old = self._offset_s
         self._offset_s = offset
-        self._synced = self._read_synced()
-        if abs(offset - old) <= STEP_THRESHOLD_S:
+        stepped = abs(offset - old) > STEP_THRESHOLD_S
+        now = self._monotonic()
+        if stepped or now - self._synced_read_at >= SYNC_POLL_INTERVAL_S:
+            self._synced = self._read_synced()
+            self._synced_read_at = now
+        if not stepped:
             return None
         return ClockStepped(old_offset_s=old, new_offset_s=offset, synchronised=self._synced)

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from firmware.clock import STEP_THRESHOLD_S, WallClock, kernel_synchronised
+from firmware.clock import (
+    STEP_THRESHOLD_S,
+    SYNC_POLL_INTERVAL_S,
+    WallClock,
+    kernel_synchronised,
+)
 from firmware.store import Store
 from firmware.store.clock_times import last_call_rowid, shift_after_step
 
@@ -55,6 +60,33 @@ def test_a_step_forward_and_one_back_are_reported_with_their_size() -> None:
     step = clock.sample()
     assert step is not None and step.step_s == -3600.0
     assert clock.sample() is None
+
+
+def test_the_kernel_is_asked_about_sync_once_a_second_and_at_once_on_a_step() -> None:
+    """The daemon samples before every datagram: the adjtimex call is rationed, but a step
+    (NTP's first sync, usually) is asked about at once."""
+    clocks = Clocks()
+    asked = 0
+
+    def synchronised() -> bool | None:
+        nonlocal asked
+        asked += 1
+        return clocks.synced
+
+    clock = WallClock(monotonic=clocks.monotonic, wall=clocks.wall, synchronised=synchronised)
+    asked = 0
+    for _ in range(1000):  # a thousand datagrams within a tenth of a second
+        clocks.mono += 0.0001
+        clock.sample()
+    assert asked == 0
+    clocks.synced = True  # the daemon slewed into sync, no step
+    clocks.mono += SYNC_POLL_INTERVAL_S
+    clock.sample()
+    assert asked == 1 and clock.synchronised
+    clocks.synced = False
+    clocks.wall_at_mono0 += TWO_YEARS_S
+    step = clock.sample()  # a step: asked at once, though the interval has not passed
+    assert asked == 2 and step is not None and not step.synchronised
 
 
 def test_a_slew_below_the_threshold_is_not_a_step() -> None:
