@@ -14,7 +14,7 @@ import pytest
 from firmware.core.overload import FIRST, HANDLED, LATER
 from firmware.sip.transaction import Address
 from firmware.transport import udp
-from firmware.transport.udp import SO_TIMESTAMPNS, WORK_BATCH, UdpEndpoint
+from firmware.transport.udp import SO_TIMESTAMPNS, WORK_BATCH, WORK_SLICE_S, UdpEndpoint
 
 DEADLINE_S = 5.0
 
@@ -40,8 +40,11 @@ async def _arrival_stamps_on(server: socket.socket, client: socket.socket) -> No
 
 
 async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = frozenset(),
-                   first: frozenset[bytes] = frozenset(), delay_before_read_s: float = 0.0
+                   first: frozenset[bytes] = frozenset(), delay_before_read_s: float = 0.0,
+                   handle_s: float = 0.0, marks: list[int] | None = None,
                    ) -> tuple[list[bytes], list[tuple[bytes, float | None]], int]:
+    """`handle_s`: how long handling each datagram takes; `marks`: how many were handled at
+    each batch's end."""
     loop = asyncio.get_running_loop()
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
@@ -64,6 +67,7 @@ async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = froze
         return HANDLED if data in screened else FIRST if data in first else LATER
 
     def on_datagram(data: bytes, source: Address) -> None:
+        time.sleep(handle_s)  # the work a call's setup takes, on the loop as in the daemon
         handled.append(data)
         if len(handled) == expected:
             done.set()
@@ -71,6 +75,8 @@ async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = froze
     def after_batch() -> None:
         nonlocal batches
         batches += 1
+        if marks is not None:
+            marks.append(len(handled))
 
     for data in datagrams:  # queued in the kernel before the endpoint reads anything
         client.sendto(data, server.getsockname())
@@ -87,7 +93,6 @@ async def exchange(datagrams: list[bytes], *, screened: frozenset[bytes] = froze
     return handled, seen, batches
 
 
-
 def loopback_pair() -> tuple[socket.socket, socket.socket]:
     """The box's socket and a peer's, both on loopback."""
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -95,6 +100,7 @@ def loopback_pair() -> tuple[socket.socket, socket.socket]:
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
     return server, client
+
 
 def test_each_datagram_is_screened_with_how_long_it_waited_in_the_socket() -> None:
     handled, seen, _ = asyncio.run(exchange([b"one", b"two"], delay_before_read_s=0.05))
@@ -114,6 +120,19 @@ def test_a_burst_is_handled_whole_in_order_over_several_batches() -> None:
     handled, _, batches = asyncio.run(exchange(burst))
     assert handled == burst
     assert batches >= 4  # the loop got back to its other work between batches
+
+
+def test_slow_work_is_handled_in_slices_so_the_socket_is_read_again_soon() -> None:
+    """Each datagram takes a millisecond to handle: a batch ends once WORK_SLICE_S has gone
+    by, far short of WORK_BATCH, and the loop reads the socket again (where the excess is told
+    503) after a few milliseconds, not after 32 calls' setups."""
+    marks: list[int] = []
+    burst = [f"m{i}".encode() for i in range(12)]
+    handled, _, _ = asyncio.run(exchange(burst, handle_s=0.001, marks=marks))
+    assert handled == burst
+    sizes = [after - before for before, after in zip([0, *marks], marks, strict=False)]
+    per_slice = int(WORK_SLICE_S / 0.001) + 1  # the one that crosses the slice's end
+    assert max(sizes) <= per_slice < WORK_BATCH, sizes
 
 
 def test_what_must_be_served_goes_ahead_of_strangers_new_work() -> None:
