@@ -66,10 +66,57 @@ def _decode_table(decode_one: object) -> list[bytes]:
     return [int(decode_one(code)).to_bytes(2, "little", signed=True) for code in range(256)]
 
 
-# Encoding: one entry per 4 sample values (the two low bits never change the code).
+# Encoding: one entry per 4 sample values. The reference drops the two low bits before
+# encoding (µ-law works on 14 bits, Sun's g711.c `pcm_val >>= 2`; A-law on 13, `>>= 3`), so
+# entry i is the code of sample 4*i - 32768, and a sample's entry is (sample + 32768) >> 2.
 _ENCODE_STEP_SHIFT = 2
-_MULAW_ENCODE = bytes(_mulaw_encode_one((i << _ENCODE_STEP_SHIFT) - 32768) for i in range(16384))
-_ALAW_ENCODE = bytes(_alaw_encode_one((i << _ENCODE_STEP_SHIFT) - 32768) for i in range(16384))
+_ENCODE_ENTRIES = 1 << (16 - _ENCODE_STEP_SHIFT)
+_HALF = _ENCODE_ENTRIES // 2  # entries per sign: quarter magnitudes 0..8191 (or 1..8192)
+
+
+def _runs(starts: list[int], total: int) -> bytes:
+    """Codes 0, 1, 2... each repeated from its start to the next code's start, up to total:
+    the table of a code that only grows with the magnitude."""
+    ends = starts[1:] + [total]
+    return b"".join(bytes([code]) * (end - start)
+                    for code, (start, end) in enumerate(zip(starts, ends, strict=True)))
+
+
+def _mulaw_encode_table() -> bytes:
+    # The 128 sign-less codes (exponent << 4 | mantissa) in order of magnitude: code e, m
+    # starts where the biased magnitude reaches (16 + m) << (e + 3) (G.711 Table 2a), i.e. at
+    # that sample magnitude less the bias of 132; the clip at 32635 falls inside the last code.
+    starts = [max(0, ((16 + (code & 0x0F)) << ((code >> 4) + 3)) - MULAW_BIAS)
+              >> _ENCODE_STEP_SHIFT for code in range(128)]
+    # By quarter magnitude q (|sample| = 4q), q = 0..8192: a negative sample -4k has q = k
+    # (k = 1..8192), a positive one 4j has q = j (j = 0..8191).
+    by_magnitude = _runs(starts, _HALF + 1)
+    positive = bytes(~code & 0xFF for code in range(256))
+    negative = bytes(~(0x80 | code) & 0xFF for code in range(256))
+    return (by_magnitude[1:][::-1].translate(negative)
+            + by_magnitude[:_HALF].translate(positive))
+
+
+def _alaw_encode_table() -> bytes:
+    # The 128 sign-less codes (segment << 4 | step) in order of the 12-bit magnitude v
+    # (G.711 Table 1a): segment 0 starts step m at v = 2m, segment e >= 1 at (16 + m) << e;
+    # 0xFFF, the largest v, is in segment 7, so the reference's overflow code never occurs.
+    value_starts = [(code & 0x0F) << 1 if code < 16 else (16 + (code & 0x0F)) << (code >> 4)
+                    for code in range(128)]
+    # A sample 4j (j = 0..8191) has v = j >> 1; a sample -4k (k = 1..8192) has
+    # v = -((-4k) >> 3) - 1 = (k - 1) >> 1: both index the table by half-steps h with v = h >> 1.
+    by_half_step = _runs([start << 1 for start in value_starts], _HALF)
+    positive = bytes(code ^ 0xD5 for code in range(256))
+    negative = bytes(code ^ 0x55 for code in range(256))
+    return by_half_step[::-1].translate(negative) + by_half_step.translate(positive)
+
+
+# Built from the codes' ranges (about 300 small operations), not by encoding each of the 16384
+# entries (32768 Python calls: ~27 ms at import natively, far more on an emulated or small
+# CPU on the way to ready); tests/media/test_g711_rtp.py checks every entry against the
+# per-sample functions above.
+_MULAW_ENCODE = _mulaw_encode_table()
+_ALAW_ENCODE = _alaw_encode_table()
 _MULAW_DECODE = _decode_table(_mulaw_decode_one)
 _ALAW_DECODE = _decode_table(_alaw_decode_one)
 
@@ -119,5 +166,5 @@ def pcm_bytes(samples: array[int]) -> bytes:
 
 # A-law ↔ µ-law code for code (through the linear value, as G.711 §3 defines both): a 20 ms
 # frame is then one bytes.translate, not a decode and an encode.
-ALAW_TO_ULAW = bytes(ulaw_encode(alaw_decode(bytes([code])))[0] for code in range(256))
-ULAW_TO_ALAW = bytes(alaw_encode(ulaw_decode(bytes([code])))[0] for code in range(256))
+ALAW_TO_ULAW = ulaw_encode(alaw_decode(bytes(range(256))))
+ULAW_TO_ALAW = alaw_encode(ulaw_decode(bytes(range(256))))

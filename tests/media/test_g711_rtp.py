@@ -101,3 +101,18 @@ def test_the_law_to_law_tables_agree_with_decoding_and_encoding() -> None:
     codes = bytes(range(256))
     assert codes.translate(g711.ALAW_TO_ULAW) == g711.ulaw_encode(g711.alaw_decode(codes))
     assert codes.translate(g711.ULAW_TO_ALAW) == g711.alaw_encode(g711.ulaw_decode(codes))
+
+
+@pytest.mark.parametrize(("table", "encode_one"), [
+    ("_MULAW_ENCODE", "_mulaw_encode_one"), ("_ALAW_ENCODE", "_alaw_encode_one")])
+def test_the_encode_tables_built_from_code_ranges_match_the_per_sample_reference(
+        table: str, encode_one: str) -> None:
+    # The tables are built from each code's range of inputs (cheap at import); entry i must be
+    # what the per-sample reference gives for sample 4i - 32768, the sample it stands for, and
+    # every sample must find the entry of its own two-low-bits-dropped value.
+    built = getattr(g711, table)
+    reference = getattr(g711, encode_one)
+    assert len(built) == 16384
+    assert built == bytes(reference((i << 2) - 32768) for i in range(16384))
+    assert all(built[(sample + 32768) >> 2] == reference(sample & ~3)
+               for sample in range(-32768, 32768))
