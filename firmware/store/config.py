@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-import yaml.nodes
-
 from firmware.failover import (
     DOWN_AFTER_MAX,
     DOWN_AFTER_MIN,
@@ -2075,110 +2072,14 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 # --- YAML ----------------------------------------------------------------------------------------
-
-
-class _Refused(yaml.MarkedYAMLError):
-    """Well-formed YAML the configuration does not take (an alias, too deep, a huge number)."""
-
-    def __init__(self, problem: str, mark: Any) -> None:
-        super().__init__(None, None, problem, mark)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key repeated in one mapping is an error, and that
-    anchors and aliases, nesting past CONFIG_MAX_DEPTH and numbers past INTEGER_MAX are refused
-    where they are written (line and column).
-
-    Plain PyYAML keeps the last of two `password:` lines without a word; a config file must not
-    lose a line silently. Aliases are refused outright rather than bounded: a kilobyte of nested
-    ones expands to gigabytes (the "billion laughs"), one that names itself makes a structure
-    that holds itself, and `dump_yaml` never writes them, so no export needs them.
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent):
-            raise _Refused(f"an alias (*{event.anchor}) is not accepted; write the value out "
-                           "in full", event.start_mark)
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            raise _Refused(f"an anchor (&{anchor}) is not accepted; write each value out in "
-                           "full", event.start_mark)
-        if self._depth >= CONFIG_MAX_DEPTH:
-            raise _Refused(f"nested more than {CONFIG_MAX_DEPTH} levels deep", event.start_mark)
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        # An explicit tag on the wrong text (`!!int abc`, `!!bool maybe`, a 30th of February)
-        # makes PyYAML's constructors raise plain Python errors; name the place instead.
-        try:
-            return super().construct_object(node, deep=deep)
-        except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as error:
-            tag = str(node.tag).rsplit(":", 1)[-1]
-            raise _Refused(f"not a valid {tag}: {error}", node.start_mark) from None
-
-    def construct_yaml_int(self, node: yaml.nodes.ScalarNode) -> int:
-        # Checked before converting: Python refuses to read an integer of over 4300 digits
-        # (with a ValueError), and a long one in base 60 ("1:00:00:…") is slow to compute.
-        if len(str(self.construct_scalar(node))) > 2 * INTEGER_DIGITS_MAX:
-            raise _Refused(self._too_large, node.start_mark)
-        value = super().construct_yaml_int(node)
-        if abs(value) > INTEGER_MAX:
-            raise _Refused(self._too_large, node.start_mark)
-        return int(value)
-
-    def construct_yaml_float(self, node: yaml.nodes.ScalarNode) -> float:
-        value = super().construct_yaml_float(node)
-        if not math.isfinite(value):
-            raise _Refused("must be a finite number (no .inf, .nan or 1e999)", node.start_mark)
-        return float(value)
-
-    _too_large = (f"number too large: at most {INTEGER_DIGITS_MAX} digits (write phone "
-                  "numbers in quotes)")
-
-    def construct_mapping(
-        self, node: yaml.nodes.MappingNode, deep: bool = False
-    ) -> dict[Hashable, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable):
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while reading a mapping",
-                        node.start_mark,
-                        f"found the key {key!r} twice",
-                        key_node.start_mark,
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
-_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_yaml_float)
-
-
-class _PlainDumper(yaml.SafeDumper):
-    """PyYAML's safe dumper, except that a value met twice is written out twice: never an
-    anchor and alias, which `load_yaml` refuses (an export must import as it is)."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+# PyYAML itself is used in config_yaml.py, imported on first use (it says why).
 
 
 def load_yaml(text: str | bytes) -> Config:
     """Parse and validate a YAML config file (its text, or its bytes as UTF-8); syntax errors
     and refused values name the line and column, invalid settings their key path."""
+    from .config_yaml import YamlProblem, load_data
+
     if len(text) > CONFIG_MAX_BYTES or (
         isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > CONFIG_MAX_BYTES
     ):
@@ -2193,18 +2094,10 @@ def load_yaml(text: str | bytes) -> Config:
             raise ConfigError("", f"not UTF-8 text: line {line}, byte {error.start + 1} of the "
                                   "file (save it as UTF-8)") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except _Refused as error:
-        mark = error.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError("", f"{where}{error.problem}") from None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = error.problem or error.context or "unreadable"
-        raise ConfigError("", f"YAML syntax error{where}: {problem}") from error
-    except yaml.YAMLError as error:
-        raise ConfigError("", f"YAML syntax error: {error}") from error
+        data = load_data(text, max_depth=CONFIG_MAX_DEPTH, integer_digits_max=INTEGER_DIGITS_MAX,
+                         integer_max=INTEGER_MAX)
+    except YamlProblem as error:
+        raise ConfigError("", str(error)) from error.__cause__
     if data is None:
         raise ConfigError("", "the file is empty")
     return parse_config(data)
@@ -2219,8 +2112,6 @@ def load_yaml_file(path: str | Path) -> Config:
 
 def dump_yaml(cfg: Config) -> str:
     """YAML text for `cfg`, keys in schema order, Cyrillic left readable, no aliases."""
-    return yaml.dump(
-        config_to_dict(cfg), Dumper=_PlainDumper, allow_unicode=True, sort_keys=False,
-        default_flow_style=False,
-    )
+    from .config_yaml import dump_data
 
+    return dump_data(config_to_dict(cfg))

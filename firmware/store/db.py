@@ -664,7 +664,10 @@ class Store:
         """Open (creating it and its directory if needed) and migrate the database at `path`."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = Database(path)
+        # No sqlite-utils plugins: none is installed on the box, and none should change the
+        # gateway's connection. Looking for them reads every installed package's metadata (a
+        # few hundred ms on the box's way to ready, images/README.md).
+        db = Database(path, execute_plugins=False)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
             db.enable_wal()
