@@ -13,6 +13,7 @@ import csv
 import datetime
 import gc
 import getpass
+import importlib
 import json
 import logging
 import logging.handlers
@@ -30,7 +31,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import reports
-from .daemon import DAILY_CHECK_INTERVAL_S, control_request, run_daemon
 from .display import terminal_json, terminal_text
 from .media.ports import DEFAULT_FIRST_PORT, DEFAULT_LAST_PORT
 from .media.recorder_store import recording_of
@@ -64,6 +64,15 @@ TRUSTED_PROXY_HELP = ("the address of a reverse proxy in front of the web UI (e.
 
 LOGGER = logging.getLogger("linebox")
 _T = TypeVar("_T")
+# Modules both the web UI and the daemon import beyond what this module imports itself: a forked
+# web UI finds them imported (shared pages, not its own copy, and no time spent on them in its
+# start-up) while the daemon's own modules wait until after the fork (_run).
+# tests/test_startup.py checks that no firmware module both import is missing here.
+SHARED_WITH_WEB = (
+    "email.message", "email.parser", "email.utils", "http.client",
+    "firmware.media.audio", "firmware.media.prompts", "firmware.store.outbox",
+    "firmware.update_files",
+)
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -110,11 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                      type=_port_range, metavar="FIRST-LAST",
                      help="UDP ports for the box's own media: voicemail, prompts")
     run.add_argument("--trusted-proxy", metavar="ADDRESS", help=TRUSTED_PROXY_HELP)
-    run.add_argument("--housekeeping-interval-s", type=_interval_s,
-                     default=DAILY_CHECK_INTERVAL_S, metavar="SECONDS",
+    # No default here: the daemon's own (firmware/daemon.py DAILY_CHECK_INTERVAL_S), which
+    # `linebox run` imports only after the web UI is forked (_run says why).
+    run.add_argument("--housekeeping-interval-s", type=_interval_s, metavar="SECONDS",
                      help="how often the daily figures are checked for a new day and the "
-                          "30-day conversion for rank: auto is re-read (default: "
-                          f"{DAILY_CHECK_INTERVAL_S:g}; tests run it more often)")
+                          "30-day conversion for rank: auto is re-read (default: once a "
+                          "minute; tests run it more often)")
 
     web = sub.add_parser("web", help="serve the web UI alone (the daemon may run elsewhere)")
     web.add_argument("--db", default=DEFAULT_DB)
@@ -357,11 +367,20 @@ def _run(args: argparse.Namespace) -> int:
         host, port = args.sip
         web = (_start_web(args.db, args.http, args.trusted_proxy, args.https) if args.http
                else None)
-        _tune_garbage_collector()
         try:
+            # The daemon's own modules (SIP, the core, calls, media, modems: most of the
+            # firmware) are imported only now, after the web UI is forked: the web UI never uses
+            # them, and it imports Flask and its pages on the other CPU meanwhile rather than
+            # waiting for them (the box's boot to ready, images/README.md). What both use —
+            # the store, the configuration, reports — is imported above and shared.
+            from .daemon import run_daemon
+
+            _tune_garbage_collector()
+            interval = ({} if args.housekeeping_interval_s is None
+                        else {"housekeeping_interval_s": args.housekeeping_interval_s})
             _event_loop_runner(run_daemon(
                 store, sip_host=host, sip_port=port, db_path=args.db, rtp_ports=args.rtp_ports,
-                housekeeping_interval_s=args.housekeeping_interval_s))
+                **interval))
         finally:
             if web is not None:
                 _stop_web(web)
@@ -458,6 +477,8 @@ def _fork_web(arguments: list[str]) -> ForkedWeb:
     a new interpreter for the web UI cost the box about 8 MB more of its 80 MB idle budget
     (images/README.md). Start-up objects are frozen out of the cyclic collector on both sides
     first (gc.freeze), so neither's collections write to the pages they share."""
+    for name in SHARED_WITH_WEB:
+        importlib.import_module(name)
     gc.collect()
     gc.freeze()
     sys.stdout.flush()
@@ -641,6 +662,8 @@ def _crm_import(args: argparse.Namespace) -> int:
 def _ask_daemon(db: str, request: dict[str, Any], *,
                 timeout_s: float = CONTROL_TIMEOUT_S) -> dict[str, Any] | None:
     """One request over the control socket; None (after saying why) when it did not work."""
+    from .daemon import control_request  # the daemon's module: only this command needs it
+
     try:
         answer = asyncio.run(control_request(db, request, timeout_s=timeout_s))
     except (TimeoutError, OSError) as exc:
