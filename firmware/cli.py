@@ -8,7 +8,6 @@ that lives beside that database.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import datetime
 import gc
@@ -365,6 +364,11 @@ def _run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         _print_setup_code(store)
         host, port = args.sip
+        # From the fork until the daemon's event loop takes the signals over, SIGTERM (init)
+        # and SIGINT (Ctrl-C) are noted, not acted on at once: see _StartUpStop.
+        stop = _StartUpStop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop)
         web = (_start_web(args.db, args.http, args.trusted_proxy, args.https) if args.http
                else None)
         try:
@@ -375,18 +379,47 @@ def _run(args: argparse.Namespace) -> int:
             # the store, the configuration, reports — is imported above and shared.
             from .daemon import run_daemon
 
+            if stop.requested:  # during the imports: the daemon is not started at all
+                return 0
             _tune_garbage_collector()
             interval = ({} if args.housekeeping_interval_s is None
                         else {"housekeeping_interval_s": args.housekeeping_interval_s})
             _event_loop_runner(run_daemon(
                 store, sip_host=host, sip_port=port, db_path=args.db, rtp_ports=args.rtp_ports,
-                **interval))
+                ready=stop.started, **interval))
         finally:
             if web is not None:
                 _stop_web(web)
     finally:
         store.close()
     return 0
+
+
+class _StartUpStop:
+    """SIGTERM or SIGINT while `linebox run` starts, after the web UI is forked: the stop is
+    noted and carried out where it is safe, and the web UI is stopped with the daemon, as at
+    any stop. Not the default actions: SIGTERM's would end this process alone, leaving the web
+    UI holding its port against the next start (the daemon's imports take seconds on the box,
+    and the web UI answers before they end); and an exception raised from a handler (Python's
+    KeyboardInterrupt) can land anywhere, inside logging's fork handler too, which then never
+    releases logging's lock (seen: the daemon ran on, every thread stuck at its next log line).
+    Noted during the imports, the daemon does not start; during its start, it stops once
+    started (run_daemon's `ready`); after that, its loop is asked to stop until the loop's own
+    signal handlers take over."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._daemon: Any = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        if self._daemon is not None:
+            self._daemon.loop.call_soon_threadsafe(self._daemon.request_stop)
+
+    def started(self, daemon: Any) -> None:
+        self._daemon = daemon
+        if self.requested:
+            daemon.request_stop()
 
 
 class _LogFile(logging.handlers.RotatingFileHandler):
@@ -483,19 +516,30 @@ def _fork_web(arguments: list[str]) -> ForkedWeb:
     gc.freeze()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    # SIGTERM and SIGINT wait across the fork: the child takes them only once its own
+    # handlers are back to a new interpreter's, not the daemon's (_StartUpStop), which would
+    # merely note them there.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         return ForkedWeb(pid)
     code = 1
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a new interpreter has
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         os.setsid()  # its own session, as start_new_session gives the spawned one
         # The daemon's log handlers (its rotating log file) are not the web UI's: it logs to
         # stderr, as `linebox web` does.
         root = logging.getLogger()
         for handler in list(root.handlers):
             root.removeHandler(handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a new interpreter has
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from webui.serve import main as serve_main
 
         code = serve_main(arguments)
@@ -586,6 +630,9 @@ def _tune_garbage_collector() -> None:
 
 
 def _event_loop_runner(coroutine: Any) -> None:
+    # asyncio is the daemon's: imported here, after the web UI is forked (which never uses it).
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # uvloop is an optional fast path (Linux wheels only)
@@ -662,6 +709,8 @@ def _crm_import(args: argparse.Namespace) -> int:
 def _ask_daemon(db: str, request: dict[str, Any], *,
                 timeout_s: float = CONTROL_TIMEOUT_S) -> dict[str, Any] | None:
     """One request over the control socket; None (after saying why) when it did not work."""
+    import asyncio
+
     from .daemon import control_request  # the daemon's module: only this command needs it
 
     try:
