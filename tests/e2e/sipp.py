@@ -42,6 +42,12 @@ EXIT_FATAL_ERROR = 255
 KILL_GRACE_S = 5.0
 # How long a soft stop (SIGUSR1: finish ongoing calls, start no new ones) may take.
 SOFT_STOP_GRACE_S = 10.0
+# Where SIPp's remote-control socket listens (-ci): the address its port is found free on.
+CONTROL_HOST = "127.0.0.1"
+# How long a UAS SIPp may take to bind its port: a bound, not a pace (it is polled). SIPp binds
+# within milliseconds on a quiet machine; on two cores shared with a full test run it may wait
+# seconds for a CPU.
+BIND_TIMEOUT_S = 15.0
 
 
 class SippMissingError(RuntimeError):
@@ -296,11 +302,16 @@ class Sipp:
         args += ["-sf", str(self.scenario_file), "-t", self.transport]
         args += ["-i", self.local_ip, "-p", str(self.local_port)]
         # The control socket (the default 8888 is shared), never on the SIP port itself: that
-        # one is chosen free but is not bound yet, so free_port() may offer it again.
+        # one is chosen free but is not bound yet, so free_port() may offer it again. Bound to
+        # CONTROL_HOST, where the port was found free: without -ci SIPp binds it on every
+        # address, and a port free on 127.0.0.1 may be taken on 127.0.0.2 (a provider's SIPp,
+        # an RTP listener, a flood's sockets) — SIPp then exits at once, "Unable to bind remote
+        # control socket ... Address already in use".
         control_port = next(
-            port for port in (free_port() for _ in range(20)) if port != self.local_port
+            port for port in (free_port(CONTROL_HOST) for _ in range(20))
+            if port != self.local_port
         )
-        args += ["-cp", str(control_port)]
+        args += ["-ci", CONTROL_HOST, "-cp", str(control_port)]
         args += ["-nostdin", "-timeout", f"{max(1, round(self.timeout_s))}s", "-timeout_error"]
         if self.service is not None:
             args += ["-s", self.service]
@@ -380,7 +391,9 @@ class SippProcess:
 
     def wait(self, wait_s: float | None = None) -> SippResult:
         """Wait for SIPp to end by itself; past `wait_s` (default: its -timeout plus a grace)
-        it is killed and the result says `killed`."""
+        it is killed and the result says `killed`. `wait_s` counts from SIPp's start, not from
+        this call: a SIPp that must end by itself is best waited for with the default (its
+        own -timeout bounds it), since what ran before may have used most of a short limit."""
         if self._result is not None:
             return self._result
         limit = self.sipp.timeout_s + KILL_GRACE_S if wait_s is None else wait_s
@@ -488,7 +501,8 @@ def udp_port_bound(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def wait_until_bound(port: int, host: str = "127.0.0.1", timeout_s: float = 5.0) -> bool:
+def wait_until_bound(port: int, host: str = "127.0.0.1",
+                     timeout_s: float = BIND_TIMEOUT_S) -> bool:
     """Wait until a UAS SIPp is listening on UDP `host:port`; False after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

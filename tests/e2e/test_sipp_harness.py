@@ -21,6 +21,7 @@ from tests.e2e.sipp import (
     SippProcess,
     SippResult,
     free_ports,
+    udp_port_bound,
     wait_until_bound,
 )
 
@@ -458,3 +459,20 @@ def test_a_late_ringing_after_the_answer_does_not_fail_the_call(
 
     assert uac.ok, uac.describe()
     assert uas.ok, uas.describe()
+
+
+def test_sipps_control_socket_listens_only_where_its_port_was_found_free(tmp_path: Path) -> None:
+    """SIPp binds its remote-control socket on every address unless told one (-ci); its port
+    is found free on 127.0.0.1 only, so a socket on 127.0.0.2 holding it (a provider's SIPp,
+    an RTP listener) stopped SIPp at once: "Unable to bind remote control socket"."""
+    process, _ = start_server(tmp_path, "agent_answer", service="101", calls=1, timeout_s=5)
+    with process:
+        control_port = int(process.argv[process.argv.index("-cp") + 1])
+        assert process.argv[process.argv.index("-ci") + 1] == "127.0.0.1"
+        assert udp_port_bound(control_port, "127.0.0.1")
+        local = {line.split()[1] for line in Path("/proc/net/udp").read_text().splitlines()[1:]}
+        assert f"00000000:{control_port:04X}" not in local  # not on every address
+        # And so a socket of another loopback address may hold the same port meanwhile.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.0.2", control_port))
+        assert process.running()
