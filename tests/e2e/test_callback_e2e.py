@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.linebox import base_config, running_linebox
+from tests.e2e.linebox import DAEMON_WAIT_S, base_config, running_linebox
 from tests.e2e.sipp import Sipp, free_port, wait_until_bound
 from tests.e2e.test_calls import PROVIDER_IP, provider_call, start_agent, wait_for_records
 
@@ -51,7 +51,7 @@ def test_caller_presses_1_and_is_called_back_when_the_member_is_free(tmp_path: P
                 assert caller.ok, caller.describe()
                 waiting = linebox.wait_for(
                     lambda: [e for q in linebox.status()["queues"] for e in q["waiting"]],
-                    5, "the callback request in the queue",
+                    DAEMON_WAIT_S, "the callback request in the queue",
                 )
                 assert [(e["caller"], e["callback"]) for e in waiting] == [(CUSTOMER, True)]
                 assert agent.running  # nothing rang while the member was on break
@@ -94,12 +94,12 @@ def test_a_callback_request_survives_a_restart_of_the_daemon(tmp_path: Path) -> 
         ).run()
         assert caller.ok, caller.describe()
         linebox.wait_for(lambda: [e for q in linebox.status()["queues"] for e in q["waiting"]],
-                         5, "the callback request in the queue")
+                         DAEMON_WAIT_S, "the callback request in the queue")
         wait_for_records(linebox, 1)
     # Stopped (as by a power cut's clean shutdown) and started again on the same database.
     with running_linebox(workdir, config) as linebox:
         waiting = linebox.wait_for(
             lambda: [e for q in linebox.status()["queues"] for e in q["waiting"]],
-            5, "the request back in the queue")
+            DAEMON_WAIT_S, "the request back in the queue")
         assert [(e["caller"], e["callback"]) for e in waiting] == [(CUSTOMER, True)]
         assert "1 callback requests from before the restart" in linebox.log()

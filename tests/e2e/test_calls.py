@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.linebox import (
     AGENT_PASSWORDS,
+    DAEMON_WAIT_S,
     LineboxProcess,
     base_config,
     message_log_events,
@@ -27,6 +28,10 @@ from tests.e2e.sipp import Sipp, SippProcess, wait_until_bound
 
 PROVIDER_IP = "127.0.0.2"
 DID = "74951234567"
+# SIPp's own bound on a registration (its -timeout): two round trips, which take milliseconds;
+# on two cores shared with a full test run, seconds. SIPp retransmits each REGISTER meanwhile
+# (retrans="500": Timer E, RFC 3261 §17.1.2.2), as a phone does.
+REGISTER_TIMEOUT_S = 30
 
 
 
@@ -53,7 +58,7 @@ def register(
         auth_password=password or AGENT_PASSWORDS[extension],
         keys={"contact_port": contact_port, "expires": expires},
         calls=1,
-        timeout_s=10,
+        timeout_s=REGISTER_TIMEOUT_S,
         trace_dir=trace,
         transport=transport,
     ).run()
@@ -88,15 +93,16 @@ def start_agent(
     process = agent.start()
     assert agent.local_port is not None
     if transport == "u1":
-        assert wait_until_bound(agent.local_port)
+        bound = wait_until_bound(agent.local_port)
     else:
-        assert wait_until_listening(agent.local_port)
+        bound = wait_until_listening(agent.local_port)
+    assert bound, process.wait(0).describe()  # SIPp ended at start (its stderr says why)
     register(linebox, extension, agent.local_port, trace, transport=transport,
              password=password)
     return process
 
 
-def wait_until_listening(port: int, timeout_s: float = 5.0) -> bool:
+def wait_until_listening(port: int, timeout_s: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as probe:
@@ -124,7 +130,7 @@ def wait_for_records(linebox: LineboxProcess, count: int) -> list[dict[str, Any]
     return list(
         linebox.wait_for(
             lambda: (calls := linebox.calls()) and len(calls) >= count and calls,
-            10,
+            DAEMON_WAIT_S,
             f"{count} call records",
         )
     )
@@ -256,7 +262,8 @@ def test_fourth_simultaneous_call_hears_busy_within_50_ms(tmp_path: Path) -> Non
         assert got - sent < 0.050, f"486 took {(got - sent) * 1000:.1f} ms"
         assert held.wait().ok
         assert all(agent.wait().ok for agent in agents)
-        linebox.wait_for(lambda: set(linebox.channels_in_use().values()) == {0}, 5, "channels free")
+        linebox.wait_for(lambda: set(linebox.channels_in_use().values()) == {0}, DAEMON_WAIT_S,
+                         "channels free")
         records = wait_for_records(linebox, 4)
         assert sorted(r["outcome"] for r in records) == ["answered"] * 3 + ["over_capacity"]
 

@@ -23,7 +23,7 @@ from flask import Flask
 
 from firmware.media import g711, prompts
 from firmware.store import Store
-from tests.e2e.linebox import AGENT_PASSWORDS, REPO_ROOT, base_config
+from tests.e2e.linebox import AGENT_PASSWORDS, DAEMON_WAIT_S, REPO_ROOT, base_config
 from tests.e2e.media import RtpListener
 from tests.e2e.sipp import Sipp, free_port, wait_until_bound
 from tests.e2e.test_calls import PROVIDER_IP
@@ -193,7 +193,7 @@ def test_calls_go_on_on_a_full_disk_and_their_records_are_written_when_space_ret
                               local_ip=PROVIDER_IP, service="74951234567", calls=CALLS,
                               rate=2, variables={"hold_ms": 300}, timeout_s=30,
                               trace_dir=tmp_path, name="provider").run()
-                answered = agent_process.wait(30)
+                answered = agent_process.wait()
             assert caller.ok and caller.successful_calls == CALLS, caller.describe()
             assert answered.counters.get("answered") == CALLS, answered.describe()
 
@@ -217,7 +217,7 @@ def test_calls_go_on_on_a_full_disk_and_their_records_are_written_when_space_ret
             filler.unlink()
             daemon.wait_for(lambda: daemon.calls() == CALLS + 1, WAIT_S,
                             "the records written once space returned")
-            status = daemon.wait_for(lambda: daemon.status(), 5, "status")
+            status = daemon.wait_for(lambda: daemon.status(), DAEMON_WAIT_S, "status")
             assert status["records"] == {"problem": "", "waiting": 0, "dropped": 0}
             assert daemon.log().count("the database is written again") == 1
         finally:

@@ -57,7 +57,7 @@ def test_an_analog_call_rings_with_caller_id_and_talks_through_the_voice_modem(
                       f" sent {modem.sent_sample_count}; member got {len(member_ear.packets)} "
                       "RTP packets")
                 modem.far_end_hangs_up()
-                answered = agent.wait(15)
+                answered = agent.wait()
             assert answered.ok and answered.counters.get("answered") == 1, answered.describe()
             assert any(c.upper().startswith("AT+VLS=1") for c in modem.commands)
             [record] = linebox.wait_for(lambda: linebox.calls(), 10, "the call's record")

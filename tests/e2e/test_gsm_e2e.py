@@ -74,7 +74,7 @@ def test_an_incoming_gsm_call_is_answered_by_a_member_and_audio_flows_both_ways(
                       f"{modem.audio_frames_received}; member got {len(member_ear.packets)} "
                       "RTP packets")
                 modem.remote_hangs_up()
-                answered = agent.wait(15)
+                answered = agent.wait()
             assert answered.ok and answered.counters.get("answered") == 1, answered.describe()
             [record] = linebox.wait_for(lambda: linebox.calls(), 10, "the call's record")
             assert (record["source"], record["caller"], record["outcome"],
@@ -108,7 +108,7 @@ def test_calls_out_go_through_the_gsm_line_once_the_provider_falls_silent(
             with caller.start() as running:
                 modem.wait_for_command(r"^ATD84951234567;", since=before, timeout_s=15)
                 modem.remote_answers()
-                result = running.wait(20)
+                result = running.wait()
             assert result.ok, result.describe()
             modem.wait_for_command(r"^AT\+CHUP", since=before, timeout_s=10)
             [record] = linebox.wait_for(lambda: linebox.calls(), 10, "the call's record")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from firmware.media import g711, prompts
-from tests.e2e.linebox import base_config, running_linebox
+from tests.e2e.linebox import DAEMON_WAIT_S, base_config, running_linebox
 from tests.e2e.media import RtpListener, crossings_per_s, scenario, tone_file
 from tests.e2e.sipp import free_port
 from tests.e2e.test_calls import PROVIDER_IP, provider_call, start_agent
@@ -55,14 +55,15 @@ def test_the_held_agent_hears_music_then_both_hear_each_other_after_resume(
                         10, "the box in the media path")
                     on_hold_from = len(agent_ear.packets)
                     linebox.wait_for(lambda: len(agent_ear.packets) - on_hold_from
-                                     >= PACKETS_PER_S, 5, "a second of music at the agent")
-                    talked = running.wait(30)
-                answered = agent.wait(10)
+                                     >= PACKETS_PER_S, DAEMON_WAIT_S,
+                                     "a second of music at the agent")
+                    talked = running.wait()
+                answered = agent.wait()
             assert talked.ok, talked.describe()
             assert answered.ok, answered.describe()
             assert (talked.counters.get("held"), talked.counters.get("resumed")) == (1, 1)
             assert (answered.counters.get("held"), answered.counters.get("resumed")) == (1, 1)
-            [record] = linebox.wait_for(linebox.calls, 5, "the call record")
+            [record] = linebox.wait_for(linebox.calls, DAEMON_WAIT_S, "the call record")
     finally:
         caller_ear.close()
         agent_ear.close()

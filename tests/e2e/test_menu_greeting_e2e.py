@@ -18,7 +18,13 @@ from typing import Any
 
 from firmware.media import g711
 from firmware.media.audio import to_pcm8k
-from tests.e2e.linebox import AGENT_PASSWORDS, LineboxProcess, base_config, running_linebox
+from tests.e2e.linebox import (
+    AGENT_PASSWORDS,
+    DAEMON_WAIT_S,
+    LineboxProcess,
+    base_config,
+    running_linebox,
+)
 from tests.e2e.media import (
     SIPP_DTMF_DIR,
     RtpListener,
@@ -88,8 +94,8 @@ def test_a_greeting_recorded_by_phone_is_stored_as_an_upload_and_callers_hear_it
         with running_linebox(tmp_path / "linebox", greeting_config()) as linebox:
             recorder = record_by_phone(linebox, tmp_path, RECORDER, ear)
             assert recorder.ok, recorder.describe()
-            stored = linebox.wait_for(lambda: stored_greeting(linebox.db, "menu:main"), 5,
-                                      "the greeting in the store")
+            stored = linebox.wait_for(lambda: stored_greeting(linebox.db, "menu:main"),
+                                      DAEMON_WAIT_S, "the greeting in the store")
             # A caller reaches the menu: the recording is the greeting now. They listen to
             # it whole, press 1 (the next menu), 2 (department 200) and 101 answers.
             keys = scenario(tmp_path, "provider_menu_keys.template.xml",
@@ -104,7 +110,7 @@ def test_a_greeting_recorded_by_phone_is_stored_as_an_upload_and_callers_hear_it
                                "wait_ms": int((SPEAK_S + 2.0) * 1000), "talk_ms": 1000},
                     extra_args=["-mp", str(free_port(PROVIDER_IP))],
                 ).run()
-                answered = agent.wait(20)
+                answered = agent.wait()
             assert caller.ok, caller.describe()
             assert answered.ok, answered.describe()
             log = linebox.log()

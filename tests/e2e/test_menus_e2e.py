@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.media import g711, prompts
-from tests.e2e.linebox import base_config, running_linebox
+from tests.e2e.linebox import DAEMON_WAIT_S, base_config, running_linebox
 from tests.e2e.media import SIPP_DTMF_DIR, RtpListener, scenario
 from tests.e2e.sipp import free_port
 from tests.e2e.test_calls import DID, PROVIDER_IP, provider_call, start_agent
@@ -51,10 +51,10 @@ def test_a_caller_navigates_a_two_level_menu_by_rfc4733_keys_to_the_member(
                                "wait_ms": WAIT_MS, "talk_ms": TALK_MS},
                     extra_args=["-mp", str(free_port(PROVIDER_IP))],
                 ).run()
-                answered = agent.wait(20)
+                answered = agent.wait()
             assert caller.ok, caller.describe()
             assert answered.ok, answered.describe()
-            records = linebox.wait_for(linebox.calls, 5, "the call record")
+            records = linebox.wait_for(linebox.calls, DAEMON_WAIT_S, "the call record")
     finally:
         ear.close()
     [call] = records

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.media import g711, prompts, tones
-from tests.e2e.linebox import base_config, running_linebox
+from tests.e2e.linebox import DAEMON_WAIT_S, base_config, running_linebox
 from tests.e2e.media import RtpListener, crossings_per_s, scenario, tone_file
 from tests.e2e.sipp import free_port
 from tests.e2e.test_callback_e2e import set_status
@@ -53,9 +53,9 @@ def test_a_key_pressed_in_the_rtp_while_waiting_asks_for_the_callback(tmp_path: 
             assert caller.ok, caller.describe()
             waiting = linebox.wait_for(
                 lambda: [e for q in linebox.status()["queues"] for e in q["waiting"]],
-                5, "the callback request in the queue")
+                DAEMON_WAIT_S, "the callback request in the queue")
             assert [(e["caller"], e["callback"]) for e in waiting] == [(CALLER, True)]
-            records = linebox.wait_for(linebox.calls, 5, "the call record")
+            records = linebox.wait_for(linebox.calls, DAEMON_WAIT_S, "the call record")
     finally:
         listener.close()
     assert records[0]["outcome"] == "callback"
@@ -91,14 +91,14 @@ def test_the_member_and_the_waiting_caller_hear_each_other_through_the_box(
                 with caller_sipp.start() as caller:
                     linebox.wait_for(
                         lambda: [e for q in linebox.status()["queues"] for e in q["waiting"]],
-                        5, "the caller in the queue")
+                        DAEMON_WAIT_S, "the caller in the queue")
                     waited = len(caller_ear.packets)
                     set_status(linebox, "on_line")
-                    talked = caller.wait(30)
-                answered = agent.wait(10)
+                    talked = caller.wait()
+                answered = agent.wait()
             assert talked.ok, talked.describe()
             assert answered.ok, answered.describe()
-            records = linebox.wait_for(linebox.calls, 5, "the call record")
+            records = linebox.wait_for(linebox.calls, DAEMON_WAIT_S, "the call record")
     finally:
         caller_ear.close()
         member_ear.close()

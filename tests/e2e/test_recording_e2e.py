@@ -18,7 +18,7 @@ from firmware.media import g711, prompts
 from firmware.media.recorder import HEADER_BYTES, read_header
 from firmware.media.recorder_store import recordings_dir
 from firmware.recording import PROMPT_RECORDING_WARNING
-from tests.e2e.linebox import LineboxProcess, base_config, running_linebox
+from tests.e2e.linebox import DAEMON_WAIT_S, LineboxProcess, base_config, running_linebox
 from tests.e2e.media import RtpListener, crossings_per_s, scenario, tone_file
 from tests.e2e.sipp import free_port
 from tests.e2e.test_calls import PROVIDER_IP, provider_call, start_agent
@@ -58,12 +58,12 @@ def recorded_call(tmp_path: Path, config: dict[str, Any]) -> tuple[dict[str, Any
                                "talk_ms": int((TALK_S + 0.5) * 1000)},
                     extra_args=["-mp", str(free_port(PROVIDER_IP))],
                 ).run()
-                answered = agent.wait(10)
+                answered = agent.wait()
             assert talked.ok, talked.describe()
             assert answered.ok, answered.describe()
-            [call] = linebox.wait_for(linebox.calls, 5, "the call record")
+            [call] = linebox.wait_for(linebox.calls, DAEMON_WAIT_S, "the call record")
             db = linebox.db
-            row = linebox.wait_for(lambda: _recording_row(db, call["id"]), 5,
+            row = linebox.wait_for(lambda: _recording_row(db, call["id"]), DAEMON_WAIT_S,
                                    "the recording closed")
     finally:
         caller_ear.close()

@@ -18,7 +18,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.linebox import LineboxProcess, base_config, message_log_events, running_linebox
+from tests.e2e.linebox import (
+    DAEMON_WAIT_S,
+    LineboxProcess,
+    base_config,
+    message_log_events,
+    running_linebox,
+)
 from tests.e2e.sipp import SippProcess, SippResult
 from tests.e2e.test_calls import DID, provider_call, start_agent, wait_for_records
 from tests.e2e.test_strategies_e2e import received
@@ -84,7 +90,7 @@ def call(linebox: LineboxProcess, trace: Path, name: str, caller_id: str,
     result = provider_call(linebox, trace, scenario=scenario, name=name,
                            variables=variables).run()
     assert result.ok, result.describe()
-    linebox.wait_for(lambda: not linebox.status()["calls"], 5, "call cleared")
+    linebox.wait_for(lambda: not linebox.status()["calls"], DAEMON_WAIT_S, "call cleared")
     return result
 
 

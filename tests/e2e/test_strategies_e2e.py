@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.linebox import LineboxProcess, base_config, running_linebox
+from tests.e2e.linebox import DAEMON_WAIT_S, LineboxProcess, base_config, running_linebox
 from tests.e2e.sipp import SippProcess, SippResult
 from tests.e2e.test_calls import provider_call, start_agent, wait_for_records
 
@@ -391,7 +391,7 @@ def test_waiting_callers_are_served_in_arrival_order_when_the_member_frees_up(
         ).start())
         linebox.wait_for(
             lambda: any(c["state"] == "answered" for c in linebox.status()["calls"]),
-            5, "the member talking",
+            DAEMON_WAIT_S, "the member talking",
         )
         waiting = []
         for index, caller_id in enumerate(callers[1:], start=1):
@@ -399,7 +399,7 @@ def test_waiting_callers_are_served_in_arrival_order_when_the_member_frees_up(
                 linebox, tmp_path, name=f"waiting{index}",
                 variables={"hold_ms": HOLD_MS, "caller_id": caller_id},
             ).start()))
-            linebox.wait_for(lambda n=index: len(queued_callers(linebox)) == n, 5,
+            linebox.wait_for(lambda n=index: len(queued_callers(linebox)) == n, DAEMON_WAIT_S,
                              f"{index} waiting")
         assert queued_callers(linebox) == [(1, callers[1]), (2, callers[2])]
         results = [busy.wait(), *(w.wait() for w in waiting)]

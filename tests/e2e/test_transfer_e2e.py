@@ -192,7 +192,7 @@ def test_a_gsm_caller_transferred_by_the_answering_manager_reaches_the_target_wi
                 before = len(modem.commands)
                 modem.ring(GSM_CALLER)
                 modem.wait_for_command(r"^ATA", since=before, timeout_s=15)
-                transferred = referrer.wait(20)
+                transferred = referrer.wait()
                 assert transferred.ok, transferred.describe()
                 linebox.wait_for(lambda: len(target_ear.packets) >= 100, 10,
                                  "two seconds of the GSM caller's audio at 103")
@@ -204,7 +204,7 @@ def test_a_gsm_caller_transferred_by_the_answering_manager_reaches_the_target_wi
                 said = array("h", bytes(modem.audio_received[-16000:]))
                 assert tone_share(said, TARGET_HZ) > 0.5  # 103's 700 Hz on the line
                 modem.remote_hangs_up()
-                answered = target.wait(15)
+                answered = target.wait()
             assert answered.ok and answered.counters.get("answered") == 1, answered.describe()
             # 103 was rung with the GSM caller's number.
             assert answered.message_log is not None

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.linebox import LineboxProcess, base_config, message_log_events, running_linebox
+from tests.e2e.linebox import (
+    DAEMON_WAIT_S,
+    LineboxProcess,
+    base_config,
+    message_log_events,
+    running_linebox,
+)
 from tests.e2e.test_calls import DID, provider_call, start_agent, wait_for_records
 
 PLAIN_DID = "74957654321"
@@ -108,7 +114,9 @@ def test_slow_webhook_falls_back_in_time_and_delays_no_other_call(
             start_agent(linebox, "103", tmp_path, variables={"answer_delay_ms": 0}) as fast:
         waiting = provider_call(linebox, tmp_path, variables={"hold_ms": 300},
                                 name="waiting").start()
-        time.sleep(0.2)  # the first call is now waiting for the webhook
+        # The first call is now waiting for the webhook (a condition, not a pause: on a
+        # loaded machine 0.2 s did not always bring its INVITE that far).
+        linebox.wait_for(lambda: state.requests, DAEMON_WAIT_S, "the first call at the webhook")
         other = provider_call(linebox, tmp_path, service=PLAIN_DID,
                               variables={"hold_ms": 300}, name="other").run()
         assert other.ok, other.describe()

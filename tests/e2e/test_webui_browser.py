@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.linebox import REPO_ROOT, LineboxProcess, base_config, running_linebox
+from tests.e2e.linebox import DAEMON_WAIT_S, REPO_ROOT, LineboxProcess, base_config, running_linebox
 from tests.e2e.sipp import free_port
 from tests.e2e.test_calls import provider_call, start_agent, wait_for_records
 
@@ -122,7 +122,7 @@ def test_first_run_department_call_monitor_and_report(
     page = open_ui(browser, box)
     passwords = run_wizard(page, box)
     config = box.wait_for(  # the daemon applies the new configuration revision by itself
-        lambda: any(a["extension"] == "104" for a in box.status()["agents"]), 5,
+        lambda: any(a["extension"] == "104" for a in box.status()["agents"]), DAEMON_WAIT_S,
         "the wizard's employees in the daemon",
     )
     assert config
