@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.media import g711, prompts
-from tests.e2e.linebox import LineboxProcess, base_config, running_linebox
+from tests.e2e.linebox import DAEMON_WAIT_S, LineboxProcess, base_config, running_linebox
 from tests.e2e.media import RtpListener, crossings_per_s, scenario, tone_file
 from tests.e2e.sipp import Sipp, free_port, wait_until_bound
 from tests.e2e.test_calls import DID, PROVIDER_IP, provider_call, wait_for_records
@@ -28,8 +28,13 @@ CALLER = "79161234567"
 TONE_HZ = 440
 SPEAK_S = 3.0
 # What a restarted box has left of a saved callback request's wait: time enough to start
-# (about 0.4 s here) and put the request back in its queue, so that its timer expires it.
-LEFT_AFTER_RESTART_S = 5.0
+# and put the request back in its queue, so that its own timer expires it. A start is ~0.6 s
+# on a quiet machine and was measured at 6 s on two cores shared with a full test run; with
+# 5 s left a slow start found the request expired already (no queue to see it in).
+LEFT_AFTER_RESTART_S = 12.0
+# The customer's SIPp lives through the restart, the rest of the wait, the apology, the key,
+# the message (~25 s here under load): SIPp's own bound, it ends when the call does.
+CUSTOMER_TIMEOUT_S = 60
 
 
 def voicemails(db: Path) -> list[dict[str, Any]]:
@@ -77,8 +82,8 @@ def test_a_caller_leaves_a_message_heard_back_from_the_database(tmp_path: Path) 
                 extra_args=["-mp", str(free_port(PROVIDER_IP))],
             ).run()
             assert caller.ok, caller.describe()
-            rows = linebox.wait_for(lambda: voicemails(linebox.db), 5, "the message")
-            calls = linebox.wait_for(linebox.calls, 5, "the call record")
+            rows = linebox.wait_for(lambda: voicemails(linebox.db), DAEMON_WAIT_S, "the message")
+            calls = linebox.wait_for(linebox.calls, DAEMON_WAIT_S, "the call record")
     finally:
         listener.close()
 
@@ -123,37 +128,41 @@ def test_an_expired_callback_calls_back_to_apologise_and_takes_a_message(
             variables={"caller_id": CALLER}, name="caller",
         ).run()
         assert caller.ok, caller.describe()
-        linebox.wait_for(lambda: waiting(linebox), 5, "the callback request in the queue")
+        linebox.wait_for(lambda: waiting(linebox), DAEMON_WAIT_S,
+                         "the callback request in the queue")
         wait_for_records(linebox, 1)
     # Nobody comes back on line. Rather than wait out the minute, the box is off for most of
     # it: the saved request comes back with a few seconds left and the box's own timer expires
     # it (the full minute, stepped: tests/core/test_voicemail.py::
     # test_an_expired_callback_calls_the_customer_and_takes_a_message_on_key_1).
-    bring_expiry_forward(workdir / "linebox.db", LEFT_AFTER_RESTART_S)
     listener = RtpListener(PROVIDER_IP)
     try:
         customer_sipp = Sipp(
             scenario=scenario(tmp_path, "customer_apology.template.xml",
                               audio=tone_file(tmp_path, SPEAK_S, TONE_HZ),
                               dtmf="dtmf_2833_1.pcap"),
-            local_ip=PROVIDER_IP, local_port=customer_port, calls=1, timeout_s=30,
-            trace_dir=tmp_path, name="customer",
+            local_ip=PROVIDER_IP, local_port=customer_port, calls=1,
+            timeout_s=CUSTOMER_TIMEOUT_S, trace_dir=tmp_path, name="customer",
             variables={"rtp_port": listener.port,
                        "listen_ms": int((apology_s + 0.5) * 1000),
                        "speak_ms": int(SPEAK_S * 1000)},
             extra_args=["-mp", str(free_port(PROVIDER_IP))],
         )
         with customer_sipp.start() as customer:
-            assert wait_until_bound(customer_port, PROVIDER_IP)
+            assert wait_until_bound(customer_port, PROVIDER_IP), customer.wait(0).describe()
+            # The customer's phone is ready: the rest of the wait starts now, the restart in it.
+            bring_expiry_forward(workdir / "linebox.db", LEFT_AFTER_RESTART_S)
+            expires = time.monotonic() + LEFT_AFTER_RESTART_S
             with running_linebox(workdir, config) as linebox:
-                back = linebox.wait_for(lambda: waiting(linebox), LEFT_AFTER_RESTART_S,
+                back = linebox.wait_for(lambda: waiting(linebox), expires - time.monotonic(),
                                         "the request back in its queue before it expires")
                 assert [(e["caller"], e["callback"]) for e in back] == [(CALLER, True)]
                 apologised = customer.wait()
                 assert apologised.ok, apologised.describe()
-                rows = linebox.wait_for(lambda: voicemails(linebox.db), 5, "the message")
-                calls = linebox.wait_for(lambda: len(c := linebox.calls()) >= 2 and c, 5,
-                                         "the call records")
+                rows = linebox.wait_for(lambda: voicemails(linebox.db), DAEMON_WAIT_S,
+                                        "the message")
+                calls = linebox.wait_for(lambda: len(c := linebox.calls()) >= 2 and c,
+                                         DAEMON_WAIT_S, "the call records")
     finally:
         listener.close()
 
