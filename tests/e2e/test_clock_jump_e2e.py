@@ -135,8 +135,11 @@ def test_a_queue_deadline_comes_on_time_by_the_real_clock_through_both_steps(
                                       for e in q["waiting"]], WAIT_S, "the caller in the queue")
             queued_at = time.monotonic()
             step_to(faketime_file, TWO_YEARS_S)
-            time.sleep(1.0)
-            # Still waiting: a deadline on the wall clock would have passed two years ago.
+            # Once the daemon has seen the step (on a loaded machine that may take a while),
+            # a second more: a deadline on the wall clock would have passed two years ago.
+            linebox.wait_for(lambda: "the wall clock stepped by +63072000" in linebox.log(),
+                             WAIT_S, "the step seen by the daemon")
+            time.sleep(1.0)  # nothing may happen: there is no event to wait for instead
             assert [e for q in linebox.status()["queues"] for e in q["waiting"]]
             step_to(faketime_file, TWO_YEARS_S - HOUR_S)
             result = caller.wait()
