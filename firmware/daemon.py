@@ -65,6 +65,7 @@ from .sip.transaction import Address
 from .store import Config, ConfigError, Store
 from .store.backup import backup_if_due
 from .store.clock_times import last_call_rowid, shift_after_step
+from .store.db import BUSY_TIMEOUT_MS
 from .store.durable import (
     live_registrations,
     mark_cut_off_calls,
@@ -95,9 +96,13 @@ MAX_WAITING_OF_KIND = {"sms": 2_000, "voicemail": 32}
 RECORD_KIND_NAMES = {"call": "call records", "security": "security events",
                      "line_event": "line events", "sms": "SMS", "voicemail": "voicemail messages"}
 MAX_RECORDS_PER_COMMIT = 2_000
-# How long a call's datagrams may wait for its record once it is answered (`_hold_for`): past
-# this its answer goes out anyway (a database lock held by the web UI must not hold SIP).
-ANSWER_RECORD_WAIT_S = 0.25
+# How long a call's datagrams may wait for its record once it is answered (`_hold_for`): as
+# long as the writer itself waits for a lock (SQLite's busy timeout), past which its write has
+# failed and the answer goes anyway, the record waiting in memory. A commit takes milliseconds
+# on a quiet box, but under load commits took 0.4-1.7 s on a shared two-core machine (an SD
+# card's writes stall too): with a 250 ms cap the callers had their 200 OK before their records
+# were on disk, and a kill then lost up to 51 answered calls (issue 16: on disk once answered).
+ANSWER_RECORD_WAIT_S = BUSY_TIMEOUT_MS / 1000
 # At most this many datagrams wait for records at once; past it the call that has waited
 # longest goes out first (a burst of answers on a slow card must not grow memory without bound).
 MAX_HELD_DATAGRAMS = 1024

@@ -11,6 +11,7 @@ a power cut or a crash leaves it — and started again on the same database.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -23,6 +24,8 @@ from typing import Any
 
 from tests.e2e.linebox import (
     AGENT_PASSWORDS,
+    DAEMON_WAIT_S,
+    START_TIMEOUT_S,
     LineboxProcess,
     ask_options,
     base_config,
@@ -36,7 +39,11 @@ RATE = 50
 CALLS = 300  # 6 s of calls at RATE
 HOLD_MS = 2000
 KILL_AFTER_S = 3.5
+ANSWERED_AT_KILL = int(RATE * (KILL_AFTER_S - 1))  # answers the caller has had at the kill
 READY_TARGET_S = 2.0
+# Between the daemon's clock and SIPp's trace stamps (the same machine's clock; SIPp stamps a
+# message when it writes its trace, a moment after sending it).
+CLOCK_SLACK_S = 0.5
 _STAMP_RE = re.compile(r"^-+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)", re.MULTILINE)
 
 
@@ -73,8 +80,20 @@ def restarted(workdir: Path, port: int) -> tuple[LineboxProcess, float]:
     started = time.monotonic()
     linebox = LineboxProcess(workdir, None, port=port)
     while ask_options(linebox, timeout_s=0.2) is None:
-        assert time.monotonic() - started < 10.0, "SIP did not answer within 10 s"
+        assert time.monotonic() - started < START_TIMEOUT_S, \
+            f"SIP did not answer within {START_TIMEOUT_S:.0f} s"
     return linebox, time.monotonic() - started
+
+
+def answer_to_invite(body: str) -> str | None:
+    """The Call-ID of a message in a SIPp -trace_msg log (the text under its stamp) if it is a
+    200 OK to an INVITE that the caller received."""
+    if "message received" not in body.split("\n", 2)[1]:
+        return None
+    if "SIP/2.0 200" not in body or not re.search(r"(?im)^CSeq:\s*\d+\s+INVITE", body):
+        return None
+    call_id = re.search(r"(?im)^Call-ID:\s*(\S+)", body)
+    return call_id.group(1) if call_id else None
 
 
 def answered_before(message_log: Path, kill_at: float) -> set[str]:
@@ -84,16 +103,57 @@ def answered_before(message_log: Path, kill_at: float) -> set[str]:
     parts = _STAMP_RE.split(text)
     answered: set[str] = set()
     for stamp, body in zip(parts[1::2], parts[2::2], strict=True):
-        if "message received" not in body.split("\n", 2)[1]:
-            continue
         if datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp() >= kill_at:
             continue
-        if "SIP/2.0 200" not in body or not re.search(r"(?im)^CSeq:\s*\d+\s+INVITE", body):
+        call_id = answer_to_invite(body)
+        if call_id:
+            answered.add(call_id)
+    return answered
+
+
+class AnswersSoFar:
+    """The INVITEs answered at the caller so far, read from its -trace_msg log as SIPp writes
+    it (it flushes after every message), each time from where the last read stopped."""
+
+    def __init__(self, message_log: Path) -> None:
+        self.path = message_log
+        self.offset = 0
+        self.tail = ""  # from the last stamp on: a message perhaps not wholly written yet
+        self.call_ids: set[str] = set()
+
+    def count(self) -> int:
+        if self.path.exists():
+            with self.path.open("rb") as log:
+                log.seek(self.offset)
+                data = log.read()
+            self.offset += len(data)
+            text = self.tail + data.decode("utf-8", errors="replace")
+            starts = [match.start() for match in _STAMP_RE.finditer(text)]
+            if starts:
+                for begin, end in itertools.pairwise(starts):
+                    parts = _STAMP_RE.split(text[begin:end])
+                    call_id = answer_to_invite(parts[2])
+                    if call_id:
+                        self.call_ids.add(call_id)
+                self.tail = text[starts[-1]:]
+        return len(self.call_ids)
+
+
+def invites_sent(message_log: Path) -> dict[str, float]:
+    """Call-ID → when the caller sent its last INVITE (the one with credentials), by SIPp's
+    -trace_msg stamps."""
+    text = message_log.read_text(encoding="utf-8", errors="replace")
+    parts = _STAMP_RE.split(text)
+    sent: dict[str, float] = {}
+    for stamp, body in zip(parts[1::2], parts[2::2], strict=True):
+        head = body.split("\n", 2)
+        if "message sent" not in head[1] or not head[2].lstrip().startswith("INVITE "):
             continue
         call_id = re.search(r"(?im)^Call-ID:\s*(\S+)", body)
         if call_id:
-            answered.add(call_id.group(1))
-    return answered
+            sent[call_id.group(1)] = datetime.strptime(
+                stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    return sent
 
 
 def calls_in(message_log: Path) -> set[str]:
@@ -127,7 +187,9 @@ def test_a_registered_phone_is_rung_after_a_kill_without_registering_again(
                 registrations = again.status()["registrations"]
                 assert [r["extension"] for r in registrations] == ["101"]
                 caller = provider_call(again, tmp_path, variables={"hold_ms": 300}).run()
-                answered = agent.wait(15)
+                # Its one call done, the agent ends by itself (its -timeout bounds it): not
+                # 15 s from its start, which the kill and a restart under load had mostly used.
+                answered = agent.wait()
                 assert caller.ok, caller.describe()
                 assert answered.ok and answered.counters.get("answered") == 1, \
                     answered.describe()
@@ -162,7 +224,7 @@ def test_a_kill_under_50_calls_a_second_loses_no_answered_call(tmp_path: Path) -
                                 variables={"caller_id": CUSTOMER}, name="callback").run()
         assert request.ok, request.describe()
         linebox.wait_for(lambda: [e for q in linebox.status()["queues"] for e in q["waiting"]],
-                         5, "the callback request in the queue")
+                         DAEMON_WAIT_S, "the callback request in the queue")
         exported = config_export(linebox)
 
         agent = Sipp(scenario="bench_uas", calls=CALLS, auto_answer=True, timeout_s=30,
@@ -177,7 +239,15 @@ def test_a_kill_under_50_calls_a_second_loses_no_answered_call(tmp_path: Path) -
             assert agent.local_port is not None and wait_until_bound(agent.local_port)
             register(linebox, "101", agent.local_port, tmp_path)
             with caller.start() as caller_process:
-                time.sleep(KILL_AFTER_S)
+                # Killed KILL_AFTER_S into the calls, once the caller has had ANSWERED_AT_KILL
+                # answers (a loaded machine may take longer to get there), while the calls still
+                # come: within the CALLS / RATE seconds they are placed in.
+                so_far = AnswersSoFar(tmp_path / "caller102_messages.log")
+                started = time.monotonic()
+                while time.monotonic() - started < CALLS / RATE and (
+                        time.monotonic() - started < KILL_AFTER_S
+                        or so_far.count() < ANSWERED_AT_KILL):
+                    time.sleep(0.05)
                 kill_at = killed(linebox)
                 time.sleep(0.5)  # what was on its way to the caller arrives and is traced
                 caller_process.kill()
@@ -186,7 +256,7 @@ def test_a_kill_under_50_calls_a_second_loses_no_answered_call(tmp_path: Path) -
 
     assert result.message_log is not None, result.describe()
     answered = answered_before(result.message_log, kill_at)
-    assert len(answered) >= RATE * (KILL_AFTER_S - 1), result.describe()
+    assert len(answered) >= ANSWERED_AT_KILL, result.describe()
 
     again, ready_s = restarted(workdir, linebox.port)
     try:
@@ -194,7 +264,7 @@ def test_a_kill_under_50_calls_a_second_loses_no_answered_call(tmp_path: Path) -
               f"to SIP answering: {ready_s:.2f} s (target < {READY_TARGET_S:.0f} s idle; limit "
               f"{ready_limit_s():.1f} s at load {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
               "cores)")
-        records = {call["sip_call_id"]: call for call in again.calls()}
+        records = {call["sip_call_id"]: call for call in again.calls(in_progress=True)}
         missing = answered - set(records)
         assert not missing, f"{len(missing)} answered calls missing: {sorted(missing)[:5]}"
         states = {records[call_id]["record_state"] for call_id in answered}
@@ -202,16 +272,25 @@ def test_a_kill_under_50_calls_a_second_loses_no_answered_call(tmp_path: Path) -
         cut_off = [c for c in records.values() if c["record_state"] == "cut_off"]
         assert cut_off, "calls in progress at the kill are marked cut off"
         # Answered at the kill (on disk, the 200 not yet at the caller) is no invention: a call
-        # of the caller's, and only the few in flight then.
+        # of the caller's, answered by the box after the caller asked and before the kill. How
+        # many there are is how many answers waited for a commit then (a few on a quiet
+        # machine; dozens when a commit takes a second under load), so it is printed, not
+        # bounded by a count.
         in_flight = {c["sip_call_id"] for c in cut_off} - answered
-        assert in_flight <= calls_in(result.message_log) and len(in_flight) <= 5, in_flight
+        assert in_flight <= calls_in(result.message_log), in_flight - calls_in(result.message_log)
+        invited = invites_sent(result.message_log)
+        for call_id in in_flight:
+            answered_at = records[call_id]["answered_at"]
+            assert invited[call_id] - CLOCK_SLACK_S <= answered_at <= kill_at + CLOCK_SLACK_S, (
+                call_id, invited[call_id], answered_at, kill_at)
+        print(f"{len(in_flight)} answered on disk but not yet at the caller at the kill")
         assert all(c["outcome"] == "answered" and c["answered_by"] == "101" for c in cut_off)
         assert not [c for c in records.values() if c["record_state"] == "in_progress"]
         print(f"{len(cut_off)} of them were talking at the kill: recorded as cut off")
         assert config_export(again) == exported
         waiting = again.wait_for(
             lambda: [e for q in again.status()["queues"] for e in q["waiting"]],
-            5, "the callback request back in its queue")
+            DAEMON_WAIT_S, "the callback request back in its queue")
         assert [(e["caller"], e["callback"]) for e in waiting] == [(CUSTOMER, True)]
     finally:
         assert again.stop() == 0
@@ -232,8 +311,8 @@ def stopped_with_a_backup(workdir: Path) -> str:
     """Run the daemon once (it makes the day's backup at start) and stop it cleanly; the
     configuration it had, as exported."""
     with to_be_killed(workdir, base_config()) as linebox:
-        linebox.wait_for(lambda: list((workdir / "backups").glob("linebox-*.db")), 10,
-                         "the day's automatic backup")
+        linebox.wait_for(lambda: list((workdir / "backups").glob("linebox-*.db")),
+                         DAEMON_WAIT_S, "the day's automatic backup")
         exported = config_export(linebox)
         assert linebox.stop() == 0
     for suffix in ("-wal", "-shm"):  # a clean stop leaves none; a damaged file stands alone
