@@ -20,7 +20,7 @@ from flask_babel import Babel
 from firmware.store import Store
 from firmware.store.db import SESSION_KEY_SECRET
 
-from . import db, security
+from . import db, security, template_cache
 
 DEFAULT_LOCALE = "ru"
 LOCALES = ("ru", "en")
@@ -60,6 +60,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     Babel(app, locale_selector=_locale)
     security.init_app(app)
+    # Templates compiled when the image was built, where it has them (webui/template_cache.py).
+    template_cache.attach(app, Path(__file__).parent)
     app.context_processor(lambda: {"locales": LOCALES, "current_locale": _locale()})
 
     from . import (
