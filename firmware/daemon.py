@@ -96,6 +96,12 @@ MAX_WAITING_OF_KIND = {"sms": 2_000, "voicemail": 32}
 RECORD_KIND_NAMES = {"call": "call records", "security": "security events",
                      "line_event": "line events", "sms": "SMS", "voicemail": "voicemail messages"}
 MAX_RECORDS_PER_COMMIT = 2_000
+# How long the writer gathers records after the first before it writes them (group commit, as
+# PostgreSQL's commit_delay): each commit costs a WAL write and an fsync whatever it holds, and
+# at 400 calls/s — two records a call, answered and ended — the writer thread spent ~400 µs of
+# CPU per call committing one or two records at a time. A caller's 200 OK waits this much
+# longer for its record; a person does not hear 5 ms.
+GROUP_COMMIT_WINDOW_S = 0.005
 # How long a call's datagrams may wait for its record once it is answered (`_hold_for`): as
 # long as the writer itself waits for a lock (SQLite's busy timeout), past which its write has
 # failed and the answer goes anyway, the record waiting in memory. A commit takes milliseconds
@@ -257,12 +263,16 @@ class SqliteRecorder(CallRecorder):
                 except queue.Empty:
                     batch = []
                 items: list[Any] = []
+                # Group commit: what comes within GROUP_COMMIT_WINDOW_S of the first item goes
+                # in the same transactions.
+                gather_until = time.monotonic() + GROUP_COMMIT_WINDOW_S
                 while batch is not None:
                     items.extend(batch)
                     if len(items) >= MAX_RECORDS_PER_COMMIT:
                         break
                     try:
-                        batch = self._queue.get_nowait()
+                        batch = self._queue.get(
+                            timeout=max(0.0, gather_until - time.monotonic()))
                     except queue.Empty:
                         break
                 stop = batch is None

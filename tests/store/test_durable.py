@@ -128,6 +128,37 @@ def test_the_recorder_writes_an_answered_call_at_once_and_says_when(db_path: Pat
     assert committed[0] < 1.0
 
 
+def test_records_that_come_together_are_committed_together(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit: answers arriving a few milliseconds apart share a transaction (each
+    commit is a WAL write and an fsync), and every one is still told when it is on disk."""
+    monkeypatch.setattr(daemon_module, "GROUP_COMMIT_WINDOW_S", 0.2)  # wide: a loaded machine
+    Store.open(db_path).close()
+    recorder = SqliteRecorder(db_path, wall_offset_s=WALL_OFFSET_S)
+    writes: list[int] = []
+    write = recorder._write
+
+    def counted(store: Store, batch: list[Any]) -> list[Any]:
+        writes.append(len(batch))
+        return write(store, batch)
+
+    monkeypatch.setattr(recorder, "_write", counted)
+    committed: list[str] = []
+    calls = [new_call_id() for _ in range(10)]
+    try:
+        for call_id in calls:
+            recorder.call_answered(answered_row(call_id), [],
+                                   done=lambda call_id=call_id: committed.append(call_id))
+            time.sleep(0.005)
+        wait_until(lambda: len(committed) == len(calls))
+        with Store.open(db_path) as store:
+            assert {row["id"] for row in store.recent_calls()} == set(calls)
+    finally:
+        recorder.close()
+    assert sorted(committed) == sorted(calls)
+    assert writes[0] == len(calls), writes  # the ten within the window: one write
+
+
 def test_records_wait_in_memory_while_the_database_cannot_be_written(db_path: Path) -> None:
     Store.open(db_path).close()
     recorder = SqliteRecorder(db_path, wall_offset_s=0.0)
