@@ -7,7 +7,9 @@ calls it) compiles every template with the web UI's own environment (the app `cr
 makes: its extensions and autoescaping) into DIR; an image puts DIR at `webui/template-cache/`
 in the installed package, and `create_app` reads it from there when it exists.
 
-The cache is only ever read on the box (the root file system is read-only). Jinja checks each
+The image's cache is only ever read on the box (the root file system is read-only). An image
+built without one (Buildroot's package) has the box compile its templates once into the data
+partition instead (`CACHE_DIRECTORY_ENV`, set by the service script). Jinja checks each
 entry before using it: its own bytecode format and the Python version (the entry's header), and
 the template's source (a checksum): an entry that does not match is ignored and the template is
 compiled as it would be without one. Entries are named by the template's name alone, not its
@@ -17,6 +19,7 @@ path, which differs between the build machine and the box.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -56,16 +59,41 @@ class PrecompiledTemplates(BytecodeCache):
         if not self.writable:
             return
         path = self._path(bucket)
-        with tempfile.NamedTemporaryFile("wb", dir=self.directory, delete=False) as stream:
-            bucket.write_bytecode(stream)
-        os.replace(stream.name, path)
+        # A full data partition: the page is served all the same, the entry written later.
+        written: str | None = None
+        try:
+            with tempfile.NamedTemporaryFile("wb", dir=self.directory, delete=False) as stream:
+                written = stream.name
+                bucket.write_bytecode(stream)
+            os.replace(written, path)
+        except OSError:
+            if written is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(written)
+
+
+# Where the box keeps templates it compiled itself, when the image has none compiled ahead
+# (Buildroot's python-linebox package: compiling them there would need Flask and the web UI's
+# extensions on the build machine's Python): set by the service script to a directory on the data
+# partition, so only the first start after an install or an update compiles them.
+CACHE_DIRECTORY_ENV = "LINEBOX_TEMPLATE_CACHE"
 
 
 def attach(app: Flask, package_dir: Path) -> None:
-    """Use the precompiled templates beside the package's templates, if the image has them."""
+    """Use the precompiled templates beside the package's templates, if the image has them;
+    else, where CACHE_DIRECTORY_ENV names a directory, the ones this box compiled (and compile
+    there what is missing or out of date)."""
     directory = package_dir / DIRECTORY_NAME
     if directory.is_dir():
         app.jinja_env.bytecode_cache = PrecompiledTemplates(directory)
+        return
+    kept = os.environ.get(CACHE_DIRECTORY_ENV, "")
+    if kept:
+        try:
+            Path(kept).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return  # a full or read-only data partition: compiled at each start, as without
+        app.jinja_env.bytecode_cache = PrecompiledTemplates(Path(kept), writable=True)
 
 
 def precompile(directory: Path) -> int:

@@ -10,7 +10,14 @@ import pytest
 from flask import Flask
 
 from webui import create_app
-from webui.template_cache import DIRECTORY_NAME, SUFFIX, PrecompiledTemplates, attach, precompile
+from webui.template_cache import (
+    CACHE_DIRECTORY_ENV,
+    DIRECTORY_NAME,
+    SUFFIX,
+    PrecompiledTemplates,
+    attach,
+    precompile,
+)
 
 
 def fresh_app(tmp_path: Path) -> Flask:
@@ -90,3 +97,39 @@ def test_without_the_directory_there_is_no_cache(tmp_path: Path) -> None:
     app = fresh_app(tmp_path)
     attach(app, tmp_path / "no-package")
     assert app.jinja_env.bytecode_cache is None
+
+
+def test_without_an_image_cache_the_box_compiles_once_into_its_data_partition(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image without templates compiled ahead (Buildroot's package): the service script
+    names a directory on the data partition; the first start compiles into it, the next one
+    compiles nothing and serves the same page."""
+    kept = tmp_path / "data" / "template-cache"
+    monkeypatch.setenv(CACHE_DIRECTORY_ENV, str(kept))
+    first = fresh_app(tmp_path)
+    attach(first, tmp_path / "no-package")
+    page = first_page(first)
+    assert len(list(kept.glob(f"*{SUFFIX}"))) >= 2  # the page and the base it extends
+
+    second = fresh_app(tmp_path)
+    attach(second, tmp_path / "no-package")
+    forbid_compiling(second, monkeypatch)
+    assert first_page(second) == page
+
+
+def test_a_data_partition_that_cannot_be_written_serves_the_pages_all_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the directory should be")
+    monkeypatch.setenv(CACHE_DIRECTORY_ENV, str(blocked / "template-cache"))
+    app = fresh_app(tmp_path)
+    attach(app, tmp_path / "no-package")
+    assert app.jinja_env.bytecode_cache is None  # compiled at each start, as without a cache
+    first_page(app)
+    vanishing = tmp_path / "vanishing"
+    monkeypatch.setenv(CACHE_DIRECTORY_ENV, str(vanishing))
+    app = fresh_app(tmp_path)
+    attach(app, tmp_path / "no-package")
+    vanishing.rmdir()  # gone once attached: no entry can be written (as on a full partition)
+    first_page(app)
+    assert not vanishing.exists()
