@@ -96,8 +96,8 @@ MAX_WAITING_OF_KIND = {"sms": 2_000, "voicemail": 32}
 RECORD_KIND_NAMES = {"call": "call records", "security": "security events",
                      "line_event": "line events", "sms": "SMS", "voicemail": "voicemail messages"}
 MAX_RECORDS_PER_COMMIT = 2_000
-# How long the writer gathers records after the first before it writes them (group commit, as
-# PostgreSQL's commit_delay): each commit costs a WAL write and an fsync whatever it holds, and
+# How long the writer gathers call records after the first before it writes them (group commit,
+# as PostgreSQL's commit_delay): each commit costs a WAL write and an fsync whatever it holds, and
 # at 400 calls/s — two records a call, answered and ended — the writer thread spent ~400 µs of
 # CPU per call committing one or two records at a time. A caller's 200 OK waits this much
 # longer for its record; a person does not hear 5 ms.
@@ -263,16 +263,19 @@ class SqliteRecorder(CallRecorder):
                 except queue.Empty:
                     batch = []
                 items: list[Any] = []
-                # Group commit: what comes within GROUP_COMMIT_WINDOW_S of the first item goes
-                # in the same transactions.
+                # Group commit: call records wait up to GROUP_COMMIT_WINDOW_S after the first
+                # for others to share their transactions; anything else (a status, an SMS, a
+                # voicemail message, a binding) is written at once, with what has gathered.
                 gather_until = time.monotonic() + GROUP_COMMIT_WINDOW_S
                 while batch is not None:
                     items.extend(batch)
                     if len(items) >= MAX_RECORDS_PER_COMMIT:
                         break
+                    calls_only = all(_record_kind(item) == "call" for item in items)
+                    wait_s = max(0.0, gather_until - time.monotonic()) if calls_only else 0.0
                     try:
-                        batch = self._queue.get(
-                            timeout=max(0.0, gather_until - time.monotonic()))
+                        batch = (self._queue.get(timeout=wait_s) if wait_s > 0
+                                 else self._queue.get_nowait())
                     except queue.Empty:
                         break
                 stop = batch is None

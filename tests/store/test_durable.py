@@ -159,6 +159,27 @@ def test_records_that_come_together_are_committed_together(
     assert writes[0] == len(calls), writes  # the ten within the window: one write
 
 
+def test_anything_but_a_call_record_is_written_without_waiting_for_company(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only call records gather for a group commit: an SMS (or a status, a voicemail message)
+    goes at once, and takes the calls that gathered with it."""
+    monkeypatch.setattr(daemon_module, "GROUP_COMMIT_WINDOW_S", 60.0)
+    Store.open(db_path).close()
+    recorder = SqliteRecorder(db_path, wall_offset_s=WALL_OFFSET_S)
+    committed: list[str] = []
+    call_id = new_call_id()
+    try:
+        recorder.call_answered(answered_row(call_id), [],
+                               done=lambda: committed.append(call_id))
+        recorder.sms(SmsArrived(line="gsm1", sender="+7999000000", text="перезвоните",
+                                received_at=2000.0))
+        wait_until(lambda: committed, timeout_s=10.0)  # far sooner than the window's 60 s
+        with Store.open(db_path) as store:
+            assert [row["id"] for row in store.recent_calls()] == [call_id]
+    finally:
+        recorder.close()
+
+
 def test_records_wait_in_memory_while_the_database_cannot_be_written(db_path: Path) -> None:
     Store.open(db_path).close()
     recorder = SqliteRecorder(db_path, wall_offset_s=0.0)

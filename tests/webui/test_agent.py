@@ -3,6 +3,8 @@ control socket, the form's errors, and what happens without a daemon."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -119,11 +121,16 @@ def test_an_agent_sees_and_changes_their_status_through_the_daemon(
     assert "Your status is now: Break." in html
     assert "Status: <b>Break</b> — обед" in html
     assert '<option value="break" selected>Break</option>' in html
-    store = Store.open(box.db)
-    try:
-        log = store.agent_status_log("102")
-    finally:
-        store.close()
+
+    def status_log() -> list[Any]:
+        # Written by the daemon's record writer, a moment after the change took effect.
+        store = Store.open(box.db)
+        try:
+            return list(store.agent_status_log("102"))
+        finally:
+            store.close()
+
+    log = box.wait_for(status_log, what="the status change in the log")
     assert (log[-1]["status"], log[-1]["reason"], log[-1]["source"]) == ("break", "обед", "web")
     assert agents["101"]["status"] == "on_line"  # only their own
 
