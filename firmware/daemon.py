@@ -267,11 +267,13 @@ class SqliteRecorder(CallRecorder):
                 # for others to share their transactions; anything else (a status, an SMS, a
                 # voicemail message, a binding) is written at once, with what has gathered.
                 gather_until = time.monotonic() + GROUP_COMMIT_WINDOW_S
+                calls_only = True
                 while batch is not None:
                     items.extend(batch)
                     if len(items) >= MAX_RECORDS_PER_COMMIT:
                         break
-                    calls_only = all(_record_kind(item) == "call" for item in items)
+                    calls_only = calls_only and all(_record_kind(item) == "call"
+                                                    for item in batch)
                     wait_s = max(0.0, gather_until - time.monotonic()) if calls_only else 0.0
                     try:
                         batch = (self._queue.get(timeout=wait_s) if wait_s > 0
